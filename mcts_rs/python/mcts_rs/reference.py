@@ -1,0 +1,157 @@
+"""Plain-Python stochastic MuZero search: the readable oracle for the Rust tree.
+
+One root at a time, one object per node, one network call per leaf. It
+implements exactly the algorithm of `src/search.rs`, in float64 with the same
+order of operations, so that with noise off and deterministic chance selection
+both give identical visit counts:
+
+* decision node: pUCT  score(a) = Qn(a) + P(a) * sqrt(N) / (1 + N(a)) * (c1 + ln((N + c2 + 1) / c2))
+  where Qn is the chance child's mean return min-max normalised over the
+  tree's chance nodes (0 when unvisited or when min == max); illegal root
+  actions are skipped; ties go to the lowest action.
+* chance node: argmax P(c) / (N(c) + 1), ties to the lowest outcome.
+* backup: G starts at the leaf's value; each decision node (except the root)
+  turns it into reward + discount * G on the way up; chance nodes pass it on.
+* the root starts with one visit holding its own value.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from mcts_rs.driver import AfterstateFn, DynamicsFn
+
+
+@dataclass
+class Node:
+    is_decision: bool
+    embedding: np.ndarray                 # [D] float32
+    priors: list[float]                   # [A] action priors or [C] outcome probabilities
+    reward: float = 0.0                   # on the edge into a decision node
+    visits: int = 0
+    value_sum: float = 0.0
+    children: dict[int, "Node"] = field(default_factory=dict)
+    parent: "Node | None" = None
+
+    def mean(self) -> float:
+        return self.value_sum / self.visits
+
+
+def _softmax(logits: np.ndarray) -> list[float]:
+    xs = [float(x) for x in logits]
+    top = max(xs)
+    exps = [math.exp(x - top) for x in xs]
+    total = 0.0
+    for e in exps:
+        total += e
+    return [e / total for e in exps]
+
+
+class ReferenceSearch:
+    """Search for one root with the same defaults as `BatchedSearch`."""
+
+    def __init__(
+        self,
+        *,
+        num_actions: int = 4,
+        num_outcomes: int = 3,
+        discount: float = 0.997,
+        pb_c_init: float = 1.25,
+        pb_c_base: float = 19652.0,
+    ) -> None:
+        self.num_actions = num_actions
+        self.num_outcomes = num_outcomes
+        self.discount = discount
+        self.pb_c_init = pb_c_init
+        self.pb_c_base = pb_c_base
+
+    def run(
+        self,
+        root_embedding: np.ndarray,
+        root_priors: np.ndarray,
+        root_value: float,
+        legal_mask: np.ndarray,
+        afterstate_fn: AfterstateFn,
+        dynamics_fn: DynamicsFn,
+        num_simulations: int,
+    ) -> tuple[Node, list[int]]:
+        """Returns the root and its visit counts per action."""
+        legal = [bool(x) for x in legal_mask]
+        raw = [float(p) for p in root_priors]
+        mass = 0.0
+        for p, ok in zip(raw, legal):
+            if ok:
+                mass += p
+        priors = [p / mass if ok else 0.0 for p, ok in zip(raw, legal)]
+        root = Node(True, root_embedding, priors, visits=1, value_sum=float(root_value))
+        self.legal, self.min_q, self.max_q = legal, math.inf, -math.inf
+
+        for _ in range(num_simulations):
+            node = root
+            while True:
+                if node.is_decision:
+                    index = self._select_action(node, is_root=node is root)
+                else:
+                    index = self._select_outcome(node)
+                if index not in node.children:
+                    break
+                node = node.children[index]
+            leaf = self._expand(node, index, afterstate_fn, dynamics_fn)
+            self._backup(leaf)
+        counts = [root.children[a].visits if a in root.children else 0 for a in range(self.num_actions)]
+        return root, counts
+
+    def _normalized(self, q: float) -> float:
+        if self.max_q > self.min_q:
+            return (q - self.min_q) / (self.max_q - self.min_q)
+        return 0.0
+
+    def _select_action(self, node: Node, *, is_root: bool) -> int:
+        n = float(node.visits)
+        pb_c = self.pb_c_init + math.log((n + self.pb_c_base + 1.0) / self.pb_c_base)
+        best, best_score = -1, -math.inf
+        for a in range(self.num_actions):
+            if is_root and not self.legal[a]:
+                continue
+            child = node.children.get(a)
+            n_child, q = (0.0, 0.0) if child is None else (float(child.visits), self._normalized(child.mean()))
+            score = q + node.priors[a] * math.sqrt(n) / (1.0 + n_child) * pb_c
+            if best < 0 or score > best_score:
+                best, best_score = a, score
+        return best
+
+    def _select_outcome(self, node: Node) -> int:
+        best, best_score = 0, -math.inf
+        for c in range(self.num_outcomes):
+            child = node.children.get(c)
+            n = 0.0 if child is None else float(child.visits)
+            score = node.priors[c] / (n + 1.0)
+            if score > best_score:
+                best, best_score = c, score
+        return best
+
+    def _expand(self, parent: Node, index: int, afterstate_fn: AfterstateFn, dynamics_fn: DynamicsFn) -> tuple[Node, float]:
+        inputs = parent.embedding[None, :]
+        if parent.is_decision:
+            emb, chance_logits, value = afterstate_fn(inputs, np.array([index], dtype=np.int64))
+            child = Node(False, emb[0], _softmax(chance_logits[0]), parent=parent)
+        else:
+            emb, policy_logits, value, reward = dynamics_fn(inputs, np.array([index], dtype=np.int64))
+            child = Node(True, emb[0], _softmax(policy_logits[0]), reward=float(np.float64(reward[0])), parent=parent)
+        parent.children[index] = child
+        return child, float(value[0])
+
+    def _backup(self, leaf_and_value: tuple[Node, float]) -> None:
+        node, g = leaf_and_value
+        while node is not None:
+            node.visits += 1
+            node.value_sum += g
+            if not node.is_decision:
+                q = node.mean()
+                self.min_q, self.max_q = min(self.min_q, q), max(self.max_q, q)
+            elif node.parent is not None:
+                g = node.reward + self.discount * g
+            node = node.parent

@@ -1,0 +1,918 @@
+//! Batched stochastic MuZero search over `B` independent roots.
+//!
+//! The forest is one struct-of-arrays arena, allocated once and reused by
+//! every `reset`. Each root owns `N = max_simulations + 1` node slots: every
+//! simulation adds exactly one node (a chance node for an afterstate leaf or a
+//! decision node for a state leaf), so the arena never grows.
+//!
+//! Levels alternate: a decision node (a state) picks an action by pUCT over
+//! min-max-normalised Q; its child is a chance node (the afterstate), which
+//! picks one of the market outcomes; that child is the next decision node.
+//! The edge decision -> chance carries no reward and no discount; the edge
+//! chance -> decision carries the predicted reward and the discount.
+//!
+//! Nothing here knows about Python: the PyO3 layer converts arrays and calls
+//! these functions.
+
+use rand::{Rng, SeedableRng};
+use rand_distr::{Distribution, Gamma};
+use rand_pcg::Pcg64Mcg;
+
+/// Index of every root node inside its own tree.
+pub const ROOT: usize = 0;
+/// A child slot not expanded yet.
+pub const UNEXPANDED: i32 = -1;
+/// Parent of a root.
+pub const NO_PARENT: i32 = -1;
+
+pub const DECISION: u8 = 0;
+pub const CHANCE: u8 = 1;
+
+/// Which network a leaf needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LeafKind {
+    /// A decision node's action has no chance child yet: run the afterstate network.
+    Afterstate,
+    /// A chance node's outcome has no decision child yet: run the dynamics + prediction networks.
+    State,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct SearchConfig {
+    pub num_actions: usize,
+    pub num_outcomes: usize,
+    pub embedding_dim: usize,
+    pub max_simulations: usize,
+    pub discount: f64,
+    pub pb_c_init: f64,
+    pub pb_c_base: f64,
+    pub dirichlet_alpha: f64,
+    pub dirichlet_fraction: f64,
+    /// Sample chance outcomes from the predicted distribution (one seeded
+    /// generator per root and search) instead of argmax p(c) / (N(c) + 1).
+    pub sample_outcomes: bool,
+}
+
+impl Default for SearchConfig {
+    fn default() -> Self {
+        SearchConfig {
+            num_actions: 4,
+            num_outcomes: 3,
+            embedding_dim: 256,
+            max_simulations: 50,
+            discount: 0.997,
+            pb_c_init: 1.25,
+            pb_c_base: 19652.0,
+            dirichlet_alpha: 1.0,
+            dirichlet_fraction: 0.5,
+            sample_outcomes: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchError(pub String);
+
+impl std::fmt::Display for SearchError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for SearchError {}
+
+fn fail<T>(msg: String) -> Result<T, SearchError> {
+    Err(SearchError(msg))
+}
+
+/// One leaf per root per simulation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Leaf {
+    pub kind: LeafKind,
+    /// The existing node whose child is missing (decision node for an
+    /// afterstate leaf, chance node for a state leaf).
+    pub parent: usize,
+    /// Action (afterstate leaf) or outcome (state leaf) of the missing child.
+    pub index: usize,
+    /// Arena slot the new node will take.
+    pub node: usize,
+}
+
+/// Root inputs for one search.
+pub struct RootInputs<'a> {
+    /// Simulations per root for this search (at most max_simulations).
+    pub num_simulations: usize,
+    pub embeddings: &'a [f32],   // [B, D]
+    pub priors: &'a [f32],       // [B, A] probabilities
+    pub values: &'a [f32],       // [B]
+    pub legal: &'a [bool],       // [B, A]
+    pub seeds: &'a [u64],        // [B]
+    pub add_noise: bool,
+}
+
+/// The forest of B trees.
+pub struct Forest {
+    pub cfg: SearchConfig,
+    pub batch_size: usize,
+    /// Node slots per tree: max_simulations + 1.
+    pub nodes_per_tree: usize,
+    /// Child slots per node: max(num_actions, num_outcomes).
+    width: usize,
+
+    // Per node, indexed [b * N + node].
+    kind: Vec<u8>,       // [B, N] DECISION or CHANCE
+    parent: Vec<i32>,    // [B, N] parent node or NO_PARENT
+    visits: Vec<u32>,    // [B, N]
+    value_sum: Vec<f64>, // [B, N] sum of backed-up returns
+    reward: Vec<f64>,    // [B, N] reward on the edge into a decision node
+
+    // Per child slot, indexed [(b * N + node) * W + slot].
+    child: Vec<i32>,  // [B, N, W] child node or UNEXPANDED
+    prior: Vec<f64>,  // [B, N, W] action prior (decision) or outcome probability (chance)
+
+    embeddings: Vec<f32>, // [B, N, D] latent of each node (state or afterstate)
+
+    // Per tree.
+    num_nodes: Vec<usize>,  // [B]
+    legal: Vec<bool>,       // [B, A] root legal mask
+    min_q: Vec<f64>,        // [B] min-max statistics of Q over the tree
+    max_q: Vec<f64>,        // [B]
+    rngs: Vec<Pcg64Mcg>,    // [B] one seeded generator per root and search
+    /// Simulations each root runs in this search.
+    target_simulations: usize,
+    sims_done: Vec<usize>, // [B] simulations started per root
+
+    // Leaves selected and not answered yet. A root with a pending leaf waits;
+    // only `requested` leaves are handed to Python in the current step.
+    leaves: Vec<Option<Leaf>>, // [B]
+    requested: Vec<bool>,      // [B]
+    pending_requests: usize,
+    ready: bool,
+}
+
+fn softmax_into(logits: &[f32], out: &mut [f64]) {
+    let mut max = f64::NEG_INFINITY;
+    for &x in logits {
+        max = max.max(x as f64);
+    }
+    let mut total = 0.0;
+    for (o, &x) in out.iter_mut().zip(logits) {
+        *o = ((x as f64) - max).exp();
+        total += *o;
+    }
+    for o in out.iter_mut() {
+        *o /= total;
+    }
+}
+
+/// True when no element is NaN or infinite. Branch-free so it vectorises:
+/// the check runs on every network output row.
+#[inline]
+pub fn all_finite(values: &[f32]) -> bool {
+    const EXP: u32 = 0x7f80_0000;
+    values.iter().fold(true, |ok, v| ok & (v.to_bits() & EXP != EXP))
+}
+
+fn check_finite(values: &[f32], what: &str, row_len: usize) -> Result<(), SearchError> {
+    if let Some(pos) = values.iter().position(|v| !v.is_finite()) {
+        return fail(format!("{what} contains a non-finite value (NaN or inf) in row {}", pos / row_len.max(1)));
+    }
+    Ok(())
+}
+
+impl Forest {
+    pub fn new(batch_size: usize, cfg: SearchConfig) -> Result<Forest, SearchError> {
+        if batch_size == 0 {
+            return fail("batch_size must be at least 1".into());
+        }
+        if cfg.num_actions < 1 || cfg.num_outcomes < 1 {
+            return fail("num_actions and num_outcomes must be at least 1".into());
+        }
+        if cfg.embedding_dim == 0 {
+            return fail("embedding_dim must be at least 1".into());
+        }
+        if cfg.max_simulations == 0 {
+            return fail("max_simulations must be at least 1".into());
+        }
+        if !(cfg.discount.is_finite() && cfg.discount > 0.0 && cfg.discount <= 1.0) {
+            return fail(format!("discount must be in (0, 1], got {}", cfg.discount));
+        }
+        if !(cfg.pb_c_base.is_finite() && cfg.pb_c_base > 0.0 && cfg.pb_c_init.is_finite()) {
+            return fail("pb_c_init must be finite and pb_c_base positive".into());
+        }
+        if !(cfg.dirichlet_alpha.is_finite() && cfg.dirichlet_alpha > 0.0) {
+            return fail(format!("dirichlet_alpha must be positive, got {}", cfg.dirichlet_alpha));
+        }
+        if !(0.0..=1.0).contains(&cfg.dirichlet_fraction) {
+            return fail(format!("dirichlet_fraction must be in [0, 1], got {}", cfg.dirichlet_fraction));
+        }
+        let n = cfg.max_simulations + 1;
+        let w = cfg.num_actions.max(cfg.num_outcomes);
+        let nodes = batch_size * n;
+        Ok(Forest {
+            batch_size,
+            nodes_per_tree: n,
+            width: w,
+            kind: vec![DECISION; nodes],
+            parent: vec![NO_PARENT; nodes],
+            visits: vec![0; nodes],
+            value_sum: vec![0.0; nodes],
+            reward: vec![0.0; nodes],
+            child: vec![UNEXPANDED; nodes * w],
+            prior: vec![0.0; nodes * w],
+            embeddings: vec![0.0; nodes * cfg.embedding_dim],
+            num_nodes: vec![0; batch_size],
+            legal: vec![false; batch_size * cfg.num_actions],
+            min_q: vec![f64::INFINITY; batch_size],
+            max_q: vec![f64::NEG_INFINITY; batch_size],
+            rngs: (0..batch_size).map(|_| Pcg64Mcg::seed_from_u64(0)).collect(),
+            target_simulations: cfg.max_simulations,
+            sims_done: vec![0; batch_size],
+            leaves: vec![None; batch_size],
+            requested: vec![false; batch_size],
+            pending_requests: 0,
+            ready: false,
+            cfg,
+        })
+    }
+
+    #[inline]
+    fn at(&self, b: usize, node: usize) -> usize {
+        b * self.nodes_per_tree + node
+    }
+
+    /// Start a new search: every tree becomes a single expanded root.
+    pub fn reset(&mut self, inp: &RootInputs) -> Result<(), SearchError> {
+        let (bsz, a, d) = (self.batch_size, self.cfg.num_actions, self.cfg.embedding_dim);
+        if inp.embeddings.len() != bsz * d
+            || inp.priors.len() != bsz * a
+            || inp.values.len() != bsz
+            || inp.legal.len() != bsz * a
+            || inp.seeds.len() != bsz
+        {
+            return fail("reset inputs do not match the batch shape".into());
+        }
+        if inp.num_simulations == 0 || inp.num_simulations > self.cfg.max_simulations {
+            return fail(format!(
+                "num_simulations must be in 1..={} (max_simulations), got {}",
+                self.cfg.max_simulations, inp.num_simulations
+            ));
+        }
+        check_finite(inp.embeddings, "root_embeddings", d)?;
+        check_finite(inp.values, "root_values", 1)?;
+        for b in 0..bsz {
+            let priors = &inp.priors[b * a..(b + 1) * a];
+            let legal = &inp.legal[b * a..(b + 1) * a];
+            if let Some(p) = priors.iter().find(|p| !p.is_finite() || **p < 0.0) {
+                return fail(format!("root_priors of root {b} must be finite and non-negative, got {p}"));
+            }
+            if !legal.iter().any(|&l| l) {
+                return fail(format!("legal_mask of root {b} allows no action"));
+            }
+            let legal_mass: f64 = priors.iter().zip(legal).filter(|(_, &l)| l).map(|(&p, _)| p as f64).sum();
+            if legal_mass <= 0.0 {
+                return fail(format!("root_priors of root {b} put no mass on a legal action"));
+            }
+        }
+
+        self.kind.fill(DECISION);
+        self.parent.fill(NO_PARENT);
+        self.visits.fill(0);
+        self.value_sum.fill(0.0);
+        self.reward.fill(0.0);
+        self.child.fill(UNEXPANDED);
+        self.prior.fill(0.0);
+        self.min_q.fill(f64::INFINITY);
+        self.max_q.fill(f64::NEG_INFINITY);
+        self.legal.copy_from_slice(inp.legal);
+        self.target_simulations = inp.num_simulations;
+        self.sims_done.fill(0);
+        self.leaves.fill(None);
+        self.requested.fill(false);
+        self.pending_requests = 0;
+
+        for b in 0..bsz {
+            self.rngs[b] = Pcg64Mcg::seed_from_u64(inp.seeds[b]);
+            let root = self.at(b, ROOT);
+            self.num_nodes[b] = 1;
+            self.visits[root] = 1;
+            self.value_sum[root] = inp.values[b] as f64;
+            self.embeddings[root * d..(root + 1) * d].copy_from_slice(&inp.embeddings[b * d..(b + 1) * d]);
+
+            // Priors restricted to legal actions, renormalised.
+            let legal = &inp.legal[b * a..(b + 1) * a];
+            let raw = &inp.priors[b * a..(b + 1) * a];
+            let mass: f64 = raw.iter().zip(legal).filter(|(_, &l)| l).map(|(&p, _)| p as f64).sum();
+            let base = root * self.width;
+            for i in 0..a {
+                self.prior[base + i] = if legal[i] { raw[i] as f64 / mass } else { 0.0 };
+            }
+            if inp.add_noise && self.cfg.dirichlet_fraction > 0.0 {
+                let gamma = Gamma::new(self.cfg.dirichlet_alpha, 1.0)
+                    .map_err(|e| SearchError(format!("bad dirichlet_alpha: {e}")))?;
+                let mut noise = vec![0.0f64; a];
+                let mut total = 0.0;
+                for i in 0..a {
+                    if legal[i] {
+                        noise[i] = gamma.sample(&mut self.rngs[b]);
+                        total += noise[i];
+                    }
+                }
+                if total > 0.0 {
+                    let f = self.cfg.dirichlet_fraction;
+                    for i in 0..a {
+                        if legal[i] {
+                            self.prior[base + i] = (1.0 - f) * self.prior[base + i] + f * noise[i] / total;
+                        }
+                    }
+                }
+            }
+        }
+        self.ready = true;
+        Ok(())
+    }
+
+    fn normalized_q(&self, b: usize, q: f64) -> f64 {
+        let (lo, hi) = (self.min_q[b], self.max_q[b]);
+        if hi > lo {
+            (q - lo) / (hi - lo)
+        } else {
+            0.0
+        }
+    }
+
+    /// pUCT over min-max-normalised Q; illegal root actions are never chosen;
+    /// ties go to the lowest action index.
+    fn select_action(&self, b: usize, node: usize) -> usize {
+        let idx = self.at(b, node);
+        let n_parent = self.visits[idx] as f64;
+        let pb_c = self.cfg.pb_c_init + ((n_parent + self.cfg.pb_c_base + 1.0) / self.cfg.pb_c_base).ln();
+        let sqrt_n = n_parent.sqrt();
+        let mut best = usize::MAX;
+        let mut best_score = f64::NEG_INFINITY;
+        for a in 0..self.cfg.num_actions {
+            if node == ROOT && !self.legal[b * self.cfg.num_actions + a] {
+                continue;
+            }
+            let c = self.child[idx * self.width + a];
+            let (n_child, q) = if c == UNEXPANDED {
+                (0.0, 0.0)
+            } else {
+                let ci = self.at(b, c as usize);
+                let v = self.visits[ci] as f64;
+                (v, self.normalized_q(b, self.value_sum[ci] / v))
+            };
+            let score = q + self.prior[idx * self.width + a] * sqrt_n / (1.0 + n_child) * pb_c;
+            if best == usize::MAX || score > best_score {
+                best = a;
+                best_score = score;
+            }
+        }
+        best
+    }
+
+    /// argmax p(c) / (N(c) + 1), or a draw from p(c) with this root's generator.
+    fn select_outcome(&mut self, b: usize, node: usize) -> usize {
+        let idx = self.at(b, node);
+        let w = self.width;
+        let k = self.cfg.num_outcomes;
+        if self.cfg.sample_outcomes {
+            let u: f64 = self.rngs[b].random::<f64>();
+            let mut acc = 0.0;
+            for o in 0..k {
+                acc += self.prior[idx * w + o];
+                if u < acc {
+                    return o;
+                }
+            }
+            return (0..k).rev().find(|&o| self.prior[idx * w + o] > 0.0).unwrap_or(k - 1);
+        }
+        let mut best = 0;
+        let mut best_score = f64::NEG_INFINITY;
+        for o in 0..k {
+            let c = self.child[idx * w + o];
+            let n = if c == UNEXPANDED { 0.0 } else { self.visits[self.at(b, c as usize)] as f64 };
+            let score = self.prior[idx * w + o] / (n + 1.0);
+            if score > best_score {
+                best = o;
+                best_score = score;
+            }
+        }
+        best
+    }
+
+    /// One step: every root that is not waiting on an answer and has
+    /// simulations left descends to its next leaf. Then the leaves of one kind
+    /// (the more numerous, so each network call is as large as possible) are
+    /// requested; the other kind waits. Both kinds are requested when answering
+    /// one alone would leave no root free to continue. Roots are independent,
+    /// so waiting never changes a root's search, only how leaves are batched.
+    /// Returns the number of requested (afterstate, state) leaves; (0, 0) means
+    /// the search is complete.
+    pub fn select(&mut self) -> Result<(usize, usize), SearchError> {
+        if !self.ready {
+            return fail("select() called before reset()".into());
+        }
+        if self.pending_requests > 0 {
+            return fail(format!("{} requested leaves were not answered", self.pending_requests));
+        }
+        for b in 0..self.batch_size {
+            if self.leaves[b].is_some() || self.sims_done[b] >= self.target_simulations {
+                continue;
+            }
+            let mut node = ROOT;
+            let leaf = loop {
+                let idx = self.at(b, node);
+                if self.kind[idx] == DECISION {
+                    let a = self.select_action(b, node);
+                    let c = self.child[idx * self.width + a];
+                    if c == UNEXPANDED {
+                        break Leaf { kind: LeafKind::Afterstate, parent: node, index: a, node: self.num_nodes[b] };
+                    }
+                    node = c as usize;
+                } else {
+                    let o = self.select_outcome(b, node);
+                    let c = self.child[idx * self.width + o];
+                    if c == UNEXPANDED {
+                        break Leaf { kind: LeafKind::State, parent: node, index: o, node: self.num_nodes[b] };
+                    }
+                    node = c as usize;
+                }
+            };
+            self.leaves[b] = Some(leaf);
+            self.sims_done[b] += 1;
+        }
+
+        let (mut n_after, mut n_state) = (0, 0);
+        let (mut after_frees, mut state_frees) = (false, false);
+        for (b, leaf) in self.leaves.iter().enumerate() {
+            if let Some(leaf) = leaf {
+                let has_more = self.sims_done[b] < self.target_simulations;
+                match leaf.kind {
+                    LeafKind::Afterstate => {
+                        n_after += 1;
+                        after_frees |= has_more;
+                    }
+                    LeafKind::State => {
+                        n_state += 1;
+                        state_frees |= has_more;
+                    }
+                }
+            }
+        }
+        let (want_after, want_state) = if n_after >= n_state {
+            (n_after > 0, n_state > 0 && !after_frees)
+        } else {
+            (n_after > 0 && !state_frees, true)
+        };
+        self.pending_requests = 0;
+        for b in 0..self.batch_size {
+            self.requested[b] = match self.leaves[b] {
+                Some(Leaf { kind: LeafKind::Afterstate, .. }) => want_after,
+                Some(Leaf { kind: LeafKind::State, .. }) => want_state,
+                None => false,
+            };
+            self.pending_requests += self.requested[b] as usize;
+        }
+        Ok((if want_after { n_after } else { 0 }, if want_state { n_state } else { 0 }))
+    }
+
+    /// Whether root `b`'s leaf is requested in the current step.
+    pub fn requested(&self, b: usize) -> bool {
+        self.requested[b]
+    }
+
+    pub fn leaves(&self) -> &[Option<Leaf>] {
+        &self.leaves
+    }
+
+    pub fn embedding(&self, b: usize, node: usize) -> &[f32] {
+        let d = self.cfg.embedding_dim;
+        let i = self.at(b, node);
+        &self.embeddings[i * d..(i + 1) * d]
+    }
+
+    fn take_leaf(&mut self, b: usize, kind: LeafKind) -> Result<Leaf, SearchError> {
+        match self.leaves[b] {
+            Some(leaf) if leaf.kind == kind && self.requested[b] => {
+                self.leaves[b] = None;
+                self.requested[b] = false;
+                self.pending_requests -= 1;
+                Ok(leaf)
+            }
+            Some(_) => fail(format!("root {b}'s leaf is not a requested {kind:?} leaf")),
+            None => fail(format!("root {b} has no pending leaf (answered twice?)")),
+        }
+    }
+
+    /// Answer afterstate leaves of `roots` (in order) with the afterstate network's outputs.
+    pub fn expand_afterstate(
+        &mut self,
+        b: usize,
+        embedding: &[f32],
+        chance_logits: &[f32],
+        value: f32,
+    ) -> Result<(), SearchError> {
+        if !(all_finite(embedding) & all_finite(chance_logits) & value.is_finite()) {
+            return fail(format!("afterstate outputs for root {b} contain NaN or inf"));
+        }
+        let leaf = self.take_leaf(b, LeafKind::Afterstate)?;
+        let new = self.add_node(b, &leaf, CHANCE, embedding, 0.0);
+        let w = self.width;
+        let k = self.cfg.num_outcomes;
+        let base = self.at(b, new) * w;
+        softmax_into(chance_logits, &mut self.prior[base..base + k]);
+        self.backup(b, new, value as f64);
+        Ok(())
+    }
+
+    /// Answer a state leaf with the dynamics and prediction networks' outputs.
+    pub fn expand_state(
+        &mut self,
+        b: usize,
+        embedding: &[f32],
+        policy_logits: &[f32],
+        value: f32,
+        reward: f32,
+    ) -> Result<(), SearchError> {
+        if !(all_finite(embedding) & all_finite(policy_logits) & value.is_finite() & reward.is_finite()) {
+            return fail(format!("state outputs for root {b} contain NaN or inf"));
+        }
+        let leaf = self.take_leaf(b, LeafKind::State)?;
+        let new = self.add_node(b, &leaf, DECISION, embedding, reward as f64);
+        let w = self.width;
+        let a = self.cfg.num_actions;
+        let base = self.at(b, new) * w;
+        softmax_into(policy_logits, &mut self.prior[base..base + a]);
+        self.backup(b, new, value as f64);
+        Ok(())
+    }
+
+    fn add_node(&mut self, b: usize, leaf: &Leaf, kind: u8, embedding: &[f32], reward: f64) -> usize {
+        let new = leaf.node;
+        debug_assert_eq!(new, self.num_nodes[b]);
+        self.num_nodes[b] += 1;
+        let idx = self.at(b, new);
+        let pidx = self.at(b, leaf.parent);
+        self.kind[idx] = kind;
+        self.parent[idx] = leaf.parent as i32;
+        self.reward[idx] = reward;
+        self.child[pidx * self.width + leaf.index] = new as i32;
+        let d = self.cfg.embedding_dim;
+        self.embeddings[idx * d..(idx + 1) * d].copy_from_slice(embedding);
+        new
+    }
+
+    fn backup(&mut self, b: usize, leaf: usize, leaf_value: f64) {
+        let mut node = leaf;
+        let mut g = leaf_value;
+        loop {
+            let idx = self.at(b, node);
+            self.visits[idx] += 1;
+            self.value_sum[idx] += g;
+            if self.kind[idx] == CHANCE {
+                // A chance node's mean return is Q(parent, action).
+                let q = self.value_sum[idx] / self.visits[idx] as f64;
+                self.min_q[b] = self.min_q[b].min(q);
+                self.max_q[b] = self.max_q[b].max(q);
+            } else if node == ROOT {
+                break;
+            } else {
+                g = self.reward[idx] + self.cfg.discount * g;
+            }
+            node = self.parent[idx] as usize;
+        }
+    }
+
+    fn check_complete(&self) -> Result<(), SearchError> {
+        if !self.ready {
+            return fail("no search has been run: call reset() first".into());
+        }
+        let waiting = self.leaves.iter().filter(|l| l.is_some()).count();
+        if waiting > 0 {
+            return fail(format!("{waiting} selected leaves were not answered: keep calling select() until it returns (0, 0)"));
+        }
+        Ok(())
+    }
+
+    /// Root visit counts per action, [B, A].
+    pub fn root_visit_counts(&self, out: &mut [u32]) -> Result<(), SearchError> {
+        self.check_complete()?;
+        let a = self.cfg.num_actions;
+        for b in 0..self.batch_size {
+            let root = self.at(b, ROOT);
+            for i in 0..a {
+                let c = self.child[root * self.width + i];
+                out[b * a + i] = if c == UNEXPANDED { 0 } else { self.visits[self.at(b, c as usize)] };
+            }
+        }
+        Ok(())
+    }
+
+    /// Mean backed-up value of each root, [B].
+    pub fn root_values(&self, out: &mut [f64]) -> Result<(), SearchError> {
+        self.check_complete()?;
+        for (b, o) in out.iter_mut().enumerate() {
+            let root = self.at(b, ROOT);
+            *o = self.value_sum[root] / self.visits[root] as f64;
+        }
+        Ok(())
+    }
+
+    /// Visit policy at a temperature, [B, A]. Temperature 0 is argmax (ties to
+    /// the lowest action). Before any simulation the (legal) prior is used.
+    pub fn visit_policy(&self, temperature: f64, out: &mut [f64]) -> Result<(), SearchError> {
+        if !(temperature.is_finite() && temperature >= 0.0) {
+            return fail(format!("temperature must be finite and >= 0, got {temperature}"));
+        }
+        let a = self.cfg.num_actions;
+        let mut counts = vec![0u32; self.batch_size * a];
+        self.root_visit_counts(&mut counts)?;
+        for b in 0..self.batch_size {
+            let row = &counts[b * a..(b + 1) * a];
+            let o = &mut out[b * a..(b + 1) * a];
+            let total: u32 = row.iter().sum();
+            if total == 0 {
+                let root = self.at(b, ROOT);
+                o.copy_from_slice(&self.prior[root * self.width..root * self.width + a]);
+                continue;
+            }
+            if temperature == 0.0 {
+                let mut best = 0;
+                for i in 1..a {
+                    if row[i] > row[best] {
+                        best = i;
+                    }
+                }
+                o.fill(0.0);
+                o[best] = 1.0;
+                continue;
+            }
+            let max = *row.iter().max().unwrap() as f64;
+            let mut sum = 0.0;
+            for i in 0..a {
+                // Scale by the max count first so large counts and small
+                // temperatures do not overflow.
+                o[i] = if row[i] == 0 { 0.0 } else { (row[i] as f64 / max).powf(1.0 / temperature) };
+                sum += o[i];
+            }
+            for x in o.iter_mut() {
+                *x /= sum;
+            }
+        }
+        Ok(())
+    }
+
+    /// Chosen action per root: argmax of visits at temperature 0, otherwise a
+    /// draw from the visit policy with the root's own generator.
+    pub fn choose_actions(&mut self, temperature: f64, out: &mut [i64]) -> Result<(), SearchError> {
+        let a = self.cfg.num_actions;
+        let mut policy = vec![0.0f64; self.batch_size * a];
+        self.visit_policy(temperature, &mut policy)?;
+        for b in 0..self.batch_size {
+            let row = &policy[b * a..(b + 1) * a];
+            let mut choice = 0;
+            if temperature == 0.0 {
+                for i in 1..a {
+                    if row[i] > row[choice] {
+                        choice = i;
+                    }
+                }
+            } else {
+                let u: f64 = self.rngs[b].random::<f64>();
+                let mut acc = 0.0;
+                choice = usize::MAX;
+                for (i, &p) in row.iter().enumerate() {
+                    acc += p;
+                    if u < acc && p > 0.0 {
+                        choice = i;
+                        break;
+                    }
+                }
+                if choice == usize::MAX {
+                    choice = (0..a).rev().find(|&i| row[i] > 0.0).unwrap_or(0);
+                }
+            }
+            out[b] = choice as i64;
+        }
+        Ok(())
+    }
+
+    /// A depth-limited JSON rendering of one root's tree, for people.
+    pub fn tree_json(&self, b: usize, max_depth: usize) -> Result<String, SearchError> {
+        self.check_complete()?;
+        if b >= self.batch_size {
+            return fail(format!("root {b} out of range for batch_size {}", self.batch_size));
+        }
+        let mut s = String::new();
+        self.node_json(b, ROOT, 0, max_depth, &mut s);
+        Ok(s)
+    }
+
+    fn node_json(&self, b: usize, node: usize, depth: usize, max_depth: usize, s: &mut String) {
+        let idx = self.at(b, node);
+        let decision = self.kind[idx] == DECISION;
+        let visits = self.visits[idx];
+        let value = if visits > 0 { self.value_sum[idx] / visits as f64 } else { 0.0 };
+        s.push_str(&format!(
+            "{{\"node\":{node},\"kind\":\"{}\",\"visits\":{visits},\"value\":{value},\"reward\":{}",
+            if decision { "decision" } else { "chance" },
+            self.reward[idx]
+        ));
+        if depth < max_depth {
+            let (label, k) = if decision { ("action", self.cfg.num_actions) } else { ("outcome", self.cfg.num_outcomes) };
+            s.push_str(",\"children\":[");
+            let mut first = true;
+            for i in 0..k {
+                let c = self.child[idx * self.width + i];
+                if c == UNEXPANDED {
+                    continue;
+                }
+                if !first {
+                    s.push(',');
+                }
+                first = false;
+                s.push_str(&format!("{{\"{label}\":{i},\"prior\":{},\"child\":", self.prior[idx * self.width + i]));
+                self.node_json(b, c as usize, depth + 1, max_depth, s);
+                s.push('}');
+            }
+            s.push(']');
+        }
+        s.push('}');
+    }
+
+    /// Simulations started by the root that started the fewest.
+    pub fn simulations(&self) -> usize {
+        self.sims_done.iter().copied().min().unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn forest(b: usize, sims: usize) -> Forest {
+        let cfg = SearchConfig { embedding_dim: 2, max_simulations: sims, ..SearchConfig::default() };
+        Forest::new(b, cfg).unwrap()
+    }
+
+    fn reset(f: &mut Forest, legal: &[bool]) {
+        let b = f.batch_size;
+        let emb = vec![0.5f32; b * 2];
+        let priors = vec![0.25f32; b * 4];
+        let values = vec![1.0f32; b];
+        let seeds: Vec<u64> = (0..b as u64).collect();
+        let inputs = RootInputs {
+            num_simulations: f.cfg.max_simulations,
+            embeddings: &emb,
+            priors: &priors,
+            values: &values,
+            legal,
+            seeds: &seeds,
+            add_noise: false,
+        };
+        f.reset(&inputs).unwrap();
+    }
+
+    /// Answer every requested leaf with a fixed, depth-independent network.
+    fn answer_requested(f: &mut Forest) {
+        let leaves: Vec<_> = f.leaves().to_vec();
+        for (b, leaf) in leaves.iter().enumerate() {
+            let Some(leaf) = leaf else { continue };
+            if !f.requested(b) {
+                continue;
+            }
+            // Outputs differ by root and depth so that roots' trees differ.
+            let x = ((b * 7 + leaf.node * 13) % 11) as f32 / 11.0;
+            match leaf.kind {
+                LeafKind::Afterstate => f.expand_afterstate(b, &[0.1, 0.2], &[0.0, 1.0, x], x - 0.5).unwrap(),
+                LeafKind::State => f.expand_state(b, &[0.3, 0.4], &[1.0, x, 0.0, 0.5], 0.2 - x, x).unwrap(),
+            }
+        }
+    }
+
+    fn run(f: &mut Forest) -> usize {
+        let mut steps = 0;
+        while f.select().unwrap() != (0, 0) {
+            answer_requested(f);
+            steps += 1;
+        }
+        steps
+    }
+
+    #[test]
+    fn levels_alternate_and_visits_add_up() {
+        let mut f = forest(2, 20);
+        reset(&mut f, &[true; 8]);
+        run(&mut f);
+        for b in 0..2 {
+            for node in 1..f.num_nodes[b] {
+                let idx = f.at(b, node);
+                let parent = f.at(b, f.parent[idx] as usize);
+                assert_ne!(f.kind[idx], f.kind[parent], "node {node} has the kind of its parent");
+            }
+        }
+        let mut counts = vec![0u32; 8];
+        f.root_visit_counts(&mut counts).unwrap();
+        assert_eq!(counts[..4].iter().sum::<u32>(), 20);
+        assert_eq!(counts[4..].iter().sum::<u32>(), 20);
+    }
+
+    #[test]
+    fn illegal_actions_never_selected() {
+        let mut f = forest(1, 30);
+        reset(&mut f, &[true, false, true, false]);
+        while f.select().unwrap() != (0, 0) {
+            let leaf = f.leaves()[0].unwrap();
+            if leaf.parent == ROOT && leaf.kind == LeafKind::Afterstate {
+                assert!(leaf.index == 0 || leaf.index == 2);
+            }
+            answer_requested(&mut f);
+        }
+        let mut counts = vec![0u32; 4];
+        f.root_visit_counts(&mut counts).unwrap();
+        assert_eq!(counts[1] + counts[3], 0);
+        assert_eq!(counts[0] + counts[2], 30);
+    }
+
+    #[test]
+    fn unanswered_or_doubly_answered_leaves_are_errors() {
+        let mut f = forest(1, 5);
+        reset(&mut f, &[true; 4]);
+        f.select().unwrap();
+        assert!(f.select().is_err(), "select with a requested leaf unanswered must fail");
+        let mut counts = vec![0u32; 4];
+        assert!(f.root_visit_counts(&mut counts).is_err(), "results with a leaf unanswered must fail");
+        f.expand_afterstate(0, &[0.0, 0.0], &[0.0, 0.0, 0.0], 0.0).unwrap();
+        assert!(f.expand_afterstate(0, &[0.0, 0.0], &[0.0, 0.0, 0.0], 0.0).is_err());
+    }
+
+    #[test]
+    fn waiting_leaves_make_fewer_larger_batches() {
+        let mut f = forest(16, 50);
+        reset(&mut f, &[true; 64]);
+        let steps = run(&mut f);
+        // Answering both kinds every step would take exactly 50 steps with up
+        // to two network calls each; one kind per step takes more steps but
+        // fewer calls in all.
+        assert!(steps > 50 && steps < 100, "steps = {steps}");
+        let mut counts = vec![0u32; 64];
+        f.root_visit_counts(&mut counts).unwrap();
+        for b in 0..16 {
+            assert_eq!(counts[b * 4..b * 4 + 4].iter().sum::<u32>(), 50);
+        }
+    }
+
+    #[test]
+    fn bad_root_inputs_are_rejected() {
+        let mut f = forest(1, 5);
+        let emb = [0.0f32; 2];
+        let inputs = |priors: &'static [f32], legal: &'static [bool], sims: usize| RootInputs {
+            num_simulations: sims,
+            embeddings: &[0.0, 0.0],
+            priors,
+            values: &[0.0],
+            legal,
+            seeds: &[1],
+            add_noise: false,
+        };
+        let _ = emb;
+        assert!(f.reset(&inputs(&[0.25; 4], &[false; 4], 5)).is_err(), "all-illegal mask");
+        assert!(f.reset(&inputs(&[0.5, -0.1, 0.3, 0.3], &[true; 4], 5)).is_err(), "negative prior");
+        assert!(f.reset(&inputs(&[0.5, f32::NAN, 0.3, 0.3], &[true; 4], 5)).is_err(), "NaN prior");
+        assert!(f.reset(&inputs(&[0.0, 1.0, 0.0, 0.0], &[true, false, true, true], 5)).is_err(), "no legal mass");
+        assert!(f.reset(&inputs(&[0.25; 4], &[true; 4], 6)).is_err(), "more than max_simulations");
+        assert!(f.reset(&inputs(&[0.25; 4], &[true; 4], 5)).is_ok());
+    }
+
+    #[test]
+    fn tree_json_is_depth_limited() {
+        let mut f = forest(1, 10);
+        reset(&mut f, &[true; 4]);
+        run(&mut f);
+        let shallow = f.tree_json(0, 0).unwrap();
+        assert!(!shallow.contains("children"));
+        let deep = f.tree_json(0, 3).unwrap();
+        assert!(deep.contains("\"kind\":\"chance\""));
+    }
+
+    #[test]
+    fn visit_policy_temperature_zero_is_one_hot() {
+        let mut f = forest(1, 10);
+        reset(&mut f, &[true; 4]);
+        run(&mut f);
+        let mut p = vec![0.0; 4];
+        f.visit_policy(0.0, &mut p).unwrap();
+        assert_eq!(p.iter().filter(|&&x| x == 1.0).count(), 1);
+        f.visit_policy(1.0, &mut p).unwrap();
+        assert!((p.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn all_finite_spots_nan_and_inf() {
+        assert!(all_finite(&[0.0, 1.0, -3.5]));
+        assert!(!all_finite(&[0.0, f32::NAN]));
+        assert!(!all_finite(&[f32::INFINITY, 0.0]));
+        assert!(!all_finite(&[0.0, f32::NEG_INFINITY]));
+    }
+}

@@ -1,0 +1,186 @@
+"""The data command line: python -m shared.data COMMAND --help
+
+  synth      generate the seeded synthetic market into the bar store
+  import     import a CSV export (OANDA, HistData, MT4; auto-detected)
+  download   download OANDA v20 candles (token from OANDA_TOKEN / OANDA_TOKEN_FILE)
+  gaps       report gaps in the stored bars
+  features   build the feature store (features, outcomes, sessions, split)
+  info       what the store holds
+  demo       the embedded default: synthetic market + feature store
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+from shared.data.bars import check_granularity
+from shared.data.csv_import import BadRowsError, CsvFormatError, read_csv_bars
+from shared.data.store import BarStore, default_db_path
+from shared.data.synthetic import SyntheticMarketConfig, generate_bars
+from shared.instruments import get_instrument
+
+# The embedded default market: big enough for sessions in every split and for
+# a visible planted edge, small enough to build in seconds.
+DEMO_MARKET = SyntheticMarketConfig(weeks=12, seed=7, edge_strength=0.3)
+
+
+def _print(message: str) -> None:
+    print(message, flush=True)
+
+
+def cmd_synth(args: argparse.Namespace) -> None:
+    config = SyntheticMarketConfig(
+        instrument=get_instrument(args.instrument).name, start=args.start, weeks=args.weeks, seed=args.seed,
+        edge_strength=args.edge,
+    )
+    _synth(args.db, config, args.quiet)
+
+
+def _synth(db: Path, config: SyntheticMarketConfig, quiet: bool) -> None:
+    with tqdm(total=2, desc=f"synthetic {config.instrument} ({config.weeks} weeks, seed {config.seed})", unit="step",
+              disable=quiet) as bar:
+        bars = generate_bars(config)
+        bar.update(1)
+        with BarStore(db) as store:
+            result = store.upsert(config.instrument, "M1", bars)
+        bar.update(1)
+    _print(f"synthetic {config.instrument} M1: {len(bars)} bars, {result.inserted} new, {result.updated} replaced -> {db}")
+
+
+def cmd_import(args: argparse.Namespace) -> None:
+    instrument = get_instrument(args.instrument).name
+    check_granularity(args.granularity)
+    bars, report = read_csv_bars(args.path, fmt=args.format, skip_bad=args.skip_bad, tz_offset_hours=args.tz_offset_hours)
+    if report.bad_rows:
+        _print(report.describe(limit=50))
+        _print(f"skipped {len(report.bad_rows)} bad rows (--skip-bad)")
+    with BarStore(args.db) as store:
+        chunk = 100_000
+        inserted = updated = 0
+        for start in tqdm(range(0, len(bars), chunk), desc=f"import {Path(args.path).name}", unit="chunk",
+                          disable=args.quiet):
+            result = store.upsert(instrument, args.granularity, bars[start : start + chunk])
+            inserted, updated = inserted + result.inserted, updated + result.updated
+    _print(f"imported {len(bars)} {instrument} {args.granularity} bars ({report.format}): {inserted} new, {updated} replaced")
+
+
+def cmd_download(args: argparse.Namespace) -> None:
+    from shared.data.oanda_candles import download_candles
+    from shared.oanda import load_credentials, make_api
+
+    api = make_api(load_credentials(), timeout_seconds=args.timeout)
+    with BarStore(args.db) as store:
+        result = download_candles(api, store, args.instrument, args.granularity, start=args.start, end=args.end,
+                                  progress=not args.quiet)
+    _print(f"downloaded {result.candles} complete candles in {result.requests} requests "
+           f"({result.first} .. {result.last}); {result.incomplete_skipped} forming candle(s) left for later")
+
+
+def cmd_gaps(args: argparse.Namespace) -> None:
+    instrument = get_instrument(args.instrument).name
+    with BarStore(args.db, read_only=True) as store:
+        gaps = store.gaps(instrument, args.granularity, min_missing_bars=args.min_missing)
+    weekend = [g for g in gaps if g.weekend]
+    other = [g for g in gaps if not g.weekend]
+    _print(f"{instrument} {args.granularity}: {len(gaps)} gaps of >= {args.min_missing} bars "
+           f"({len(weekend)} weekend closures, {len(other)} other)")
+    for gap in other[: args.limit]:
+        _print(f"  {gap.after} -> {gap.before}: {gap.missing_bars} bars missing")
+    if len(other) > args.limit:
+        _print(f"  ... and {len(other) - args.limit} more (--limit)")
+
+
+def cmd_features(args: argparse.Namespace) -> None:
+    from shared.features.store import build_feature_store
+
+    report = build_feature_store(args.db, args.instrument, args.granularity, progress=not args.quiet)
+    _print(f"feature store: {report.bars} bars, sessions {json.dumps(report.sessions)} "
+           f"(features computed in {report.seconds_features:.2f}s) -> {args.db}")
+
+
+def cmd_info(args: argparse.Namespace) -> None:
+    with BarStore(args.db, read_only=True) as store:
+        _print(store.summary().to_string(index=False))
+        tables = {r[0] for r in store.con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+        if "feature_sets" in tables:
+            _print(store.con.execute(
+                "SELECT instrument, granularity, feature_spec_version, bars, split_counts, built_at FROM feature_sets"
+            ).df().to_string(index=False))
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from shared.features.store import build_feature_store
+
+    _synth(args.db, DEMO_MARKET, args.quiet)
+    report = build_feature_store(args.db, DEMO_MARKET.instrument, "M1", progress=not args.quiet)
+    _print(f"feature store ready: {report.bars} bars, sessions {json.dumps(report.sessions)} -> {args.db}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m shared.data", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--db", type=Path, default=default_db_path(), help="DuckDB file (default %(default)s)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("synth", help="generate the synthetic market")
+    p.add_argument("--instrument", default="GBPJPY")
+    p.add_argument("--start", default=SyntheticMarketConfig.start)
+    p.add_argument("--weeks", type=int, default=SyntheticMarketConfig.weeks)
+    p.add_argument("--seed", type=int, default=SyntheticMarketConfig.seed)
+    p.add_argument("--edge", type=float, default=0.0, help="planted edge strength, 0 = none (see shared/data/synthetic.py)")
+    p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("import", help="import a CSV file")
+    p.add_argument("path", type=Path)
+    p.add_argument("--instrument", required=True)
+    p.add_argument("--granularity", default="M1")
+    p.add_argument("--format", default="auto", choices=["auto", "oanda", "histdata", "mt4"])
+    p.add_argument("--skip-bad", action="store_true", help="import the good rows and report the bad ones")
+    p.add_argument("--tz-offset-hours", type=float, default=0.0, help="MT4 server time, hours ahead of UTC")
+    p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("download", help="download OANDA candles")
+    p.add_argument("--instrument", required=True)
+    p.add_argument("--granularity", default="M1")
+    p.add_argument("--start", help="UTC start; default: after the last stored bar")
+    p.add_argument("--end", help="UTC end (exclusive); default: now")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds per request")
+    p.set_defaults(func=cmd_download)
+
+    p = sub.add_parser("gaps", help="report gaps")
+    p.add_argument("--instrument", required=True)
+    p.add_argument("--granularity", default="M1")
+    p.add_argument("--min-missing", type=int, default=1)
+    p.add_argument("--limit", type=int, default=30)
+    p.set_defaults(func=cmd_gaps)
+
+    p = sub.add_parser("features", help="build the feature store")
+    p.add_argument("--instrument", default="GBPJPY")
+    p.add_argument("--granularity", default="M1")
+    p.set_defaults(func=cmd_features)
+
+    sub.add_parser("info", help="what the store holds").set_defaults(func=cmd_info)
+    sub.add_parser("demo", help="synthetic market + feature store (the embedded default)").set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (BadRowsError, CsvFormatError, FileNotFoundError, ValueError, RuntimeError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

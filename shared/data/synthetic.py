@@ -1,0 +1,187 @@
+"""A seeded synthetic market that looks like GBPJPY M1: the embedded default.
+
+Per minute t of the FX week (Sunday 22:00 to Friday 22:00 UTC), in pips:
+
+    sigma_t  = base_volatility * activity(hour_t) * regime_t
+    eps_t    ~ Student-t(tail_dof), scaled to unit variance        (fat tails)
+    drift_t  = edge_strength * sigma_t * tanh(M_{t-1})              (the planted edge)
+    M_{t-1}  = (eps_{t-1} + ... + eps_{t-k}) / sqrt(k),  k = edge_lookback_bars
+    move_t   = drift_t + sigma_t * eps_t + band_pull_t
+
+* activity(hour) is an intraday cycle: quiet Asian hours, peaks at the London
+  open and the London/New York overlap (mean 1 over the day).
+* regime_t is a Markov chain over calm / normal / volatile multipliers with a
+  mean stay of `regime_mean_bars`.
+* band_pull_t gently pulls the price back inside [price_floor, price_ceiling]
+  (GBPJPY's 140-200) so years of data stay in range.
+* The planted edge: past shocks push the next moves the same way. With
+  edge_strength = 0 the moves are unpredictable (martingale up to the band
+  pull); with s > 0, the expected move of the next bar is s * sigma_t *
+  tanh(M), so recent momentum predicts the next ~k bars. 0.3 gives roughly one
+  spread (4 pips) of expected drift over k bars after a strong one-sigma run.
+  The features see it through momentum and price changes.
+* Bars go missing at random (`missing_bar_probability`) and in outages of
+  15-45 minutes (`outages_per_week`), so gap handling has real work.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numba
+import numpy as np
+import pandas as pd
+
+from shared.data.bars import (
+    NS_PER_MINUTE,
+    TRADING_WEEK_MINUTES,
+    WEEK_MINUTES,
+    WEEK_OPEN_OFFSET_MINUTES,
+    Bars,
+)
+from shared.instruments import get_instrument
+
+
+@dataclass(frozen=True)
+class SyntheticMarketConfig:
+    instrument: str = "GBPJPY"
+    start: str = "2024-01-07"            # the first week opens at the first Sunday 22:00 UTC on or after this
+    weeks: int = 8                       # trading weeks to generate (7,200 M1 bars each before gaps)
+    seed: int = 7
+    start_price: float = 170.0
+    price_floor: float = 140.0
+    price_ceiling: float = 200.0
+    base_volatility_pips: float = 2.0    # per-bar std at average activity in the normal regime
+    tail_dof: float = 4.0                # Student-t degrees of freedom of the shocks
+    regime_multipliers: tuple[float, ...] = (0.6, 1.0, 1.8)
+    regime_mean_bars: float = 2_880.0    # mean stay in one volatility regime (two days)
+    weekend_jump_pips: float = 15.0      # std of the Sunday open against Friday's close
+    missing_bar_probability: float = 0.002
+    outages_per_week: float = 0.5
+    edge_strength: float = 0.0           # 0 = no predictable component
+    edge_lookback_bars: int = 15
+
+    def __post_init__(self) -> None:
+        get_instrument(self.instrument)
+        checks = [
+            (self.weeks >= 1, "weeks must be at least 1"),
+            (0 < self.price_floor < self.start_price < self.price_ceiling, "need 0 < price_floor < start_price < price_ceiling"),
+            (self.base_volatility_pips > 0, "base_volatility_pips must be positive"),
+            (self.tail_dof > 2, "tail_dof must be above 2 (finite variance)"),
+            (len(self.regime_multipliers) >= 1 and min(self.regime_multipliers) > 0, "regime_multipliers must be positive"),
+            (self.regime_mean_bars >= 1, "regime_mean_bars must be at least 1"),
+            (0 <= self.missing_bar_probability < 0.5, "missing_bar_probability must be in [0, 0.5)"),
+            (self.outages_per_week >= 0, "outages_per_week must be >= 0"),
+            (0 <= self.edge_strength <= 1, "edge_strength must be in [0, 1]"),
+            (self.edge_lookback_bars >= 1, "edge_lookback_bars must be at least 1"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(f"synthetic market config: {message}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def intraday_activity(hour_utc: np.ndarray) -> np.ndarray:
+    """Volatility multiplier by hour of day (UTC), mean about 1 over a day."""
+    raw = 0.45 + 0.55 * np.exp(-(((hour_utc - 8.0) / 2.0) ** 2)) + 0.9 * np.exp(-(((hour_utc - 14.0) / 2.5) ** 2))
+    return raw / 0.7
+
+
+def first_week_open(start: str) -> pd.Timestamp:
+    ts = pd.Timestamp(start)
+    ts = ts.tz_convert("UTC").tz_localize(None) if ts.tzinfo is not None else ts
+    minutes = int(ts.value // NS_PER_MINUTE)
+    into_week = (minutes - WEEK_OPEN_OFFSET_MINUTES) % WEEK_MINUTES
+    if into_week:
+        minutes += WEEK_MINUTES - into_week
+    return pd.Timestamp(minutes * NS_PER_MINUTE)
+
+
+@numba.njit(cache=True)
+def _price_path(sigma, eps, drift_signal, edge, week_start, weekend_jump, start, floor, ceiling, pip):
+    n = len(sigma)
+    close = np.empty(n)
+    open_ = np.empty(n)
+    band = 0.1 * (ceiling - floor)
+    price = start
+    for t in range(n):
+        if week_start[t]:
+            price += weekend_jump[t] * pip
+        open_[t] = price
+        pull = 0.0
+        if price < floor + band:
+            pull = 0.002 * (floor + band - price) / pip
+        elif price > ceiling - band:
+            pull = -0.002 * (price - (ceiling - band)) / pip
+        move = edge * sigma[t] * drift_signal[t] + sigma[t] * eps[t] + pull
+        price = price + move * pip
+        # Hard reflection keeps even extreme tails inside the band.
+        if price < floor:
+            price = 2 * floor - price
+        elif price > ceiling:
+            price = 2 * ceiling - price
+        close[t] = price
+    return open_, close
+
+
+def generate_bars(config: SyntheticMarketConfig, *, max_bars: int | None = None) -> Bars:
+    """Generate the market described by `config` (deterministic for a seed)."""
+    instrument = get_instrument(config.instrument)
+    pip = instrument.pip_size
+    rng = np.random.default_rng(config.seed)
+
+    week_open = first_week_open(config.start).value // NS_PER_MINUTE
+    minute_in_week = np.arange(TRADING_WEEK_MINUTES, dtype=np.int64)
+    minutes = (week_open + np.arange(config.weeks, dtype=np.int64)[:, None] * WEEK_MINUTES + minute_in_week).ravel()
+    n = len(minutes)
+
+    hour = ((minutes % 1440) / 60.0).astype(np.float64)
+    multipliers = np.asarray(config.regime_multipliers, dtype=np.float64)
+    regime = _regimes(rng, n, len(multipliers), config.regime_mean_bars)
+    sigma = config.base_volatility_pips * intraday_activity(hour) * multipliers[regime]
+
+    dof = config.tail_dof
+    eps = rng.standard_t(dof, size=n) / np.sqrt(dof / (dof - 2.0))
+    k = config.edge_lookback_bars
+    csum = np.concatenate([[0.0], np.cumsum(eps)])
+    past = csum[np.arange(n)] - csum[np.maximum(np.arange(n) - k, 0)]  # eps[t-k..t-1]
+    drift_signal = np.tanh(past / np.sqrt(k))
+
+    week_start = np.zeros(n, dtype=np.bool_)
+    week_start[TRADING_WEEK_MINUTES::TRADING_WEEK_MINUTES] = True
+    weekend_jump = rng.normal(0.0, config.weekend_jump_pips, size=n)
+
+    open_, close = _price_path(
+        sigma, eps, drift_signal, config.edge_strength, week_start, weekend_jump,
+        config.start_price, config.price_floor, config.price_ceiling, pip,
+    )
+    wick = np.abs(rng.normal(0.0, 0.6, size=(2, n))) * sigma * pip
+    high = np.maximum(open_, close) + wick[0]
+    low = np.minimum(open_, close) - wick[1]
+    decimals = instrument.price_decimals
+    open_, high, low, close = (np.round(x, decimals) for x in (open_, high, low, close))
+    volume = rng.poisson(30.0 * sigma / config.base_volatility_pips).astype(np.float64) + 1.0
+
+    keep = rng.random(n) >= config.missing_bar_probability
+    outages = rng.poisson(config.outages_per_week * config.weeks)
+    for start, length in zip(rng.integers(0, n, size=outages), rng.integers(15, 46, size=outages)):
+        keep[start : start + length] = False
+
+    ts = minutes[keep] * NS_PER_MINUTE
+    bars = Bars(ts, open_[keep], high[keep], low[keep], close[keep], volume[keep])
+    return bars[:max_bars] if max_bars is not None else bars
+
+
+def _regimes(rng: np.random.Generator, n: int, count: int, mean_bars: float) -> np.ndarray:
+    """A Markov chain of regime indices with geometric stays, built run by run."""
+    regime = np.empty(n, dtype=np.int64)
+    t, current = 0, min(1, count - 1)  # start in the normal regime
+    while t < n:
+        stay = int(rng.geometric(1.0 / mean_bars))
+        regime[t : t + stay] = current
+        t += stay
+        if count > 1:
+            current = int((current + rng.integers(1, count)) % count)
+    return regime

@@ -1,0 +1,111 @@
+"""Training sessions (episodes) and the train / validation / test split.
+
+A session is `length_bars` consecutive bars (360: six hours of M1) that
+* starts at or after WARMUP_BARS, so every feature lookback is full,
+* has no gap longer than `max_gap_minutes` between consecutive bars,
+* has no bar while the FX market is closed (Friday 22:00 to Sunday 22:00 UTC),
+* has a mean bar range of at least `min_mean_bar_range_pips` (dead markets teach nothing).
+
+The series is split by time: the first `train_fraction` of its time span is
+train, the next `validation_fraction` validation, the rest test. `purge_minutes`
+of bars after each boundary belong to no split, so no session of a later split
+overlaps the bars the previous split's last sessions looked at. A session
+belongs to a split only when all its bars lie inside it. Train sessions start
+every `train_stride_bars` (overlapping, for variety); validation and test
+sessions every `eval_stride_bars` (360: no overlap, every bar scored once).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from shared.data.bars import NS_PER_MINUTE, TRADING_WEEK_MINUTES, minute_of_trading_week
+from shared.features.spec import WARMUP_BARS
+
+SPLITS = ("train", "validation", "test")
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    length_bars: int = 360
+    max_gap_minutes: int = 10
+    min_mean_bar_range_pips: float = 1.0
+    warmup_bars: int = WARMUP_BARS
+    train_fraction: float = 0.70
+    validation_fraction: float = 0.15
+    purge_minutes: int = 1440
+    train_stride_bars: int = 60
+    eval_stride_bars: int = 360
+
+    def __post_init__(self) -> None:
+        if self.length_bars < 2:
+            raise ValueError("session length_bars must be at least 2")
+        if self.max_gap_minutes < 1:
+            raise ValueError("max_gap_minutes must be at least 1")
+        if not (0 < self.train_fraction < 1 and 0 < self.validation_fraction < 1
+                and self.train_fraction + self.validation_fraction < 1):
+            raise ValueError("need 0 < train_fraction, validation_fraction and their sum < 1")
+        if self.train_stride_bars < 1 or self.eval_stride_bars < 1:
+            raise ValueError("session strides must be at least 1 bar")
+        if self.purge_minutes < 0 or self.warmup_bars < 0:
+            raise ValueError("purge_minutes and warmup_bars must be >= 0")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def valid_session_starts(ts_ns: np.ndarray, high: np.ndarray, low: np.ndarray, pip: float, cfg: SessionConfig) -> np.ndarray:
+    """Bool [N]: a session of cfg.length_bars may start at this bar."""
+    n, length = len(ts_ns), cfg.length_bars
+    valid = np.zeros(n, dtype=bool)
+    if n < length:
+        return valid
+    minutes = ts_ns // NS_PER_MINUTE
+    # bad_step[i]: the step from bar i-1 to bar i is a gap that breaks a session
+    bad_step = np.zeros(n, dtype=np.int64)
+    bad_step[1:] = np.diff(minutes) > cfg.max_gap_minutes
+    closed = (minute_of_trading_week(ts_ns) >= TRADING_WEEK_MINUTES).astype(np.int64)
+    bar_range = (high - low) / pip
+
+    def window_sum(x: np.ndarray, skip_first: bool) -> np.ndarray:
+        # sum over each window [s, s+length) (or [s+1, s+length) for steps), for s in [0, n-length]
+        c = np.concatenate([[0], np.cumsum(x)])
+        start = np.arange(n - length + 1) + (1 if skip_first else 0)
+        return c[np.arange(n - length + 1) + length] - c[start]
+
+    starts_ok = (
+        (window_sum(bad_step, skip_first=True) == 0)
+        & (window_sum(closed, skip_first=False) == 0)
+        & (window_sum(bar_range, skip_first=False) / length >= cfg.min_mean_bar_range_pips)
+    )
+    starts_ok[: cfg.warmup_bars] = False
+    valid[: n - length + 1] = starts_ok
+    return valid
+
+
+def split_sessions(ts_ns: np.ndarray, valid: np.ndarray, cfg: SessionConfig) -> dict[str, np.ndarray]:
+    """Start indices of each split's sessions (int64 arrays, ascending)."""
+    n = len(ts_ns)
+    out = {name: np.empty(0, dtype=np.int64) for name in SPLITS}
+    if n == 0:
+        return out
+    t0, t1 = int(ts_ns[0]), int(ts_ns[-1]) + 1
+    span = t1 - t0
+    purge = cfg.purge_minutes * NS_PER_MINUTE
+    b1 = t0 + int(span * cfg.train_fraction)
+    b2 = t0 + int(span * (cfg.train_fraction + cfg.validation_fraction))
+    regions = {"train": (t0, b1), "validation": (b1 + purge, b2), "test": (b2 + purge, t1)}
+    strides = {"train": cfg.train_stride_bars, "validation": cfg.eval_stride_bars, "test": cfg.eval_stride_bars}
+    candidates = np.flatnonzero(valid)
+    for name, (lo, hi) in regions.items():
+        inside = candidates[(ts_ns[candidates] >= lo) & (ts_ns[candidates + cfg.length_bars - 1] < hi)]
+        # greedy stride: the next session starts at least `stride` bars after the last one taken
+        chosen, next_allowed = [], -1
+        for start in inside:
+            if start >= next_allowed:
+                chosen.append(start)
+                next_allowed = start + strides[name]
+        out[name] = np.asarray(chosen, dtype=np.int64)
+    return out

@@ -1,0 +1,227 @@
+"""The feature store: micro features, outcomes and sessions in the bar store's DuckDB file.
+
+Tables (one feature set per instrument and granularity, replaced as a whole
+by each build):
+  feature_sets(instrument, granularity, feature_spec_version, feature_names, bars,
+               first_ts, last_ts, built_at, session_config, split_counts)
+  micro_features(instrument, granularity, bar_index, ts, open, high, low, close, volume,
+                 <the 9 temporal features as REAL>, outcome)
+  sessions(instrument, granularity, split, start_index, start_ts, end_ts)
+
+Loaders refuse a feature set written under another FEATURE_SPEC_VERSION.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from shared.data.bars import Bars, check_granularity
+from shared.data.store import BarStore
+from shared.features.micro import market_outcomes, temporal_features
+from shared.features.sessions import SPLITS, SessionConfig, split_sessions, valid_session_starts
+from shared.features.spec import FEATURE_SPEC_VERSION, TEMPORAL_FEATURES
+from shared.instruments import get_instrument
+
+FEATURE_SCHEMA = [
+    """CREATE TABLE IF NOT EXISTS feature_sets (
+        instrument VARCHAR NOT NULL,
+        granularity VARCHAR NOT NULL,
+        feature_spec_version VARCHAR NOT NULL,
+        feature_names VARCHAR NOT NULL,      -- JSON list, TEMPORAL_FEATURES order
+        bars BIGINT NOT NULL,
+        first_ts TIMESTAMP,
+        last_ts TIMESTAMP,
+        built_at TIMESTAMP NOT NULL,
+        session_config VARCHAR NOT NULL,     -- JSON
+        split_counts VARCHAR NOT NULL,       -- JSON {split: sessions}
+        PRIMARY KEY (instrument, granularity))""",
+    "CREATE TABLE IF NOT EXISTS micro_features (instrument VARCHAR NOT NULL, granularity VARCHAR NOT NULL, "
+    "bar_index BIGINT NOT NULL, ts TIMESTAMP NOT NULL, open DOUBLE, high DOUBLE, low DOUBLE, close DOUBLE, volume DOUBLE, "
+    + ", ".join(f"{name} REAL NOT NULL" for name in TEMPORAL_FEATURES)
+    + ", outcome TINYINT NOT NULL, PRIMARY KEY (instrument, granularity, bar_index))",
+    """CREATE TABLE IF NOT EXISTS sessions (
+        instrument VARCHAR NOT NULL,
+        granularity VARCHAR NOT NULL,
+        split VARCHAR NOT NULL,
+        start_index BIGINT NOT NULL,
+        start_ts TIMESTAMP NOT NULL,
+        end_ts TIMESTAMP NOT NULL)""",
+]
+
+
+class FeatureStoreError(RuntimeError):
+    """The feature store is missing, empty or was built for something else."""
+
+
+class FeatureSpecMismatch(FeatureStoreError):
+    pass
+
+
+@dataclass
+class FeatureSet:
+    """Everything training, validation and live read from the store."""
+
+    instrument: str
+    granularity: str
+    feature_spec_version: str
+    feature_names: tuple[str, ...]
+    bars: Bars                          # [N] the bars the features came from
+    features: np.ndarray                # [N, 9] float32, TEMPORAL_FEATURES order
+    outcomes: np.ndarray                # [N] int8 MarketOutcome
+    sessions: dict[str, np.ndarray]     # split -> [S] int64 start indices into the arrays above
+    session_config: SessionConfig
+
+    def require_sessions(self, split: str) -> np.ndarray:
+        starts = self.sessions.get(split, np.empty(0, np.int64))
+        if len(starts) == 0:
+            raise FeatureStoreError(
+                f"the {split} split of {self.instrument} {self.granularity} has no sessions; "
+                "load more bars or loosen the session settings, then rebuild the feature store"
+            )
+        return starts
+
+
+@dataclass(frozen=True)
+class BuildReport:
+    bars: int
+    sessions: dict[str, int]
+    seconds_features: float
+
+
+def build_feature_store(
+    db_path: str | Path,
+    instrument: str,
+    granularity: str = "M1",
+    *,
+    session_config: SessionConfig = SessionConfig(),
+    progress: bool = True,
+) -> BuildReport:
+    """Compute features, outcomes and sessions from the stored bars and replace the feature set."""
+    import time
+
+    inst = get_instrument(instrument)
+    check_granularity(granularity)
+    steps = tqdm(total=4, desc=f"features {inst.name} {granularity}", unit="step", disable=not progress)
+    with BarStore(db_path) as store:
+        bars = store.load(inst.name, granularity)
+        steps.update(1)
+        if len(bars) == 0:
+            steps.close()
+            raise FeatureStoreError(f"no {inst.name} {granularity} bars in {db_path}: import or generate bars first")
+        t0 = time.perf_counter()
+        features = temporal_features(bars, inst.pip_size)
+        outcomes = market_outcomes(bars, inst.pip_size)
+        seconds = time.perf_counter() - t0
+        steps.update(1)
+        valid = valid_session_starts(bars.ts, bars.high, bars.low, inst.pip_size, session_config)
+        sessions = split_sessions(bars.ts, valid, session_config)
+        steps.update(1)
+
+        frame = bars.to_frame()
+        frame.insert(0, "bar_index", np.arange(len(bars), dtype=np.int64))
+        frame.insert(0, "granularity", granularity)
+        frame.insert(0, "instrument", inst.name)
+        for j, name in enumerate(TEMPORAL_FEATURES):
+            frame[name] = features[:, j]
+        frame["outcome"] = outcomes
+        session_rows = pd.concat(
+            [
+                pd.DataFrame(
+                    {
+                        "instrument": inst.name,
+                        "granularity": granularity,
+                        "split": split,
+                        "start_index": starts,
+                        "start_ts": bars.ts[starts].astype("datetime64[ns]"),
+                        "end_ts": bars.ts[starts + session_config.length_bars - 1].astype("datetime64[ns]"),
+                    }
+                )
+                for split, starts in sessions.items()
+            ]
+        )
+        counts = {split: int(len(starts)) for split, starts in sessions.items()}
+        con = store.con
+        for ddl in FEATURE_SCHEMA:
+            con.execute(ddl)
+        con.register("new_features", frame)
+        con.register("new_sessions", session_rows)
+        try:
+            con.execute("BEGIN TRANSACTION")
+            for table in ("feature_sets", "micro_features", "sessions"):
+                con.execute(f"DELETE FROM {table} WHERE instrument = ? AND granularity = ?", [inst.name, granularity])
+            con.execute("INSERT INTO micro_features SELECT * FROM new_features")
+            con.execute("INSERT INTO sessions SELECT * FROM new_sessions")
+            con.execute(
+                "INSERT INTO feature_sets VALUES (?, ?, ?, ?, ?, ?, ?, now()::TIMESTAMP, ?, ?)",
+                [
+                    inst.name, granularity, FEATURE_SPEC_VERSION, json.dumps(list(TEMPORAL_FEATURES)), len(bars),
+                    pd.Timestamp(bars.ts[0]), pd.Timestamp(bars.ts[-1]),
+                    json.dumps(session_config.to_dict()), json.dumps(counts),
+                ],
+            )
+            con.execute("COMMIT")
+        except Exception:
+            con.execute("ROLLBACK")
+            raise
+        finally:
+            con.unregister("new_features")
+            con.unregister("new_sessions")
+        steps.update(1)
+    steps.close()
+    return BuildReport(bars=len(bars), sessions=counts, seconds_features=seconds)
+
+
+def load_feature_set(db_path: str | Path, instrument: str, granularity: str = "M1") -> FeatureSet:
+    """Read a feature set for training, validation or live; refuses a spec mismatch."""
+    inst = get_instrument(instrument)
+    path = Path(db_path)
+    if not path.exists():
+        raise FeatureStoreError(f"feature store {path} does not exist: run `python -m shared.data features` first")
+    with BarStore(path, read_only=True) as store:
+        con = store.con
+        tables = {row[0] for row in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+        if "feature_sets" not in tables:
+            raise FeatureStoreError(f"{path} has no feature store yet: run `python -m shared.data features`")
+        row = con.execute(
+            "SELECT feature_spec_version, feature_names, session_config FROM feature_sets "
+            "WHERE instrument = ? AND granularity = ?",
+            [inst.name, granularity],
+        ).fetchone()
+        if row is None:
+            raise FeatureStoreError(f"no feature set for {inst.name} {granularity} in {path}")
+        version, names, config = row
+        names = tuple(json.loads(names))
+        if version != FEATURE_SPEC_VERSION or names != TEMPORAL_FEATURES:
+            raise FeatureSpecMismatch(
+                f"feature set {inst.name} {granularity} in {path} was built with spec {version} {list(names)}; "
+                f"this code uses {FEATURE_SPEC_VERSION} {list(TEMPORAL_FEATURES)}: rebuild the feature store"
+            )
+        frame = con.execute(
+            "SELECT * FROM micro_features WHERE instrument = ? AND granularity = ? ORDER BY bar_index",
+            [inst.name, granularity],
+        ).df()
+        session_frame = con.execute(
+            "SELECT split, start_index FROM sessions WHERE instrument = ? AND granularity = ? ORDER BY start_index",
+            [inst.name, granularity],
+        ).df()
+    bars = Bars.from_frame(frame)
+    sessions = {
+        split: session_frame.loc[session_frame["split"] == split, "start_index"].to_numpy(np.int64) for split in SPLITS
+    }
+    return FeatureSet(
+        instrument=inst.name,
+        granularity=granularity,
+        feature_spec_version=version,
+        feature_names=names,
+        bars=bars,
+        features=frame[list(TEMPORAL_FEATURES)].to_numpy(np.float32),
+        outcomes=frame["outcome"].to_numpy(np.int8),
+        sessions=sessions,
+        session_config=SessionConfig(**json.loads(config)),
+    )
