@@ -36,7 +36,7 @@ def reference_features(bars: Bars, pip: float) -> tuple[pd.DataFrame, pd.Series]
 
     # Hours since the FX week opened on Sunday 22:00 UTC, capped at 120.
     since_open = df["ts"] - pd.Timedelta(hours=22)
-    days_since_sunday = (since_open.dt.dayofweek + 1) % 7  # pandas: Monday = 0
+    days_since_sunday = (since_open.dt.day_of_week + 1) % 7  # pandas: Monday = 0
     hours = (days_since_sunday * 24 + since_open.dt.hour + since_open.dt.minute / 60.0).clip(upper=120.0)
     day = np.floor(hours / 24.0).clip(upper=4.0)
     out["dow_cos"] = np.cos(2 * np.pi * day / 5.0)

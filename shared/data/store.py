@@ -103,7 +103,7 @@ class BarStore:
             existing = self.con.execute(
                 """SELECT count(*) FROM bars b JOIN incoming_bars i
                    ON b.instrument = i.instrument AND b.granularity = i.granularity AND b.ts = i.ts"""
-            ).fetchone()[0]
+            ).fetchall()[0][0]
             self.con.execute(
                 """INSERT INTO bars SELECT instrument, granularity, ts, open, high, low, close, volume
                    FROM incoming_bars
@@ -141,7 +141,7 @@ class BarStore:
     def last_ts(self, instrument: str, granularity: str) -> pd.Timestamp | None:
         value = self.con.execute(
             "SELECT max(ts) FROM bars WHERE instrument = ? AND granularity = ?", [instrument, granularity]
-        ).fetchone()[0]
+        ).fetchall()[0][0]
         return None if value is None else pd.Timestamp(value)
 
     def summary(self) -> pd.DataFrame:

@@ -192,7 +192,8 @@ def load_feature_set(db_path: str | Path, instrument: str, granularity: str = "M
             "SELECT feature_spec_version, feature_names, session_config FROM feature_sets "
             "WHERE instrument = ? AND granularity = ?",
             [inst.name, granularity],
-        ).fetchone()
+        ).fetchall()
+        row = row[0] if row else None
         if row is None:
             raise FeatureStoreError(f"no feature set for {inst.name} {granularity} in {path}")
         version, names, config = row
