@@ -249,3 +249,12 @@ def test_protocol_misuse_raises_value_error(search_and_roots):
     search.expand_afterstates(after, logits, values)  # a rejected answer changed nothing: retry works
     with pytest.raises(ValueError, match="already answered"):
         search.expand_afterstates(after, logits, values)
+
+
+def test_type_stubs_match_the_compiled_module():
+    """mypy's stubtest compares `_mcts_rs.pyi` with the built extension."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "mypy.stubtest", "mcts_rs._mcts_rs"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr

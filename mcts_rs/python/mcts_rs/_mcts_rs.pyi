@@ -1,14 +1,19 @@
 """Type stubs for the compiled search (see `src/python.rs`)."""
 
+from typing import final
+
 import numpy as np
 import numpy.typing as npt
+
+__all__ = ["BatchedSearch", "CHANCE", "DECISION"]
 
 DECISION: int
 CHANCE: int
 
+@final
 class BatchedSearch:
-    def __init__(
-        self,
+    def __new__(
+        cls,
         batch_size: int,
         *,
         num_actions: int = 4,
@@ -21,7 +26,7 @@ class BatchedSearch:
         dirichlet_alpha: float = 1.0,
         dirichlet_fraction: float = 0.5,
         sample_outcomes: bool = False,
-    ) -> None: ...
+    ) -> BatchedSearch: ...
     @property
     def batch_size(self) -> int: ...
     @property
