@@ -1,0 +1,197 @@
+"""E trading episodes in lockstep over feature-store sessions.
+
+Timeline of one episode over a session of L bars starting at bar s: at step k
+the agent sees bars <= t = s + k (the 32-bar feature window ending at t and
+its position features) and acts at bar t's close; the market then moves to
+bar t + 1, which is also the step's chance outcome. There are L - 1 decisions;
+at the last bar any open position is closed. Fills are at bid/ask: mid close
++- half the spread, so a round trip costs the spread.
+
+Rewards (EnvConfig.reward):
+* `pnl` (default): pips after costs, per step:
+  position_after_action * (mid_{t+1} - mid_t) / pip - |position change| * spread / 2.
+  An episode's rewards sum to its P&L, so maximising them is maximising what
+  the account earns: no shaping for the agent to game.
+* `amddp1` (the product notes): +1 for an entry, -0.05 for holding flat, 0 for
+  holding a position, and on a close the trade's pips - 0.01 x its maximum
+  drawdown in pips. It encourages trading at all (useful against a hold-only
+  collapse) but pays +1 per entry, so it can reward churning; hence not the
+  default.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from shared.env.actions import ACTION_SPACES, ActionSpace
+from shared.features.position import (
+    PositionTracks,
+    close_positions,
+    mark_to_market,
+    open_positions,
+    position_features,
+)
+from shared.features.spec import WINDOW_BARS
+from shared.features.store import FeatureSet
+from shared.instruments import get_instrument
+
+REWARDS = ("pnl", "amddp1")
+AMDDP1_ENTRY_REWARD = 1.0
+AMDDP1_IDLE_PENALTY = -0.05
+AMDDP1_DRAWDOWN_PENALTY = 0.01
+
+
+@dataclass(frozen=True)
+class EnvConfig:
+    reward: str = "pnl"
+    action_space: str = "hold_buy_sell_close"
+    episode_bars: int = 360
+    spread_pips: float | None = None   # None: the instrument's default (GBPJPY 4)
+
+    def __post_init__(self) -> None:
+        if self.reward not in REWARDS:
+            raise ValueError(f"reward must be one of {REWARDS}, got {self.reward!r}")
+        if self.action_space not in ACTION_SPACES:
+            raise ValueError(f"action_space must be one of {tuple(ACTION_SPACES)}, got {self.action_space!r}")
+        if self.episode_bars < 2:
+            raise ValueError("episode_bars must be at least 2")
+        if self.spread_pips is not None and self.spread_pips < 0:
+            raise ValueError("spread_pips must be >= 0")
+
+
+@dataclass
+class Observation:
+    temporal: np.ndarray   # [E, 32, 9] float32, the window ending at the decision bar
+    static: np.ndarray     # [E, 6] float32 position features
+    legal: np.ndarray      # [E, A] bool
+    bar_index: np.ndarray  # [E] int64, the decision bar
+
+
+@dataclass
+class StepResult:
+    reward: np.ndarray     # [E] float32
+    pnl_pips: np.ndarray   # [E] float64, P&L of the step after costs (whatever the reward)
+    outcome: np.ndarray    # [E] int8 MarketOutcome of the bar the market moved to
+    done: bool
+
+
+@dataclass
+class EpisodeStats:
+    trades_pips: list[float] = field(default_factory=list)
+    actions: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    pnl_pips: float = 0.0
+
+
+class TradingEnv:
+    def __init__(self, features: FeatureSet, config: EnvConfig = EnvConfig()) -> None:
+        self.fs = features
+        self.config = config
+        self.space: ActionSpace = ACTION_SPACES[config.action_space]
+        instrument = get_instrument(features.instrument)
+        self.pip = instrument.pip_size
+        self.spread_pips = instrument.spread_pips if config.spread_pips is None else config.spread_pips
+        self.mid = features.bars.close
+        self.steps_per_episode = config.episode_bars - 1
+        self._window = np.arange(-WINDOW_BARS + 1, 1)
+
+    @property
+    def num_actions(self) -> int:
+        return self.space.num_actions
+
+    def reset(self, starts: np.ndarray) -> Observation:
+        starts = np.asarray(starts, dtype=np.int64)
+        if starts.min() < WINDOW_BARS - 1 or starts.max() + self.config.episode_bars > len(self.mid):
+            raise ValueError("a session start leaves no room for the feature window or the episode")
+        self.starts = starts
+        self.k = 0
+        e = len(starts)
+        self.position = np.zeros(e, dtype=np.int8)
+        self.tracks = PositionTracks.flat(e)
+        self.trade_pips = np.zeros(e)          # running P&L of the open trade, costs included
+        self.trade_max_dd = np.zeros(e)
+        self.stats = [EpisodeStats(actions=np.zeros(self.num_actions, dtype=np.int64)) for _ in range(e)]
+        return self.observe()
+
+    @property
+    def bar(self) -> np.ndarray:
+        return self.starts + self.k
+
+    def observe(self) -> Observation:
+        bar = self.bar
+        return Observation(
+            temporal=self.fs.features[bar[:, None] + self._window],
+            static=position_features(self.tracks),
+            legal=self.space.legal_mask(self.position),
+            bar_index=bar,
+        )
+
+    def step(self, actions: np.ndarray) -> StepResult:
+        actions = np.asarray(actions, dtype=np.int64)
+        bar = self.bar
+        before = self.position
+        after = self.space.next_position(before, actions)
+        for e, a in enumerate(actions):
+            self.stats[e].actions[a] += 1
+        last = self.k == self.steps_per_episode - 1
+        half_spread = self.spread_pips / 2
+
+        reward, pnl = self._trade(bar, before, after, actions, half_spread)
+        move = (self.mid[bar + 1] - self.mid[bar]) / self.pip
+        pnl += after * move
+        self.trade_pips += after * move
+        self.position = after
+        mark_to_market(self.tracks, self.mid[bar + 1], self.pip)
+        self.trade_max_dd = np.maximum(self.trade_max_dd, self.tracks.max_drawdown_pips)
+        if self.config.reward == "pnl":
+            reward = pnl.copy()
+        if last:  # the session ends: close what is open at the last bar
+            open_ = self.position != 0
+            pnl -= np.abs(self.position) * half_spread
+            closing = self._close(open_, half_spread)
+            if self.config.reward == "pnl":
+                reward -= np.abs(self.position) * half_spread
+            else:
+                reward += closing
+            self.position = np.zeros_like(self.position)
+        for e in range(len(actions)):
+            self.stats[e].pnl_pips += float(pnl[e])
+        outcome = self.fs.outcomes[bar + 1]
+        self.k += 1
+        return StepResult(reward=reward.astype(np.float32), pnl_pips=pnl, outcome=outcome, done=last)
+
+    def _trade(self, bar, before, after, actions, half_spread):
+        """Costs and amddp1 rewards of the position changes at `bar`."""
+        pnl = -np.abs(after.astype(np.int64) - before) * half_spread
+        reward = np.zeros(len(actions))
+        closes = (before != 0) & (after != before)
+        entries = (after != 0) & (after != before)
+        holds = after == before
+        # cost of leaving the old position belongs to that trade
+        self.trade_pips -= np.where(closes, np.abs(before) * half_spread, 0.0)
+        reward += self._close(closes, half_spread=0.0)
+        reward += np.where(entries, AMDDP1_ENTRY_REWARD, 0.0)
+        reward += np.where(holds & (after == 0), AMDDP1_IDLE_PENALTY, 0.0)
+        if entries.any():
+            side = np.sign(after).astype(np.int8)
+            fill = self.mid[bar] + side * half_spread * self.pip
+            open_positions(self.tracks, entries, side, fill, self.pip, self.mid[bar])
+            self.trade_pips[entries] = -np.abs(after[entries]) * half_spread
+            self.trade_max_dd[entries] = 0.0
+        return reward, pnl
+
+    def _close(self, which: np.ndarray, half_spread: float) -> np.ndarray:
+        """Record the trades of `which` as closed (after an exit cost of
+        half_spread per unit); returns their amddp1 close rewards."""
+        reward = np.zeros(len(which))
+        if not which.any():
+            return reward
+        self.trade_pips -= np.where(which, np.abs(self.position) * half_spread, 0.0) if half_spread else 0.0
+        for e in np.flatnonzero(which):
+            self.stats[e].trades_pips.append(float(self.trade_pips[e]))
+            reward[e] = self.trade_pips[e] - AMDDP1_DRAWDOWN_PENALTY * self.trade_max_dd[e]
+        self.trade_pips[which] = 0.0
+        self.trade_max_dd[which] = 0.0
+        close_positions(self.tracks, which)
+        return reward
