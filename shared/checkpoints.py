@@ -43,6 +43,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + path.name + ".", dir=path.parent)
     try:
+        os.fchmod(fd, 0o644)  # readable by the other services (mkstemp makes it 0600)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()

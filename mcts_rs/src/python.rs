@@ -66,7 +66,7 @@ fn elems<'a, T: numpy::Element + Copy, D: numpy::ndarray::Dimension>(
 
 /// Batched stochastic MuZero search over `batch_size` roots. See the package
 /// docstring and `__init__.pyi` for the protocol.
-#[pyclass(name = "BatchedSearch", module = "mcts_rs._mcts_rs", unsendable)]
+#[pyclass(name = "BatchedSearch", module = "mcts_rs._mcts_rs")]
 pub struct PyBatchedSearch {
     forest: Forest,
     // Leaf buffers, allocated once; rows [:n] are valid after select().

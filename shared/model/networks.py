@@ -102,10 +102,11 @@ class CausalConvBlock(nn.Module):
             pad = len(in_pos)  # index of the zero row
             taps = [[lookup.get(p - (self.kernel - 1 - k) * self.dilation, pad) for k in range(self.kernel)]
                     for p in out_pos]
-            self._index_cache[key] = (
-                torch.tensor(taps, device=device),                        # [P_out, K]
-                torch.tensor([lookup[p] for p in out_pos], device=device),  # [P_out]
-            )
+            with torch.inference_mode(False):  # cached for training too: must not be inference tensors
+                self._index_cache[key] = (
+                    torch.tensor(taps, device=device),                        # [P_out, K]
+                    torch.tensor([lookup[p] for p in out_pos], device=device),  # [P_out]
+                )
         return self._index_cache[key]
 
     def forward(self, x: torch.Tensor, in_pos: list[int], out_pos: list[int]) -> torch.Tensor:

@@ -1,0 +1,1 @@
+"""The training service: self-play + learner + checkpoints, and its HTTP face."""

@@ -1,0 +1,29 @@
+"""Prometheus metrics of the training service (micro_training_*)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, disable_created_metrics
+
+disable_created_metrics()  # no *_created series: they only add noise to every counter
+
+ACTIONS = ("hold", "buy", "sell", "close")
+LOSSES = ("policy", "value", "reward", "outcome", "afterstate_value", "total")
+
+
+class TrainingMetrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.episodes = Counter("micro_training_episodes", "Self-play episodes collected", registry=r)
+        self.learner_steps = Counter("micro_training_learner_steps", "Learner updates", registry=r)
+        self.loss = Gauge("micro_training_loss", "Mean loss of the last iteration", ["component"], registry=r)
+        self.episodes_per_hour = Gauge("micro_training_episodes_per_hour", "Throughput of the last iteration", registry=r)
+        self.replay_episodes = Gauge("micro_training_replay_episodes", "Episodes in the replay buffer", registry=r)
+        self.expectancy = Gauge("micro_training_expectancy_pips", "Mean pips per closed trade, last iteration", registry=r)
+        self.win_rate = Gauge("micro_training_win_rate_ratio", "Share of winning trades, last iteration", registry=r)
+        self.trade_ratio = Gauge("micro_training_trade_ratio", "Share of decisions that were not HOLD", registry=r)
+        self.action_share = Gauge("micro_training_action_share_ratio", "Share of decisions per action", ["action"], registry=r)
+        self.checkpoints = Counter("micro_training_checkpoints_written", "Candidates written", registry=r)
+        self.last_checkpoint = Gauge("micro_training_last_checkpoint_timestamp_seconds", "When the last candidate was written", registry=r)
+        self.heartbeat = Gauge("micro_training_loop_heartbeat_timestamp_seconds", "When the loop last ran", registry=r)
+        self.paused = Gauge("micro_training_paused", "1 while control/training.pause exists", registry=r)
+        self.iteration_seconds = Gauge("micro_training_iteration_seconds", "Duration of the last iteration", ["phase"], registry=r)

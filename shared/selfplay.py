@@ -1,0 +1,113 @@
+"""Self-play: E episodes in lockstep, one batched search per step."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from shared.env import TradingEnv
+from shared.search import NetworkSearch
+
+
+@dataclass(frozen=True)
+class ExplorationConfig:
+    epsilon: float = 0.2                 # chance of a uniformly random legal action
+    temperature_start: float = 1.0
+    temperature_end: float = 0.5
+    temperature_decay_episodes: int = 20_000
+    add_noise: bool = True               # Dirichlet noise at the roots
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.epsilon <= 1:
+            raise ValueError("epsilon must be in [0, 1]")
+        if self.temperature_start < 0 or self.temperature_end < 0:
+            raise ValueError("temperatures must be >= 0")
+        if self.temperature_decay_episodes < 1:
+            raise ValueError("temperature_decay_episodes must be at least 1")
+
+    def temperature(self, episode: int) -> float:
+        """Linear from start to end over the decay episodes, then constant."""
+        frac = min(1.0, episode / self.temperature_decay_episodes)
+        return self.temperature_start + frac * (self.temperature_end - self.temperature_start)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+GREEDY = ExplorationConfig(epsilon=0.0, temperature_start=0.0, temperature_end=0.0, add_noise=False)
+
+
+@dataclass
+class EpisodeBatch:
+    """E finished episodes of T steps each."""
+
+    bar_index: np.ndarray    # [E, T] int64, the decision bar of each step
+    static: np.ndarray       # [E, T, 6] float32 position features seen at the step
+    legal: np.ndarray        # [E, T, A] bool
+    action: np.ndarray       # [E, T] int64
+    reward: np.ndarray       # [E, T] float32
+    policy: np.ndarray       # [E, T, A] float32 visit distribution (temperature 1)
+    root_value: np.ndarray   # [E, T] float32 search value
+    outcome: np.ndarray      # [E, T] int8 market outcome after the action
+    pnl_pips: np.ndarray     # [E] float64 episode P&L after costs
+    trades_pips: list[list[float]]  # closed trades per episode
+    action_counts: np.ndarray  # [E, A] int64
+
+    @property
+    def episodes(self) -> int:
+        return len(self.bar_index)
+
+
+def play_episodes(
+    env: TradingEnv,
+    search: NetworkSearch,
+    starts: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    exploration: ExplorationConfig,
+    episode: int = 0,
+) -> EpisodeBatch:
+    """Play one episode from each session start in `starts`, all in lockstep."""
+    e, t_steps, a = len(starts), env.steps_per_episode, env.num_actions
+    out = EpisodeBatch(
+        bar_index=np.zeros((e, t_steps), np.int64),
+        static=np.zeros((e, t_steps, 6), np.float32),
+        legal=np.zeros((e, t_steps, a), bool),
+        action=np.zeros((e, t_steps), np.int64),
+        reward=np.zeros((e, t_steps), np.float32),
+        policy=np.zeros((e, t_steps, a), np.float32),
+        root_value=np.zeros((e, t_steps), np.float32),
+        outcome=np.zeros((e, t_steps), np.int8),
+        pnl_pips=np.zeros(e),
+        trades_pips=[],
+        action_counts=np.zeros((e, a), np.int64),
+    )
+    temperature = exploration.temperature(episode)
+    obs = env.reset(starts)
+    for k in range(t_steps):
+        seeds = rng.integers(0, 2**63, size=e, dtype=np.uint64)
+        result = search.run(obs.temporal, obs.static, obs.legal, seeds, add_noise=exploration.add_noise)
+        actions = result.search.choose_actions(temperature)
+        if exploration.epsilon > 0:
+            explore = rng.random(e) < exploration.epsilon
+            if explore.any():
+                # a uniformly random legal action: argmax of random scores over the legal ones
+                scores = np.where(obs.legal, rng.random((e, a)), -1.0)
+                actions = np.where(explore, scores.argmax(axis=1), actions)
+        out.bar_index[:, k] = obs.bar_index
+        out.static[:, k] = obs.static
+        out.legal[:, k] = obs.legal
+        out.action[:, k] = actions
+        counts = result.visit_counts.astype(np.float32)
+        out.policy[:, k] = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1.0)
+        out.root_value[:, k] = result.root_values
+        step = env.step(actions)
+        out.reward[:, k] = step.reward
+        out.outcome[:, k] = step.outcome
+        if not step.done:
+            obs = env.observe()
+    out.pnl_pips = np.array([s.pnl_pips for s in env.stats])
+    out.trades_pips = [list(s.trades_pips) for s in env.stats]
+    out.action_counts = np.stack([s.actions for s in env.stats])
+    return out

@@ -1,0 +1,257 @@
+"""The training loop, top to bottom: collect E episodes, learn, checkpoint.
+
+`Trainer.run_iteration()` is one pass; the training service calls it in a
+loop, tests call it directly. Checkpoints follow the volume contract in
+shared/checkpoints.py; resume restores the model, the optimiser, the counters
+and every random generator, and the episode counter never goes back (it is at
+least the newest candidate's on disk).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import torch
+
+from shared.checkpoints import CheckpointDir, atomic_write_bytes
+from shared.env import EnvConfig, TradingEnv
+from shared.features.spec import FEATURE_SPEC_VERSION, TEMPORAL_FEATURES
+from shared.features.store import FeatureSet
+from shared.learner import Learner, LearnerConfig
+from shared.model import MuZeroNetworks, NetworkConfig, parameter_counts
+from shared.replay import ReplayBuffer, ReplayConfig
+from shared.search import NetworkSearch, SearchConfig
+from shared.selfplay import EpisodeBatch, ExplorationConfig, play_episodes
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    episodes_per_iteration: int = 64        # E episodes in lockstep
+    checkpoint_interval_episodes: int = 50  # a candidate once this many episodes passed since the last
+    keep_checkpoints: int = 5
+    learner_steps_per_episode: float = 1.0
+    min_replay_episodes: int = 64           # learning starts once the buffer holds this many
+    seed: int = 0
+    env: EnvConfig = field(default_factory=EnvConfig)
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    exploration: ExplorationConfig = field(default_factory=ExplorationConfig)
+    replay: ReplayConfig = field(default_factory=ReplayConfig)
+    learner: LearnerConfig = field(default_factory=LearnerConfig)
+
+    def __post_init__(self) -> None:
+        if self.episodes_per_iteration < 1 or self.checkpoint_interval_episodes < 1 or self.keep_checkpoints < 1:
+            raise ValueError("episodes_per_iteration, checkpoint_interval_episodes and keep_checkpoints must be >= 1")
+        if self.learner_steps_per_episode < 0:
+            raise ValueError("learner_steps_per_episode must be >= 0")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def config_hash(self) -> str:
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass
+class IterationReport:
+    episode: int
+    learner_steps: int
+    collect_seconds: float
+    learn_seconds: float
+    episodes: int
+    trades: int
+    expectancy_pips: float
+    win_rate: float
+    trade_ratio: float
+    pnl_pips_mean: float
+    action_share: list[float]
+    losses: dict[str, float]
+    checkpoint: str | None
+    replay_episodes: int
+
+    @property
+    def episodes_per_hour(self) -> float:
+        seconds = self.collect_seconds + self.learn_seconds
+        return self.episodes / seconds * 3600 if seconds > 0 else 0.0
+
+
+def trade_statistics(batch: EpisodeBatch) -> tuple[int, float, float, float, list[float]]:
+    """(trades, expectancy in pips, win rate, trade ratio, action shares)."""
+    trades = [p for episode in batch.trades_pips for p in episode]
+    counts = batch.action_counts.sum(axis=0).astype(float)
+    share = (counts / counts.sum()).tolist() if counts.sum() else [0.0] * len(counts)
+    expectancy = float(np.mean(trades)) if trades else 0.0
+    win_rate = float(np.mean([p > 0 for p in trades])) if trades else 0.0
+    trade_ratio = 1.0 - share[0]  # share of decisions that were not HOLD
+    return len(trades), expectancy, win_rate, trade_ratio, share
+
+
+def serialize(payload: dict) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    return buffer.getvalue()
+
+
+class Trainer:
+    def __init__(self, features: FeatureSet, checkpoint_root: Path, config: TrainingConfig = TrainingConfig(),
+                 device: torch.device | None = None) -> None:
+        self.features = features
+        self.config = config
+        self.device = device or torch.device("cpu")
+        self.starts = features.require_sessions("train")
+        self.env = TradingEnv(features, config.env)
+        if self.env.num_actions != config.network.num_actions:
+            raise ValueError(f"the {config.env.action_space} space has {self.env.num_actions} actions, "
+                             f"the network {config.network.num_actions}")
+        torch.manual_seed(config.seed)
+        self.model = MuZeroNetworks(config.network).to(self.device)
+        self.search = NetworkSearch(self.model, config.episodes_per_iteration, config.search, self.device)
+        self.learner = Learner(self.model, config.learner, self.device)
+        self.replay = ReplayBuffer(features.features, self.env.steps_per_episode, self.env.num_actions, config.replay)
+        self.rng = np.random.default_rng(config.seed)
+        self.episode = 0
+        self.last_checkpoint_episode = 0
+        self.checkpoints_written = 0
+        self.last_checkpoint_time: float | None = None
+        self.volume = CheckpointDir(checkpoint_root)
+        removed = self.volume.prepare()
+        if removed:
+            log.warning("removed %d orphaned temp files from an interrupted write: %s", len(removed),
+                        ", ".join(p.name for p in removed))
+        self.metrics_db = duckdb.connect(str(self.volume.training / "metrics.duckdb"))
+        self.metrics_db.execute(
+            """CREATE TABLE IF NOT EXISTS iterations (
+                   recorded_at TIMESTAMP, episode BIGINT, learner_steps BIGINT, episodes_per_hour DOUBLE,
+                   expectancy_pips DOUBLE, win_rate DOUBLE, trade_ratio DOUBLE, pnl_pips_mean DOUBLE,
+                   trades BIGINT, action_share VARCHAR, losses VARCHAR, checkpoint VARCHAR, replay_episodes BIGINT)"""
+        )
+        self.resumed = self._resume()
+
+    # --- checkpoints ---------------------------------------------------------------
+
+    def model_payload(self) -> dict:
+        """What a candidate holds: everything validation and live need, nothing secret."""
+        return {
+            "kind": "micro-muzero-candidate",
+            "episode": self.episode,
+            "learner_steps": self.learner.steps,
+            "model_state": self.model.state_dict(),
+            "network_config": self.config.network.to_dict(),
+            "search_config": self.config.search.to_dict(),
+            "env_config": asdict(self.config.env),
+            "feature_spec_version": FEATURE_SPEC_VERSION,
+            "feature_names": list(TEMPORAL_FEATURES),
+            "instrument": self.features.instrument,
+            "granularity": self.features.granularity,
+            "config_hash": self.config.config_hash(),
+        }
+
+    def resume_payload(self) -> dict:
+        payload = self.model_payload()
+        payload.update(
+            kind="micro-muzero-resume",
+            optimizer_state=self.learner.optimizer.state_dict(),
+            last_checkpoint_episode=self.last_checkpoint_episode,
+            checkpoints_written=self.checkpoints_written,
+            numpy_rng=self.rng.bit_generator.state,
+            torch_rng=torch.get_rng_state(),
+        )
+        return payload
+
+    def _resume(self) -> bool:
+        newest_candidate = max((ep for ep, _ in self.volume.candidates()), default=0)
+        if not self.volume.latest.exists():
+            self.episode = self.last_checkpoint_episode = newest_candidate
+            return False
+        state = torch.load(self.volume.latest, map_location=self.device, weights_only=False)
+        if state.get("feature_spec_version") != FEATURE_SPEC_VERSION:
+            raise ValueError(f"{self.volume.latest} was written with feature spec {state.get('feature_spec_version')}, "
+                             f"this code uses {FEATURE_SPEC_VERSION}: move it away to start afresh")
+        if state.get("network_config") != self.config.network.to_dict():
+            raise ValueError(f"{self.volume.latest} holds another network architecture; "
+                             "move it away or restore the settings it was trained with")
+        self.model.load_state_dict(state["model_state"])
+        self.learner.optimizer.load_state_dict(state["optimizer_state"])
+        self.learner.steps = int(state["learner_steps"])
+        self.rng.bit_generator.state = state["numpy_rng"]
+        torch.set_rng_state(state["torch_rng"])
+        self.checkpoints_written = int(state.get("checkpoints_written", 0))
+        # never go back: a candidate written after the last resume state still counts
+        self.episode = max(int(state["episode"]), newest_candidate)
+        self.last_checkpoint_episode = max(int(state["last_checkpoint_episode"]), newest_candidate)
+        log.info("resumed at episode %d (learner step %d)", self.episode, self.learner.steps)
+        return True
+
+    def write_checkpoint(self) -> str:
+        data = serialize(self.model_payload())
+        created = datetime.now(timezone.utc).isoformat()
+        signal = self.volume.write_candidate(self.episode, data, created_at=created,
+                                             feature_spec_version=FEATURE_SPEC_VERSION,
+                                             config_hash=self.config.config_hash())
+        self.volume.prune(self.config.keep_checkpoints)
+        self.last_checkpoint_episode = self.episode
+        self.checkpoints_written += 1
+        self.last_checkpoint_time = time.time()
+        return signal.checkpoint
+
+    def write_latest(self) -> None:
+        atomic_write_bytes(self.volume.latest, serialize(self.resume_payload()))
+
+    # --- the loop ------------------------------------------------------------------
+
+    def run_iteration(self) -> IterationReport:
+        c = self.config
+        t0 = time.perf_counter()
+        starts = self.rng.choice(self.starts, size=c.episodes_per_iteration)
+        batch = play_episodes(self.env, self.search, starts, self.rng, exploration=c.exploration, episode=self.episode)
+        self.replay.add(batch)
+        self.episode += batch.episodes
+        t1 = time.perf_counter()
+
+        losses: dict[str, float] = {}
+        if len(self.replay) >= min(c.min_replay_episodes, c.replay.capacity_episodes):
+            steps = max(1, round(c.learner_steps_per_episode * batch.episodes)) if c.learner_steps_per_episode else 0
+            sums: dict[str, float] = {}
+            for _ in range(steps):
+                for name, value in self.learner.step(self.replay.sample(c.learner.batch_size, self.rng)).items():
+                    sums[name] = sums.get(name, 0.0) + value
+            losses = {name: total / steps for name, total in sums.items()} if steps else {}
+        t2 = time.perf_counter()
+
+        checkpoint = None
+        if self.episode - self.last_checkpoint_episode >= c.checkpoint_interval_episodes:
+            checkpoint = self.write_checkpoint()
+        self.write_latest()
+
+        trades, expectancy, win_rate, trade_ratio, share = trade_statistics(batch)
+        report = IterationReport(
+            episode=self.episode, learner_steps=self.learner.steps, collect_seconds=t1 - t0, learn_seconds=t2 - t1,
+            episodes=batch.episodes, trades=trades, expectancy_pips=expectancy, win_rate=win_rate,
+            trade_ratio=trade_ratio, pnl_pips_mean=float(batch.pnl_pips.mean()), action_share=share, losses=losses,
+            checkpoint=checkpoint, replay_episodes=len(self.replay),
+        )
+        self.metrics_db.execute(
+            "INSERT INTO iterations VALUES (now()::TIMESTAMP, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [report.episode, report.learner_steps, report.episodes_per_hour, expectancy, win_rate, trade_ratio,
+             report.pnl_pips_mean, trades, json.dumps(share), json.dumps(losses), checkpoint, report.replay_episodes],
+        )
+        return report
+
+    def describe(self) -> str:
+        counts = parameter_counts(self.model)
+        return "parameters: " + ", ".join(f"{name} {count:,}" for name, count in counts.items())
+
+    def close(self) -> None:
+        self.metrics_db.close()
+
