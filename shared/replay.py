@@ -58,9 +58,10 @@ def n_step_values(rewards: np.ndarray, root_values: np.ndarray, td_steps: int, d
     """[E, T] value targets; no bootstrap past the episode's last step."""
     e, t = rewards.shape
     z = np.zeros((e, t), np.float64)
-    for i in range(td_steps):
+    for i in range(min(td_steps, t)):
         z[:, : t - i] += discount**i * rewards[:, i:]
-    z[:, : t - td_steps] += discount**td_steps * root_values[:, td_steps:]
+    if td_steps < t:
+        z[:, : t - td_steps] += discount**td_steps * root_values[:, td_steps:]
     return z.astype(np.float32)
 
 

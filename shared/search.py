@@ -41,7 +41,8 @@ class SearchOutput:
 
 
 class NetworkSearch:
-    """Searches `batch_size` roots at a time with one set of networks."""
+    """Searches batches of roots with one set of networks (a tree arena per
+    batch size, allocated on first use and reused)."""
 
     def __init__(self, model: MuZeroNetworks, batch_size: int, config: SearchConfig = SearchConfig(),
                  device: torch.device | None = None) -> None:
@@ -49,7 +50,17 @@ class NetworkSearch:
         self.config = config
         self.device = device or next(model.parameters()).device
         self.support = ValueSupport(model.config.value_atoms, model.config.value_max_pips).to(self.device)
-        self.tree = BatchedSearch(
+        self._trees: dict[int, BatchedSearch] = {}
+        self.tree = self._tree(batch_size)
+
+    def _tree(self, batch_size: int) -> BatchedSearch:
+        if batch_size not in self._trees:
+            self._trees[batch_size] = self._new_tree(batch_size)
+        return self._trees[batch_size]
+
+    def _new_tree(self, batch_size: int) -> BatchedSearch:
+        model, config = self.model, self.config
+        return BatchedSearch(
             batch_size,
             num_actions=model.config.num_actions,
             num_outcomes=model.config.num_outcomes,
@@ -94,12 +105,13 @@ class NetworkSearch:
         try:
             state, prior, value = self.roots(temporal, static, legal)
             prior_np, value_np = self._numpy(prior), self._numpy(value)
-            self.tree.reset(self._numpy(state), prior_np, value_np, np.ascontiguousarray(legal, dtype=bool),
-                            np.ascontiguousarray(seeds, dtype=np.uint64), add_noise=add_noise)
-            run_search(self.tree, self._afterstate, self._dynamics)
+            tree = self._tree(len(legal))
+            tree.reset(self._numpy(state), prior_np, value_np, np.ascontiguousarray(legal, dtype=bool),
+                       np.ascontiguousarray(seeds, dtype=np.uint64), add_noise=add_noise)
+            run_search(tree, self._afterstate, self._dynamics)
         finally:
             self.model.train(was_training)
-        return SearchOutput(self.tree.root_visit_counts(), self.tree.root_values(), prior_np, value_np, self.tree)
+        return SearchOutput(tree.root_visit_counts(), tree.root_values(), prior_np, value_np, tree)
 
     @torch.inference_mode()
     def raw_policy_actions(self, temporal: np.ndarray, static: np.ndarray, legal: np.ndarray) -> np.ndarray:
