@@ -25,9 +25,12 @@ $(MCTS): $(MCTS_SOURCES) $(DEPS)
 	$(PIP) install ./mcts_rs
 	touch $@
 
-# Embedded default: synthetic GBPJPY-like market -> bar store -> feature store.
+# Embedded default: synthetic GBPJPY-like market -> bar store -> feature store,
+# then the training service on ./runtime (Ctrl-C stops it; it resumes next time).
 run: setup
 	$(PY) -m shared.data demo
+	@echo "training: http://localhost:8001/status  /health  /ready  /metrics   (checkpoints in runtime/checkpoints)"
+	CHECKPOINT_DIR=runtime/checkpoints $(PY) -m services.training
 
 test: setup test-rust test-python
 
@@ -43,6 +46,7 @@ lint:
 bench: setup
 	$(PY) -m bench.features
 	$(PY) -m bench.mcts
+	$(PY) -m bench.selfplay
 
 clean:
 	rm -rf $(VENV) mcts_rs/target runtime
