@@ -30,15 +30,21 @@ class Evaluation:
         return float(self.trades_pips.mean()) if len(self.trades_pips) else 0.0
 
 
-def evaluate(env: TradingEnv, policy: Policy, starts: np.ndarray, *, batch: int = 64) -> Evaluation:
-    """Play every session in `starts` (in groups of `batch`, in lockstep)."""
+def evaluate(env: TradingEnv, policy: Policy, starts: np.ndarray, *, batch: int = 64,
+             on_step: Callable[[int, int], None] | None = None) -> Evaluation:
+    """Play every session in `starts` (in groups of `batch`, in lockstep).
+    `on_step(done, total)` is called after every lockstep step (progress, deadlines)."""
     pnl, trades = [], []
     counts = np.zeros(env.num_actions, dtype=np.int64)
-    for i in range(0, len(starts), batch):
+    groups = list(range(0, len(starts), batch))
+    total = len(groups) * env.steps_per_episode
+    for g, i in enumerate(groups):
         group = starts[i : i + batch]
         obs = env.reset(group)
-        for _ in range(env.steps_per_episode):
+        for k in range(env.steps_per_episode):
             step = env.step(policy(obs))
+            if on_step is not None:
+                on_step(g * env.steps_per_episode + k + 1, total)
             if step.done:
                 break
             obs = env.observe()

@@ -1,0 +1,1 @@
+"""The validation service: watch for candidates, validate, promote."""

@@ -1,0 +1,231 @@
+"""The validation loop in a thread, and the FastAPI app around it."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from contextlib import asynccontextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+
+import duckdb
+from fastapi import FastAPI, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from services.validation.config import ValidationSettings
+from services.validation.metrics import ValidationMetrics
+from shared.candidates import CandidateError, load_candidate
+from shared.checkpoints import CANDIDATE_RE, ReadySignal, clean_orphans
+from shared.features.store import FeatureSet
+from shared.model import select_device
+from shared.promotion import promote, read_current
+from shared.validator import ValidationConfig, ValidationTimeout, gate, validate, write_plot, write_result
+from shared.watch import VolumeWatcher
+
+log = logging.getLogger("validation")
+STALL_EXIT_CODE = 70
+
+
+def result_name(episode: int) -> str:
+    return f"ep{episode:08d}.json"
+
+
+class ValidationService:
+    def __init__(self, settings: ValidationSettings, features: FeatureSet, config: ValidationConfig) -> None:
+        self.settings = settings
+        self.features = features
+        self.config = config
+        self.root = settings.checkpoint_dir
+        self.training = self.root / "training"
+        self.results = self.root / "validation" / "results"
+        self.results.mkdir(parents=True, exist_ok=True)
+        self.training.mkdir(parents=True, exist_ok=True)
+        clean_orphans(self.results)
+        clean_orphans(self.root / "promoted")
+        self.device = select_device(settings.device)
+        self.db = duckdb.connect(str(self.root / "validation" / "validations.duckdb"))
+        self.db.execute(
+            """CREATE TABLE IF NOT EXISTS validations (
+                   recorded_at TIMESTAMP, episode BIGINT, result VARCHAR, reason VARCHAR, sha256 VARCHAR,
+                   seconds DOUBLE, trades BIGINT, total_pips DOUBLE, expectancy_pips DOUBLE, win_rate DOUBLE,
+                   profit_factor DOUBLE, max_drawdown_pips DOUBLE, sqn DOUBLE, sqn_100 DOUBLE, sharpe_daily DOUBLE,
+                   trade_ratio DOUBLE, quality DOUBLE, mc_p5_final_pips DOUBLE, car25 DOUBLE, safe_f DOUBLE,
+                   search_beats_raw BOOLEAN)"""
+        )
+        self.metrics = ValidationMetrics()
+        self.status = "starting"
+        self.heartbeat = time.time()
+        self.current: dict | None = None
+        self.queue: list[int] = []
+        self.last_result: dict | None = None
+        self.stop = threading.Event()
+        current = read_current(self.root)
+        if current is not None:
+            self.metrics.champion_episode.set(current.episode)
+
+    # --- scheduling ------------------------------------------------------------------
+
+    def beat(self) -> None:
+        self.heartbeat = time.time()
+        self.metrics.heartbeat.set(self.heartbeat)
+
+    def pending(self) -> list[tuple[int, Path]]:
+        """Signals without a result yet, newest first."""
+        found = []
+        for signal in self.training.glob("ckpt-ep*.ready"):
+            match = CANDIDATE_RE.match(signal.name.removesuffix(".ready") + ".pt")
+            if match and not (self.results / result_name(int(match.group(1)))).exists():
+                found.append((int(match.group(1)), signal))
+        return sorted(found, reverse=True)
+
+    def loop(self) -> None:
+        watcher = VolumeWatcher(self.training, (".ready",), polling=self.settings.polling).start()
+        log.info("watching %s (%s observer, rescan every %.0fs)", self.training, watcher.kind, self.settings.rescan_seconds)
+        try:
+            while not self.stop.is_set():
+                self.beat()
+                pending = self.pending()
+                self.queue = [episode for episode, _ in pending]
+                self.metrics.queue_depth.set(len(pending))
+                if not pending:
+                    self.status = "idle"
+                    watcher.wait(self.settings.rescan_seconds)
+                    continue
+                (episode, signal), older = pending[0], pending[1:]
+                for old_episode, _ in older:  # a backlog: only the newest is worth the time
+                    self.record(old_episode, "skipped", f"a newer candidate (episode {episode}) was waiting", None)
+                self.status = "validating"
+                self.handle(episode, signal)
+        except BaseException:  # noqa: BLE001 - a crashed loop takes the process down (restart: unless-stopped)
+            log.exception("validation loop failed")
+            os._exit(1)
+        finally:
+            watcher.stop()
+
+    def handle(self, episode: int, signal_path: Path) -> None:
+        started = time.monotonic()
+        self.current = {"episode": episode, "started_at": datetime.now(timezone.utc).isoformat(), "progress": 0.0}
+        self.metrics.progress.set(0.0)
+        try:
+            signal = ReadySignal.read(signal_path)
+            candidate = load_candidate(self.training / signal.checkpoint, signal.sha256, self.device)
+            if candidate.payload.get("instrument") not in (None, self.features.instrument):
+                raise CandidateError("instrument_mismatch", f"candidate trades {candidate.payload.get('instrument')}, "
+                                                            f"this validator {self.features.instrument}")
+        except FileNotFoundError:
+            return self.record(episode, "rejected", "signal vanished before it was read (pruned by training)", None)
+        except (CandidateError, ValueError) as error:
+            reason = error.reason if isinstance(error, CandidateError) else "bad_signal"
+            return self.record(episode, "rejected", f"{reason}: {error}", None)
+
+        def progress(fraction: float) -> None:
+            self.beat()
+            self.current["progress"] = round(fraction, 4)
+            self.metrics.progress.set(fraction)
+
+        try:
+            report = validate(candidate, self.features, self.config, progress=progress)
+        except ValidationTimeout as error:
+            return self.record(episode, "timeout", str(error), None, seconds=time.monotonic() - started)
+        except Exception as error:  # noqa: BLE001 - one bad candidate must not stop the queue
+            log.exception("validation of episode %d failed", episode)
+            return self.record(episode, "error", f"{type(error).__name__}: {error}", None,
+                               seconds=time.monotonic() - started)
+        champion_path = self.root / "validation" / "best_metrics.json"
+        champion = json.loads(champion_path.read_text()) if champion_path.exists() else None
+        reasons = gate(report, champion, self.config.gate)
+        result = "failed_gate" if reasons else "promoted"
+        if not reasons:
+            pointer = promote(self.root, candidate.path, candidate.sha256, episode, report.stats.to_dict())
+            self.metrics.promotions.inc()
+            self.metrics.champion_episode.set(episode)
+            log.info("promoted episode %d -> promoted/%s", episode, pointer.model)
+        write_plot(self.results / f"ep{episode:08d}.png", report)
+        self.record(episode, result, "; ".join(reasons) or "passed the gate and beat the champion", report,
+                    seconds=report.seconds)
+
+    def record(self, episode: int, result: str, reason: str, report, seconds: float = 0.0) -> None:
+        payload = {"episode": episode, "result": result, "reason": reason,
+                   "validated_at": datetime.now(timezone.utc).isoformat(), "seconds": seconds,
+                   "report": report.to_dict() if report is not None else None}
+        write_result(self.results / result_name(episode), payload)
+        s = report.stats if report is not None else None
+        mc = report.monte_carlo if report is not None else None
+        self.db.execute(
+            "INSERT INTO validations VALUES (now()::TIMESTAMP, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [episode, result, reason, report.sha256 if report else None, seconds,
+             s.trades if s else None, s.total_pips if s else None, s.expectancy_pips if s else None,
+             s.win_rate if s else None, s.profit_factor if s else None, s.max_drawdown_pips if s else None,
+             s.sqn if s else None, s.sqn_100 if s else None, s.sharpe_daily if s else None,
+             s.trade_ratio if s else None, s.quality if s else None,
+             mc.final_pips["5"] if mc else None, mc.car25 if mc else None, mc.safe_f if mc else None,
+             report.search_beats_raw if report else None],
+        )
+        m = self.metrics
+        m.validations.labels(result=result).inc()
+        if result in ("promoted", "failed_gate", "timeout", "error"):
+            m.duration.observe(seconds)
+        if s is not None:
+            m.last_expectancy.set(s.expectancy_pips)
+            m.last_win_rate.set(s.win_rate)
+            m.last_trade_ratio.set(s.trade_ratio)
+            m.last_drawdown.set(s.max_drawdown_pips)
+            for stat in ("trades", "total_pips", "quality"):
+                m.last.labels(stat=stat).set(getattr(s, stat))
+            m.last.labels(stat="sqn_100").set(s.sqn_100 or 0.0)
+        self.last_result = {k: v for k, v in payload.items() if k != "report"}
+        self.current = None
+        log.info("candidate", extra={"fields": {"episode": episode, "result": result, "reason": reason,
+                                                "seconds": round(seconds, 1)}})
+
+    def watchdog(self) -> None:
+        while not self.stop.wait(5.0):
+            if time.time() - self.heartbeat > self.settings.stall_seconds:
+                log.error("validation loop stalled: exiting")
+                os._exit(STALL_EXIT_CODE)
+
+    def status_page(self) -> dict:
+        current = read_current(self.root)
+        return {"service": "validation", "status": self.status, "queue": self.queue, "current": self.current,
+                "last_result": self.last_result, "champion": current.__dict__ if current else None,
+                "validation_sessions": int(len(self.features.sessions.get("validation", []))),
+                "simulations": self.config.simulations, "mc_runs": self.config.mc_runs}
+
+
+def build_app(service: ValidationService) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        threads = [threading.Thread(target=service.loop, name="validation-loop", daemon=True),
+                   threading.Thread(target=service.watchdog, name="validation-watchdog", daemon=True)]
+        for thread in threads:
+            thread.start()
+        yield
+        service.stop.set()
+
+    app = FastAPI(title="micro-muzero validation", lifespan=lifespan)
+
+    @app.get("/health")
+    def health() -> JSONResponse:
+        age = time.time() - service.heartbeat
+        ok = age <= service.settings.stall_seconds
+        return JSONResponse({"status": "ok" if ok else "stalled", "loop": service.status,
+                             "heartbeat_age_seconds": round(age, 3)}, status_code=200 if ok else 503)
+
+    @app.get("/ready")
+    def ready() -> JSONResponse:
+        ok = service.status != "starting"
+        return JSONResponse({"ready": ok, "status": service.status}, status_code=200 if ok else 503)
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/status")
+    def status() -> dict:
+        return service.status_page()
+
+    return app

@@ -1,0 +1,218 @@
+"""Trading statistics of a trade list, and a Monte Carlo bootstrap of it.
+
+Definitions (trades are closed trades in pips after costs, in time order):
+* expectancy = mean pips per trade; win rate = share of trades > 0;
+  profit factor = gross wins / gross losses (None when nothing was lost);
+* max drawdown = the largest fall of the cumulative P&L from a running peak
+  (the curve starts at 0);
+* SQN (Van Tharp) = sqrt(N) * mean / std (sample std), reported raw and with N
+  capped at 100 (`sqn_100`), which is comparable across trade counts;
+* Sharpe on daily P&L: mean / std of the P&L per trading day x sqrt(252).
+  Daily, because 1-minute returns are autocorrelated and inflate it;
+* quality score: the product notes' trading-weighted score, here exactly
+    2.0 x expectancy if positive, else 0.3 x expectancy
+  + 1.5 x AMDDP1 per trade, (total pips - 0.01 x max drawdown) / trades
+  + 10 if trades >= 30, 2 if 1..29 trades
+  + 3 x SQN_100 clipped to [0, 5]   (up to +15)
+  + 3 if at least three different actions were used.
+  (The notes' TD-error term has no counterpart here and is left out.)
+
+Monte Carlo (Bandy): trades are drawn with replacement, 1,000 runs by default,
+one seeded generator per run so the result is the same for a seed whatever
+the thread count.
+* In pips: each run draws as many trades as there were -> distributions of
+  the final P&L and the max drawdown (percentiles 5..95).
+* Position sizing: a trade's return on equity at fraction f is
+  f x pips x pip_size / price (f = notional / equity). Over a horizon of
+  `horizon_years` at the observed trade frequency, safe-f is the largest f
+  whose 95th-percentile max drawdown stays within `drawdown_tolerance`
+  (bisection; drawdown grows with f), and CAR25 is the 25th percentile of the
+  compound annual return at safe-f.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numba
+import numpy as np
+
+PERCENTILES = (5, 25, 50, 75, 95)
+
+
+@dataclass
+class TradeStats:
+    trades: int
+    total_pips: float
+    expectancy_pips: float
+    win_rate: float
+    profit_factor: float | None
+    max_drawdown_pips: float
+    sqn: float | None
+    sqn_100: float | None
+    sharpe_daily: float | None
+    trade_ratio: float
+    action_share: list[float]
+    quality: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def max_drawdown(pnl: np.ndarray) -> float:
+    equity = np.concatenate([[0.0], np.cumsum(pnl)])
+    return float((np.maximum.accumulate(equity) - equity).max())
+
+
+def sqn(trades: np.ndarray, cap: int | None = None) -> float | None:
+    if len(trades) < 2 or np.std(trades, ddof=1) == 0:
+        return None
+    n = len(trades) if cap is None else min(len(trades), cap)
+    return float(math.sqrt(n) * np.mean(trades) / np.std(trades, ddof=1))
+
+
+def sharpe_daily(daily_pnl: np.ndarray) -> float | None:
+    if len(daily_pnl) < 2 or np.std(daily_pnl, ddof=1) == 0:
+        return None
+    return float(np.mean(daily_pnl) / np.std(daily_pnl, ddof=1) * math.sqrt(252))
+
+
+def quality_score(expectancy: float, total: float, drawdown: float, trades: int, sqn_100: float | None,
+                  actions_used: int) -> float:
+    score = 2.0 * expectancy if expectancy > 0 else 0.3 * expectancy
+    if trades:
+        score += 1.5 * (total - 0.01 * drawdown) / trades
+    score += 10.0 if trades >= 30 else (2.0 if trades > 0 else 0.0)
+    score += 3.0 * min(max(sqn_100 or 0.0, 0.0), 5.0)
+    score += 3.0 if actions_used >= 3 else 0.0
+    return float(score)
+
+
+def trade_stats(trades: np.ndarray, daily_pnl: np.ndarray, action_counts: np.ndarray) -> TradeStats:
+    trades = np.asarray(trades, dtype=np.float64)
+    counts = np.asarray(action_counts, dtype=np.float64)
+    share = (counts / counts.sum()).tolist() if counts.sum() else [0.0] * len(counts)
+    wins, losses = trades[trades > 0].sum(), -trades[trades < 0].sum()
+    expectancy = float(trades.mean()) if len(trades) else 0.0
+    drawdown = max_drawdown(trades) if len(trades) else 0.0
+    sqn_100 = sqn(trades, cap=100)
+    return TradeStats(
+        trades=len(trades),
+        total_pips=float(trades.sum()),
+        expectancy_pips=expectancy,
+        win_rate=float((trades > 0).mean()) if len(trades) else 0.0,
+        profit_factor=float(wins / losses) if losses > 0 else None,
+        max_drawdown_pips=drawdown,
+        sqn=sqn(trades),
+        sqn_100=sqn_100,
+        sharpe_daily=sharpe_daily(np.asarray(daily_pnl, dtype=np.float64)),
+        trade_ratio=1.0 - share[0] if share else 0.0,
+        action_share=share,
+        quality=quality_score(expectancy, float(trades.sum()), drawdown, len(trades), sqn_100,
+                              int((counts > 0).sum())),
+    )
+
+
+# --- Monte Carlo ----------------------------------------------------------------------
+
+
+@numba.njit(cache=True, inline="always")
+def _splitmix(state: np.uint64) -> tuple[np.uint64, np.uint64]:
+    state = state + np.uint64(0x9E3779B97F4A7C15)
+    z = state
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return state, z ^ (z >> np.uint64(31))
+
+
+@numba.njit(parallel=True, cache=True)
+def _bootstrap_pips(trades, runs, draws, seed):
+    """Final P&L and max drawdown (pips) of `runs` resamples of `draws` trades."""
+    final = np.empty(runs)
+    drawdown = np.empty(runs)
+    n = np.uint64(len(trades))
+    for run in numba.prange(runs):
+        state = np.uint64(seed) * np.uint64(0x100000001B3) + np.uint64(run)
+        equity = 0.0
+        peak = 0.0
+        worst = 0.0
+        for _ in range(draws):
+            state, r = _splitmix(state)
+            equity += trades[r % n]
+            peak = max(peak, equity)
+            worst = max(worst, peak - equity)
+        final[run] = equity
+        drawdown[run] = worst
+    return final, drawdown
+
+
+@numba.njit(parallel=True, cache=True)
+def _bootstrap_equity(returns, runs, draws, seed, fraction):
+    """Final equity multiple and max drawdown fraction at position fraction f."""
+    final = np.empty(runs)
+    drawdown = np.empty(runs)
+    n = np.uint64(len(returns))
+    for run in numba.prange(runs):
+        state = np.uint64(seed) * np.uint64(0x100000001B3) + np.uint64(run)
+        equity = 1.0
+        peak = 1.0
+        worst = 0.0
+        for _ in range(draws):
+            state, r = _splitmix(state)
+            equity *= max(1.0 + fraction * returns[r % n], 0.0)
+            peak = max(peak, equity)
+            worst = max(worst, 1.0 - equity / peak)
+        final[run] = equity
+        drawdown[run] = worst
+    return final, drawdown
+
+
+@dataclass
+class MonteCarlo:
+    runs: int
+    seed: int
+    final_pips: dict[str, float]          # percentile -> pips
+    max_drawdown_pips: dict[str, float]
+    safe_f: float
+    car25: float                           # compound annual return, 25th percentile, at safe-f
+    horizon_trades: int
+    drawdown_tolerance: float
+    final_pips_runs: np.ndarray            # [runs] for plotting fans
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out.pop("final_pips_runs")
+        return out
+
+
+def monte_carlo(trades: np.ndarray, *, runs: int = 1000, seed: int = 0, pip_size: float = 0.01,
+                price: float = 170.0, trades_per_year: float = 250.0, horizon_years: float = 2.0,
+                drawdown_tolerance: float = 0.20, max_fraction: float = 50.0) -> MonteCarlo:
+    trades = np.ascontiguousarray(trades, dtype=np.float64)
+    if len(trades) == 0:
+        raise ValueError("Monte Carlo needs at least one trade")
+    if runs < 1:
+        raise ValueError("runs must be at least 1")
+    final, drawdown = _bootstrap_pips(trades, runs, len(trades), seed)
+    pct = lambda x: {str(p): float(np.percentile(x, p)) for p in PERCENTILES}  # noqa: E731
+
+    returns = trades * pip_size / price
+    horizon = max(1, int(round(trades_per_year * horizon_years)))
+
+    def dd95(f: float) -> float:
+        return float(np.percentile(_bootstrap_equity(returns, runs, horizon, seed, f)[1], 95))
+
+    lo, hi = 0.0, max_fraction
+    if dd95(hi) <= drawdown_tolerance:
+        safe = hi
+    else:
+        for _ in range(30):
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if dd95(mid) <= drawdown_tolerance else (lo, mid)
+        safe = lo
+    equity, _ = _bootstrap_equity(returns, runs, horizon, seed, safe)
+    car = np.power(np.maximum(equity, 1e-12), 1.0 / horizon_years) - 1.0
+    return MonteCarlo(runs=runs, seed=seed, final_pips=pct(final), max_drawdown_pips=pct(drawdown), safe_f=safe,
+                      car25=float(np.percentile(car, 25)), horizon_trades=horizon,
+                      drawdown_tolerance=drawdown_tolerance, final_pips_runs=final)

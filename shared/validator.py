@@ -1,0 +1,197 @@
+"""Validating a candidate: deterministic replay on validation sessions,
+statistics, Monte Carlo, baselines, the gate. No I/O here but the report
+writers at the bottom; the validation service schedules and promotes."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from shared.candidates import Candidate
+from shared.checkpoints import atomic_write_bytes, atomic_write_json
+from shared.data.bars import NS_PER_MINUTE
+from shared.env import EnvConfig, TradingEnv
+from shared.evaluation import Evaluation, evaluate, flat_policy, random_policy, raw_network_policy, search_policy
+from shared.features.store import FeatureSet
+from shared.instruments import get_instrument
+from shared.search import NetworkSearch, SearchConfig
+from shared.statistics import MonteCarlo, TradeStats, monte_carlo, trade_stats
+
+SCORES = ("quality", "sqn_100", "expectancy_pips", "total_pips")
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    min_trades: int = 20
+    min_expectancy_pips: float = 0.0          # strictly above
+    min_mc_p5_final_pips: float = 0.0         # Monte Carlo 5th-percentile final P&L, strictly above
+    max_drawdown_pips: float = 1000.0
+    score: str = "quality"                    # the champion is beaten on this
+
+    def __post_init__(self) -> None:
+        if self.score not in SCORES:
+            raise ValueError(f"score must be one of {SCORES}, got {self.score!r}")
+
+
+@dataclass(frozen=True)
+class ValidationConfig:
+    simulations: int = 50           # as the live service searches
+    mc_runs: int = 1000
+    seed: int = 0
+    max_sessions: int = 0           # 0: every validation session
+    timeout_seconds: float = 1800.0
+    gate: GateConfig = field(default_factory=GateConfig)
+
+
+class ValidationTimeout(RuntimeError):
+    pass
+
+
+@dataclass
+class ValidationReport:
+    episode: int
+    sha256: str
+    sessions: int
+    seconds: float
+    stats: TradeStats
+    monte_carlo: MonteCarlo | None
+    baselines: dict[str, TradeStats]
+    search_beats_raw: bool
+    equity_curve: list[float]
+
+    def to_dict(self) -> dict:
+        return {
+            "episode": self.episode, "sha256": self.sha256, "sessions": self.sessions, "seconds": self.seconds,
+            "stats": self.stats.to_dict(),
+            "monte_carlo": self.monte_carlo.to_dict() if self.monte_carlo else None,
+            "baselines": {name: s.to_dict() for name, s in self.baselines.items()},
+            "search_beats_raw": self.search_beats_raw,
+        }
+
+
+def _daily_pnl(features: FeatureSet, starts: np.ndarray, evaluation: Evaluation) -> np.ndarray:
+    day = features.bars.ts[starts] // (1440 * NS_PER_MINUTE)
+    _, index = np.unique(day, return_inverse=True)
+    return np.bincount(index, weights=evaluation.episode_pnl_pips)
+
+
+def validate(candidate: Candidate, features: FeatureSet, config: ValidationConfig = ValidationConfig(), *,
+             progress: Callable[[float], None] | None = None) -> ValidationReport:
+    """Replay the candidate greedily (no noise, fixed seeds) and score it."""
+    started = time.monotonic()
+    deadline = started + config.timeout_seconds
+    starts = features.require_sessions("validation")
+    if config.max_sessions:
+        starts = starts[: config.max_sessions]
+    env = TradingEnv(features, EnvConfig(**candidate.payload.get("env_config", {})))
+    search_config = SearchConfig(**{**candidate.search_config.to_dict(), "num_simulations": config.simulations})
+    search = NetworkSearch(candidate.model, min(64, len(starts)), search_config)
+    phases = 4  # search, raw network, random, flat
+
+    def tick(phase: int) -> Callable[[int, int], None]:
+        def on_step(done: int, total: int) -> None:
+            if time.monotonic() > deadline:
+                raise ValidationTimeout(f"validation exceeded {config.timeout_seconds:.0f}s")
+            if progress is not None:
+                progress((phase + done / total) / phases)
+        return on_step
+
+    searched = evaluate(env, search_policy(search, seed=config.seed), starts, on_step=tick(0))
+    raw = evaluate(env, raw_network_policy(search), starts, on_step=tick(1))
+    rnd = evaluate(env, random_policy(np.random.default_rng(config.seed)), starts, on_step=tick(2))
+    flat = evaluate(env, flat_policy, starts, on_step=tick(3))
+
+    def stats(e: Evaluation) -> TradeStats:
+        return trade_stats(e.trades_pips, _daily_pnl(features, starts, e), e.action_counts)
+
+    main = stats(searched)
+    baselines = {"raw_network": stats(raw), "random": stats(rnd), "flat": stats(flat)}
+    mc = None
+    if len(searched.trades_pips):
+        instrument = get_instrument(features.instrument)
+        days = max(1, len(np.unique(features.bars.ts[starts] // (1440 * NS_PER_MINUTE))))
+        mc = monte_carlo(searched.trades_pips, runs=config.mc_runs, seed=config.seed, pip_size=instrument.pip_size,
+                         price=float(np.mean(features.bars.close[starts])),
+                         trades_per_year=len(searched.trades_pips) / days * 252)
+    equity = np.concatenate([[0.0], np.cumsum(searched.trades_pips)]).tolist()
+    return ValidationReport(
+        episode=candidate.episode, sha256=candidate.sha256, sessions=len(starts),
+        seconds=time.monotonic() - started, stats=main, monte_carlo=mc, baselines=baselines,
+        search_beats_raw=main.total_pips > baselines["raw_network"].total_pips, equity_curve=equity,
+    )
+
+
+def score_of(stats: dict, score: str) -> float:
+    value = stats.get(score)
+    return float(value) if value is not None else float("-inf")
+
+
+def gate(report: ValidationReport, champion: dict | None, config: GateConfig) -> list[str]:
+    """Reasons the candidate fails the gate; empty when it passes and beats the champion."""
+    s = report.stats
+    reasons = []
+    if s.trades < config.min_trades:
+        reasons.append(f"{s.trades} trades < {config.min_trades}")
+    if not s.expectancy_pips > config.min_expectancy_pips:
+        reasons.append(f"expectancy {s.expectancy_pips:.2f} pips <= {config.min_expectancy_pips}")
+    p5 = report.monte_carlo.final_pips["5"] if report.monte_carlo else float("-inf")
+    if not p5 > config.min_mc_p5_final_pips:
+        reasons.append(f"Monte Carlo 5th-percentile P&L {p5:.1f} pips <= {config.min_mc_p5_final_pips}")
+    if s.max_drawdown_pips > config.max_drawdown_pips:
+        reasons.append(f"max drawdown {s.max_drawdown_pips:.1f} pips > {config.max_drawdown_pips}")
+    if champion is not None and not score_of(s.to_dict(), config.score) > score_of(champion, config.score):
+        reasons.append(f"{config.score} {score_of(s.to_dict(), config.score):.3f} does not beat the champion's "
+                       f"{score_of(champion, config.score):.3f}")
+    return reasons
+
+
+# --- reports --------------------------------------------------------------------------
+
+
+def write_result(path: Path, result: dict) -> None:
+    atomic_write_json(path, json.loads(json.dumps(result, default=_json_default)))
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def write_plot(path: Path, report: ValidationReport) -> None:
+    """Equity curve plus Monte Carlo fan, as a PNG a person can open."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    left.plot(report.equity_curve, color="tab:blue", lw=1.5)
+    left.axhline(0, color="grey", lw=0.8)
+    left.set(title=f"ep {report.episode}: equity over {report.stats.trades} trades", xlabel="trade", ylabel="pips")
+    mc = report.monte_carlo
+    if mc is not None:
+        right.hist(mc.final_pips_runs, bins=40, color="tab:green", alpha=0.8)
+        for p, style in (("5", ":"), ("50", "-"), ("95", ":")):
+            right.axvline(mc.final_pips[p], color="black", ls=style, lw=1, label=f"p{p} {mc.final_pips[p]:.0f}")
+        right.legend()
+        right.set(title=f"Monte Carlo final P&L ({mc.runs} runs); safe-f {mc.safe_f:.2f}, CAR25 {mc.car25:.1%}",
+                  xlabel="pips", ylabel="runs")
+    else:
+        right.text(0.5, 0.5, "no trades: no Monte Carlo", ha="center", va="center")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90)
+    plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
+
+

@@ -1,0 +1,87 @@
+"""Every statistic against hand-computed trade lists; the Monte Carlo's reproducibility."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from shared.statistics import max_drawdown, monte_carlo, quality_score, sharpe_daily, sqn, trade_stats
+
+
+def test_statistics_by_hand():
+    trades = np.array([10.0, -5.0, 20.0, -15.0, 5.0])
+    daily = np.array([10.0, 0.0, 5.0])
+    s = trade_stats(trades, daily, np.array([6, 2, 1, 1]))
+    assert s.trades == 5 and s.total_pips == 15.0
+    assert s.expectancy_pips == 3.0
+    assert s.win_rate == 3 / 5
+    assert s.profit_factor == pytest.approx(35 / 20)
+    # equity 0, 10, 5, 25, 10, 15: the worst fall is 25 -> 10
+    assert s.max_drawdown_pips == 15.0
+    std = np.std(trades, ddof=1)  # sample std = sqrt(((7^2)+(8^2)+(17^2)+(18^2)+(2^2))/4) = 13.038...
+    assert std == pytest.approx(math.sqrt((49 + 64 + 289 + 324 + 4) / 4))
+    assert s.sqn == pytest.approx(math.sqrt(5) * 3 / std)
+    assert s.sqn_100 == s.sqn  # fewer than 100 trades: the cap changes nothing
+    assert s.sharpe_daily == pytest.approx(5.0 / 5.0 * math.sqrt(252))  # mean 5, sample std 5
+    assert s.trade_ratio == pytest.approx(0.4) and s.action_share == pytest.approx([0.6, 0.2, 0.1, 0.1])
+    expected_quality = 2.0 * 3 + 1.5 * (15 - 0.01 * 15) / 5 + 2.0 + 3.0 * min(s.sqn_100, 5) + 3.0
+    assert s.quality == pytest.approx(expected_quality)
+
+
+def test_sqn_cap_and_edge_cases():
+    trades = np.tile([3.0, -1.0], 200)  # 400 trades, mean 1, std ~2.0025
+    assert sqn(trades) == pytest.approx(math.sqrt(400) / np.std(trades, ddof=1))
+    assert sqn(trades, cap=100) == pytest.approx(math.sqrt(100) / np.std(trades, ddof=1))
+    assert sqn(np.array([1.0])) is None and sqn(np.array([2.0, 2.0])) is None
+    assert sharpe_daily(np.array([1.0])) is None
+
+
+def test_all_winners_and_no_trades():
+    s = trade_stats(np.array([5.0, 5.0]), np.array([10.0]), np.array([1, 1, 0, 1]))
+    assert s.profit_factor is None and s.max_drawdown_pips == 0.0 and s.win_rate == 1.0
+    empty = trade_stats(np.array([]), np.array([]), np.array([10, 0, 0, 0]))
+    assert empty.trades == 0 and empty.expectancy_pips == 0.0 and empty.quality == 0.0 and empty.trade_ratio == 0.0
+
+
+def test_max_drawdown_counts_from_the_start():
+    assert max_drawdown(np.array([-10.0, 5.0])) == 10.0
+    assert max_drawdown(np.array([5.0, 5.0])) == 0.0
+
+
+def test_quality_score_terms():
+    assert quality_score(-2.0, -40.0, 50.0, 20, None, 2) == pytest.approx(0.3 * -2 + 1.5 * (-40 - 0.5) / 20 + 2.0)
+
+
+def test_monte_carlo_is_reproducible_for_a_seed():
+    trades = np.random.default_rng(0).normal(1.5, 12.0, 500)
+    a = monte_carlo(trades, runs=1000, seed=7)
+    b = monte_carlo(trades, runs=1000, seed=7)
+    c = monte_carlo(trades, runs=1000, seed=8)
+    np.testing.assert_array_equal(a.final_pips_runs, b.final_pips_runs)
+    assert a.to_dict() == b.to_dict()
+    assert not np.array_equal(a.final_pips_runs, c.final_pips_runs)
+    # bootstrap of the same trades: the median final P&L is close to the real total
+    assert a.final_pips["50"] == pytest.approx(trades.sum(), rel=0.15)
+    assert a.final_pips["5"] < a.final_pips["50"] < a.final_pips["95"]
+    assert a.max_drawdown_pips["5"] <= a.max_drawdown_pips["95"]
+
+
+def test_safe_f_keeps_the_95th_percentile_drawdown_at_the_tolerance():
+    from shared.statistics import _bootstrap_equity
+
+    trades = np.random.default_rng(1).normal(2.0, 15.0, 400)
+    mc = monte_carlo(trades, runs=500, seed=3, drawdown_tolerance=0.10, trades_per_year=300)
+    returns = trades * 0.01 / 170.0
+    dd = lambda f: np.percentile(_bootstrap_equity(returns, 500, mc.horizon_trades, 3, f)[1], 95)  # noqa: E731
+    assert dd(mc.safe_f) <= 0.10 + 1e-9
+    assert dd(mc.safe_f * 1.05) > 0.10
+    assert mc.car25 > 0  # a positive-expectancy system grows at safe-f
+    losing = monte_carlo(-np.abs(trades), runs=200, seed=3)
+    assert losing.car25 < 0 and losing.final_pips["95"] < 0
+
+
+def test_monte_carlo_needs_trades():
+    with pytest.raises(ValueError, match="at least one trade"):
+        monte_carlo(np.array([]))

@@ -1,0 +1,210 @@
+"""The validation service: bad candidates are rejected with a reason, the gate,
+promotion is atomic, and signals written while the service was down are
+validated after a restart (newest first, the backlog skipped)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import httpx
+import numpy as np
+import pytest
+import torch
+
+from services.validation.config import ValidationSettings
+from services.validation.service import ValidationService
+from shared.checkpoints import CheckpointDir, ReadySignal, atomic_write_json, sha256_file
+from shared.data.__main__ import main as data_cli
+from shared.features.store import load_feature_set
+from shared.model import NetworkConfig
+from shared.promotion import point_current_to, promote, read_current
+from shared.statistics import monte_carlo, trade_stats
+from shared.trainer import Trainer, TrainingConfig
+from shared.validator import GateConfig, ValidationConfig, ValidationReport, gate
+from tests.service_helpers import free_port, start, wait_for
+
+SMALL = NetworkConfig(tcn_channels=16, hidden=32, dropout=0.0)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("data")
+    assert data_cli(["--db", str(directory / "market.duckdb"), "--quiet", "demo"]) == 0
+    return directory
+
+
+@pytest.fixture(scope="module")
+def features(data_dir):
+    return load_feature_set(data_dir / "market.duckdb", "GBPJPY")
+
+
+def write_candidate(features, root, episode: int) -> ReadySignal:
+    trainer = Trainer(features, root, TrainingConfig(network=SMALL, episodes_per_iteration=2))
+    trainer.episode = episode
+    trainer.write_checkpoint()
+    trainer.close()
+    return ReadySignal.read(root / "training" / f"ckpt-ep{episode:08d}.ready")
+
+
+def service_for(features, root, **overrides) -> ValidationService:
+    settings = ValidationSettings(CHECKPOINT_DIR=str(root), **overrides)
+    config = ValidationConfig(simulations=2, mc_runs=50, max_sessions=2, timeout_seconds=120)
+    return ValidationService(settings, features, config)
+
+
+def result(root, episode: int) -> dict:
+    return json.loads((root / "validation" / "results" / f"ep{episode:08d}.json").read_text())
+
+
+def _resave(path, change) -> None:
+    payload = torch.load(path, weights_only=False)
+    change(payload)
+    torch.save(payload, path)
+
+
+@pytest.mark.parametrize(
+    "damage, reason",
+    [
+        (lambda p, s: p.write_bytes(b"not a checkpoint at all"), "corrupt"),
+        (lambda p, s: p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2]), "corrupt"),
+        (lambda p, s: _resave(p, lambda d: d.update(feature_spec_version="micro-v0")), "feature_spec_mismatch"),
+        (lambda p, s: _resave(p, lambda d: d["network_config"].update(hidden=48)), "architecture_mismatch"),
+        (lambda p, s: p.unlink(), "missing"),
+    ],
+)
+def test_bad_candidates_are_rejected_with_the_reason(features, tmp_path, damage, reason):
+    signal = write_candidate(features, tmp_path, 64)
+    path = tmp_path / "training" / signal.checkpoint
+    damage(path, signal)
+    if path.exists():  # keep the signal honest about the damaged bytes, so the reason is the damage itself
+        atomic_write_json(tmp_path / "training" / "ckpt-ep00000064.ready", {**signal.to_dict(), "sha256": sha256_file(path)})
+    service = service_for(features, tmp_path)
+    service.handle(64, tmp_path / "training" / "ckpt-ep00000064.ready")
+    outcome = result(tmp_path, 64)
+    assert outcome["result"] == "rejected" and outcome["reason"].startswith(reason), outcome
+    assert read_current(tmp_path) is None, "nothing promoted"
+    assert service.metrics.validations.labels(result="rejected")._value.get() == 1
+
+
+def test_sha_mismatch_is_rejected(features, tmp_path):
+    signal = write_candidate(features, tmp_path, 64)
+    path = tmp_path / "training" / signal.checkpoint
+    data = bytearray(path.read_bytes())
+    data[-10] ^= 0xFF
+    path.write_bytes(bytes(data))
+    service = service_for(features, tmp_path)
+    service.handle(64, tmp_path / "training" / "ckpt-ep00000064.ready")
+    assert result(tmp_path, 64)["reason"].startswith("sha_mismatch")
+
+
+def test_a_valid_candidate_is_replayed_scored_and_reported(features, tmp_path):
+    write_candidate(features, tmp_path, 64)
+    service = service_for(features, tmp_path)
+    service.handle(64, tmp_path / "training" / "ckpt-ep00000064.ready")
+    outcome = result(tmp_path, 64)
+    assert outcome["result"] == "failed_gate"  # an untrained model does not pass
+    report = outcome["report"]
+    assert report["sessions"] == 2
+    assert set(report["baselines"]) == {"raw_network", "random", "flat"}
+    assert report["baselines"]["flat"]["trades"] == 0
+    assert "search_beats_raw" in report
+    assert (tmp_path / "validation" / "results" / "ep00000064.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rows = service.db.execute("SELECT episode, result FROM validations").fetchall()
+    assert rows == [(64, "failed_gate")]
+
+
+def _report(trades: np.ndarray) -> ValidationReport:
+    stats = trade_stats(trades, np.array([trades.sum()]), np.array([10, 5, 5, 5]))
+    return ValidationReport(episode=1, sha256="x", sessions=10, seconds=1.0, stats=stats,
+                            monte_carlo=monte_carlo(trades, runs=200) if len(trades) else None, baselines={},
+                            search_beats_raw=True, equity_curve=[])
+
+
+def test_gate():
+    good = _report(np.tile([12.0, -4.0], 30))
+    assert gate(good, None, GateConfig()) == []
+    assert gate(good, {"quality": 1e9}, GateConfig()) != []  # does not beat a better champion
+    assert gate(good, {"quality": 1.0}, GateConfig()) == []
+    few = gate(_report(np.array([5.0, 6.0])), None, GateConfig(min_trades=20))
+    assert any("trades" in r for r in few)
+    losing = gate(_report(np.tile([4.0, -12.0], 30)), None, GateConfig())
+    assert any("expectancy" in r for r in losing) and any("Monte Carlo" in r for r in losing)
+    deep = gate(good, None, GateConfig(max_drawdown_pips=1.0))
+    assert any("drawdown" in r for r in deep)
+    assert any("trades" in r for r in gate(_report(np.array([])), None, GateConfig()))
+
+
+def test_promotion_is_atomic_for_a_polling_reader(tmp_path):
+    candidates = []
+    for episode in range(1, 31):
+        path = tmp_path / f"c{episode}.pt"
+        path.write_bytes(np.random.default_rng(episode).bytes(200_000))
+        candidates.append((episode, path, sha256_file(path)))
+    stop = threading.Event()
+    problems: list[str] = []
+    seen: set[int] = set()
+
+    def reader() -> None:
+        while not stop.is_set():
+            try:
+                pointer = read_current(tmp_path)
+            except (json.JSONDecodeError, KeyError) as error:
+                problems.append(f"partial pointer: {error}")
+                continue
+            if pointer is None:
+                continue
+            target = tmp_path / "promoted" / pointer.model
+            if not target.exists() or sha256_file(target) != pointer.sha256:
+                problems.append(f"dangling or mismatching pointer to {pointer.model}")
+            seen.add(pointer.episode)
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    for episode, path, sha in candidates:
+        promote(tmp_path, path, sha, episode, {"quality": float(episode)})
+    time.sleep(0.05)
+    stop.set()
+    thread.join()
+    assert problems == []
+    assert len(seen) > 1 and read_current(tmp_path).episode == 30
+    assert json.loads((tmp_path / "validation" / "best_metrics.json").read_text())["episode"] == 30
+    # promoted models are never overwritten, and a roll-back re-points CURRENT
+    with pytest.raises(FileExistsError):
+        promote(tmp_path, candidates[1][1], candidates[1][2], 1, {})
+    assert point_current_to(tmp_path, "model-ep00000007.pt").episode == 7
+    assert read_current(tmp_path).sha256 == candidates[6][2]
+
+
+def test_signals_written_while_down_are_validated_after_restart(features, data_dir, tmp_path):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {"MICRO_DATA_DIR": str(data_dir), "CHECKPOINT_DIR": str(tmp_path), "VALIDATION_PORT": str(port),
+           "VALIDATION_SIMULATIONS": "2", "VALIDATION_MAX_SESSIONS": "2", "VALIDATION_MC_RUNS": "50",
+           "VALIDATION_RESCAN_SECONDS": "30", "VALIDATION_POLLING": "true"}
+    service = start("services.validation", env, tmp_path / "validation.log")
+    try:
+        wait_for(f"{url}/ready", process=service)
+        # while it runs: a new signal is picked up by the (polling) observer before the 30s rescan
+        write_candidate(features, tmp_path, 10)
+        wait_for(f"{url}/status", lambda r: (r.json()["last_result"] or {}).get("episode") == 10, timeout=25,
+                 process=service)
+    finally:
+        service.terminate()
+        service.wait(timeout=30)
+    for episode in (20, 30, 40):  # written while the service is down
+        write_candidate(features, tmp_path, episode)
+    service = start("services.validation", env, tmp_path / "validation.log")
+    try:
+        wait_for(f"{url}/status", lambda r: (r.json()["last_result"] or {}).get("episode") == 40, process=service)
+        assert result(tmp_path, 40)["result"] in ("failed_gate", "promoted")
+        assert result(tmp_path, 30)["result"] == result(tmp_path, 20)["result"] == "skipped"
+        metrics = httpx.get(f"{url}/metrics").text
+        assert 'micro_validation_validations_total{result="skipped"} 2.0' in metrics
+        assert "micro_validation_duration_seconds_bucket" in metrics
+        assert httpx.get(f"{url}/health").status_code == 200
+    finally:
+        service.kill()
+        service.wait()
+    assert CheckpointDir(tmp_path).candidates()[-1][0] == 40
