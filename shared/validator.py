@@ -175,7 +175,18 @@ def write_plot(path: Path, report: ValidationReport) -> None:
     import matplotlib.pyplot as plt
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
-    left.plot(report.equity_curve, color="tab:blue", lw=1.5)
+    trades = np.diff(np.asarray(report.equity_curve))
+    if len(trades) > 1:
+        # the fan: percentile bands of 500 bootstrap equity paths, trade by trade
+        rng = np.random.default_rng(0)
+        paths = np.cumsum(rng.choice(trades, size=(500, len(trades))), axis=1)
+        paths = np.concatenate([np.zeros((500, 1)), paths], axis=1)
+        lo, q1, q3, hi = np.percentile(paths, [5, 25, 75, 95], axis=0)
+        x = np.arange(len(report.equity_curve))
+        left.fill_between(x, lo, hi, color="tab:orange", alpha=0.2, label="Monte Carlo 5-95%")
+        left.fill_between(x, q1, q3, color="tab:orange", alpha=0.35, label="Monte Carlo 25-75%")
+    left.plot(report.equity_curve, color="tab:blue", lw=1.5, label="validation equity")
+    left.legend(loc="upper left")
     left.axhline(0, color="grey", lw=0.8)
     left.set(title=f"ep {report.episode}: equity over {report.stats.trades} trades", xlabel="trade", ylabel="pips")
     mc = report.monte_carlo
