@@ -182,7 +182,9 @@ class Transition(nn.Module):
         self.norm = nn.LayerNorm(hidden)
 
     def forward(self, state: torch.Tensor, choice: torch.Tensor) -> torch.Tensor:
-        one_hot = F.one_hot(choice, self.choices).to(state.dtype)
+        return self.forward_one_hot(state, F.one_hot(choice, self.choices).to(state.dtype))
+
+    def forward_one_hot(self, state: torch.Tensor, one_hot: torch.Tensor) -> torch.Tensor:
         return self.norm(self.tower(self.inp(torch.cat([state, one_hot], dim=1))))
 
 
