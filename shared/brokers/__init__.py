@@ -1,0 +1,14 @@
+"""Brokers behind one interface: OANDA v20 and a paper broker."""
+
+from shared.brokers.base import (
+    Broker,
+    BrokerSnapshot,
+    OperationalBrokerError,
+    OrderResult,
+    OrderStatus,
+    TemporaryBrokerError,
+    client_order_id,
+)
+
+__all__ = ["Broker", "BrokerSnapshot", "OperationalBrokerError", "OrderResult", "OrderStatus",
+           "TemporaryBrokerError", "client_order_id"]

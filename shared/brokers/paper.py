@@ -1,0 +1,74 @@
+"""The paper broker: fills at bid/ask (the feed's mid close +- half the
+spread), keeps its account in a JSON file written atomically after every
+change, so a restart resumes it. Orders are idempotent by client id."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from shared.brokers.base import BrokerSnapshot, OrderResult, OrderStatus
+from shared.checkpoints import atomic_write_json
+
+
+class PaperBroker:
+    name = "paper"
+
+    def __init__(self, state_path: Path, *, spread_pips: float, pip_size: float) -> None:
+        self.path = Path(state_path)
+        self.spread_pips = spread_pips
+        self.pip = pip_size
+        self.mid: float | None = None
+        if self.path.exists():
+            self.state = json.loads(self.path.read_text())
+        else:
+            self.state = {"units": 0, "average_price": None, "realized_pips": 0.0, "orders": {}, "transaction": 0}
+
+    def mark(self, mid: float) -> None:
+        """The feed's latest mid price; the next fill uses it."""
+        self.mid = float(mid)
+
+    def snapshot(self, instrument: str) -> BrokerSnapshot:
+        s = self.state
+        return BrokerSnapshot(units=int(s["units"]), average_price=s["average_price"],
+                              last_transaction_id=str(s["transaction"]))
+
+    def find_order(self, client_id: str) -> OrderResult | None:
+        found = self.state["orders"].get(client_id)
+        if found is None:
+            return None
+        return OrderResult(**{**found, "status": OrderStatus(found["status"])})
+
+    def market_order(self, instrument: str, units: int, client_id: str) -> OrderResult:
+        existing = self.find_order(client_id)
+        if existing is not None:
+            return existing
+        if self.mid is None:
+            raise RuntimeError("the paper broker has no price yet")
+        if units == 0:
+            raise ValueError("an order needs units")
+        s = self.state
+        price = self.mid + (1 if units > 0 else -1) * self.spread_pips / 2 * self.pip
+        old = int(s["units"])
+        new = old + units
+        if old != 0 and (old > 0) != (units > 0):  # reducing or flipping realises P&L
+            closed = min(abs(units), abs(old))
+            s["realized_pips"] += closed * (1 if old > 0 else -1) * (price - s["average_price"]) / self.pip
+        if new == 0:
+            s["average_price"] = None
+        elif old == 0 or (old > 0) != (new > 0):
+            s["average_price"] = price
+        elif (old > 0) == (units > 0):
+            s["average_price"] = (s["average_price"] * abs(old) + price * abs(units)) / abs(new)
+        s["units"] = new
+        s["transaction"] += 1
+        result = OrderResult(client_id=client_id, status=OrderStatus.FILLED, units=units,
+                             broker_order_id=f"paper-{s['transaction']}", fill_price=price,
+                             transaction_id=str(s["transaction"]))
+        s["orders"][client_id] = result.to_dict()
+        atomic_write_json(self.path, s)
+        return result
+
+    @property
+    def realized_pips(self) -> float:
+        return float(self.state["realized_pips"])
