@@ -27,7 +27,7 @@ from shared.data.__main__ import DEMO_MARKET
 from shared.data.store import BarStore
 from shared.data.synthetic import generate_bars
 from shared.features.store import build_feature_store, load_feature_set
-from shared.runtime import tune_allocator
+from shared.runtime import tune_process
 from shared.selfplay import play_episodes
 from shared.trainer import Trainer, TrainingConfig
 
@@ -36,7 +36,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--iterations", type=int, default=3, help="timed iterations of 64 episodes")
     args = parser.parse_args()
-    tune_allocator()
+    tune_process()
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "market.duckdb"
         with BarStore(db) as store:

@@ -27,7 +27,7 @@ from shared.candidates import load_candidate
 from shared.data.store import BarStore
 from shared.data.synthetic import SyntheticMarketConfig, generate_bars
 from shared.features.store import build_feature_store, load_feature_set
-from shared.runtime import tune_allocator
+from shared.runtime import tune_process
 from shared.statistics import monte_carlo
 from shared.trainer import Trainer, TrainingConfig
 from shared.validator import ValidationConfig, validate
@@ -38,7 +38,7 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=100)
     parser.add_argument("--simulations", type=int, default=50)
     args = parser.parse_args()
-    tune_allocator()
+    tune_process()
 
     trades = np.random.default_rng(0).normal(1.5, 12.0, 2000)
     monte_carlo(trades, runs=1000, seed=0)

@@ -40,18 +40,96 @@ class SearchOutput:
     search: BatchedSearch      # for visit policies, chosen actions and tree export
 
 
+class _Roots(torch.nn.Module):
+    def __init__(self, model: MuZeroNetworks, support: torch.Tensor) -> None:
+        super().__init__()
+        self.model = model
+        self.register_buffer("support", support)
+
+    def forward(self, temporal: torch.Tensor, static: torch.Tensor, legal: torch.Tensor):
+        state = self.model.represent(temporal, static)
+        policy_logits, value_logits = self.model.predict(state)
+        prior = torch.softmax(policy_logits.masked_fill(~legal, float("-inf")), dim=-1)
+        return state, prior, _expected_pips(value_logits, self.support)
+
+
+class _Afterstates(torch.nn.Module):
+    def __init__(self, model: MuZeroNetworks, support: torch.Tensor) -> None:
+        super().__init__()
+        self.model = model
+        self.register_buffer("support", support)
+
+    def forward(self, state: torch.Tensor, action: torch.Tensor):
+        after, chance_logits, value_logits = self.model.afterstate(state, action)
+        return after, chance_logits, _expected_pips(value_logits, self.support)
+
+
+class _States(torch.nn.Module):
+    def __init__(self, model: MuZeroNetworks, support: torch.Tensor) -> None:
+        super().__init__()
+        self.model = model
+        self.register_buffer("support", support)
+
+    def forward(self, afterstate: torch.Tensor, outcome: torch.Tensor):
+        state, reward = self.model.dynamics(afterstate, outcome)
+        policy_logits, value_logits = self.model.predict(state)
+        return state, policy_logits, _expected_pips(value_logits, self.support), reward
+
+
+def _expected_pips(value_logits: torch.Tensor, support: torch.Tensor) -> torch.Tensor:
+    from shared.model.support import unscale
+
+    return unscale((torch.softmax(value_logits, dim=-1) * support).sum(-1))
+
+
 class NetworkSearch:
     """Searches batches of roots with one set of networks (a tree arena per
-    batch size, allocated on first use and reused)."""
+    batch size, allocated on first use and reused).
+
+    The three inference functions (roots, afterstates, states) are traced and
+    frozen with TorchScript: three times less per-call overhead than eager
+    PyTorch, which is most of a search at small batches. Freezing copies the
+    weights, so whoever changes them calls `refresh()` (the trainer does, once
+    per iteration)."""
 
     def __init__(self, model: MuZeroNetworks, batch_size: int, config: SearchConfig = SearchConfig(),
-                 device: torch.device | None = None) -> None:
+                 device: torch.device | None = None, *, compiled: bool = True) -> None:
         self.model = model
         self.config = config
         self.device = device or next(model.parameters()).device
         self.support = ValueSupport(model.config.value_atoms, model.config.value_max_pips).to(self.device)
+        self.compiled = compiled
         self._trees: dict[int, BatchedSearch] = {}
         self.tree = self._tree(batch_size)
+        self.refresh()
+
+    @torch.inference_mode()
+    def refresh(self) -> None:
+        """(Re)build the inference functions from the model's current weights."""
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            c, d = self.model.config, self.device
+            roots = _Roots(self.model, self.support.support).eval()
+            after = _Afterstates(self.model, self.support.support).eval()
+            states = _States(self.model, self.support.support).eval()
+            if not self.compiled:
+                self._roots, self._after_fn, self._state_fn = roots, after, states
+                return
+            batch = 2
+            examples = (
+                (torch.zeros(batch, c.window_bars, c.temporal_features, device=d), torch.zeros(batch, c.static_features, device=d),
+                 torch.ones(batch, c.num_actions, dtype=torch.bool, device=d)),
+                (torch.zeros(batch, c.hidden, device=d), torch.zeros(batch, dtype=torch.long, device=d)),
+                (torch.zeros(batch, c.hidden, device=d), torch.zeros(batch, dtype=torch.long, device=d)),
+            )
+            built = []
+            for module, example in zip((roots, after, states), examples):
+                module(*example)  # warm the TCN's index cache so the trace is one graph
+                built.append(torch.jit.freeze(torch.jit.trace(module, example, check_trace=False)))
+            self._roots, self._after_fn, self._state_fn = built
+        finally:
+            self.model.train(was_training)
 
     def _tree(self, batch_size: int) -> BatchedSearch:
         if batch_size not in self._trees:
@@ -78,48 +156,33 @@ class NetworkSearch:
         return np.ascontiguousarray(tensor.detach().to("cpu", torch.float32).numpy())
 
     def _afterstate(self, embeddings: np.ndarray, actions: np.ndarray):
-        state = torch.from_numpy(embeddings).to(self.device)
-        after, chance_logits, value_logits = self.model.afterstate(state, torch.from_numpy(actions).to(self.device))
-        return self._numpy(after), self._numpy(chance_logits), self._numpy(self.support.value(value_logits))
+        out = self._after_fn(torch.from_numpy(embeddings).to(self.device), torch.from_numpy(actions).to(self.device))
+        return tuple(self._numpy(x) for x in out)
 
     def _dynamics(self, afterstates: np.ndarray, outcomes: np.ndarray):
-        after = torch.from_numpy(afterstates).to(self.device)
-        state, reward = self.model.dynamics(after, torch.from_numpy(outcomes).to(self.device))
-        policy_logits, value_logits = self.model.predict(state)
-        return (self._numpy(state), self._numpy(policy_logits), self._numpy(self.support.value(value_logits)),
-                self._numpy(reward))
+        out = self._state_fn(torch.from_numpy(afterstates).to(self.device), torch.from_numpy(outcomes).to(self.device))
+        return tuple(self._numpy(x) for x in out)
 
     def roots(self, temporal: np.ndarray, static: np.ndarray, legal: np.ndarray):
         """Representation and prediction at the roots: (state, masked prior, value)."""
-        state = self.model.represent(torch.from_numpy(temporal).to(self.device), torch.from_numpy(static).to(self.device))
-        policy_logits, value_logits = self.model.predict(state)
-        logits = policy_logits.masked_fill(~torch.from_numpy(legal).to(self.device), float("-inf"))
-        return state, torch.softmax(logits, dim=-1), self.support.value(value_logits)
+        return self._roots(torch.from_numpy(temporal).to(self.device), torch.from_numpy(static).to(self.device),
+                           torch.from_numpy(np.ascontiguousarray(legal, dtype=bool)).to(self.device))
 
     @torch.inference_mode()
     def run(self, temporal: np.ndarray, static: np.ndarray, legal: np.ndarray, seeds: np.ndarray, *,
             add_noise: bool) -> SearchOutput:
         """temporal [B, 32, 9], static [B, 6], legal [B, A], seeds [B] uint64."""
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            state, prior, value = self.roots(temporal, static, legal)
-            prior_np, value_np = self._numpy(prior), self._numpy(value)
-            tree = self._tree(len(legal))
-            tree.reset(self._numpy(state), prior_np, value_np, np.ascontiguousarray(legal, dtype=bool),
-                       np.ascontiguousarray(seeds, dtype=np.uint64), add_noise=add_noise)
-            run_search(tree, self._afterstate, self._dynamics)
-        finally:
-            self.model.train(was_training)
+        # the inference functions are built in eval mode (refresh); the model's own mode does not matter here
+        state, prior, value = self.roots(temporal, static, legal)
+        prior_np, value_np = self._numpy(prior), self._numpy(value)
+        tree = self._tree(len(legal))
+        tree.reset(self._numpy(state), prior_np, value_np, np.ascontiguousarray(legal, dtype=bool),
+                   np.ascontiguousarray(seeds, dtype=np.uint64), add_noise=add_noise)
+        run_search(tree, self._afterstate, self._dynamics)
         return SearchOutput(tree.root_visit_counts(), tree.root_values(), prior_np, value_np, tree)
 
     @torch.inference_mode()
     def raw_policy_actions(self, temporal: np.ndarray, static: np.ndarray, legal: np.ndarray) -> np.ndarray:
         """The network's own choice without search (argmax of the masked prior)."""
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            _, prior, _ = self.roots(temporal, static, legal)
-        finally:
-            self.model.train(was_training)
+        _, prior, _ = self.roots(temporal, static, legal)
         return prior.argmax(dim=-1).cpu().numpy()

@@ -214,6 +214,7 @@ class Trainer:
         c = self.config
         t0 = time.perf_counter()
         starts = self.rng.choice(self.starts, size=c.episodes_per_iteration)
+        self.search.refresh()  # the search's frozen networks follow the learner's latest weights
         batch = play_episodes(self.env, self.search, starts, self.rng, exploration=c.exploration, episode=self.episode)
         self.replay.add(batch)
         self.episode += batch.episodes

@@ -21,7 +21,7 @@ from shared.evaluation import evaluate, flat_policy, random_policy, search_polic
 from shared.features.store import load_feature_set
 from shared.learner import LearnerConfig
 from shared.model import NetworkConfig
-from shared.runtime import tune_allocator
+from shared.runtime import tune_process
 from shared.search import NetworkSearch
 from shared.selfplay import ExplorationConfig
 from shared.trainer import Trainer, TrainingConfig
@@ -30,7 +30,7 @@ MARGIN_PIPS = 300.0
 
 
 def test_short_training_run_finds_the_planted_edge(tmp_path):
-    tune_allocator()
+    tune_process()
     torch.set_num_threads(2)
     db = tmp_path / "market.duckdb"
     assert data_cli(["--db", str(db), "--quiet", "synth", "--weeks", "10", "--seed", "3", "--edge", "0.5"]) == 0

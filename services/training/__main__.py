@@ -23,12 +23,12 @@ def main() -> int:
     from shared.features.store import FeatureStoreError, load_feature_set
     from shared.logs import configure_logging
     from shared.model import select_device
-    from shared.runtime import tune_allocator
+    from shared.runtime import tune_process
     from shared.search import SearchConfig
     from shared.trainer import Trainer, TrainingConfig
 
     log = configure_logging("training", settings.log_level)
-    tune_allocator()
+    tune_process()
     try:
         features = load_feature_set(settings.db_path, settings.instrument, settings.granularity)
         config = TrainingConfig(

@@ -21,11 +21,11 @@ def main() -> int:
     from services.validation.service import ValidationService, build_app
     from shared.features.store import FeatureStoreError, load_feature_set
     from shared.logs import configure_logging
-    from shared.runtime import tune_allocator
+    from shared.runtime import tune_process
     from shared.validator import GateConfig, ValidationConfig
 
     log = configure_logging("validation", settings.log_level)
-    tune_allocator()
+    tune_process()
     try:
         features = load_feature_set(settings.db_path, settings.instrument, settings.granularity)
         features.require_sessions("validation")

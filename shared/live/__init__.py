@@ -1,0 +1,1 @@
+"""Live trading: feeds, the trade journal, the per-bar trader."""

@@ -1,0 +1,102 @@
+"""Bar feeds for the live service: a replay of held-out bars (the local
+default) and OANDA M1 candles (complete candles only, polled)."""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import numpy as np
+import oandapyV20
+import pandas as pd
+from oandapyV20.endpoints.instruments import InstrumentsCandles
+
+from shared.data.bars import NS_PER_MINUTE, Bars
+from shared.data.oanda_candles import candles_to_bars
+from shared.instruments import get_instrument
+from shared.oanda import request_with_retry
+
+
+class ReplayFeed:
+    """Plays `bars[start:]` one bar at a time, `bars_per_second` fast (0: no
+    waiting). Its clock is the replayed market's: a bar is `now` when it closes."""
+
+    def __init__(self, bars: Bars, start: int, *, bars_per_second: float = 0.0,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        if not 0 < start <= len(bars):
+            raise ValueError(f"replay start {start} outside 1..{len(bars)}")
+        self.bars = bars
+        self.position = start
+        self.interval = 1.0 / bars_per_second if bars_per_second > 0 else 0.0
+        self.sleep = sleep
+        self._last = None
+
+    def history(self) -> Bars:
+        return self.bars[: self.position]
+
+    def skip_to_after(self, ts_ns: int) -> None:
+        """Resume after a bar already handled (after a restart)."""
+        self.position = max(self.position, int(np.searchsorted(self.bars.ts, ts_ns, side="right")))
+
+    def next_bars(self) -> Bars:
+        if self.position >= len(self.bars):
+            return self.bars[len(self.bars):]
+        if self.interval and self._last is not None:
+            wait = self._last + self.interval - time.monotonic()
+            if wait > 0:
+                self.sleep(wait)
+        self._last = time.monotonic()
+        self.position += 1
+        return self.bars[self.position - 1 : self.position]
+
+    def now_ns(self) -> int:
+        last = min(self.position, len(self.bars)) - 1
+        return int(self.bars.ts[last]) + NS_PER_MINUTE
+
+    @property
+    def exhausted(self) -> bool:
+        return self.position >= len(self.bars)
+
+
+class OandaCandleFeed:
+    """Complete M1 candles, polled. A candle whose `complete` flag is late is
+    not used: the next poll asks for it again."""
+
+    def __init__(self, api: oandapyV20.API, instrument: str, *, history_bars: int = 2000) -> None:
+        self.api = api
+        self.instrument = get_instrument(instrument)
+        self.history_bars = history_bars
+        self.last_ts: int | None = None
+
+    def _candles(self, params: dict) -> Bars:
+        params = {"granularity": "M1", "price": "M", **params}
+        response = request_with_retry(self.api, InstrumentsCandles(self.instrument.oanda_name, params=params))
+        complete = []
+        for candle in response.get("candles", []):
+            if not candle.get("complete"):
+                break
+            complete.append(candle)
+        return candles_to_bars(complete) if complete else candles_to_bars([])
+
+    def history(self) -> Bars:
+        bars = self._candles({"count": min(self.history_bars, 5000)})
+        if len(bars):
+            self.last_ts = int(bars.ts[-1])
+        return bars
+
+    def skip_to_after(self, ts_ns: int) -> None:
+        self.last_ts = max(self.last_ts or ts_ns, ts_ns)
+
+    def next_bars(self) -> Bars:
+        if self.last_ts is None:
+            return self.history()[-1:]
+        start = pd.Timestamp(self.last_ts + NS_PER_MINUTE).strftime("%Y-%m-%dT%H:%M:%S.000000000Z")
+        bars = self._candles({"from": start, "count": 500})
+        if len(bars):
+            self.last_ts = int(bars.ts[-1])
+        return bars
+
+    def now_ns(self) -> int:
+        return pd.Timestamp.now(tz="UTC").value
+
+    exhausted = False
