@@ -1,0 +1,40 @@
+"""Prometheus metrics of the live service (micro_live_*)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, disable_created_metrics
+
+disable_created_metrics()
+
+# The latency target is 25 ms: a bucket edge sits exactly there.
+LATENCY_BUCKETS = (0.005, 0.01, 0.015, 0.02, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+
+
+class LiveMetrics:
+    def __init__(self, actions: tuple[str, ...]) -> None:
+        r = self.registry = CollectorRegistry()
+        self.decisions = Counter("micro_live_decisions", "Decisions by action", ["action"], registry=r)
+        for action in actions:
+            self.decisions.labels(action=action.lower())
+        self.skipped = Counter("micro_live_skipped_bars", "Bars not traded, by reason", ["reason"], registry=r)
+        self.latency = Histogram("micro_live_decision_latency_seconds", "Bar in to order out",
+                                 buckets=LATENCY_BUCKETS, registry=r)
+        self.orders = Counter("micro_live_orders", "Orders by status", ["status"], registry=r)
+        for status in ("FILLED", "CANCELLED", "REJECTED"):
+            self.orders.labels(status=status.lower())
+        self.position = Gauge("micro_live_position_units", "Net position (broker truth)", registry=r)
+        self.unrealized = Gauge("micro_live_unrealized_pips", "Open P&L in pips", registry=r)
+        self.realized = Gauge("micro_live_realized_today_pips", "Closed P&L today (UTC) in pips", registry=r)
+        self.model = Info("micro_live_model", "The model trading now", registry=r)
+        self.broker_errors = Counter("micro_live_broker_errors", "Broker errors by kind", ["kind"], registry=r)
+        for kind in ("temporary", "operational"):
+            self.broker_errors.labels(kind=kind)
+        self.last_bar = Gauge("micro_live_last_bar_timestamp_seconds", "Open time of the last bar seen", registry=r)
+        self.market_open = Gauge("micro_live_market_open", "1 while the FX market is open", registry=r)
+        self.mismatches = Counter("micro_live_reconciliation_mismatches", "Broker positions we did not expect", registry=r)
+        self.swaps = Counter("micro_live_model_swaps", "Model swaps by result", ["result"], registry=r)
+        for result in ("swapped", "refused"):
+            self.swaps.labels(result=result)
+        self.kill_switch = Gauge("micro_live_kill_switch", "1 while control/live.flatten exists", registry=r)
+        self.daily_loss_stop = Gauge("micro_live_daily_loss_stop", "1 while stopped for the day", registry=r)
+        self.heartbeat = Gauge("micro_live_loop_heartbeat_timestamp_seconds", "When the loop last ran", registry=r)

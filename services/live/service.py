@@ -1,0 +1,235 @@
+"""The live loop in a thread, the model watcher, and the FastAPI app."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from contextlib import asynccontextmanager
+from datetime import datetime, timezone
+
+from fastapi import FastAPI, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from services.live.config import LiveSettings
+from services.live.metrics import LiveMetrics
+from shared.brokers import Broker, OperationalBrokerError, TemporaryBrokerError
+from shared.candidates import Candidate, CandidateError, load_candidate
+from shared.env.actions import HOLD_BUY_SELL_CLOSE
+from shared.live.journal import Journal
+from shared.live.trader import LiveTrader, RiskConfig, market_open, model_version
+from shared.promotion import read_current
+from shared.watch import VolumeWatcher
+
+log = logging.getLogger("live")
+STALL_EXIT_CODE = 70
+
+
+class LiveService:
+    def __init__(self, settings: LiveSettings, broker: Broker, feed, journal: Journal) -> None:
+        self.settings = settings
+        self.broker = broker
+        self.feed = feed
+        self.journal = journal
+        self.metrics = LiveMetrics(HOLD_BUY_SELL_CLOSE.actions)
+        self.trader: LiveTrader | None = None
+        self.status = "waiting_for_model"
+        self.heartbeat = time.time()
+        self.stop = threading.Event()
+        self.last_reconcile = 0.0
+        self.broker_error: str | None = None
+
+    def beat(self) -> None:
+        self.heartbeat = time.time()
+        self.metrics.heartbeat.set(self.heartbeat)
+
+    # --- models ---------------------------------------------------------------------
+
+    def load_promoted(self) -> Candidate | None:
+        pointer = read_current(self.settings.checkpoint_dir)
+        if pointer is None:
+            return None
+        if self.trader is not None and self.trader.candidate.sha256 == pointer.sha256:
+            return None
+        try:
+            return load_candidate(self.settings.checkpoint_dir / "promoted" / pointer.model, pointer.sha256)
+        except CandidateError as error:
+            self.metrics.swaps.labels(result="refused").inc()
+            log.error("refused promoted model %s: %s; the current model keeps trading", pointer.model, error)
+            self.journal_event("model_refused", {"model": pointer.model, "reason": str(error)})
+            return None
+
+    def journal_event(self, kind: str, detail: dict) -> None:
+        with self.lock:
+            self.journal.event(kind, detail)
+
+    lock = threading.Lock()  # the journal connection is shared by the loop and the model watcher
+
+    def watch_models(self) -> None:
+        """Off the decision path: load and verify a new CURRENT, then stage it."""
+        watcher = VolumeWatcher(self.settings.checkpoint_dir / "promoted", ("CURRENT",)).start()
+        try:
+            while not self.stop.is_set():
+                if self.trader is not None:
+                    candidate = self.load_promoted()
+                    if candidate is not None:
+                        self.trader.stage(candidate)
+                        self.metrics.swaps.labels(result="swapped").inc()
+                        log.info("staged model %s; it trades from the next bar", model_version(candidate))
+                watcher.wait(self.settings.model_wait_seconds)
+        finally:
+            watcher.stop()
+
+    # --- the loop ---------------------------------------------------------------------
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.feed.now_ns() / 1e9, timezone.utc)
+
+    def loop(self) -> None:
+        try:
+            self._run()
+        except BaseException:  # noqa: BLE001 - a crashed loop takes the process down
+            log.exception("live loop failed")
+            os._exit(1)
+
+    def _run(self) -> None:
+        s = self.settings
+        candidate = None
+        while candidate is None and not self.stop.is_set():
+            self.beat()
+            candidate = self.load_promoted()
+            if candidate is None:
+                self.stop.wait(s.model_wait_seconds)
+        if candidate is None:
+            return
+        risk = RiskConfig(max_units=s.max_units, max_daily_loss_pips=s.max_daily_loss_pips,
+                          max_spread_pips=s.max_spread_pips, stale_bars=s.stale_bars)
+        with self.lock:
+            resolved = self.journal.resolve_unfinished(self.broker)
+        if resolved:
+            log.warning("settled %d decisions left unfinished by the last run: %s", len(resolved), resolved)
+        self.trader = LiveTrader(s.instrument, self.broker, self.journal, candidate, self.feed.history(),
+                                 simulations=s.simulations, risk=risk, control_dir=s.checkpoint_dir / "control",
+                                 spread_pips=s.spread_pips)
+        self.metrics.model.info({"version": self.trader.version})
+        if self.trader.last_decided_ns >= 0:
+            self.feed.skip_to_after(self.trader.last_decided_ns)
+        self.status = "reconciling"
+        while not self.reconcile():  # no trading before the broker confirmed the position
+            self.stop.wait(5.0)
+            self.beat()
+            if self.stop.is_set():
+                return
+        self.status = "trading"
+        while not self.stop.is_set():
+            self.beat()
+            if time.monotonic() - self.last_reconcile > s.reconcile_seconds:
+                self.reconcile()
+            bars = self.feed.next_bars()
+            if len(bars) == 0:
+                if self.feed.exhausted:
+                    self.status = "replay_finished"
+                self.stop.wait(s.poll_seconds if s.feed == "oanda" else 0.5)
+                continue
+            for i in range(len(bars)):
+                self.on_bar(bars[i : i + 1])
+
+    def reconcile(self) -> bool:
+        try:
+            with self.lock:
+                self.journal.resolve_unfinished(self.broker)
+                agreed = self.trader.reconcile()
+        except (TemporaryBrokerError, OperationalBrokerError) as error:
+            self.count_broker_error(error)
+            return False
+        if not agreed:
+            self.metrics.mismatches.inc()
+        self.last_reconcile = time.monotonic()
+        self.metrics.position.set(self.trader.position)
+        return True
+
+    def count_broker_error(self, error: Exception) -> None:
+        kind = "operational" if isinstance(error, OperationalBrokerError) else "temporary"
+        self.metrics.broker_errors.labels(kind=kind).inc()
+        self.broker_error = f"{kind}: {error}"
+        log.error("broker error (%s): %s", kind, error)
+
+    def on_bar(self, bar) -> None:
+        t = self.trader
+        now = self.now()
+        self.metrics.last_bar.set(int(bar.ts[-1]) / 1e9)
+        self.metrics.market_open.set(1 if market_open(now) else 0)
+        try:
+            with self.lock:
+                decision = t.on_bar(bar, now)
+        except (TemporaryBrokerError, OperationalBrokerError) as error:
+            self.count_broker_error(error)
+            return
+        m = self.metrics
+        if decision.status == "skipped":
+            m.skipped.labels(reason=decision.reason).inc()
+        else:
+            m.decisions.labels(action=decision.action.lower()).inc()
+            m.latency.observe(decision.latency_seconds)
+        if decision.order is not None:
+            m.orders.labels(status=decision.order.status.value.lower()).inc()
+        m.position.set(t.position)
+        m.unrealized.set(t.unrealized_pips())
+        m.realized.set(t.realized_today)
+        m.kill_switch.set(1 if (self.settings.checkpoint_dir / "control" / "live.flatten").exists() else 0)
+        m.daily_loss_stop.set(1 if t.stopped_day is not None else 0)
+        m.model.info({"version": t.version})
+
+    def watchdog(self) -> None:
+        while not self.stop.wait(5.0):
+            if time.time() - self.heartbeat > self.settings.stall_seconds:
+                log.error("live loop stalled: exiting")
+                os._exit(STALL_EXIT_CODE)
+
+    def status_page(self) -> dict:
+        page = {"service": "live", "status": self.status, "broker": self.settings.broker, "feed": self.settings.feed,
+                "broker_error": self.broker_error}
+        if self.trader is not None:
+            page.update(self.trader.status())
+            page["realized_today_pips"] = round(self.trader.realized_today, 2)
+        return page
+
+
+def build_app(service: LiveService) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        threads = [threading.Thread(target=service.loop, name="live-loop", daemon=True),
+                   threading.Thread(target=service.watch_models, name="live-models", daemon=True),
+                   threading.Thread(target=service.watchdog, name="live-watchdog", daemon=True)]
+        for thread in threads:
+            thread.start()
+        yield
+        service.stop.set()
+
+    app = FastAPI(title="micro-muzero live", lifespan=lifespan)
+
+    @app.get("/health")
+    def health() -> JSONResponse:
+        age = time.time() - service.heartbeat
+        ok = age <= service.settings.stall_seconds
+        return JSONResponse({"status": "ok" if ok else "stalled", "loop": service.status,
+                             "heartbeat_age_seconds": round(age, 3)}, status_code=200 if ok else 503)
+
+    @app.get("/ready")
+    def ready() -> JSONResponse:
+        t = service.trader
+        ok = t is not None and t.reconciled
+        return JSONResponse({"ready": ok, "status": service.status, "model_loaded": t is not None,
+                             "reconciled": bool(t and t.reconciled)}, status_code=200 if ok else 503)
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/status")
+    def status() -> dict:
+        return service.status_page()
+
+    return app
