@@ -235,10 +235,15 @@ class LiveTrader:
                           hashlib.sha256(temporal.tobytes() + static.tobytes()).hexdigest()[:16],
                           result.visit_counts[0].tolist(), float(result.root_values[0]), self.space.actions[action],
                           self.position, units, "decided" if units else "no_order")
-        self.journal.record(row)  # written before acting
-        order = self._send(client_id, units) if units else None
-        return Decision(ts, self.space.actions[action], order.status.value if order else "no_order",
-                        order.reason if order else None, time.perf_counter() - started, order)
+        if not units:
+            # nothing to act on: the decision is made; record it (before the next bar) and return
+            latency = time.perf_counter() - started
+            self.journal.record(row)
+            return Decision(ts, self.space.actions[action], "no_order", None, latency)
+        self.journal.record(row)  # an order is about to leave: the journal hears first
+        order = self._send(client_id, units)
+        return Decision(ts, self.space.actions[action], order.status.value, order.reason,
+                        time.perf_counter() - started, order)
 
     def _send(self, client_id: str, units: int) -> OrderResult:
         order = self.broker.market_order(self.instrument.name, units, client_id)

@@ -1,0 +1,37 @@
+"""Models and fixtures for the live tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from shared.candidates import load_candidate
+from shared.checkpoints import sha256_file
+from shared.model import NetworkConfig
+from shared.promotion import promote
+from shared.trainer import Trainer, TrainingConfig
+
+SMALL = NetworkConfig(tcn_channels=16, hidden=32, dropout=0.0)
+
+
+def trading_checkpoint(features, root: Path, episode: int, *, prefer: tuple[float, float, float, float] = (-20, 20, -20, 20)):
+    """A real checkpoint whose policy head strongly prefers BUY and CLOSE, so
+    it trades on (almost) every bar: orders to exercise, not skill."""
+    trainer = Trainer(features, root, TrainingConfig(network=SMALL, episodes_per_iteration=2))
+    with torch.no_grad():
+        head = trainer.model.policy_net[-1]
+        head.weight.zero_()
+        head.bias.copy_(torch.tensor(prefer))
+    trainer.episode = episode
+    name = trainer.write_checkpoint()
+    trainer.close()
+    return root / "training" / name
+
+
+def promote_checkpoint(root: Path, path: Path, episode: int):
+    return promote(root, path, sha256_file(path), episode, {"quality": float(episode)})
+
+
+def load(path: Path):
+    return load_candidate(path)

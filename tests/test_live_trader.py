@@ -1,0 +1,218 @@
+"""The live trader with real brokers (paper, and OANDA against the loopback
+server): parity with batch features, orders and the journal, a crash between
+order and journal, reconciliation, model swap, guards."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import numpy as np
+import pytest
+
+from shared.brokers import OrderStatus
+from shared.brokers.oanda import OandaBroker
+from shared.brokers.paper import PaperBroker
+from shared.data.__main__ import main as data_cli
+from shared.features.store import load_feature_set
+from shared.live.feeds import ReplayFeed
+from shared.live.journal import Journal
+from shared.live.trader import LiveTrader, RiskConfig, market_open
+from shared.oanda import load_credentials, make_api
+from tests.live_helpers import load, trading_checkpoint
+from tests.v20_server import ACCOUNT, TOKEN, V20Server, V20State
+
+
+@pytest.fixture(scope="module")
+def features(tmp_path_factory):
+    db = tmp_path_factory.mktemp("data") / "market.duckdb"
+    assert data_cli(["--db", str(db), "--quiet", "demo"]) == 0
+    return load_feature_set(db, "GBPJPY")
+
+
+@pytest.fixture(scope="module")
+def trading_model(features, tmp_path_factory):
+    return load(trading_checkpoint(features, tmp_path_factory.mktemp("ck"), 64))
+
+
+def _now(feed: ReplayFeed) -> datetime:
+    return datetime.fromtimestamp(feed.now_ns() / 1e9, timezone.utc)
+
+
+def _setup(features, model, tmp_path, broker=None, **kwargs):
+    start = int(features.sessions["test"][0])
+    feed = ReplayFeed(features.bars, start)
+    broker = broker or PaperBroker(tmp_path / "paper.json", spread_pips=4.0, pip_size=0.01)
+    journal = Journal(tmp_path / "journal.duckdb")
+    trader = LiveTrader("GBPJPY", broker, journal, model, feed.history(), simulations=kwargs.pop("simulations", 8),
+                        control_dir=tmp_path / "control", **kwargs)
+    return feed, broker, journal, trader
+
+
+def test_live_features_equal_batch_features(features, trading_model, tmp_path):
+    feed, _, _, trader = _setup(features, trading_model, tmp_path)
+    trader.reconcile()
+    for _ in range(30):
+        trader.on_bar(feed.next_bars(), _now(feed))
+        window, _ = trader.observation()
+        last = feed.position - 1
+        np.testing.assert_array_equal(window[0], features.features[last - 31 : last + 1])
+
+
+def test_orders_are_placed_and_journaled_once(features, trading_model, tmp_path):
+    feed, broker, journal, trader = _setup(features, trading_model, tmp_path)
+    assert trader.on_bar(feed.next_bars(), _now(feed)).reason == "not_reconciled"
+    trader.reconcile()
+    for _ in range(40):
+        trader.on_bar(feed.next_bars(), _now(feed))
+    frame = journal.frame()
+    filled = frame[frame.status == "FILLED"]
+    assert len(filled) >= 20, frame.status.value_counts()
+    assert set(filled.client_id) == set(broker.state["orders"]), "every broker order is journaled, nothing else"
+    assert frame.client_id.is_unique and frame.bar_ts.is_unique
+    assert journal.filled_units() == broker.snapshot("GBPJPY").units == trader.position
+    assert filled.fill_price.notna().all() and frame.visit_counts.notna().any() and frame.feature_hash.notna().any()
+    assert (frame[frame.action == "CLOSE"].realized_pips.notna()).all()
+
+
+class _DiesAfterOrder:
+    """The paper broker, but the process 'dies' right after the broker accepted
+    the order and before the journal heard about it."""
+
+    def __init__(self, broker):
+        self.inner, self.name = broker, broker.name
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def market_order(self, instrument, units, client_id):
+        self.inner.market_order(instrument, units, client_id)
+        raise SystemExit("killed between order and journal")
+
+
+def test_crash_between_order_and_journal_then_restart(features, trading_model, tmp_path):
+    feed, paper, journal, trader = _setup(features, trading_model, tmp_path)
+    trader.reconcile()
+    trader.broker = _DiesAfterOrder(paper)
+    with pytest.raises(SystemExit):
+        for _ in range(10):
+            trader.on_bar(feed.next_bars(), _now(feed))
+    crashed_bar = feed.position - 1
+    journal.close()
+
+    # restart: a new journal connection, the same broker state, the feed at the same place
+    journal = Journal(tmp_path / "journal.duckdb")
+    paper = PaperBroker(tmp_path / "paper.json", spread_pips=4.0, pip_size=0.01)
+    assert [cid for cid, _ in journal.unfinished()], "the decision was written before acting"
+    resolved = journal.resolve_unfinished(paper)
+    assert len(resolved) == 1
+    restarted = LiveTrader("GBPJPY", paper, journal, trading_model, features.bars[: crashed_bar], simulations=8,
+                           control_dir=tmp_path / "control")
+    restarted.reconcile()
+    feed.position = crashed_bar  # the feed replays the crashed bar again
+    decision = restarted.on_bar(feed.next_bars(), _now(feed))
+    assert decision.status == "duplicate"
+    for _ in range(10):
+        restarted.on_bar(feed.next_bars(), _now(feed))
+    frame = journal.frame()
+    assert set(frame[frame.status == "FILLED"].client_id) == set(paper.state["orders"])
+    assert journal.filled_units() == paper.snapshot("GBPJPY").units == restarted.position
+    assert restarted.mismatches == 0
+
+
+def test_reconciliation_adopts_the_broker_position(features, trading_model, tmp_path):
+    feed, paper, journal, trader = _setup(features, trading_model, tmp_path)
+    trader.reconcile()
+    paper.state.update(units=-1, average_price=170.0)  # someone sold at the broker behind our back
+    assert trader.reconcile() is False
+    assert trader.position == -1 and trader.mismatches == 1
+    assert trader.reconcile() is True
+    events = journal.con.execute("SELECT kind FROM events").fetchall()
+    assert ("reconciliation_mismatch",) in events
+
+
+def test_model_swap_happens_between_bars(features, trading_model, tmp_path):
+    holder = load(trading_checkpoint(features, tmp_path / "ck2", 128, prefer=(20, -20, -20, -20)))  # always HOLD
+    feed, _, journal, trader = _setup(features, trading_model, tmp_path)
+    trader.reconcile()
+    trader.on_bar(feed.next_bars(), _now(feed))
+    trader.stage(holder)
+    assert trader.version.startswith("ep00000064")  # not yet: the swap waits for the next bar
+    decision = trader.on_bar(feed.next_bars(), _now(feed))
+    assert trader.version.startswith("ep00000128")
+    assert journal.frame().model_version.iloc[-1].startswith("ep00000128")
+    assert decision.action in ("HOLD", "CLOSE")
+
+
+def test_guards_stale_data_market_hours_kill_switch_daily_loss(features, trading_model, tmp_path):
+    feed, paper, journal, trader = _setup(features, trading_model, tmp_path,
+                                          risk=RiskConfig(max_daily_loss_pips=5.0))
+    trader.reconcile()
+    bar = feed.next_bars()
+    late = datetime.fromtimestamp(feed.now_ns() / 1e9 + 5 * 60, timezone.utc)
+    assert trader.on_bar(bar, late).reason == "stale_data"
+    saturday = datetime(2024, 3, 16, 12, 0, tzinfo=timezone.utc)
+    assert trader.on_bar(feed.next_bars(), saturday).reason == "market_closed"
+
+    while trader.position == 0:  # trade until a position is open
+        trader.on_bar(feed.next_bars(), _now(feed))
+    (tmp_path / "control").mkdir(exist_ok=True)
+    (tmp_path / "control" / "live.flatten").touch()
+    assert trader.on_bar(feed.next_bars(), _now(feed)).reason == "kill_switch"
+    assert trader.position == 0 and paper.snapshot("GBPJPY").units == 0
+    assert trader.on_bar(feed.next_bars(), _now(feed)).reason == "kill_switch"  # stands aside while it exists
+    (tmp_path / "control" / "live.flatten").unlink()
+
+    for _ in range(40):  # the spread alone costs 4 pips a trade: the 5-pip daily limit is hit soon
+        decision = trader.on_bar(feed.next_bars(), _now(feed))
+        if decision.reason == "daily_loss_limit":
+            break
+    assert decision.reason == "daily_loss_limit" and trader.position == 0
+    assert trader.on_bar(feed.next_bars(), _now(feed)).reason == "daily_loss_limit"
+
+
+@pytest.mark.parametrize(
+    "when, open_",
+    [
+        ("2024-03-15 20:59", True),   # Friday 16:59 New York (EDT)
+        ("2024-03-15 21:00", False),  # Friday 17:00 New York: closed
+        ("2024-03-16 12:00", False),  # Saturday
+        ("2024-03-17 20:59", False),  # Sunday 16:59 New York
+        ("2024-03-17 21:00", True),   # Sunday 17:00 New York: open
+        ("2024-01-12 21:59", True),   # Friday 16:59 New York (EST)
+        ("2024-01-12 22:00", False),
+    ],
+)
+def test_market_hours(when, open_):
+    assert market_open(datetime.fromisoformat(when).replace(tzinfo=timezone.utc)) is open_
+
+
+def test_oanda_broker_trading_and_reconciliation(features, trading_model, tmp_path):
+    state = V20State(bars={"GBP_JPY": features.bars})
+    with V20Server(state) as server:
+        api = make_api(load_credentials({"OANDA_TOKEN": TOKEN, "OANDA_API_URL": server.url}), timeout_seconds=5)
+        broker = OandaBroker(api, ACCOUNT, lookup_wait_seconds=0.05, backoff_seconds=0.05)
+        feed, _, journal, trader = _setup(features, trading_model, tmp_path, broker=broker)
+        trader.reconcile()
+        for _ in range(12):
+            bar = feed.next_bars()
+            state.now = None
+            state.bars["GBP_JPY"] = features.bars[: feed.position]  # the broker's market is the feed's
+            trader.on_bar(bar, _now(feed))
+        frame = journal.frame()
+        filled = frame[frame.status == "FILLED"]
+        assert len(filled) >= 5
+        assert set(filled.client_id) == set(state.orders)
+        assert state.units["GBP_JPY"] == trader.position == journal.filled_units()
+        state.cancel_next = ["INSUFFICIENT_MARGIN"]
+        for _ in range(4):
+            feed_bar = feed.next_bars()
+            state.bars["GBP_JPY"] = features.bars[: feed.position]
+            decision = trader.on_bar(feed_bar, _now(feed))
+            if decision.order is not None:
+                break
+        assert decision.order.status is OrderStatus.CANCELLED and decision.order.reason == "INSUFFICIENT_MARGIN"
+        assert journal.frame().status.iloc[-1] == "CANCELLED"
+        state.set_position("GBP_JPY", 1, 170.0)
+        assert trader.reconcile() in (True, False) and trader.position == 1
+        text = " ".join(map(str, journal.frame().to_numpy().ravel())) + str(trader.status())
+        assert TOKEN not in text
