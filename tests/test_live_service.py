@@ -65,7 +65,6 @@ def test_kill9_and_restart_never_duplicates_or_loses_an_order(data_dir, features
     service = start("services.live", _env(data_dir, tmp_path, port), tmp_path / "live.log")
     try:
         wait_for(f"{url}/ready", process=service, timeout=60)
-        status = httpx.get(f"{url}/status").json()
     finally:
         service.terminate()
         service.wait(timeout=30)
@@ -76,7 +75,7 @@ def test_kill9_and_restart_never_duplicates_or_loses_an_order(data_dir, features
     assert set(filled.client_id) == set(paper["orders"]), "every order the broker has is journaled as filled"
     assert journal.client_id.is_unique and journal.bar_ts.is_unique, "no bar decided twice"
     assert (journal.status != "decided").all(), "nothing left unsettled"
-    assert int(filled.order_units.sum()) == paper["units"] == status["position_units"]
+    assert int(filled.order_units.sum()) == paper["units"], "the journal's fills add up to the broker's position"
 
 
 def test_hot_swap_and_a_refused_model(data_dir, features, tmp_path):
