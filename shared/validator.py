@@ -139,7 +139,8 @@ def gate(report: ValidationReport, champion: dict | None, config: GateConfig) ->
         reasons.append(f"{s.trades} trades < {config.min_trades}")
     if not s.expectancy_pips > config.min_expectancy_pips:
         reasons.append(f"expectancy {s.expectancy_pips:.2f} pips <= {config.min_expectancy_pips}")
-    p5 = report.monte_carlo.final_pips["5"] if report.monte_carlo else float("-inf")
+    # no trades: every resample is empty, so the final P&L is exactly 0
+    p5 = report.monte_carlo.final_pips["5"] if report.monte_carlo else 0.0
     if not p5 > config.min_mc_p5_final_pips:
         reasons.append(f"Monte Carlo 5th-percentile P&L {p5:.1f} pips <= {config.min_mc_p5_final_pips}")
     if s.max_drawdown_pips > config.max_drawdown_pips:
