@@ -9,7 +9,7 @@ DEPS   := $(VENV)/.deps-installed
 MCTS   := $(VENV)/.mcts-built
 MCTS_SOURCES := $(wildcard mcts_rs/src/*.rs) mcts_rs/Cargo.toml mcts_rs/pyproject.toml $(wildcard mcts_rs/python/mcts_rs/*)
 
-.PHONY: setup run test test-python test-rust lint bench clean
+.PHONY: setup run up down test test-python test-rust lint bench clean
 
 setup: $(DEPS) $(MCTS)
 
@@ -25,12 +25,18 @@ $(MCTS): $(MCTS_SOURCES) $(DEPS)
 	$(PIP) install ./mcts_rs
 	touch $@
 
-# Embedded default: synthetic GBPJPY-like market -> bar store -> feature store,
-# then the training service on ./runtime (Ctrl-C stops it; it resumes next time).
+# The embedded default (synthetic market, paper broker, replay feed, ./runtime
+# as the volume): training, validation and live as local processes with the
+# commands and environment of docker-compose.yml. Ctrl-C stops them cleanly.
 run: setup
-	$(PY) -m shared.data demo
-	@echo "training: http://localhost:8001/status  /health  /ready  /metrics   (checkpoints in runtime/checkpoints)"
-	CHECKPOINT_DIR=runtime/checkpoints $(PY) -m services.training
+	$(PY) -m deploy.local run
+
+# The same in the background (logs in runtime/logs); `make down` stops it.
+up: setup
+	$(PY) -m deploy.local up
+
+down:
+	$(PY) -m deploy.local down
 
 test: setup test-rust test-python
 

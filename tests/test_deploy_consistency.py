@@ -1,0 +1,142 @@
+"""docker-compose.yml, the Dockerfile, the Prometheus configuration and the
+Grafana dashboards against the code: commands exist, ports and health paths
+match the services, every scraped job and every queried metric exists; and
+the real promtool checks the config and runs the alert unit tests."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from services.live.config import LiveSettings
+from services.live.metrics import LiveMetrics
+from services.training.config import TrainingSettings
+from services.training.metrics import TrainingMetrics
+from services.validation.config import ValidationSettings
+from services.validation.metrics import ValidationMetrics
+from shared.env.actions import HOLD_BUY_SELL_CLOSE
+
+ROOT = Path(__file__).resolve().parents[1]
+COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+PROMETHEUS = ROOT / "deploy" / "prometheus"
+SERVICES = {"training": (TrainingSettings, 8001), "validation": (ValidationSettings, 8002),
+            "live": (LiveSettings, 8003), "live-oanda": (LiveSettings, 8003)}
+LIMITS = {"training": ("8g", "6"), "validation": ("4g", "2"), "live": ("2g", "1"), "live-oanda": ("2g", "1")}
+
+
+def exported_metric_names() -> set[str]:
+    names = {"up"}
+    for metrics in (TrainingMetrics(), ValidationMetrics(), LiveMetrics(HOLD_BUY_SELL_CLOSE.actions)):
+        for family in metrics.registry.collect():
+            # from the family, not the samples: a labelled series exists before its first label value
+            suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum"), "info": ("_info",)}
+            for suffix in suffixes.get(family.type, ("",)):
+                names.add(family.name + suffix)
+    return names
+
+
+def promql_metrics(expr: str) -> set[str]:
+    return set(re.findall(r"\b(micro_[a-z0-9_]+|up)\b", expr))
+
+
+@pytest.mark.parametrize("name", list(SERVICES))
+def test_compose_services_match_the_code(name):
+    service = COMPOSE["services"][name]
+    settings_class, port = SERVICES[name]
+    module = service["command"][2]
+    assert service["command"][:2] == ["python", "-m"] and importlib.util.find_spec(module) is not None
+    assert importlib.util.find_spec(module + ".__main__") is not None
+    env = service["environment"]
+    prefix = name.split("-")[0].upper()
+    assert int(env[f"{prefix}_PORT"]) == port == settings_class.model_fields["port"].default
+    assert service["ports"] == [f"{port}:{port}"]
+    assert f"http://localhost:{port}/health" in " ".join(service["healthcheck"]["test"])
+    assert service["restart"] == "unless-stopped"
+    assert env["CHECKPOINT_DIR"] == "/checkpoints" and env["MICRO_DATA_DIR"] == "/app/data"
+    assert "checkpoints:/checkpoints" in service["volumes"] and "./data:/app/data:ro" in service["volumes"]
+    limits = service["deploy"]["resources"]["limits"]
+    assert (limits["memory"], limits["cpus"]) == LIMITS[name]
+    known = {f.validation_alias.choices[0] if f.validation_alias else settings_class.model_config["env_prefix"] + n.upper()
+             for n, f in settings_class.model_fields.items()}
+    for key in env:
+        if key.startswith(prefix + "_"):
+            assert key in known, f"{name}: {key} is not a setting of {settings_class.__name__}"
+
+
+def test_compose_volumes_secrets_and_monitoring():
+    assert set(COMPOSE["volumes"]) >= {"checkpoints"}
+    oanda = COMPOSE["services"]["live-oanda"]["environment"]
+    assert oanda["OANDA_TOKEN"].startswith("${OANDA_TOKEN:?") and oanda["OANDA_ACCOUNT"].startswith("${OANDA_ACCOUNT:?")
+    assert "OANDA_TOKEN" not in COMPOSE["services"]["live"]["environment"]
+    for name in ("training", "validation", "live"):
+        for value in COMPOSE["services"][name]["environment"].values():
+            assert "TOKEN" not in str(value)
+    assert (ROOT / ".env.example").exists() and "OANDA_TOKEN=" in (ROOT / ".env.example").read_text()
+    prometheus = COMPOSE["services"]["prometheus"]
+    assert "./deploy/prometheus:/etc/prometheus:ro" in prometheus["volumes"]
+    grafana = COMPOSE["services"]["grafana"]
+    assert "./deploy/grafana/provisioning:/etc/grafana/provisioning:ro" in grafana["volumes"]
+    assert "./deploy/grafana/dashboards:/var/lib/grafana/dashboards:ro" in grafana["volumes"]
+    data = COMPOSE["services"]["data"]["command"]
+    assert importlib.util.find_spec(data[2]) is not None and "demo" in data
+
+
+def test_dockerfile_builds_the_search_and_runs_as_a_user():
+    dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()
+    assert len(re.findall(r"^FROM ", dockerfile, re.M)) >= 2, "multi-stage"
+    assert "maturin build" in dockerfile and "COPY mcts_rs/" in dockerfile
+    assert re.search(r"^USER micro", dockerfile, re.M) and "useradd" in dockerfile
+    assert "ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu" in dockerfile
+    for service in ("training", "validation", "live"):
+        assert COMPOSE["services"][service]["build"]["dockerfile"] == "deploy/Dockerfile"
+
+
+def test_prometheus_scrapes_exactly_the_three_services():
+    config = yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text())
+    jobs = {job["job_name"]: job["static_configs"][0]["targets"] for job in config["scrape_configs"]}
+    assert jobs == {name: [f"{name}:{SERVICES[name][1]}"] for name in ("training", "validation", "live")}
+    for rules in config["rule_files"]:
+        assert (PROMETHEUS / rules).exists()
+
+
+def test_every_queried_metric_is_exported():
+    exported = exported_metric_names()
+    queries = []
+    for dashboard in (ROOT / "deploy" / "grafana" / "dashboards").glob("*.json"):
+        data = json.loads(dashboard.read_text())
+        assert data["uid"] in ("micro-training", "micro-validation", "micro-live")
+        queries += [target["expr"] for panel in data["panels"] for target in panel["targets"]]
+    rules = yaml.safe_load((PROMETHEUS / "alerts.yml").read_text())
+    queries += [rule["expr"] for group in rules["groups"] for rule in group["rules"]]
+    assert len(queries) > 30
+    for expr in queries:
+        for metric in promql_metrics(expr):
+            assert metric in exported, f"{metric} (in {expr!r}) is not exported by any service"
+    uids = [json.loads(p.read_text())["uid"] for p in (ROOT / "deploy" / "grafana" / "dashboards").glob("*.json")]
+    assert sorted(uids) == ["micro-live", "micro-training", "micro-validation"]
+
+
+def test_promtool_checks_config_and_runs_the_alert_unit_tests():
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool (Debian package prometheus) is required; .ci/run installs it"
+    for args in (["check", "config", "prometheus.yml"], ["check", "rules", "alerts.yml"],
+                 ["test", "rules", "alerts_test.yml"]):
+        result = subprocess.run([promtool, *args], cwd=PROMETHEUS, capture_output=True, text=True)
+        assert result.returncode == 0, result.stdout + result.stderr
+    rules = yaml.safe_load((PROMETHEUS / "alerts.yml").read_text())
+    tested = (PROMETHEUS / "alerts_test.yml").read_text()
+    for rule in rules["groups"][0]["rules"]:
+        assert f"alertname: {rule['alert']}" in tested, f"{rule['alert']} has no unit test"
+
+
+def test_metric_names_follow_the_conventions():
+    for name in exported_metric_names() - {"up"}:
+        assert name.startswith(("micro_training_", "micro_validation_", "micro_live_")), name
+        assert not name.endswith("_ms"), name
