@@ -23,6 +23,7 @@ class PaperBroker:
             self.state = json.loads(self.path.read_text())
         else:
             self.state = {"units": 0, "average_price": None, "realized_pips": 0.0, "orders": {}, "transaction": 0}
+            atomic_write_json(self.path, self.state)  # the account exists from the start
 
     def mark(self, mid: float) -> None:
         """The feed's latest mid price; the next fill uses it."""
