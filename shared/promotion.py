@@ -82,3 +82,44 @@ def point_current_to(root: Path, model_name: str) -> CurrentPointer:
     return pointer
 
 
+
+
+def main(argv: list[str] | None = None) -> int:
+    """python -m shared.promotion {status,promote,rollback}: ops by hand."""
+    import argparse
+    import sys
+
+    from shared.checkpoints import CANDIDATE_RE, default_checkpoint_dir
+
+    parser = argparse.ArgumentParser(prog="python -m shared.promotion", description=main.__doc__)
+    parser.add_argument("--root", type=Path, default=default_checkpoint_dir(), help="the checkpoint volume")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("status", help="what CURRENT points to, and every promoted model")
+    manual = sub.add_parser("promote", help="promote a candidate by hand, bypassing the gate")
+    manual.add_argument("checkpoint", type=Path, help="a training/ckpt-ep*.pt file")
+    back = sub.add_parser("rollback", help="point CURRENT at a model already in promoted/")
+    back.add_argument("model", help="e.g. model-ep00000064.pt")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "status":
+            current = read_current(args.root)
+            print(f"CURRENT: {current.model if current else 'nothing promoted yet'}")
+            for path in sorted((args.root / "promoted").glob("model-ep*.pt")):
+                print(f"  {path.name}{'  <- live' if current and path.name == current.model else ''}")
+        elif args.command == "promote":
+            match = CANDIDATE_RE.match(args.checkpoint.name)
+            if not match:
+                raise ValueError(f"{args.checkpoint} is not a training/ckpt-epNNNNNNNN.pt file")
+            pointer = promote(args.root, args.checkpoint, sha256_file(args.checkpoint), int(match.group(1)), {"manual": True})
+            print(f"promoted {pointer.model}; CURRENT points to it")
+        else:
+            pointer = point_current_to(args.root, args.model)
+            print(f"CURRENT points to {pointer.model}")
+    except (FileNotFoundError, FileExistsError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

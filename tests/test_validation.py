@@ -208,3 +208,20 @@ def test_signals_written_while_down_are_validated_after_restart(features, data_d
         service.kill()
         service.wait()
     assert CheckpointDir(tmp_path).candidates()[-1][0] == 40
+
+
+def test_promotion_cli_by_hand_and_rollback(features, tmp_path, capsys):
+    from shared.promotion import main as promotion_cli
+
+    for episode in (10, 20):
+        write_candidate(features, tmp_path, episode)
+    root = ["--root", str(tmp_path)]
+    assert promotion_cli(root + ["status"]) == 0 and "nothing promoted yet" in capsys.readouterr().out
+    for episode in (10, 20):
+        assert promotion_cli(root + ["promote", str(tmp_path / "training" / f"ckpt-ep{episode:08d}.pt")]) == 0
+    assert read_current(tmp_path).episode == 20
+    assert promotion_cli(root + ["rollback", "model-ep00000010.pt"]) == 0
+    assert read_current(tmp_path).episode == 10
+    assert promotion_cli(root + ["status"]) == 0
+    assert "model-ep00000010.pt  <- live" in capsys.readouterr().out
+    assert promotion_cli(root + ["rollback", "model-ep00000099.pt"]) == 2
