@@ -13,7 +13,6 @@ from pathlib import Path
 
 import duckdb
 import httpx
-import pytest
 import yaml
 
 from deploy.local import ROOT, SERVICES, Stack, load_specs

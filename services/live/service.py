@@ -6,12 +6,9 @@ import logging
 import os
 import threading
 import time
-from contextlib import asynccontextmanager
 from datetime import datetime, timezone
 
-from fastapi import FastAPI, Response
-from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from fastapi import FastAPI
 
 from services.live.config import LiveSettings
 from services.live.metrics import LiveMetrics
@@ -21,10 +18,10 @@ from shared.env.actions import HOLD_BUY_SELL_CLOSE
 from shared.live.journal import Journal
 from shared.live.trader import LiveTrader, RiskConfig, market_open, model_version
 from shared.promotion import read_current
+from shared.service_app import Heartbeat, service_app
 from shared.watch import VolumeWatcher
 
 log = logging.getLogger("live")
-STALL_EXIT_CODE = 70
 
 
 class LiveService:
@@ -36,14 +33,11 @@ class LiveService:
         self.metrics = LiveMetrics(HOLD_BUY_SELL_CLOSE.actions)
         self.trader: LiveTrader | None = None
         self.status = "waiting_for_model"
-        self.heartbeat = time.time()
+        self.heartbeat = Heartbeat(self.metrics.heartbeat, settings.stall_seconds, log)
         self.stop = threading.Event()
+        self.lock = threading.Lock()  # the journal connection is shared by the loop and the model watcher
         self.last_reconcile = 0.0
         self.broker_error: str | None = None
-
-    def beat(self) -> None:
-        self.heartbeat = time.time()
-        self.metrics.heartbeat.set(self.heartbeat)
 
     # --- models ---------------------------------------------------------------------
 
@@ -64,8 +58,6 @@ class LiveService:
     def journal_event(self, kind: str, detail: dict) -> None:
         with self.lock:
             self.journal.event(kind, detail)
-
-    lock = threading.Lock()  # the journal connection is shared by the loop and the model watcher
 
     def watch_models(self) -> None:
         """Off the decision path: load and verify a new CURRENT, then stage it."""
@@ -98,7 +90,7 @@ class LiveService:
         s = self.settings
         candidate = None
         while candidate is None and not self.stop.is_set():
-            self.beat()
+            self.heartbeat.beat()
             candidate = self.load_promoted()
             if candidate is None:
                 self.stop.wait(s.model_wait_seconds)
@@ -119,12 +111,12 @@ class LiveService:
         self.status = "reconciling"
         while not self.reconcile():  # no trading before the broker confirmed the position
             self.stop.wait(5.0)
-            self.beat()
+            self.heartbeat.beat()
             if self.stop.is_set():
                 return
         self.status = "trading"
         while not self.stop.is_set():
-            self.beat()
+            self.heartbeat.beat()
             if time.monotonic() - self.last_reconcile > s.reconcile_seconds:
                 self.reconcile()
             bars = self.feed.next_bars()
@@ -182,11 +174,15 @@ class LiveService:
         m.daily_loss_stop.set(1 if t.stopped_day is not None else 0)
         m.model.info({"version": t.version})
 
-    def watchdog(self) -> None:
-        while not self.stop.wait(5.0):
-            if time.time() - self.heartbeat > self.settings.stall_seconds:
-                log.error("live loop stalled: exiting")
-                os._exit(STALL_EXIT_CODE)
+    def health(self) -> tuple[bool, dict]:
+        age = self.heartbeat.age_seconds
+        ok = age <= self.settings.stall_seconds
+        return ok, {"status": "ok" if ok else "stalled", "loop": self.status, "heartbeat_age_seconds": round(age, 3)}
+
+    def ready(self) -> tuple[bool, dict]:
+        t = self.trader
+        ok = t is not None and t.reconciled
+        return ok, {"status": self.status, "model_loaded": t is not None, "reconciled": bool(t and t.reconciled)}
 
     def status_page(self) -> dict:
         page = {"service": "live", "status": self.status, "broker": self.settings.broker, "feed": self.settings.feed,
@@ -198,38 +194,7 @@ class LiveService:
 
 
 def build_app(service: LiveService) -> FastAPI:
-    @asynccontextmanager
-    async def lifespan(app: FastAPI):
-        threads = [threading.Thread(target=service.loop, name="live-loop", daemon=True),
-                   threading.Thread(target=service.watch_models, name="live-models", daemon=True),
-                   threading.Thread(target=service.watchdog, name="live-watchdog", daemon=True)]
-        for thread in threads:
-            thread.start()
-        yield
-        service.stop.set()
-
-    app = FastAPI(title="micro-muzero live", lifespan=lifespan)
-
-    @app.get("/health")
-    def health() -> JSONResponse:
-        age = time.time() - service.heartbeat
-        ok = age <= service.settings.stall_seconds
-        return JSONResponse({"status": "ok" if ok else "stalled", "loop": service.status,
-                             "heartbeat_age_seconds": round(age, 3)}, status_code=200 if ok else 503)
-
-    @app.get("/ready")
-    def ready() -> JSONResponse:
-        t = service.trader
-        ok = t is not None and t.reconciled
-        return JSONResponse({"ready": ok, "status": service.status, "model_loaded": t is not None,
-                             "reconciled": bool(t and t.reconciled)}, status_code=200 if ok else 503)
-
-    @app.get("/metrics")
-    def metrics() -> Response:
-        return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
-
-    @app.get("/status")
-    def status() -> dict:
-        return service.status_page()
-
-    return app
+    return service_app("live", threads=[service.loop, service.watch_models,
+                                        lambda: service.heartbeat.watchdog(service.stop)],
+                       stop=service.stop, health=service.health, ready=service.ready,
+                       registry=service.metrics.registry, status=service.status_page)

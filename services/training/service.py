@@ -6,19 +6,16 @@ import logging
 import os
 import threading
 import time
-from contextlib import asynccontextmanager
 from dataclasses import asdict
 
-from fastapi import FastAPI, Response
-from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from fastapi import FastAPI
 
 from services.training.config import TrainingSettings
 from services.training.metrics import ACTIONS, LOSSES, TrainingMetrics
+from shared.service_app import Heartbeat, service_app
 from shared.trainer import IterationReport, Trainer
 
 log = logging.getLogger("training")
-STALL_EXIT_CODE = 70
 
 
 class TrainingService:
@@ -27,7 +24,7 @@ class TrainingService:
         self.trainer = trainer
         self.metrics = TrainingMetrics()
         self.status = "starting"
-        self.heartbeat = time.time()
+        self.heartbeat = Heartbeat(self.metrics.heartbeat, settings.stall_seconds, log)
         self.last_report: IterationReport | None = None
         self.error: str | None = None
         self.stop = threading.Event()
@@ -36,14 +33,10 @@ class TrainingService:
         self._counted_learner_steps = trainer.learner.steps
         self.metrics.checkpoints.inc(trainer.checkpoints_written)
 
-    def beat(self) -> None:
-        self.heartbeat = time.time()
-        self.metrics.heartbeat.set(self.heartbeat)
-
     def loop(self) -> None:
         try:
             while not self.stop.is_set():
-                self.beat()
+                self.heartbeat.beat()
                 if self.trainer.volume.paused():
                     if self.status != "paused":
                         log.info("paused by control/training.pause")
@@ -92,19 +85,15 @@ class TrainingService:
             "win_rate": round(report.win_rate, 3), "trade_ratio": round(report.trade_ratio, 3),
             "loss": round(report.losses.get("total", float("nan")), 4), "checkpoint": report.checkpoint}})
 
-    def watchdog(self) -> None:
-        """Docker never restarts an unhealthy container: a stalled loop exits instead."""
-        while not self.stop.wait(min(5.0, self.settings.stall_seconds / 4)):
-            age = time.time() - self.heartbeat
-            if age > self.settings.stall_seconds:
-                log.error("loop stalled for %.0fs (limit %.0fs): exiting", age, self.settings.stall_seconds)
-                os._exit(STALL_EXIT_CODE)
-
     def health(self) -> tuple[bool, dict]:
-        age = time.time() - self.heartbeat
+        age = self.heartbeat.age_seconds
         ok = age <= self.settings.stall_seconds and self.error is None
         return ok, {"status": "ok" if ok else "stalled", "loop": self.status,
                     "heartbeat_age_seconds": round(age, 3), "episode": self.trainer.episode}
+
+    def ready(self) -> tuple[bool, dict]:
+        # the feature store is loaded and the model built before the service exists
+        return self.status in ("running", "paused", "finished"), {"status": self.status}
 
     def status_page(self) -> dict:
         t = self.trainer
@@ -128,34 +117,6 @@ class TrainingService:
 
 
 def build_app(service: TrainingService) -> FastAPI:
-    @asynccontextmanager
-    async def lifespan(app: FastAPI):
-        threads = [threading.Thread(target=service.loop, name="training-loop", daemon=True),
-                   threading.Thread(target=service.watchdog, name="training-watchdog", daemon=True)]
-        for thread in threads:
-            thread.start()
-        yield
-        service.stop.set()
-
-    app = FastAPI(title="micro-muzero training", lifespan=lifespan)
-
-    @app.get("/health")
-    def health() -> JSONResponse:
-        ok, body = service.health()
-        return JSONResponse(body, status_code=200 if ok else 503)
-
-    @app.get("/ready")
-    def ready() -> JSONResponse:
-        # the feature store is loaded and the model built before the app exists
-        ok = service.status in ("running", "paused", "finished")
-        return JSONResponse({"ready": ok, "status": service.status}, status_code=200 if ok else 503)
-
-    @app.get("/metrics")
-    def metrics() -> Response:
-        return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
-
-    @app.get("/status")
-    def status() -> dict:
-        return service.status_page()
-
-    return app
+    return service_app("training", threads=[service.loop, lambda: service.heartbeat.watchdog(service.stop)],
+                       stop=service.stop, health=service.health, ready=service.ready,
+                       registry=service.metrics.registry, status=service.status_page)

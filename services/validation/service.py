@@ -7,14 +7,11 @@ import logging
 import os
 import threading
 import time
-from contextlib import asynccontextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
 import duckdb
-from fastapi import FastAPI, Response
-from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from fastapi import FastAPI
 
 from services.validation.config import ValidationSettings
 from services.validation.metrics import ValidationMetrics
@@ -23,11 +20,11 @@ from shared.checkpoints import CANDIDATE_RE, ReadySignal, clean_orphans
 from shared.features.store import FeatureSet
 from shared.model import select_device
 from shared.promotion import promote, read_current
+from shared.service_app import Heartbeat, service_app
 from shared.validator import ValidationConfig, ValidationTimeout, gate, validate, write_plot, write_result
 from shared.watch import VolumeWatcher
 
 log = logging.getLogger("validation")
-STALL_EXIT_CODE = 70
 
 
 def result_name(episode: int) -> str:
@@ -58,7 +55,7 @@ class ValidationService:
         )
         self.metrics = ValidationMetrics()
         self.status = "starting"
-        self.heartbeat = time.time()
+        self.heartbeat = Heartbeat(self.metrics.heartbeat, settings.stall_seconds, log)
         self.current: dict | None = None
         self.queue: list[int] = []
         self.last_result: dict | None = None
@@ -68,10 +65,6 @@ class ValidationService:
             self.metrics.champion_episode.set(current.episode)
 
     # --- scheduling ------------------------------------------------------------------
-
-    def beat(self) -> None:
-        self.heartbeat = time.time()
-        self.metrics.heartbeat.set(self.heartbeat)
 
     def pending(self) -> list[tuple[int, Path]]:
         """Signals without a result yet, newest first."""
@@ -87,7 +80,7 @@ class ValidationService:
         log.info("watching %s (%s observer, rescan every %.0fs)", self.training, watcher.kind, self.settings.rescan_seconds)
         try:
             while not self.stop.is_set():
-                self.beat()
+                self.heartbeat.beat()
                 pending = self.pending()
                 self.queue = [episode for episode, _ in pending]
                 self.metrics.queue_depth.set(len(pending))
@@ -123,7 +116,7 @@ class ValidationService:
             return self.record(episode, "rejected", f"{reason}: {error}", None)
 
         def progress(fraction: float) -> None:
-            self.beat()
+            self.heartbeat.beat()
             self.current["progress"] = round(fraction, 4)
             self.metrics.progress.set(fraction)
 
@@ -182,11 +175,14 @@ class ValidationService:
         log.info("candidate", extra={"fields": {"episode": episode, "result": result, "reason": reason,
                                                 "seconds": round(seconds, 1)}})
 
-    def watchdog(self) -> None:
-        while not self.stop.wait(5.0):
-            if time.time() - self.heartbeat > self.settings.stall_seconds:
-                log.error("validation loop stalled: exiting")
-                os._exit(STALL_EXIT_CODE)
+    def health(self) -> tuple[bool, dict]:
+        age = self.heartbeat.age_seconds
+        ok = age <= self.settings.stall_seconds
+        return ok, {"status": "ok" if ok else "stalled", "loop": self.status, "heartbeat_age_seconds": round(age, 3)}
+
+    def ready(self) -> tuple[bool, dict]:
+        # the validation split is loaded before the service exists; ready once the loop runs
+        return self.status != "starting", {"status": self.status}
 
     def status_page(self) -> dict:
         current = read_current(self.root)
@@ -197,35 +193,6 @@ class ValidationService:
 
 
 def build_app(service: ValidationService) -> FastAPI:
-    @asynccontextmanager
-    async def lifespan(app: FastAPI):
-        threads = [threading.Thread(target=service.loop, name="validation-loop", daemon=True),
-                   threading.Thread(target=service.watchdog, name="validation-watchdog", daemon=True)]
-        for thread in threads:
-            thread.start()
-        yield
-        service.stop.set()
-
-    app = FastAPI(title="micro-muzero validation", lifespan=lifespan)
-
-    @app.get("/health")
-    def health() -> JSONResponse:
-        age = time.time() - service.heartbeat
-        ok = age <= service.settings.stall_seconds
-        return JSONResponse({"status": "ok" if ok else "stalled", "loop": service.status,
-                             "heartbeat_age_seconds": round(age, 3)}, status_code=200 if ok else 503)
-
-    @app.get("/ready")
-    def ready() -> JSONResponse:
-        ok = service.status != "starting"
-        return JSONResponse({"ready": ok, "status": service.status}, status_code=200 if ok else 503)
-
-    @app.get("/metrics")
-    def metrics() -> Response:
-        return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
-
-    @app.get("/status")
-    def status() -> dict:
-        return service.status_page()
-
-    return app
+    return service_app("validation", threads=[service.loop, lambda: service.heartbeat.watchdog(service.stop)],
+                       stop=service.stop, health=service.health, ready=service.ready,
+                       registry=service.metrics.registry, status=service.status_page)
