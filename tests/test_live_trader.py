@@ -216,3 +216,55 @@ def test_oanda_broker_trading_and_reconciliation(features, trading_model, tmp_pa
         assert trader.reconcile() in (True, False) and trader.position == 1
         text = " ".join(map(str, journal.frame().to_numpy().ravel())) + str(trader.status())
         assert TOKEN not in text
+
+
+def test_spread_above_the_limit_is_not_traded(features, trading_model, tmp_path):
+    feed, _, journal, trader = _setup(features, trading_model, tmp_path, risk=RiskConfig(max_spread_pips=6.0))
+    trader.reconcile()
+    assert trader.on_bar(feed.next_bars(), _now(feed), spread_pips=9.0).reason == "spread_too_wide"
+    assert trader.on_bar(feed.next_bars(), _now(feed), spread_pips=3.0).status != "skipped"
+
+
+def test_oanda_feed_backfills_polls_and_waits_for_late_complete_flags(features):
+    import pandas as pd
+
+    from shared.data.bars import NS_PER_MINUTE
+    from shared.live.feeds import OandaCandleFeed
+
+    bars = features.bars[:4000]
+    state = V20State(bars={"GBP_JPY": bars}, spread_pips=2.0)
+    with V20Server(state) as server:
+        api = make_api(load_credentials({"OANDA_TOKEN": TOKEN, "OANDA_API_URL": server.url}), timeout_seconds=5)
+        feed = OandaCandleFeed(api, "GBPJPY", history_bars=2000)
+        # now: 20 s into bar 3000, so bar 3000 is still forming
+        state.now = pd.Timestamp(int(bars.ts[3000])) + pd.Timedelta(seconds=20)
+        history = feed.history()
+        assert len(history) == 1999 and int(history.ts[-1]) == int(bars.ts[2999])  # the forming one is dropped
+        assert feed.last_spread_pips == pytest.approx(2.0)
+        assert len(feed.next_bars()) == 0, "the forming candle is not used"
+        # the bar closed but OANDA still says complete=false for a moment: wait
+        state.now = pd.Timestamp(int(bars.ts[3000])) + pd.Timedelta(seconds=59)
+        assert len(feed.next_bars()) == 0
+        state.now = pd.Timestamp(int(bars.ts[3002])) + pd.Timedelta(seconds=5)
+        new = feed.next_bars()
+        np.testing.assert_array_equal(new.ts, bars.ts[3000:3002])
+        np.testing.assert_allclose(new.close, bars.close[3000:3002], atol=5e-4)
+        assert len(feed.next_bars()) == 0
+        assert all(r["query"]["price"] == "MBA" for r in state.requests)
+        assert int(new.ts[-1]) + NS_PER_MINUTE <= state.now.value
+
+
+def test_reconciliation_journals_the_broker_transactions_since_the_last_known(features, trading_model, tmp_path):
+    state = V20State(bars={"GBP_JPY": features.bars})
+    with V20Server(state) as server:
+        api = make_api(load_credentials({"OANDA_TOKEN": TOKEN, "OANDA_API_URL": server.url}), timeout_seconds=5)
+        broker = OandaBroker(api, ACCOUNT, lookup_wait_seconds=0.05, backoff_seconds=0.05)
+        _, _, journal, trader = _setup(features, trading_model, tmp_path, broker=broker)
+        assert trader.reconcile() is True
+        state.set_position("GBP_JPY", -1, 171.0)  # closed and reversed by hand at the broker
+        assert trader.reconcile() is False and trader.position == -1
+        detail = journal.con.execute("SELECT detail FROM events WHERE kind = 'reconciliation_mismatch'").fetchall()
+        import json as _json
+
+        since = _json.loads(detail[-1][0])["transactions_since_last_known"]
+        assert since and since[-1]["units"] == "-1"

@@ -199,25 +199,31 @@ class _Handler(BaseHTTPRequestHandler):
         bars = state.bars.get(instrument)
         if bars is None:
             return self._send(400, {"errorMessage": f"Invalid value specified for 'instrument': {instrument}"})
-        start = pd.Timestamp(query["from"]).tz_convert("UTC").tz_localize(None).value if "from" in query else 0
-        include_first = query.get("includeFirst", "true") == "true"
-        first = int(np.searchsorted(bars.ts, start, side="left" if include_first else "right"))
         now_ns = state.now.value if state.now is not None else int(bars.ts[-1]) + 2 * NS_PER_MINUTE
+        if "from" in query:
+            start = pd.Timestamp(query["from"]).tz_convert("UTC").tz_localize(None).value
+            include_first = query.get("includeFirst", "true") == "true"
+            first = int(np.searchsorted(bars.ts, start, side="left" if include_first else "right"))
+        else:  # only a count: the most recent candles up to now, the forming one included
+            first = max(0, int(np.searchsorted(bars.ts, now_ns, side="right")) - count)
         step = GRANULARITY_MINUTES[granularity] * NS_PER_MINUTE
         candles = []
         for i in range(first, min(first + count, len(bars))):
             if bars.ts[i] > now_ns:
                 break
             complete = bars.ts[i] + step <= now_ns
-            candles.append(
-                {
-                    "time": pd.Timestamp(int(bars.ts[i])).strftime("%Y-%m-%dT%H:%M:%S.000000000Z"),
-                    "volume": int(bars.volume[i]),
-                    "complete": bool(complete),
-                    "mid": {k: f"{getattr(bars, name)[i]:.3f}" for k, name in
-                            (("o", "open"), ("h", "high"), ("l", "low"), ("c", "close"))},
-                }
-            )
+            candle = {
+                "time": pd.Timestamp(int(bars.ts[i])).strftime("%Y-%m-%dT%H:%M:%S.000000000Z"),
+                "volume": int(bars.volume[i]),
+                "complete": bool(complete),
+            }
+            prices = query.get("price", "M")
+            fields = (("o", "open"), ("h", "high"), ("l", "low"), ("c", "close"))
+            half = state.spread_pips / 2 * 0.01
+            for letter, key, shift in (("M", "mid", 0.0), ("B", "bid", -half), ("A", "ask", half)):
+                if letter in prices:
+                    candle[key] = {k: f"{getattr(bars, name)[i] + shift:.3f}" for k, name in fields}
+            candles.append(candle)
         self._send(200, {"instrument": instrument, "granularity": granularity, "candles": candles})
 
 

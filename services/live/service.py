@@ -154,8 +154,9 @@ class LiveService:
         self.metrics.last_bar.set(int(bar.ts[-1]) / 1e9)
         self.metrics.market_open.set(1 if market_open(now) else 0)
         try:
+            spread = self.feed.last_spread_pips if self.feed.last_spread_pips is not None else t.spread_pips
             with self.lock:
-                decision = t.on_bar(bar, now)
+                decision = t.on_bar(bar, now, spread_pips=spread)
         except (TemporaryBrokerError, OperationalBrokerError) as error:
             self.count_broker_error(error)
             return

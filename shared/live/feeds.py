@@ -21,6 +21,8 @@ class ReplayFeed:
     """Plays `bars[start:]` one bar at a time, `bars_per_second` fast (0: no
     waiting). Its clock is the replayed market's: a bar is `now` when it closes."""
 
+    last_spread_pips = None  # held-out bars carry no spread: the paper broker's applies
+
     def __init__(self, bars: Bars, start: int, *, bars_per_second: float = 0.0,
                  sleep: Callable[[float], None] = time.sleep) -> None:
         if not 0 < start <= len(bars):
@@ -59,23 +61,28 @@ class ReplayFeed:
 
 
 class OandaCandleFeed:
-    """Complete M1 candles, polled. A candle whose `complete` flag is late is
-    not used: the next poll asks for it again."""
+    """Complete M1 candles, polled, with bid and ask so the spread is known. A
+    candle whose `complete` flag is late is not used: the next poll asks for
+    it again."""
 
     def __init__(self, api: oandapyV20.API, instrument: str, *, history_bars: int = 2000) -> None:
         self.api = api
         self.instrument = get_instrument(instrument)
         self.history_bars = history_bars
         self.last_ts: int | None = None
+        self.last_spread_pips: float | None = None
 
     def _candles(self, params: dict) -> Bars:
-        params = {"granularity": "M1", "price": "M", **params}
+        params = {"granularity": "M1", "price": "MBA", **params}
         response = request_with_retry(self.api, InstrumentsCandles(self.instrument.oanda_name, params=params))
         complete = []
         for candle in response.get("candles", []):
             if not candle.get("complete"):
                 break
             complete.append(candle)
+        if complete and "bid" in complete[-1] and "ask" in complete[-1]:
+            last = complete[-1]
+            self.last_spread_pips = (float(last["ask"]["c"]) - float(last["bid"]["c"])) / self.instrument.pip_size
         return candles_to_bars(complete) if complete else candles_to_bars([])
 
     def history(self) -> Bars:

@@ -99,6 +99,7 @@ class LiveTrader:
         self.stopped_day: pd.Timestamp | None = None
         self.staged: Candidate | None = None
         self.mismatches = 0
+        self.last_transaction_id: str | None = None
         last = journal.last_bar_ts()
         self.last_decided_ns = last.value if last is not None else -1  # never decide a bar twice, restarts included
         self.realized_day: pd.Timestamp | None = None
@@ -121,22 +122,30 @@ class LiveTrader:
     # --- the broker is the truth ----------------------------------------------------------
 
     def reconcile(self) -> bool:
-        """Adopt the broker's position; returns whether ours agreed."""
+        """Adopt the broker's position; returns whether ours agreed. What the
+        broker did since the last known transaction id goes into the journal
+        with a mismatch, so a person can see why."""
         snapshot = self.broker.snapshot(self.instrument.name)
         agreed = snapshot.units == self.position
         if not agreed:
             self.mismatches += 1
             log.warning("reconciliation: the broker holds %d units, we believed %d: adopting the broker's",
                         snapshot.units, self.position)
+            since = []
+            if self.last_transaction_id is not None and hasattr(self.broker, "transactions_since"):
+                since = [{"id": t.get("id"), "type": t.get("type"), "units": t.get("units")}
+                         for t in self.broker.transactions_since(self.last_transaction_id)]
             self.journal.event("reconciliation_mismatch", {"broker_units": snapshot.units, "ours": self.position,
                                                            "broker_average_price": snapshot.average_price,
-                                                           "last_transaction_id": snapshot.last_transaction_id})
+                                                           "last_transaction_id": snapshot.last_transaction_id,
+                                                           "transactions_since_last_known": since})
             self.position = snapshot.units
             self.entry_price = snapshot.average_price
             self._reset_tracks()
         elif self.position != 0 and self.entry_price is None:
             self.entry_price = snapshot.average_price
             self._reset_tracks()
+        self.last_transaction_id = snapshot.last_transaction_id
         self.reconciled = True
         return agreed
 
