@@ -46,13 +46,21 @@ class Heartbeat:
 
 def service_app(title: str, *, threads: list[Callable[[], None]], stop: threading.Event,
                 health: Callable[[], tuple[bool, dict]], ready: Callable[[], tuple[bool, dict]],
-                registry: CollectorRegistry, status: Callable[[], dict]) -> FastAPI:
+                registry: CollectorRegistry, status: Callable[[], dict],
+                shutdown_seconds: float = 60.0) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        for target in threads:
-            threading.Thread(target=target, name=f"{title}-{target.__name__}", daemon=True).start()
+        started = [threading.Thread(target=target, name=f"{title}-{target.__name__}", daemon=True)
+                   for target in threads]
+        for thread in started:
+            thread.start()
         yield
+        # A graceful stop (SIGTERM, Ctrl-C) lets each loop finish what it is doing,
+        # a bar or an iteration, so no order is left between broker and journal.
         stop.set()
+        deadline = time.time() + shutdown_seconds
+        for thread in started:
+            thread.join(timeout=max(0.0, deadline - time.time()))
 
     app = FastAPI(title=f"micro-muzero {title}", lifespan=lifespan)
 
