@@ -2,10 +2,26 @@ from __future__ import annotations
 
 import pytest
 
+from shared.data.__main__ import main as data_cli
 from shared.data.synthetic import SyntheticMarketConfig, generate_bars
+from shared.features.store import load_feature_set
 
 
 @pytest.fixture(scope="session")
 def market_bars():
     """Six weeks of the synthetic market (about 43k M1 bars)."""
     return generate_bars(SyntheticMarketConfig(weeks=6, seed=11))
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory):
+    """A data directory holding the embedded default (`python -m shared.data demo`).
+    Shared read-only by the service tests: they write only to their own volumes."""
+    directory = tmp_path_factory.mktemp("demo-data")
+    assert data_cli(["--db", str(directory / "market.duckdb"), "--quiet", "demo"]) == 0
+    return directory
+
+
+@pytest.fixture(scope="session")
+def features(data_dir):
+    return load_feature_set(data_dir / "market.duckdb", "GBPJPY")

@@ -11,27 +11,12 @@ import time
 import duckdb
 import httpx
 import numpy as np
-import pytest
 
 from shared.checkpoints import atomic_write_json
-from shared.data.__main__ import main as data_cli
-from shared.features.store import load_feature_set
 from shared.promotion import read_current
 from tests.live_helpers import promote_checkpoint, trading_checkpoint
 from tests.service_helpers import free_port, start, wait_for
 from tests.v20_server import ACCOUNT, TOKEN, V20Server, V20State
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("data")
-    assert data_cli(["--db", str(directory / "market.duckdb"), "--quiet", "demo"]) == 0
-    return directory
-
-
-@pytest.fixture(scope="module")
-def features(data_dir):
-    return load_feature_set(data_dir / "market.duckdb", "GBPJPY")
 
 
 def _env(data_dir, root, port, **extra):

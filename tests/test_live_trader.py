@@ -12,21 +12,12 @@ import pytest
 from shared.brokers import OrderStatus
 from shared.brokers.oanda import OandaBroker
 from shared.brokers.paper import PaperBroker
-from shared.data.__main__ import main as data_cli
-from shared.features.store import load_feature_set
 from shared.live.feeds import ReplayFeed
 from shared.live.journal import Journal
 from shared.live.trader import LiveTrader, RiskConfig, market_open
 from shared.oanda import load_credentials, make_api
 from tests.live_helpers import load, trading_checkpoint
 from tests.v20_server import ACCOUNT, TOKEN, V20Server, V20State
-
-
-@pytest.fixture(scope="module")
-def features(tmp_path_factory):
-    db = tmp_path_factory.mktemp("data") / "market.duckdb"
-    assert data_cli(["--db", str(db), "--quiet", "demo"]) == 0
-    return load_feature_set(db, "GBPJPY")
 
 
 @pytest.fixture(scope="module")

@@ -12,18 +12,10 @@ import httpx
 import pytest
 
 from shared.checkpoints import CheckpointDir
-from shared.data.__main__ import main as data_cli
 from shared.data.store import BarStore
 from shared.data.synthetic import SyntheticMarketConfig, generate_bars
 from shared.features.store import build_feature_store
 from tests.service_helpers import ROOT, free_port, start, wait_for
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("data")
-    assert data_cli(["--db", str(directory / "market.duckdb"), "--quiet", "demo"]) == 0
-    return directory
 
 
 def _env(data_dir, checkpoints, port, **extra) -> dict[str, str]:
@@ -52,7 +44,9 @@ def test_endpoints_pause_kill9_and_resume(data_dir, tmp_path):
                      "micro_training_action_share_ratio", "micro_training_checkpoints_written_total",
                      "micro_training_last_checkpoint_timestamp_seconds"):
             assert name in metrics, name
-        assert float(re.search(r"^micro_training_episodes_total (\S+)", metrics, re.M).group(1)) >= 8
+        # the metrics follow the iteration's report, a moment after the trainer's own counters
+        episodes = lambda r: float(re.search(r"^micro_training_episodes_total (\S+)", r.text, re.M).group(1))  # noqa: E731
+        wait_for(f"{url}/metrics", lambda r: episodes(r) >= 8, process=service, timeout=60)
 
         (volume.control / "training.pause").touch()
         wait_for(f"{url}/status", lambda r: r.json()["status"] == "paused", process=service)

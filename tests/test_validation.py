@@ -16,8 +16,6 @@ import torch
 from services.validation.config import ValidationSettings
 from services.validation.service import ValidationService
 from shared.checkpoints import CheckpointDir, ReadySignal, atomic_write_json, sha256_file
-from shared.data.__main__ import main as data_cli
-from shared.features.store import load_feature_set
 from shared.model import NetworkConfig
 from shared.promotion import point_current_to, promote, read_current
 from shared.statistics import monte_carlo, trade_stats
@@ -26,18 +24,6 @@ from shared.validator import GateConfig, ValidationConfig, ValidationReport, gat
 from tests.service_helpers import free_port, start, wait_for
 
 SMALL = NetworkConfig(tcn_channels=16, hidden=32, dropout=0.0)
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("data")
-    assert data_cli(["--db", str(directory / "market.duckdb"), "--quiet", "demo"]) == 0
-    return directory
-
-
-@pytest.fixture(scope="module")
-def features(data_dir):
-    return load_feature_set(data_dir / "market.duckdb", "GBPJPY")
 
 
 def write_candidate(features, root, episode: int) -> ReadySignal:
