@@ -11,6 +11,7 @@ onto them (the atomic writers' `os.replace`), never `modified`.
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
@@ -50,11 +51,17 @@ class VolumeWatcher:
         self.observer.start()
         return self
 
-    def wait(self, timeout: float) -> bool:
-        """Block until an event hints at a change or `timeout` passes; True on a hint."""
-        hinted = self.wake.wait(timeout)
-        self.wake.clear()
-        return hinted
+    def wait(self, timeout: float, stop: threading.Event | None = None) -> bool:
+        """Block until an event hints at a change, `timeout` passes or `stop` is
+        set; True on a hint."""
+        deadline = time.monotonic() + timeout
+        while (remaining := deadline - time.monotonic()) > 0:
+            if self.wake.wait(min(0.25, remaining)):
+                self.wake.clear()
+                return True
+            if stop is not None and stop.is_set():
+                return False
+        return False
 
     def stop(self) -> None:
         self.observer.stop()

@@ -70,7 +70,7 @@ class LiveService:
                         self.trader.stage(candidate)
                         self.metrics.swaps.labels(result="swapped").inc()
                         log.info("staged model %s; it trades from the next bar", model_version(candidate))
-                watcher.wait(self.settings.model_wait_seconds)
+                watcher.wait(self.settings.model_wait_seconds, self.stop)
         finally:
             watcher.stop()
 

@@ -27,6 +27,10 @@ from shared.watch import VolumeWatcher
 log = logging.getLogger("validation")
 
 
+class _Interrupted(Exception):
+    pass
+
+
 def result_name(episode: int) -> str:
     return f"ep{episode:08d}.json"
 
@@ -86,7 +90,7 @@ class ValidationService:
                 self.metrics.queue_depth.set(len(pending))
                 if not pending:
                     self.status = "idle"
-                    watcher.wait(self.settings.rescan_seconds)
+                    watcher.wait(self.settings.rescan_seconds, self.stop)
                     continue
                 (episode, signal), older = pending[0], pending[1:]
                 for old_episode, _ in older:  # a backlog: only the newest is worth the time
@@ -116,12 +120,17 @@ class ValidationService:
             return self.record(episode, "rejected", f"{reason}: {error}", None)
 
         def progress(fraction: float) -> None:
+            if self.stop.is_set():  # shutting down: leave it unrecorded, it is validated again after the restart
+                raise _Interrupted()
             self.heartbeat.beat()
             self.current["progress"] = round(fraction, 4)
             self.metrics.progress.set(fraction)
 
         try:
             report = validate(candidate, self.features, self.config, progress=progress)
+        except _Interrupted:
+            self.current = None
+            return None
         except ValidationTimeout as error:
             return self.record(episode, "timeout", str(error), None, seconds=time.monotonic() - started)
         except Exception as error:  # noqa: BLE001 - one bad candidate must not stop the queue
