@@ -37,7 +37,7 @@ def _median_seconds(fn, repeats: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bars", type=int, default=PRODUCT_NOTES_BARS)
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--repeats", type=int, default=15)
     args = parser.parse_args()
     pip = get_instrument("GBPJPY").pip_size
     weeks = args.bars // 7_000 + 2

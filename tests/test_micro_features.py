@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from shared.data.bars import NS_PER_MINUTE, Bars
 from shared.features import MarketOutcome, TEMPORAL_FEATURES
-from shared.features.micro import TILE_BARS, market_outcomes, temporal_features
+from shared.features.micro import BLOCK_BARS, TILE_BARS, _tanh_scaled, market_outcomes, temporal_features
 from tests.reference_features import reference_features
 
 PIP = 0.01
@@ -50,7 +50,9 @@ def test_no_look_ahead_across_tile_boundaries(market_bars):
     """The kernel works in tiles with a halo of history: cutting the series
     anywhere around a tile edge changes nothing before the cut."""
     full = temporal_features(market_bars, PIP)
-    for cut in (TILE_BARS - 1, TILE_BARS, TILE_BARS + 1, TILE_BARS + 1500, 2 * TILE_BARS - 7):
+    # a tile's day-long blocks start BLOCK_BARS - 1 bars before it: cut around their edges too
+    block_edges = [TILE_BARS + 1 + k * BLOCK_BARS + d for k in (0, 1) for d in (-1, 0, 1)]
+    for cut in (TILE_BARS - 1, TILE_BARS, TILE_BARS + 1, TILE_BARS + 1500, 2 * TILE_BARS - 7, *block_edges):
         np.testing.assert_array_equal(temporal_features(market_bars[:cut], PIP), full[:cut])
 
 
@@ -108,6 +110,38 @@ def test_calendar_features(ts, hours, day):
     np.testing.assert_allclose(f[names.index("hour_sin")], np.sin(2 * np.pi * hours / 120), atol=1e-6)
     np.testing.assert_allclose(f[names.index("dow_cos")], np.cos(2 * np.pi * day / 5), atol=1e-6)
     np.testing.assert_allclose(f[names.index("dow_sin")], np.sin(2 * np.pi * day / 5), atol=1e-6)
+
+
+def test_the_vectorised_tanh_matches_numpy():
+    """price_change_pips uses its own tanh (libm's would be a call per bar):
+    within a few float64 ulp of numpy's everywhere, near 0 too, so the float32
+    feature is numpy's but for an exact tie."""
+    x = np.concatenate([
+        np.linspace(-600.0, 600.0, 200_001),           # pips, beyond where tanh saturates
+        np.geomspace(1e-12, 1.0, 2_000), -np.geomspace(1e-12, 1.0, 2_000),
+        [0.0, -0.0, 1e-300, -1e-300, 1e6, -1e6],
+    ])
+    got = np.empty_like(x)
+    _tanh_scaled(x, 10.0, got)
+    expected = np.tanh(x / 10.0)
+    np.testing.assert_array_max_ulp(got, expected, maxulp=4)
+    np.testing.assert_array_max_ulp(got.astype(np.float32), expected.astype(np.float32), maxulp=1)
+    assert np.all(np.abs(got) <= 1.0)
+
+
+def test_calendar_across_the_week_open_and_off_minute_stamps():
+    """The calendar steps on by one per consecutive minute: check it where the
+    minute of the week wraps (Sunday 22:00 UTC; OANDA opens at 21:00 in
+    summer), after gaps, and on stamps that are not on the minute."""
+    sunday = pd.Timestamp("2024-06-09 21:00").value + np.arange(120) * NS_PER_MINUTE
+    later = pd.Timestamp("2024-06-10 09:00:30").value + np.arange(90) * NS_PER_MINUTE
+    gap_then_steps = pd.Timestamp("2024-06-12 23:59:59").value + np.array([0, 1, 61, 121, 3600]) * NS_PER_MINUTE // 60
+    ts = np.concatenate([sunday, later, gap_then_steps])
+    close = 170 + np.cumsum(np.resize([0.01, -0.02, 0.015], len(ts)))
+    bars = Bars(ts, close, close + 0.01, close - 0.01, close, np.ones(len(ts)))
+    expected, _ = reference_features(bars, PIP)
+    calendar = [TEMPORAL_FEATURES.index(name) for name in ("dow_cos", "dow_sin", "hour_cos", "hour_sin")]
+    np.testing.assert_allclose(temporal_features(bars, PIP)[:, calendar], expected.to_numpy()[:, calendar], atol=1e-6)
 
 
 def test_windows_count_bars_across_a_weekend_gap():
