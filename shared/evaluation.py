@@ -69,7 +69,8 @@ def search_policy(search: NetworkSearch, seed: int = 0) -> Policy:
     """Greedy search (no noise, fixed seeds): deterministic for a model."""
     def choose(obs: Observation) -> np.ndarray:
         n = len(obs.legal)
-        result = search.run(obs.temporal, obs.static, obs.legal, np.full(n, seed, dtype=np.uint64), add_noise=False)
+        result = search.run(obs.temporal, obs.static, obs.legal, obs.position, np.full(n, seed, dtype=np.uint64),
+                            add_noise=False)
         return result.search.choose_actions(0.0)
     return choose
 

@@ -1,6 +1,8 @@
 """Search with the torch networks: one representation call for all roots,
 then mcts_rs with batched afterstate and dynamics calls, all under
-torch.inference_mode. Training, validation and live all search through this."""
+torch.inference_mode. Training, validation and live all search through this.
+The tree follows each node's position through the action space's table, so
+illegal actions are masked at every decision node, not only at the root."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import numpy as np
 import torch
 
 from mcts_rs import BatchedSearch, run_search
+from shared.env.actions import ActionSpace
 from shared.model import MuZeroNetworks, ValueSupport
 
 
@@ -92,9 +95,13 @@ class NetworkSearch:
     weights, so whoever changes them calls `refresh()` (the trainer does, once
     per iteration)."""
 
-    def __init__(self, model: MuZeroNetworks, batch_size: int, config: SearchConfig = SearchConfig(),
-                 device: torch.device | None = None, *, compiled: bool = True) -> None:
+    def __init__(self, model: MuZeroNetworks, batch_size: int, space: ActionSpace,
+                 config: SearchConfig = SearchConfig(), device: torch.device | None = None, *,
+                 compiled: bool = True) -> None:
+        if space.num_actions != model.config.num_actions:
+            raise ValueError(f"the {space.name} space has {space.num_actions} actions, the network {model.config.num_actions}")
         self.model = model
+        self.space = space
         self.config = config
         self.device = device or next(model.parameters()).device
         self.support = ValueSupport(model.config.value_atoms, model.config.value_max_pips).to(self.device)
@@ -150,6 +157,7 @@ class NetworkSearch:
             dirichlet_alpha=config.dirichlet_alpha,
             dirichlet_fraction=config.dirichlet_fraction,
             sample_outcomes=config.sample_outcomes,
+            position_transitions=self.space.transitions(),
         )
 
     def _numpy(self, tensor: torch.Tensor) -> np.ndarray:
@@ -169,15 +177,17 @@ class NetworkSearch:
                            torch.from_numpy(np.ascontiguousarray(legal, dtype=bool)).to(self.device))
 
     @torch.inference_mode()
-    def run(self, temporal: np.ndarray, static: np.ndarray, legal: np.ndarray, seeds: np.ndarray, *,
-            add_noise: bool) -> SearchOutput:
-        """temporal [B, 32, 9], static [B, 6], legal [B, A], seeds [B] uint64."""
+    def run(self, temporal: np.ndarray, static: np.ndarray, legal: np.ndarray, positions: np.ndarray,
+            seeds: np.ndarray, *, add_noise: bool) -> SearchOutput:
+        """temporal [B, 32, 9], static [B, 6], legal [B, A], positions [B] net
+        units (as in the action space), seeds [B] uint64."""
         # the inference functions are built in eval mode (refresh); the model's own mode does not matter here
         state, prior, value = self.roots(temporal, static, legal)
         prior_np, value_np = self._numpy(prior), self._numpy(value)
         tree = self._tree(len(legal))
         tree.reset(self._numpy(state), prior_np, value_np, np.ascontiguousarray(legal, dtype=bool),
-                   np.ascontiguousarray(seeds, dtype=np.uint64), add_noise=add_noise)
+                   np.ascontiguousarray(seeds, dtype=np.uint64), add_noise=add_noise,
+                   root_positions=self.space.position_index(np.asarray(positions)).astype(np.int64))
         run_search(tree, self._afterstate, self._dynamics)
         return SearchOutput(tree.root_visit_counts(), tree.root_values(), prior_np, value_np, tree)
 

@@ -87,7 +87,7 @@ def play_episodes(
     obs = env.reset(starts)
     for k in range(t_steps):
         seeds = rng.integers(0, 2**63, size=e, dtype=np.uint64)
-        result = search.run(obs.temporal, obs.static, obs.legal, seeds, add_noise=exploration.add_noise)
+        result = search.run(obs.temporal, obs.static, obs.legal, obs.position, seeds, add_noise=exploration.add_noise)
         actions = result.search.choose_actions(temperature)
         if exploration.epsilon > 0:
             explore = rng.random(e) < exploration.epsilon

@@ -116,7 +116,7 @@ class Trainer:
                              f"the network {config.network.num_actions}")
         torch.manual_seed(config.seed)
         self.model = MuZeroNetworks(config.network).to(self.device)
-        self.search = NetworkSearch(self.model, config.episodes_per_iteration, config.search, self.device)
+        self.search = NetworkSearch(self.model, config.episodes_per_iteration, self.env.space, config.search, self.device)
         self.learner = Learner(self.model, config.learner, self.device)
         self.replay = ReplayBuffer(features.features, self.env.steps_per_episode, self.env.num_actions, config.replay)
         self.rng = np.random.default_rng(config.seed)

@@ -90,7 +90,7 @@ def validate(candidate: Candidate, features: FeatureSet, config: ValidationConfi
         starts = starts[: config.max_sessions]
     env = TradingEnv(features, EnvConfig(**candidate.payload.get("env_config", {})))
     search_config = SearchConfig(**{**candidate.search_config.to_dict(), "num_simulations": config.simulations})
-    search = NetworkSearch(candidate.model, min(64, len(starts)), search_config)
+    search = NetworkSearch(candidate.model, min(64, len(starts)), env.space, search_config)
     phases = 4  # search, raw network, random, flat
 
     def tick(phase: int) -> Callable[[int, int], None]:

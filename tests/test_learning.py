@@ -49,7 +49,7 @@ def test_short_training_run_finds_the_planted_edge(tmp_path):
 
     env = TradingEnv(features, env_config)
     sessions = features.require_sessions("validation")
-    trained = evaluate(env, search_policy(NetworkSearch(trainer.model, 64, config.search)), sessions)
+    trained = evaluate(env, search_policy(NetworkSearch(trainer.model, 64, trainer.env.space, config.search)), sessions)
     flat = evaluate(env, flat_policy, sessions)
     random = evaluate(env, random_policy(np.random.default_rng(0)), sessions)
     report = (f"trained {trained.total_pips:.1f} pips over {len(trained.trades_pips)} trades "

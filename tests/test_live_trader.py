@@ -121,6 +121,21 @@ def test_reconciliation_adopts_the_broker_position(features, trading_model, tmp_
     assert ("reconciliation_mismatch",) in events
 
 
+def test_a_broker_position_the_model_cannot_hold_is_not_traded(features, trading_model, tmp_path):
+    """Three units adopted from the broker (a manual trade, say): outside the
+    model's action space, so no decision is searched until a person acts."""
+    feed, paper, journal, trader = _setup(features, trading_model, tmp_path)
+    paper.state.update(units=3, average_price=170.0)
+    trader.reconcile()
+    assert trader.position == 3
+    decision = trader.on_bar(feed.next_bars(), _now(feed))
+    assert (decision.status, decision.reason) == ("skipped", "position_outside_action_space")
+    assert paper.snapshot("GBPJPY").units == 3, "nothing was sent"
+    paper.state.update(units=1)
+    trader.reconcile()
+    assert trader.on_bar(feed.next_bars(), _now(feed)).status != "skipped"
+
+
 def test_model_swap_happens_between_bars(features, trading_model, tmp_path):
     holder = load(trading_checkpoint(features, tmp_path / "ck2", 128, prefer=(20, -20, -20, -20)))  # always HOLD
     feed, _, journal, trader = _setup(features, trading_model, tmp_path)

@@ -81,6 +81,99 @@ def test_rust_and_reference_give_identical_visit_counts(batch, sims, seed, disco
         assert root_values[b] == pytest.approx(root.mean(), rel=1e-6, abs=1e-6)
 
 
+def random_position_rules(rng: np.random.Generator, positions: int) -> np.ndarray:
+    """[A, P] next-position table, -1 where illegal; action 0 always holds."""
+    table = rng.integers(0, positions, size=(ACTIONS, positions))
+    table[rng.random((ACTIONS, positions)) < 0.4] = -1
+    table[0] = np.arange(positions)
+    return table.astype(np.int64)
+
+
+@settings(max_examples=40, deadline=None)
+@given(batch=st.integers(1, 5), sims=st.integers(1, 60), seed=st.integers(0, 2**32 - 1),
+       positions=st.integers(1, 5))
+def test_rust_and_reference_agree_with_position_rules(batch, sims, seed, positions):
+    """With position rules both mask every decision node by its position and
+    renormalise its prior over the legal actions: identical visit counts."""
+    rng = np.random.default_rng(seed)
+    rules = random_position_rules(rng, positions)
+    root_positions = rng.integers(0, positions, size=batch).astype(np.int64)
+    net = RowwiseNetwork(seed)
+    emb, priors, values, _ = make_roots(batch, seed)
+    legal = (rules[:, root_positions] >= 0).T.copy()
+    search = BatchedSearch(batch, embedding_dim=DIM, max_simulations=sims, position_transitions=rules)
+    search.reset(emb, priors, values, legal, np.arange(batch, dtype=np.uint64), root_positions=root_positions)
+    run_search(search, net.afterstate, net.dynamics)
+    reference = ReferenceSearch(position_transitions=rules)
+    for b in range(batch):
+        _, ref_counts = reference.run(emb[b], priors[b], float(values[b]), legal[b], net.afterstate, net.dynamics,
+                                      sims, root_position=int(root_positions[b]))
+        assert search.root_visit_counts()[b].tolist() == ref_counts, f"root {b}"
+
+
+def _actions_on_paths(node: dict, position: int, rules: np.ndarray, seen: list[tuple[int, int]]) -> None:
+    for edge in node.get("children", []):
+        if node["kind"] == "decision":
+            seen.append((edge["action"], position))
+            _actions_on_paths(edge["child"], int(rules[edge["action"], position]), rules, seen)
+        else:
+            _actions_on_paths(edge["child"], position, rules, seen)
+
+
+def test_position_rules_mask_actions_deep_in_the_tree():
+    """The trading table (HOLD, BUY, SELL, CLOSE over short / flat / long):
+    no path ever buys while long or closes while flat, although the network
+    favours exactly those actions everywhere."""
+    from shared.env.actions import HOLD_BUY_SELL_CLOSE
+
+    rules = HOLD_BUY_SELL_CLOSE.transitions()
+    net = RowwiseNetwork(8)
+    emb, priors, values, _ = make_roots(3, seed=8)
+    root_positions = np.array([0, 1, 2], dtype=np.int64)
+    legal = (rules[:, root_positions] >= 0).T.copy()
+
+    def eager_to_break_rules(after, outcomes):
+        nxt, logits, value, reward = net.dynamics(after, outcomes)
+        logits = logits.copy()
+        logits[:, 1] += 5.0  # BUY
+        logits[:, 3] += 5.0  # CLOSE
+        return nxt, logits, value, reward
+
+    search = BatchedSearch(3, embedding_dim=DIM, max_simulations=200, position_transitions=rules)
+    search.reset(emb, priors, values, legal, np.arange(3, dtype=np.uint64), root_positions=root_positions)
+    run_search(search, net.afterstate, eager_to_break_rules)
+    seen: list[tuple[int, int]] = []
+    for b in range(3):
+        _actions_on_paths(json.loads(search.tree_json(b, max_depth=60)), int(root_positions[b]), rules, seen)
+    assert len(seen) > 150
+    assert all(rules[action, position] >= 0 for action, position in seen)
+    assert {position for _, position in seen} == {0, 1, 2}
+    assert sum(action in (1, 3) for action, _ in seen) > 50, "the favoured actions are taken where legal"
+
+
+def test_position_rules_are_checked():
+    rules = np.array([[0, 1], [1, -1], [-1, 0], [-1, -1]], dtype=np.int64)  # 4 actions, 2 positions
+    emb, priors, values, _ = make_roots(1, seed=1)
+    seeds = np.zeros(1, dtype=np.uint64)
+    with pytest.raises(ValueError, match="one row per action"):
+        BatchedSearch(1, embedding_dim=DIM, position_transitions=rules[:3])
+    with pytest.raises(ValueError, match="position index"):
+        BatchedSearch(1, embedding_dim=DIM, position_transitions=np.where(rules == 1, 7, rules))
+    with pytest.raises(ValueError, match="allow no action from position 1"):
+        BatchedSearch(1, embedding_dim=DIM, position_transitions=np.array([[0, -1], [1, -1], [-1, -1], [-1, -1]]))
+    search = BatchedSearch(1, embedding_dim=DIM, position_transitions=rules)
+    flat_legal = np.array([[True, True, False, False]])
+    with pytest.raises(ValueError, match="needs root_positions"):
+        search.reset(emb, priors, values, flat_legal, seeds)
+    with pytest.raises(ValueError, match="allows action 2, which position 0 forbids"):
+        search.reset(emb, priors, values, np.array([[True, True, True, False]]), seeds, root_positions=np.array([0]))
+    with pytest.raises(ValueError, match="not a position index"):
+        search.reset(emb, priors, values, flat_legal, seeds, root_positions=np.array([2]))
+    search.reset(emb, priors, values, flat_legal, seeds, root_positions=np.array([0]))
+    with pytest.raises(ValueError, match="no position_transitions"):
+        BatchedSearch(1, embedding_dim=DIM).reset(emb, priors, values, flat_legal, seeds, root_positions=np.array([0]))
+
+
 def test_root_result_is_independent_of_batch_position_and_neighbours():
     net = RowwiseNetwork(7)
     emb, priors, values, legal = make_roots(8, seed=3)

@@ -93,6 +93,12 @@ def test_action_spaces_are_tables():
     assert sized.num_actions == 7 and sized.max_units == 3
     assert sized.next_position(np.array([2, -3]), np.array([4, 0])).tolist() == [-1, 0]
     assert sized.legal_mask(np.array([0])).all()
+    # the search's table: position indices, -1 where illegal (flat cannot CLOSE, long cannot BUY)
+    table = HOLD_BUY_SELL_CLOSE.transitions()
+    assert table[CLOSE].tolist() == [1, -1, 1] and table[HOLD].tolist() == [0, 1, 2]
+    assert table[BUY].tolist() == [-1, 2, -1]
+    with pytest.raises(ValueError, match="position 3 is not one of"):
+        HOLD_BUY_SELL_CLOSE.legal_mask(np.array([0, 3]))
 
 
 def test_bad_env_config():

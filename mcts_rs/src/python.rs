@@ -7,6 +7,7 @@ use numpy::{PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArra
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
+use crate::positions::PositionRules;
 use crate::search::{all_finite, Forest, LeafKind, RootInputs, SearchConfig, SearchError};
 
 fn to_py(e: SearchError) -> PyErr {
@@ -141,7 +142,7 @@ impl PyBatchedSearch {
     #[new]
     #[pyo3(signature = (batch_size, *, num_actions=4, num_outcomes=3, embedding_dim=256, max_simulations=50,
                         discount=0.997, pb_c_init=1.25, pb_c_base=19652.0, dirichlet_alpha=1.0,
-                        dirichlet_fraction=0.5, sample_outcomes=false))]
+                        dirichlet_fraction=0.5, sample_outcomes=false, position_transitions=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -156,7 +157,26 @@ impl PyBatchedSearch {
         dirichlet_alpha: f64,
         dirichlet_fraction: f64,
         sample_outcomes: bool,
+        position_transitions: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
+        let positions = match position_transitions {
+            None => None,
+            Some(obj) => {
+                let table: PyReadonlyArray2<i64> = obj.extract().map_err(|_| {
+                    PyValueError::new_err(format!(
+                        "position_transitions must be a 2-d numpy array of int64, got {}",
+                        describe(obj)
+                    ))
+                })?;
+                let [rows, cols] = [table.shape()[0], table.shape()[1]];
+                if rows != num_actions {
+                    return Err(PyValueError::new_err(format!(
+                        "position_transitions must have one row per action ({num_actions}), got {rows}"
+                    )));
+                }
+                Some(PositionRules::new(num_actions, cols, elems(&table).into_owned()).map_err(to_py)?)
+            }
+        };
         let cfg = SearchConfig {
             num_actions,
             num_outcomes,
@@ -168,6 +188,7 @@ impl PyBatchedSearch {
             dirichlet_alpha,
             dirichlet_fraction,
             sample_outcomes,
+            positions,
         };
         let forest = Forest::new(batch_size, cfg).map_err(to_py)?;
         let ints = || PyArray1::<i64>::zeros(py, batch_size, false).unbind();
@@ -246,7 +267,8 @@ impl PyBatchedSearch {
         self.state_inputs.clone_ref(py)
     }
 
-    #[pyo3(signature = (root_embeddings, root_priors, root_values, legal_mask, seeds, *, num_simulations=None, add_noise=false))]
+    #[pyo3(signature = (root_embeddings, root_priors, root_values, legal_mask, seeds, *, num_simulations=None, add_noise=false,
+                        root_positions=None))]
     #[allow(clippy::too_many_arguments)]
     fn reset(
         &mut self,
@@ -258,6 +280,7 @@ impl PyBatchedSearch {
         seeds: &Bound<'_, PyAny>,
         num_simulations: Option<usize>,
         add_noise: bool,
+        root_positions: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         let (b, a, d) = (self.forest.batch_size, self.forest.cfg.num_actions, self.forest.cfg.embedding_dim);
         let emb = array2::<f32>(root_embeddings, "root_embeddings", "float32", b, d)?;
@@ -265,13 +288,16 @@ impl PyBatchedSearch {
         let values = array1::<f32>(root_values, "root_values", "float32", b)?;
         let legal = array2::<bool>(legal_mask, "legal_mask", "bool", b, a)?;
         let seeds = array1::<u64>(seeds, "seeds", "uint64", b)?;
+        let positions = root_positions.map(|p| array1::<i64>(p, "root_positions", "int64", b)).transpose()?;
         let (emb, priors, values, legal, seeds) = (elems(&emb), elems(&priors), elems(&values), elems(&legal), elems(&seeds));
+        let positions = positions.as_ref().map(elems);
         let inputs = RootInputs {
             num_simulations: num_simulations.unwrap_or(self.forest.cfg.max_simulations),
             embeddings: &emb,
             priors: &priors,
             values: &values,
             legal: &legal,
+            positions: positions.as_deref(),
             seeds: &seeds,
             add_noise,
         };

@@ -18,6 +18,8 @@ use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Gamma};
 use rand_pcg::Pcg64Mcg;
 
+use crate::positions::PositionRules;
+
 /// Index of every root node inside its own tree.
 pub const ROOT: usize = 0;
 /// A child slot not expanded yet.
@@ -51,6 +53,9 @@ pub struct SearchConfig {
     /// Sample chance outcomes from the predicted distribution (one seeded
     /// generator per root and search) instead of argmax p(c) / (N(c) + 1).
     pub sample_outcomes: bool,
+    /// Track each node's position and mask illegal actions below the root
+    /// too; without rules only the root is masked.
+    pub positions: Option<PositionRules>,
 }
 
 impl Default for SearchConfig {
@@ -66,6 +71,7 @@ impl Default for SearchConfig {
             dirichlet_alpha: 1.0,
             dirichlet_fraction: 0.5,
             sample_outcomes: false,
+            positions: None,
         }
     }
 }
@@ -106,6 +112,8 @@ pub struct RootInputs<'a> {
     pub priors: &'a [f32],       // [B, A] probabilities
     pub values: &'a [f32],       // [B]
     pub legal: &'a [bool],       // [B, A]
+    /// Position index of each root, [B]; required with position rules.
+    pub positions: Option<&'a [i64]>,
     pub seeds: &'a [u64],        // [B]
     pub add_noise: bool,
 }
@@ -125,6 +133,7 @@ pub struct Forest {
     visits: Vec<u32>,    // [B, N]
     value_sum: Vec<f64>, // [B, N] sum of backed-up returns
     reward: Vec<f64>,    // [B, N] reward on the edge into a decision node
+    position: Vec<usize>, // [B, N] position index (0 without position rules)
 
     // Per child slot, indexed [(b * N + node) * W + slot].
     child: Vec<i32>,  // [B, N, W] child node or UNEXPANDED
@@ -218,6 +227,7 @@ impl Forest {
             visits: vec![0; nodes],
             value_sum: vec![0.0; nodes],
             reward: vec![0.0; nodes],
+            position: vec![0; nodes],
             child: vec![UNEXPANDED; nodes * w],
             prior: vec![0.0; nodes * w],
             embeddings: vec![0.0; nodes * cfg.embedding_dim],
@@ -260,6 +270,7 @@ impl Forest {
         }
         check_finite(inp.embeddings, "root_embeddings", d)?;
         check_finite(inp.values, "root_values", 1)?;
+        self.check_root_positions(inp)?;
         for b in 0..bsz {
             let priors = &inp.priors[b * a..(b + 1) * a];
             let legal = &inp.legal[b * a..(b + 1) * a];
@@ -297,6 +308,7 @@ impl Forest {
             self.num_nodes[b] = 1;
             self.visits[root] = 1;
             self.value_sum[root] = inp.values[b] as f64;
+            self.position[root] = inp.positions.map_or(0, |p| p[b] as usize);
             self.embeddings[root * d..(root + 1) * d].copy_from_slice(&inp.embeddings[b * d..(b + 1) * d]);
 
             // Priors restricted to legal actions, renormalised.
@@ -332,6 +344,44 @@ impl Forest {
         Ok(())
     }
 
+    /// With position rules, every root has a position and its legal mask
+    /// allows nothing the rules forbid there; without, no positions are given.
+    fn check_root_positions(&self, inp: &RootInputs) -> Result<(), SearchError> {
+        let a = self.cfg.num_actions;
+        match (&self.cfg.positions, inp.positions) {
+            (None, None) => Ok(()),
+            (None, Some(_)) => fail("root_positions given, but the search has no position_transitions".into()),
+            (Some(_), None) => fail("the search has position_transitions: reset() needs root_positions".into()),
+            (Some(rules), Some(positions)) => {
+                if positions.len() != self.batch_size {
+                    return fail("reset inputs do not match the batch shape".into());
+                }
+                for (b, &p) in positions.iter().enumerate() {
+                    if !(0..rules.num_positions() as i64).contains(&p) {
+                        return fail(format!("root_positions[{b}] = {p} is not a position index in 0..{}", rules.num_positions()));
+                    }
+                    if let Some(bad) = (0..a).find(|&i| inp.legal[b * a + i] && !rules.allows(i, p as usize)) {
+                        return fail(format!("legal_mask of root {b} allows action {bad}, which position {p} forbids"));
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Whether `action` may be chosen at decision node `node`: the root's
+    /// mask at the root, the position rules below it (everything without).
+    #[inline]
+    fn allowed(&self, b: usize, node: usize, action: usize) -> bool {
+        if node == ROOT {
+            return self.legal[b * self.cfg.num_actions + action];
+        }
+        match &self.cfg.positions {
+            Some(rules) => rules.allows(action, self.position[self.at(b, node)]),
+            None => true,
+        }
+    }
+
     fn normalized_q(&self, b: usize, q: f64) -> f64 {
         let (lo, hi) = (self.min_q[b], self.max_q[b]);
         if hi > lo {
@@ -341,7 +391,7 @@ impl Forest {
         }
     }
 
-    /// pUCT over min-max-normalised Q; illegal root actions are never chosen;
+    /// pUCT over min-max-normalised Q; illegal actions are never chosen;
     /// ties go to the lowest action index.
     fn select_action(&self, b: usize, node: usize) -> usize {
         let idx = self.at(b, node);
@@ -351,7 +401,7 @@ impl Forest {
         let mut best = usize::MAX;
         let mut best_score = f64::NEG_INFINITY;
         for a in 0..self.cfg.num_actions {
-            if node == ROOT && !self.legal[b * self.cfg.num_actions + a] {
+            if !self.allowed(b, node, a) {
                 continue;
             }
             let c = self.child[idx * self.width + a];
@@ -544,8 +594,29 @@ impl Forest {
         let a = self.cfg.num_actions;
         let base = self.at(b, new) * w;
         softmax_into(policy_logits, &mut self.prior[base..base + a]);
+        if self.cfg.positions.is_some() {
+            self.restrict_prior_to_legal(b, new);
+        }
         self.backup(b, new, value as f64);
         Ok(())
+    }
+
+    /// The policy prior of a new decision node, renormalised over the actions
+    /// its position allows (as the root's is over its mask); uniform over
+    /// them if the network put no mass there at all.
+    fn restrict_prior_to_legal(&mut self, b: usize, node: usize) {
+        let a = self.cfg.num_actions;
+        let base = self.at(b, node) * self.width;
+        let legal: Vec<bool> = (0..a).map(|i| self.allowed(b, node, i)).collect();
+        let mass: f64 = (0..a).filter(|&i| legal[i]).map(|i| self.prior[base + i]).sum();
+        let count = legal.iter().filter(|&&l| l).count() as f64;
+        for (i, &ok) in legal.iter().enumerate() {
+            self.prior[base + i] = match (ok, mass > 0.0) {
+                (false, _) => 0.0,
+                (true, true) => self.prior[base + i] / mass,
+                (true, false) => 1.0 / count,
+            };
+        }
     }
 
     fn add_node(&mut self, b: usize, leaf: &Leaf, kind: u8, embedding: &[f32], reward: f64) -> usize {
@@ -557,6 +628,11 @@ impl Forest {
         self.kind[idx] = kind;
         self.parent[idx] = leaf.parent as i32;
         self.reward[idx] = reward;
+        // An action moves the position; a market outcome does not.
+        self.position[idx] = match (&self.cfg.positions, kind) {
+            (Some(rules), CHANCE) => rules.next(leaf.index, self.position[pidx]),
+            _ => self.position[pidx],
+        };
         self.child[pidx * self.width + leaf.index] = new as i32;
         let d = self.cfg.embedding_dim;
         self.embeddings[idx * d..(idx + 1) * d].copy_from_slice(embedding);
@@ -768,6 +844,7 @@ mod tests {
             priors: &priors,
             values: &values,
             legal,
+            positions: None,
             seeds: &seeds,
             add_noise: false,
         };
@@ -835,6 +912,99 @@ mod tests {
         assert_eq!(counts[0] + counts[2], 30);
     }
 
+    // HOLD, BUY, SELL, CLOSE over positions (short, flat, long).
+    fn hold_buy_sell_close() -> PositionRules {
+        PositionRules::new(4, 3, vec![0, 1, 2, -1, 2, -1, -1, 0, -1, 1, -1, 1]).unwrap()
+    }
+
+    /// The position at `node`, replayed from the root's along the actions on its path.
+    fn replayed_position(f: &Forest, rules: &PositionRules, b: usize, node: usize, root_position: usize) -> usize {
+        let mut actions = vec![];
+        let mut n = node;
+        while n != ROOT {
+            let parent = f.parent[f.at(b, n)] as usize;
+            let pidx = f.at(b, parent);
+            if f.kind[pidx] == DECISION {
+                let slot = (0..f.width).find(|&s| f.child[pidx * f.width + s] == n as i32).unwrap();
+                actions.push(slot);
+            }
+            n = parent;
+        }
+        actions.iter().rev().fold(root_position, |p, &a| rules.next(a, p))
+    }
+
+    #[test]
+    fn position_rules_mask_every_decision_node() {
+        let cfg = SearchConfig { embedding_dim: 2, max_simulations: 200, positions: Some(hold_buy_sell_close()),
+                                 ..SearchConfig::default() };
+        let rules = hold_buy_sell_close();
+        let mut f = Forest::new(3, cfg).unwrap();
+        // roots: short, flat, long, each with exactly what its position allows
+        let legal = [true, false, false, true, true, true, true, false, true, false, false, true];
+        let inputs = RootInputs {
+            num_simulations: 200,
+            embeddings: &[0.5; 6],
+            priors: &[0.25; 12],
+            values: &[1.0; 3],
+            legal: &legal,
+            positions: Some(&[0, 1, 2]),
+            seeds: &[0, 1, 2],
+            add_noise: false,
+        };
+        f.reset(&inputs).unwrap();
+        let mut below_root = 0;
+        while f.select().unwrap() != (0, 0) {
+            for b in 0..3 {
+                if let (Some(leaf), true) = (f.leaves()[b], f.requested(b)) {
+                    if leaf.kind == LeafKind::Afterstate {
+                        let position = replayed_position(&f, &rules, b, leaf.parent, b);
+                        assert_eq!(position, f.position[f.at(b, leaf.parent)]);
+                        assert!(rules.allows(leaf.index, position), "action {} from position {position}", leaf.index);
+                        below_root += (leaf.parent != ROOT) as usize;
+                    }
+                }
+            }
+            answer_requested(&mut f);
+        }
+        assert!(below_root > 50, "the test must reach below the root ({below_root} expansions)");
+        // A decision node's illegal actions hold no prior mass.
+        for b in 0..3 {
+            for node in 0..f.num_nodes[b] {
+                let idx = f.at(b, node);
+                if f.kind[idx] == DECISION {
+                    for a in 0..4 {
+                        if !rules.allows(a, f.position[idx]) {
+                            assert_eq!(f.prior[idx * f.width + a], 0.0);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn root_positions_must_match_the_rules() {
+        let cfg = SearchConfig { embedding_dim: 2, max_simulations: 5, positions: Some(hold_buy_sell_close()),
+                                 ..SearchConfig::default() };
+        let mut f = Forest::new(1, cfg).unwrap();
+        let inputs = |legal: &'static [bool], positions: Option<&'static [i64]>| RootInputs {
+            num_simulations: 5,
+            embeddings: &[0.0, 0.0],
+            priors: &[0.25; 4],
+            values: &[0.0],
+            legal,
+            positions,
+            seeds: &[1],
+            add_noise: false,
+        };
+        assert!(f.reset(&inputs(&[true, true, true, false], None)).is_err(), "positions missing");
+        assert!(f.reset(&inputs(&[true, true, true, false], Some(&[3]))).is_err(), "position out of range");
+        assert!(f.reset(&inputs(&[true, true, true, true], Some(&[1]))).is_err(), "CLOSE while flat");
+        assert!(f.reset(&inputs(&[true, true, true, false], Some(&[1]))).is_ok());
+        let mut plain = forest(1, 5);
+        assert!(plain.reset(&inputs(&[true; 4], Some(&[1]))).is_err(), "positions without rules");
+    }
+
     #[test]
     fn unanswered_or_doubly_answered_leaves_are_errors() {
         let mut f = forest(1, 5);
@@ -873,6 +1043,7 @@ mod tests {
             priors,
             values: &[0.0],
             legal,
+            positions: None,
             seeds: &[1],
             add_noise: false,
         };

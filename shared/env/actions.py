@@ -27,11 +27,25 @@ class ActionSpace:
         return max(abs(p) for p in self.positions)
 
     def position_index(self, position: np.ndarray) -> np.ndarray:
-        return np.searchsorted(np.asarray(self.positions), position)
+        """Index into `positions` of each net position; raises on one the space does not hold."""
+        positions = np.asarray(self.positions)
+        index = np.searchsorted(positions, position)
+        known = (index < len(positions)) & (positions[np.minimum(index, len(positions) - 1)] == position)
+        if not np.all(known):
+            bad = np.asarray(position)[~known].ravel()[0]
+            raise ValueError(f"position {bad} is not one of the {self.name} space's {self.positions}")
+        return index
 
     def legal_mask(self, position: np.ndarray) -> np.ndarray:
         """[E, A] bool for positions [E]."""
         return (self.target[:, self.position_index(position)] != ILLEGAL).T
+
+    def transitions(self) -> np.ndarray:
+        """[A, P] int64: the index (into `positions`) of the position after
+        each action from each position, -1 where the action is illegal: the
+        search's `position_transitions`."""
+        legal = self.target != ILLEGAL
+        return np.where(legal, self.position_index(np.where(legal, self.target, self.positions[0])), -1).astype(np.int64)
 
     def next_position(self, position: np.ndarray, action: np.ndarray) -> np.ndarray:
         """[E] position after actions [E]; raises on an illegal action."""

@@ -66,6 +66,7 @@ class Observation:
     temporal: np.ndarray   # [E, 32, 9] float32, the window ending at the decision bar
     static: np.ndarray     # [E, 6] float32 position features
     legal: np.ndarray      # [E, A] bool
+    position: np.ndarray   # [E] int8 net units before the decision
     bar_index: np.ndarray  # [E] int64, the decision bar
 
 
@@ -124,6 +125,7 @@ class TradingEnv:
             temporal=self.fs.features[bar[:, None] + self._window],
             static=position_features(self.tracks),
             legal=self.space.legal_mask(self.position),
+            position=self.position.copy(),
             bar_index=bar,
         )
 

@@ -113,7 +113,7 @@ class LiveTrader:
         self.version = model_version(candidate)
         self.space = ACTION_SPACES[candidate.payload.get("env_config", {}).get("action_space", "hold_buy_sell_close")]
         config = SearchConfig(**{**candidate.search_config.to_dict(), "num_simulations": self.simulations})
-        self.search = NetworkSearch(candidate.model, 1, config)
+        self.search = NetworkSearch(candidate.model, 1, self.space, config)
 
     def stage(self, candidate: Candidate) -> None:
         """Called off the decision path; the swap happens before the next bar."""
@@ -211,6 +211,8 @@ class LiveTrader:
             return "daily_loss_limit"
         if spread_pips is not None and spread_pips > self.risk.max_spread_pips:
             return "spread_too_wide"
+        if self.position not in self.space.positions:  # adopted from the broker: the model cannot act on it
+            return "position_outside_action_space"
         if len(self.bars) < WARMUP_BARS + WINDOW_BARS:
             return "warming_up"
         return None
@@ -234,8 +236,9 @@ class LiveTrader:
             return Decision(ts, "HOLD", "duplicate", "this bar was already decided", time.perf_counter() - started)
         self.last_decided_ns = ts
         temporal, static = self.observation()
-        legal = self.space.legal_mask(np.array([self.position], np.int8))
-        result = self.search.run(temporal, static, legal, np.zeros(1, np.uint64), add_noise=False)
+        position = np.array([self.position], np.int8)
+        result = self.search.run(temporal, static, self.space.legal_mask(position), position, np.zeros(1, np.uint64),
+                                 add_noise=False)
         action = int(result.search.choose_actions(0.0)[0])
         target = int(self.space.next_position(np.array([self.position], np.int8), np.array([action]))[0])
         target = int(np.clip(target, -self.risk.max_units, self.risk.max_units))

@@ -26,6 +26,7 @@ class BatchedSearch:
         dirichlet_alpha: float = 1.0,
         dirichlet_fraction: float = 0.5,
         sample_outcomes: bool = False,
+        position_transitions: npt.NDArray[np.int64] | None = None,
     ) -> BatchedSearch: ...
     @property
     def batch_size(self) -> int: ...
@@ -66,6 +67,7 @@ class BatchedSearch:
         *,
         num_simulations: int | None = None,
         add_noise: bool = False,
+        root_positions: npt.NDArray[np.int64] | None = None,
     ) -> None: ...
     def select(self) -> tuple[int, int]: ...
     def expand_afterstates(

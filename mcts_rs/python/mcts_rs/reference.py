@@ -7,8 +7,10 @@ both give identical visit counts:
 
 * decision node: pUCT  score(a) = Qn(a) + P(a) * sqrt(N) / (1 + N(a)) * (c1 + ln((N + c2 + 1) / c2))
   where Qn is the chance child's mean return min-max normalised over the
-  tree's chance nodes (0 when unvisited or when min == max); illegal root
-  actions are skipped; ties go to the lowest action.
+  tree's chance nodes (0 when unvisited or when min == max); illegal actions
+  are skipped (the root's mask at the root; below it, with position rules,
+  what the node's position allows, its prior renormalised over those);
+  ties go to the lowest action.
 * chance node: argmax P(c) / (N(c) + 1), ties to the lowest outcome.
 * backup: G starts at the leaf's value; each decision node (except the root)
   turns it into reward + discount * G on the way up; chance nodes pass it on.
@@ -35,6 +37,7 @@ class Node:
     value_sum: float = 0.0
     children: dict[int, "Node"] = field(default_factory=dict)
     parent: "Node | None" = None
+    position: int = 0                     # position index (0 without position rules)
 
     def mean(self) -> float:
         return self.value_sum / self.visits
@@ -61,9 +64,12 @@ class ReferenceSearch:
         discount: float = 0.997,
         pb_c_init: float = 1.25,
         pb_c_base: float = 19652.0,
+        position_transitions: np.ndarray | None = None,
     ) -> None:
         self.num_actions = num_actions
         self.num_outcomes = num_outcomes
+        # [A, P] position index after each action from each position, -1 if illegal
+        self.transitions = None if position_transitions is None else np.asarray(position_transitions, dtype=np.int64)
         self.discount = discount
         self.pb_c_init = pb_c_init
         self.pb_c_base = pb_c_base
@@ -77,6 +83,7 @@ class ReferenceSearch:
         afterstate_fn: AfterstateFn,
         dynamics_fn: DynamicsFn,
         num_simulations: int,
+        root_position: int = 0,
     ) -> tuple[Node, list[int]]:
         """Returns the root and its visit counts per action."""
         legal = [bool(x) for x in legal_mask]
@@ -86,7 +93,7 @@ class ReferenceSearch:
             if ok:
                 mass += p
         priors = [p / mass if ok else 0.0 for p, ok in zip(raw, legal)]
-        root = Node(True, root_embedding, priors, visits=1, value_sum=float(root_value))
+        root = Node(True, root_embedding, priors, visits=1, value_sum=float(root_value), position=root_position)
         self.legal, self.min_q, self.max_q = legal, math.inf, -math.inf
 
         for _ in range(num_simulations):
@@ -109,12 +116,17 @@ class ReferenceSearch:
             return (q - self.min_q) / (self.max_q - self.min_q)
         return 0.0
 
+    def _allowed(self, node: Node, action: int, *, is_root: bool) -> bool:
+        if is_root:
+            return self.legal[action]
+        return self.transitions is None or self.transitions[action, node.position] >= 0
+
     def _select_action(self, node: Node, *, is_root: bool) -> int:
         n = float(node.visits)
         pb_c = self.pb_c_init + math.log((n + self.pb_c_base + 1.0) / self.pb_c_base)
         best, best_score = -1, -math.inf
         for a in range(self.num_actions):
-            if is_root and not self.legal[a]:
+            if not self._allowed(node, a, is_root=is_root):
                 continue
             child = node.children.get(a)
             n_child, q = (0.0, 0.0) if child is None else (float(child.visits), self._normalized(child.mean()))
@@ -137,12 +149,25 @@ class ReferenceSearch:
         inputs = parent.embedding[None, :]
         if parent.is_decision:
             emb, chance_logits, value = afterstate_fn(inputs, np.array([index], dtype=np.int64))
-            child = Node(False, emb[0], _softmax(chance_logits[0]), parent=parent)
+            position = parent.position if self.transitions is None else int(self.transitions[index, parent.position])
+            child = Node(False, emb[0], _softmax(chance_logits[0]), parent=parent, position=position)
         else:
             emb, policy_logits, value, reward = dynamics_fn(inputs, np.array([index], dtype=np.int64))
-            child = Node(True, emb[0], _softmax(policy_logits[0]), reward=float(np.float64(reward[0])), parent=parent)
+            child = Node(True, emb[0], _softmax(policy_logits[0]), reward=float(np.float64(reward[0])), parent=parent,
+                         position=parent.position)
+            if self.transitions is not None:
+                self._restrict_prior_to_legal(child)
         parent.children[index] = child
         return child, float(value[0])
+
+    def _restrict_prior_to_legal(self, node: Node) -> None:
+        legal = [self._allowed(node, a, is_root=False) for a in range(self.num_actions)]
+        mass = 0.0
+        for p, ok in zip(node.priors, legal):
+            if ok:
+                mass += p
+        count = sum(legal)
+        node.priors = [(p / mass if mass > 0.0 else 1.0 / count) if ok else 0.0 for p, ok in zip(node.priors, legal)]
 
     def _backup(self, leaf_and_value: tuple[Node, float]) -> None:
         node, g = leaf_and_value
