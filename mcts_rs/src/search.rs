@@ -311,14 +311,12 @@ impl Forest {
             self.position[root] = inp.positions.map_or(0, |p| p[b] as usize);
             self.embeddings[root * d..(root + 1) * d].copy_from_slice(&inp.embeddings[b * d..(b + 1) * d]);
 
-            // Priors restricted to legal actions, renormalised.
             let legal = &inp.legal[b * a..(b + 1) * a];
-            let raw = &inp.priors[b * a..(b + 1) * a];
-            let mass: f64 = raw.iter().zip(legal).filter(|(_, &l)| l).map(|(&p, _)| p as f64).sum();
             let base = root * self.width;
-            for i in 0..a {
-                self.prior[base + i] = if legal[i] { raw[i] as f64 / mass } else { 0.0 };
+            for (p, &raw) in self.prior[base..base + a].iter_mut().zip(&inp.priors[b * a..(b + 1) * a]) {
+                *p = raw as f64;
             }
+            self.restrict_prior_to_legal(b, ROOT);
             if inp.add_noise && self.cfg.dirichlet_fraction > 0.0 {
                 let gamma = Gamma::new(self.cfg.dirichlet_alpha, 1.0)
                     .map_err(|e| SearchError(format!("bad dirichlet_alpha: {e}")))?;
@@ -601,9 +599,9 @@ impl Forest {
         Ok(())
     }
 
-    /// The policy prior of a new decision node, renormalised over the actions
-    /// its position allows (as the root's is over its mask); uniform over
-    /// them if the network put no mass there at all.
+    /// A decision node's prior renormalised over the actions it allows (the
+    /// root's mask, or its position's rules); uniform over them if the network
+    /// put no mass there at all (reset refuses that at a root).
     fn restrict_prior_to_legal(&mut self, b: usize, node: usize) {
         let a = self.cfg.num_actions;
         let base = self.at(b, node) * self.width;

@@ -86,15 +86,10 @@ class ReferenceSearch:
         root_position: int = 0,
     ) -> tuple[Node, list[int]]:
         """Returns the root and its visit counts per action."""
-        legal = [bool(x) for x in legal_mask]
-        raw = [float(p) for p in root_priors]
-        mass = 0.0
-        for p, ok in zip(raw, legal):
-            if ok:
-                mass += p
-        priors = [p / mass if ok else 0.0 for p, ok in zip(raw, legal)]
-        root = Node(True, root_embedding, priors, visits=1, value_sum=float(root_value), position=root_position)
-        self.legal, self.min_q, self.max_q = legal, math.inf, -math.inf
+        self.legal, self.min_q, self.max_q = [bool(x) for x in legal_mask], math.inf, -math.inf
+        root = Node(True, root_embedding, [float(p) for p in root_priors], visits=1, value_sum=float(root_value),
+                    position=root_position)
+        self._restrict_prior_to_legal(root, is_root=True)
 
         for _ in range(num_simulations):
             node = root
@@ -156,12 +151,12 @@ class ReferenceSearch:
             child = Node(True, emb[0], _softmax(policy_logits[0]), reward=float(np.float64(reward[0])), parent=parent,
                          position=parent.position)
             if self.transitions is not None:
-                self._restrict_prior_to_legal(child)
+                self._restrict_prior_to_legal(child, is_root=False)
         parent.children[index] = child
         return child, float(value[0])
 
-    def _restrict_prior_to_legal(self, node: Node) -> None:
-        legal = [self._allowed(node, a, is_root=False) for a in range(self.num_actions)]
+    def _restrict_prior_to_legal(self, node: Node, *, is_root: bool) -> None:
+        legal = [self._allowed(node, a, is_root=is_root) for a in range(self.num_actions)]
         mass = 0.0
         for p, ok in zip(node.priors, legal):
             if ok:
