@@ -603,16 +603,23 @@ impl Forest {
     /// root's mask, or its position's rules); uniform over them if the network
     /// put no mass there at all (reset refuses that at a root).
     fn restrict_prior_to_legal(&mut self, b: usize, node: usize) {
-        let a = self.cfg.num_actions;
         let base = self.at(b, node) * self.width;
-        let legal: Vec<bool> = (0..a).map(|i| self.allowed(b, node, i)).collect();
-        let mass: f64 = (0..a).filter(|&i| legal[i]).map(|i| self.prior[base + i]).sum();
-        let count = legal.iter().filter(|&&l| l).count() as f64;
-        for (i, &ok) in legal.iter().enumerate() {
-            self.prior[base + i] = match (ok, mass > 0.0) {
-                (false, _) => 0.0,
-                (true, true) => self.prior[base + i] / mass,
-                (true, false) => 1.0 / count,
+        let (mut mass, mut count) = (0.0f64, 0usize);
+        for i in 0..self.cfg.num_actions {
+            if self.allowed(b, node, i) {
+                mass += self.prior[base + i];
+                count += 1;
+            }
+        }
+        for i in 0..self.cfg.num_actions {
+            let ok = self.allowed(b, node, i);
+            let p = &mut self.prior[base + i];
+            *p = if !ok {
+                0.0
+            } else if mass > 0.0 {
+                *p / mass
+            } else {
+                1.0 / count as f64
             };
         }
     }
