@@ -166,8 +166,8 @@ _LN2_LO = 1.90821492927058770002e-10
 _LOG2_E = 1.4426950408889634
 _EXP_ARG_MAX = 40.0  # exp(-40) < 5e-18: tanh rounds to +-1 beyond it anyway
 _POW2_NEG = np.array([2.0**-k for k in range(int(_EXP_ARG_MAX * _LOG2_E) + 2)])
-_C = [1.0 / float(np.prod(np.arange(1, k + 1, dtype=np.float64))) for k in range(14)]
-_C1, _C2, _C3, _C4, _C5, _C6, _C7, _C8, _C9, _C10, _C11, _C12, _C13 = _C[1:]
+# 1/13!, 1/12!, ..., 1/1!: Horner's order for exp(r) - 1 = r (1 + r (1/2! + ...))
+_EXPM1_TAYLOR = tuple(1.0 / float(np.prod(np.arange(1, k + 1, dtype=np.float64))) for k in range(13, 0, -1))
 
 
 @numba.njit(cache=True, error_model="numpy", fastmath={"contract"})
@@ -180,19 +180,9 @@ def _tanh_scaled(x, scale, out):
         a = -min(2.0 * abs(z), _EXP_ARG_MAX)
         k = np.floor(a * _LOG2_E + 0.5)
         r = (a - k * _LN2_HI) - k * _LN2_LO
-        q = _C13
-        q = q * r + _C12
-        q = q * r + _C11
-        q = q * r + _C10
-        q = q * r + _C9
-        q = q * r + _C8
-        q = q * r + _C7
-        q = q * r + _C6
-        q = q * r + _C5
-        q = q * r + _C4
-        q = q * r + _C3
-        q = q * r + _C2
-        q = q * r + _C1
+        q = 0.0
+        for c in _EXPM1_TAYLOR:  # a constant tuple: fully unrolled
+            q = q * r + c
         q = q * r  # exp(r) - 1
         two_k = _POW2_NEG[np.int64(-k)]
         m = two_k * q + (two_k - 1.0)  # exp(a) - 1 = 2^k (1 + q) - 1
