@@ -200,6 +200,8 @@ def _write_rows(columns, ts_ns, calendar, rows):
     """rows[i] = features 0-4 from columns[:, i], then the calendar features.
     (columns is the whole C-ordered buffer: a column slice of it would be a
     strided array, and every load would multiply by runtime strides.)"""
+    if len(rows) == 0:
+        return
     minute = _minute_of_week(ts_ns[0])
     for i in range(len(rows)):
         if i > 0:  # consecutive minutes step the calendar on; any gap recomputes it
