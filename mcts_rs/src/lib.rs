@@ -1,7 +1,10 @@
-//! Batched stochastic MuZero search. The search is plain Rust in [`search`];
-//! the optional `python` feature adds the PyO3 bindings in `python`.
+//! Batched stochastic MuZero search. The search is plain Rust: the tree and
+//! its select / expand / backup protocol in [`search`], reading a finished
+//! search in `results`, the trading position rules in [`positions`]. The
+//! optional `python` feature adds the PyO3 bindings in `python`.
 
 pub mod positions;
+mod results;
 pub mod search;
 
 #[cfg(feature = "python")]

@@ -87,7 +87,7 @@ impl std::fmt::Display for SearchError {
 
 impl std::error::Error for SearchError {}
 
-fn fail<T>(msg: String) -> Result<T, SearchError> {
+pub(crate) fn fail<T>(msg: String) -> Result<T, SearchError> {
     Err(SearchError(msg))
 }
 
@@ -125,38 +125,38 @@ pub struct Forest {
     /// Node slots per tree: max_simulations + 1.
     pub nodes_per_tree: usize,
     /// Child slots per node: max(num_actions, num_outcomes).
-    width: usize,
+    pub(crate) width: usize,
 
     // Per node, indexed [b * N + node].
-    kind: Vec<u8>,       // [B, N] DECISION or CHANCE
-    parent: Vec<i32>,    // [B, N] parent node or NO_PARENT
-    visits: Vec<u32>,    // [B, N]
-    value_sum: Vec<f64>, // [B, N] sum of backed-up returns
-    reward: Vec<f64>,    // [B, N] reward on the edge into a decision node
-    position: Vec<usize>, // [B, N] position index (0 without position rules)
+    pub(crate) kind: Vec<u8>,       // [B, N] DECISION or CHANCE
+    pub(crate) parent: Vec<i32>,    // [B, N] parent node or NO_PARENT
+    pub(crate) visits: Vec<u32>,    // [B, N]
+    pub(crate) value_sum: Vec<f64>, // [B, N] sum of backed-up returns
+    pub(crate) reward: Vec<f64>,    // [B, N] reward on the edge into a decision node
+    pub(crate) position: Vec<usize>, // [B, N] position index (0 without position rules)
 
     // Per child slot, indexed [(b * N + node) * W + slot].
-    child: Vec<i32>,  // [B, N, W] child node or UNEXPANDED
-    prior: Vec<f64>,  // [B, N, W] action prior (decision) or outcome probability (chance)
+    pub(crate) child: Vec<i32>,  // [B, N, W] child node or UNEXPANDED
+    pub(crate) prior: Vec<f64>,  // [B, N, W] action prior (decision) or outcome probability (chance)
 
-    embeddings: Vec<f32>, // [B, N, D] latent of each node (state or afterstate)
+    pub(crate) embeddings: Vec<f32>, // [B, N, D] latent of each node (state or afterstate)
 
     // Per tree.
-    num_nodes: Vec<usize>,  // [B]
-    legal: Vec<bool>,       // [B, A] root legal mask
-    min_q: Vec<f64>,        // [B] min-max statistics of Q over the tree
-    max_q: Vec<f64>,        // [B]
-    rngs: Vec<Pcg64Mcg>,    // [B] one seeded generator per root and search
+    pub(crate) num_nodes: Vec<usize>,  // [B]
+    pub(crate) legal: Vec<bool>,       // [B, A] root legal mask
+    pub(crate) min_q: Vec<f64>,        // [B] min-max statistics of Q over the tree
+    pub(crate) max_q: Vec<f64>,        // [B]
+    pub(crate) rngs: Vec<Pcg64Mcg>,    // [B] one seeded generator per root and search
     /// Simulations each root runs in this search.
-    target_simulations: usize,
-    sims_done: Vec<usize>, // [B] simulations started per root
+    pub(crate) target_simulations: usize,
+    pub(crate) sims_done: Vec<usize>, // [B] simulations started per root
 
     // Leaves selected and not answered yet. A root with a pending leaf waits;
     // only `requested` leaves are handed to Python in the current step.
-    leaves: Vec<Option<Leaf>>, // [B]
-    requested: Vec<bool>,      // [B]
-    pending_requests: usize,
-    ready: bool,
+    pub(crate) leaves: Vec<Option<Leaf>>, // [B]
+    pub(crate) requested: Vec<bool>,      // [B]
+    pub(crate) pending_requests: usize,
+    pub(crate) ready: bool,
 }
 
 fn softmax_into(logits: &[f32], out: &mut [f64]) {
@@ -247,7 +247,7 @@ impl Forest {
     }
 
     #[inline]
-    fn at(&self, b: usize, node: usize) -> usize {
+    pub(crate) fn at(&self, b: usize, node: usize) -> usize {
         b * self.nodes_per_tree + node
     }
 
@@ -664,431 +664,8 @@ impl Forest {
             node = self.parent[idx] as usize;
         }
     }
-
-    fn check_complete(&self) -> Result<(), SearchError> {
-        if !self.ready {
-            return fail("no search has been run: call reset() first".into());
-        }
-        let waiting = self.leaves.iter().filter(|l| l.is_some()).count();
-        if waiting > 0 {
-            return fail(format!("{waiting} selected leaves were not answered: keep calling select() until it returns (0, 0)"));
-        }
-        Ok(())
-    }
-
-    /// Root visit counts per action, [B, A].
-    pub fn root_visit_counts(&self, out: &mut [u32]) -> Result<(), SearchError> {
-        self.check_complete()?;
-        let a = self.cfg.num_actions;
-        for b in 0..self.batch_size {
-            let root = self.at(b, ROOT);
-            for i in 0..a {
-                let c = self.child[root * self.width + i];
-                out[b * a + i] = if c == UNEXPANDED { 0 } else { self.visits[self.at(b, c as usize)] };
-            }
-        }
-        Ok(())
-    }
-
-    /// Mean backed-up value of each root, [B].
-    pub fn root_values(&self, out: &mut [f64]) -> Result<(), SearchError> {
-        self.check_complete()?;
-        for (b, o) in out.iter_mut().enumerate() {
-            let root = self.at(b, ROOT);
-            *o = self.value_sum[root] / self.visits[root] as f64;
-        }
-        Ok(())
-    }
-
-    /// Visit policy at a temperature, [B, A]. Temperature 0 is argmax (ties to
-    /// the lowest action). Before any simulation the (legal) prior is used.
-    pub fn visit_policy(&self, temperature: f64, out: &mut [f64]) -> Result<(), SearchError> {
-        if !(temperature.is_finite() && temperature >= 0.0) {
-            return fail(format!("temperature must be finite and >= 0, got {temperature}"));
-        }
-        let a = self.cfg.num_actions;
-        let mut counts = vec![0u32; self.batch_size * a];
-        self.root_visit_counts(&mut counts)?;
-        for b in 0..self.batch_size {
-            let row = &counts[b * a..(b + 1) * a];
-            let o = &mut out[b * a..(b + 1) * a];
-            let total: u32 = row.iter().sum();
-            if total == 0 {
-                let root = self.at(b, ROOT);
-                o.copy_from_slice(&self.prior[root * self.width..root * self.width + a]);
-                continue;
-            }
-            if temperature == 0.0 {
-                let mut best = 0;
-                for i in 1..a {
-                    if row[i] > row[best] {
-                        best = i;
-                    }
-                }
-                o.fill(0.0);
-                o[best] = 1.0;
-                continue;
-            }
-            let max = *row.iter().max().unwrap() as f64;
-            let mut sum = 0.0;
-            for i in 0..a {
-                // Scale by the max count first so large counts and small
-                // temperatures do not overflow.
-                o[i] = if row[i] == 0 { 0.0 } else { (row[i] as f64 / max).powf(1.0 / temperature) };
-                sum += o[i];
-            }
-            for x in o.iter_mut() {
-                *x /= sum;
-            }
-        }
-        Ok(())
-    }
-
-    /// Chosen action per root: argmax of visits at temperature 0, otherwise a
-    /// draw from the visit policy with the root's own generator.
-    pub fn choose_actions(&mut self, temperature: f64, out: &mut [i64]) -> Result<(), SearchError> {
-        let a = self.cfg.num_actions;
-        let mut policy = vec![0.0f64; self.batch_size * a];
-        self.visit_policy(temperature, &mut policy)?;
-        for b in 0..self.batch_size {
-            let row = &policy[b * a..(b + 1) * a];
-            let mut choice = 0;
-            if temperature == 0.0 {
-                for i in 1..a {
-                    if row[i] > row[choice] {
-                        choice = i;
-                    }
-                }
-            } else {
-                let u: f64 = self.rngs[b].random::<f64>();
-                let mut acc = 0.0;
-                choice = usize::MAX;
-                for (i, &p) in row.iter().enumerate() {
-                    acc += p;
-                    if u < acc && p > 0.0 {
-                        choice = i;
-                        break;
-                    }
-                }
-                if choice == usize::MAX {
-                    choice = (0..a).rev().find(|&i| row[i] > 0.0).unwrap_or(0);
-                }
-            }
-            out[b] = choice as i64;
-        }
-        Ok(())
-    }
-
-    /// A depth-limited JSON rendering of one root's tree, for people.
-    pub fn tree_json(&self, b: usize, max_depth: usize) -> Result<String, SearchError> {
-        self.check_complete()?;
-        if b >= self.batch_size {
-            return fail(format!("root {b} out of range for batch_size {}", self.batch_size));
-        }
-        let mut s = String::new();
-        self.node_json(b, ROOT, 0, max_depth, &mut s);
-        Ok(s)
-    }
-
-    fn node_json(&self, b: usize, node: usize, depth: usize, max_depth: usize, s: &mut String) {
-        let idx = self.at(b, node);
-        let decision = self.kind[idx] == DECISION;
-        let visits = self.visits[idx];
-        let value = if visits > 0 { self.value_sum[idx] / visits as f64 } else { 0.0 };
-        s.push_str(&format!(
-            "{{\"node\":{node},\"kind\":\"{}\",\"visits\":{visits},\"value\":{value},\"reward\":{}",
-            if decision { "decision" } else { "chance" },
-            self.reward[idx]
-        ));
-        if depth < max_depth {
-            let (label, k) = if decision { ("action", self.cfg.num_actions) } else { ("outcome", self.cfg.num_outcomes) };
-            s.push_str(",\"children\":[");
-            let mut first = true;
-            for i in 0..k {
-                let c = self.child[idx * self.width + i];
-                if c == UNEXPANDED {
-                    continue;
-                }
-                if !first {
-                    s.push(',');
-                }
-                first = false;
-                s.push_str(&format!("{{\"{label}\":{i},\"prior\":{},\"child\":", self.prior[idx * self.width + i]));
-                self.node_json(b, c as usize, depth + 1, max_depth, s);
-                s.push('}');
-            }
-            s.push(']');
-        }
-        s.push('}');
-    }
-
-    /// Simulations started by the root that started the fewest.
-    pub fn simulations(&self) -> usize {
-        self.sims_done.iter().copied().min().unwrap_or(0)
-    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn forest(b: usize, sims: usize) -> Forest {
-        let cfg = SearchConfig { embedding_dim: 2, max_simulations: sims, ..SearchConfig::default() };
-        Forest::new(b, cfg).unwrap()
-    }
-
-    fn reset(f: &mut Forest, legal: &[bool]) {
-        let b = f.batch_size;
-        let emb = vec![0.5f32; b * 2];
-        let priors = vec![0.25f32; b * 4];
-        let values = vec![1.0f32; b];
-        let seeds: Vec<u64> = (0..b as u64).collect();
-        let inputs = RootInputs {
-            num_simulations: f.cfg.max_simulations,
-            embeddings: &emb,
-            priors: &priors,
-            values: &values,
-            legal,
-            positions: None,
-            seeds: &seeds,
-            add_noise: false,
-        };
-        f.reset(&inputs).unwrap();
-    }
-
-    /// Answer every requested leaf with a fixed, depth-independent network.
-    fn answer_requested(f: &mut Forest) {
-        let leaves: Vec<_> = f.leaves().to_vec();
-        for (b, leaf) in leaves.iter().enumerate() {
-            let Some(leaf) = leaf else { continue };
-            if !f.requested(b) {
-                continue;
-            }
-            // Outputs differ by root and depth so that roots' trees differ.
-            let x = ((b * 7 + leaf.node * 13) % 11) as f32 / 11.0;
-            match leaf.kind {
-                LeafKind::Afterstate => f.expand_afterstate(b, &[0.1, 0.2], &[0.0, 1.0, x], x - 0.5).unwrap(),
-                LeafKind::State => f.expand_state(b, &[0.3, 0.4], &[1.0, x, 0.0, 0.5], 0.2 - x, x).unwrap(),
-            }
-        }
-    }
-
-    fn run(f: &mut Forest) -> usize {
-        let mut steps = 0;
-        while f.select().unwrap() != (0, 0) {
-            answer_requested(f);
-            steps += 1;
-        }
-        steps
-    }
-
-    #[test]
-    fn levels_alternate_and_visits_add_up() {
-        let mut f = forest(2, 20);
-        reset(&mut f, &[true; 8]);
-        run(&mut f);
-        for b in 0..2 {
-            for node in 1..f.num_nodes[b] {
-                let idx = f.at(b, node);
-                let parent = f.at(b, f.parent[idx] as usize);
-                assert_ne!(f.kind[idx], f.kind[parent], "node {node} has the kind of its parent");
-            }
-        }
-        let mut counts = vec![0u32; 8];
-        f.root_visit_counts(&mut counts).unwrap();
-        assert_eq!(counts[..4].iter().sum::<u32>(), 20);
-        assert_eq!(counts[4..].iter().sum::<u32>(), 20);
-    }
-
-    #[test]
-    fn illegal_actions_never_selected() {
-        let mut f = forest(1, 30);
-        reset(&mut f, &[true, false, true, false]);
-        while f.select().unwrap() != (0, 0) {
-            let leaf = f.leaves()[0].unwrap();
-            if leaf.parent == ROOT && leaf.kind == LeafKind::Afterstate {
-                assert!(leaf.index == 0 || leaf.index == 2);
-            }
-            answer_requested(&mut f);
-        }
-        let mut counts = vec![0u32; 4];
-        f.root_visit_counts(&mut counts).unwrap();
-        assert_eq!(counts[1] + counts[3], 0);
-        assert_eq!(counts[0] + counts[2], 30);
-    }
-
-    // HOLD, BUY, SELL, CLOSE over positions (short, flat, long).
-    fn hold_buy_sell_close() -> PositionRules {
-        PositionRules::new(4, 3, vec![0, 1, 2, -1, 2, -1, -1, 0, -1, 1, -1, 1]).unwrap()
-    }
-
-    /// The position at `node`, replayed from the root's along the actions on its path.
-    fn replayed_position(f: &Forest, rules: &PositionRules, b: usize, node: usize, root_position: usize) -> usize {
-        let mut actions = vec![];
-        let mut n = node;
-        while n != ROOT {
-            let parent = f.parent[f.at(b, n)] as usize;
-            let pidx = f.at(b, parent);
-            if f.kind[pidx] == DECISION {
-                let slot = (0..f.width).find(|&s| f.child[pidx * f.width + s] == n as i32).unwrap();
-                actions.push(slot);
-            }
-            n = parent;
-        }
-        actions.iter().rev().fold(root_position, |p, &a| rules.next(a, p))
-    }
-
-    #[test]
-    fn position_rules_mask_every_decision_node() {
-        let cfg = SearchConfig { embedding_dim: 2, max_simulations: 200, positions: Some(hold_buy_sell_close()),
-                                 ..SearchConfig::default() };
-        let rules = hold_buy_sell_close();
-        let mut f = Forest::new(3, cfg).unwrap();
-        // roots: short, flat, long, each with exactly what its position allows
-        let legal = [true, false, false, true, true, true, true, false, true, false, false, true];
-        let inputs = RootInputs {
-            num_simulations: 200,
-            embeddings: &[0.5; 6],
-            priors: &[0.25; 12],
-            values: &[1.0; 3],
-            legal: &legal,
-            positions: Some(&[0, 1, 2]),
-            seeds: &[0, 1, 2],
-            add_noise: false,
-        };
-        f.reset(&inputs).unwrap();
-        let mut below_root = 0;
-        while f.select().unwrap() != (0, 0) {
-            for b in 0..3 {
-                if let (Some(leaf), true) = (f.leaves()[b], f.requested(b)) {
-                    if leaf.kind == LeafKind::Afterstate {
-                        let position = replayed_position(&f, &rules, b, leaf.parent, b);
-                        assert_eq!(position, f.position[f.at(b, leaf.parent)]);
-                        assert!(rules.allows(leaf.index, position), "action {} from position {position}", leaf.index);
-                        below_root += (leaf.parent != ROOT) as usize;
-                    }
-                }
-            }
-            answer_requested(&mut f);
-        }
-        assert!(below_root > 50, "the test must reach below the root ({below_root} expansions)");
-        // A decision node's illegal actions hold no prior mass.
-        for b in 0..3 {
-            for node in 0..f.num_nodes[b] {
-                let idx = f.at(b, node);
-                if f.kind[idx] == DECISION {
-                    for a in 0..4 {
-                        if !rules.allows(a, f.position[idx]) {
-                            assert_eq!(f.prior[idx * f.width + a], 0.0);
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn root_positions_must_match_the_rules() {
-        let cfg = SearchConfig { embedding_dim: 2, max_simulations: 5, positions: Some(hold_buy_sell_close()),
-                                 ..SearchConfig::default() };
-        let mut f = Forest::new(1, cfg).unwrap();
-        let inputs = |legal: &'static [bool], positions: Option<&'static [i64]>| RootInputs {
-            num_simulations: 5,
-            embeddings: &[0.0, 0.0],
-            priors: &[0.25; 4],
-            values: &[0.0],
-            legal,
-            positions,
-            seeds: &[1],
-            add_noise: false,
-        };
-        assert!(f.reset(&inputs(&[true, true, true, false], None)).is_err(), "positions missing");
-        assert!(f.reset(&inputs(&[true, true, true, false], Some(&[3]))).is_err(), "position out of range");
-        assert!(f.reset(&inputs(&[true, true, true, true], Some(&[1]))).is_err(), "CLOSE while flat");
-        assert!(f.reset(&inputs(&[true, true, true, false], Some(&[1]))).is_ok());
-        let mut plain = forest(1, 5);
-        assert!(plain.reset(&inputs(&[true; 4], Some(&[1]))).is_err(), "positions without rules");
-    }
-
-    #[test]
-    fn unanswered_or_doubly_answered_leaves_are_errors() {
-        let mut f = forest(1, 5);
-        reset(&mut f, &[true; 4]);
-        f.select().unwrap();
-        assert!(f.select().is_err(), "select with a requested leaf unanswered must fail");
-        let mut counts = vec![0u32; 4];
-        assert!(f.root_visit_counts(&mut counts).is_err(), "results with a leaf unanswered must fail");
-        f.expand_afterstate(0, &[0.0, 0.0], &[0.0, 0.0, 0.0], 0.0).unwrap();
-        assert!(f.expand_afterstate(0, &[0.0, 0.0], &[0.0, 0.0, 0.0], 0.0).is_err());
-    }
-
-    #[test]
-    fn waiting_leaves_make_fewer_larger_batches() {
-        let mut f = forest(16, 50);
-        reset(&mut f, &[true; 64]);
-        let steps = run(&mut f);
-        // Answering both kinds every step would take exactly 50 steps with up
-        // to two network calls each; one kind per step takes more steps but
-        // fewer calls in all.
-        assert!(steps > 50 && steps < 100, "steps = {steps}");
-        let mut counts = vec![0u32; 64];
-        f.root_visit_counts(&mut counts).unwrap();
-        for b in 0..16 {
-            assert_eq!(counts[b * 4..b * 4 + 4].iter().sum::<u32>(), 50);
-        }
-    }
-
-    #[test]
-    fn bad_root_inputs_are_rejected() {
-        let mut f = forest(1, 5);
-        let emb = [0.0f32; 2];
-        let inputs = |priors: &'static [f32], legal: &'static [bool], sims: usize| RootInputs {
-            num_simulations: sims,
-            embeddings: &[0.0, 0.0],
-            priors,
-            values: &[0.0],
-            legal,
-            positions: None,
-            seeds: &[1],
-            add_noise: false,
-        };
-        let _ = emb;
-        assert!(f.reset(&inputs(&[0.25; 4], &[false; 4], 5)).is_err(), "all-illegal mask");
-        assert!(f.reset(&inputs(&[0.5, -0.1, 0.3, 0.3], &[true; 4], 5)).is_err(), "negative prior");
-        assert!(f.reset(&inputs(&[0.5, f32::NAN, 0.3, 0.3], &[true; 4], 5)).is_err(), "NaN prior");
-        assert!(f.reset(&inputs(&[0.0, 1.0, 0.0, 0.0], &[true, false, true, true], 5)).is_err(), "no legal mass");
-        assert!(f.reset(&inputs(&[0.25; 4], &[true; 4], 6)).is_err(), "more than max_simulations");
-        assert!(f.reset(&inputs(&[0.25; 4], &[true; 4], 5)).is_ok());
-    }
-
-    #[test]
-    fn tree_json_is_depth_limited() {
-        let mut f = forest(1, 10);
-        reset(&mut f, &[true; 4]);
-        run(&mut f);
-        let shallow = f.tree_json(0, 0).unwrap();
-        assert!(!shallow.contains("children"));
-        let deep = f.tree_json(0, 3).unwrap();
-        assert!(deep.contains("\"kind\":\"chance\""));
-    }
-
-    #[test]
-    fn visit_policy_temperature_zero_is_one_hot() {
-        let mut f = forest(1, 10);
-        reset(&mut f, &[true; 4]);
-        run(&mut f);
-        let mut p = vec![0.0; 4];
-        f.visit_policy(0.0, &mut p).unwrap();
-        assert_eq!(p.iter().filter(|&&x| x == 1.0).count(), 1);
-        f.visit_policy(1.0, &mut p).unwrap();
-        assert!((p.iter().sum::<f64>() - 1.0).abs() < 1e-12);
-    }
-
-    #[test]
-    fn all_finite_spots_nan_and_inf() {
-        assert!(all_finite(&[0.0, 1.0, -3.5]));
-        assert!(!all_finite(&[0.0, f32::NAN]));
-        assert!(!all_finite(&[f32::INFINITY, 0.0]));
-        assert!(!all_finite(&[0.0, f32::NEG_INFINITY]));
-    }
-}
+#[path = "search_tests.rs"]
+mod tests;
