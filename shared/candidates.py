@@ -1,12 +1,15 @@
 """Loading a candidate or promoted model, verified before anything uses it:
-the file exists, its sha256 matches the signal, it unpickles, it was built
-for this feature spec, and its weights fit the architecture it declares.
-Validation and live load models only through here."""
+the file exists, its sha256 matches the signal, it loads as tensors and plain
+data only (`weights_only=True`: a file another container wrote never runs
+pickle code here), it was built for this feature spec, and its weights fit
+the architecture it declares. Validation and live load models only through
+here; the candidate keeps the bytes it was loaded from, so what is promoted
+is exactly what was validated."""
 
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -33,6 +36,7 @@ class Candidate:
     model: MuZeroNetworks
     search_config: SearchConfig
     payload: dict  # everything else the file holds (configs, instrument, ...)
+    data: bytes = field(repr=False, default=b"")  # the file's bytes, sha256 as above
 
 
 def load_candidate(path: Path, expected_sha256: str | None = None, device: torch.device | None = None) -> Candidate:
@@ -44,7 +48,7 @@ def load_candidate(path: Path, expected_sha256: str | None = None, device: torch
     if expected_sha256 is not None and sha != expected_sha256:
         raise CandidateError("sha_mismatch", f"{path.name} has sha256 {sha[:12]}..., the signal says {expected_sha256[:12]}...")
     try:
-        payload = torch.load(io.BytesIO(data), map_location=device or "cpu", weights_only=False)
+        payload = torch.load(io.BytesIO(data), map_location=device or "cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - any unpickling failure means a corrupt file
         raise CandidateError("corrupt", f"{path.name} cannot be read ({type(error).__name__}: {error})") from None
     if not isinstance(payload, dict) or "model_state" not in payload:
@@ -64,4 +68,5 @@ def load_candidate(path: Path, expected_sha256: str | None = None, device: torch
         model.to(device)
     search = SearchConfig(**payload.get("search_config", {}))
     return Candidate(path=path, sha256=sha, episode=int(payload.get("episode", -1)), model=model,
-                     search_config=search, payload={k: v for k, v in payload.items() if k != "model_state"})
+                     search_config=search, payload={k: v for k, v in payload.items() if k != "model_state"},
+                     data=data)

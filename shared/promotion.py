@@ -1,12 +1,25 @@
 """Promotion (design section 6, a contract):
 
-    promoted/model-ep00000050.pt   a copy of a candidate that passed the gate; never overwritten
-    promoted/CURRENT               JSON pointer to the live model:
-                                   {"model", "sha256", "episode", "promoted_at", "feature_spec_version", "metrics"}
-    validation/best_metrics.json   the champion's metrics
+    promoted/model-ep00000050.pt            a copy of a candidate that passed the gate; never overwritten
+    promoted/model-ep00000050.metrics.json  the metrics it was promoted on (for a rollback)
+    promoted/CURRENT                        JSON pointer to the live model, the one champion record:
+                                            {"model", "sha256", "episode", "promoted_at", "feature_spec_version",
+                                             "metrics"}
+    validation/best_metrics.json            a copy of CURRENT's metrics for people and dashboards
+    validation/promotion-decision.json      a promotion decided but not yet finished
 
-The copy is written (atomically) before CURRENT is replaced (atomically), so a
-reader polling CURRENT always sees a whole pointer to a whole file.
+The champion is CURRENT: its metrics travel in the same atomic write as the
+pointer, so the model live trades and the metrics the next candidate must beat
+can never disagree; `best_metrics.json` is derived from it (and repaired from
+it at start). The copy is made from the bytes that were validated (training
+prunes candidates within about a minute, so the file may be gone) and checked
+against the signal's sha256 before CURRENT is replaced; a reader polling
+CURRENT always sees a whole pointer to a whole, matching file.
+
+A promotion is decided durably before it is acted on: the decision (with the
+validated bytes' sha256 and the result to record) is written first, so a kill
+anywhere in between is finished by `finish_decided_promotion` at the next
+start instead of the candidate being lost.
 """
 
 from __future__ import annotations
@@ -16,8 +29,14 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from shared.checkpoints import atomic_write_bytes, atomic_write_json, sha256_file
+from shared.checkpoints import atomic_write_bytes, atomic_write_json, sha256_bytes, sha256_file
 from shared.features.spec import FEATURE_SPEC_VERSION
+
+DECISION = Path("validation") / "promotion-decision.json"
+
+
+class PromotionError(ValueError):
+    """A promotion that must not happen (bytes that do not match, a different file under the name)."""
 
 
 @dataclass(frozen=True)
@@ -38,6 +57,10 @@ def promoted_name(episode: int) -> str:
     return f"model-ep{episode:08d}.pt"
 
 
+def metrics_name(model_name: str) -> str:
+    return model_name.removesuffix(".pt") + ".metrics.json"
+
+
 def read_current(root: Path) -> CurrentPointer | None:
     """The live pointer, or None when nothing has been promoted; raises on a malformed one."""
     path = Path(root) / "promoted" / "CURRENT"
@@ -47,41 +70,98 @@ def read_current(root: Path) -> CurrentPointer | None:
     return CurrentPointer(**{k: payload[k] for k in CurrentPointer.__dataclass_fields__})
 
 
-def promote(root: Path, candidate: Path, sha256: str, episode: int, metrics: dict) -> CurrentPointer:
+def champion_metrics(root: Path) -> dict | None:
+    """What a candidate must beat: the metrics in CURRENT (None before the first promotion)."""
+    current = read_current(root)
+    return None if current is None else {"episode": current.episode, "model": current.model, **current.metrics}
+
+
+def _point(root: Path, model_name: str, sha256: str, episode: int, metrics: dict) -> CurrentPointer:
+    pointer = CurrentPointer(model=model_name, sha256=sha256, episode=episode,
+                             promoted_at=datetime.now(timezone.utc).isoformat(),
+                             feature_spec_version=FEATURE_SPEC_VERSION, metrics=metrics)
+    atomic_write_json(root / "promoted" / "CURRENT", pointer.__dict__)
+    sync_best_metrics(root)
+    return pointer
+
+
+def sync_best_metrics(root: Path) -> None:
+    """best_metrics.json follows CURRENT (a copy for people; CURRENT is the record)."""
     root = Path(root)
-    promoted = root / "promoted"
-    promoted.mkdir(parents=True, exist_ok=True)
-    target = promoted / promoted_name(episode)
+    metrics = champion_metrics(root)
+    path = root / "validation" / "best_metrics.json"
+    if metrics is None:
+        return
+    if not path.exists() or json.loads(path.read_text()) != metrics:
+        atomic_write_json(path, metrics)
+
+
+def store_copy(root: Path, data: bytes, sha256: str, episode: int, metrics: dict) -> Path:
+    """promoted/model-epN.pt from `data`, checked against `sha256` before and after writing."""
+    root = Path(root)
+    if sha256_bytes(data) != sha256:
+        raise PromotionError(f"the bytes to promote for episode {episode} do not match the signal's sha256")
+    target = root / "promoted" / promoted_name(episode)
     if target.exists():
         if sha256_file(target) != sha256:
             raise FileExistsError(f"{target} exists with other content: promoted models are never overwritten")
     else:
-        staged = Path(candidate).read_bytes()
-        if len(staged) == 0:
-            raise ValueError(f"{candidate} is empty")
-        atomic_write_bytes(target, staged)
-    pointer = CurrentPointer(model=target.name, sha256=sha256, episode=episode,
-                             promoted_at=datetime.now(timezone.utc).isoformat(),
-                             feature_spec_version=FEATURE_SPEC_VERSION, metrics=metrics)
-    atomic_write_json(promoted / "CURRENT", pointer.__dict__)
-    atomic_write_json(root / "validation" / "best_metrics.json", {"episode": episode, "model": target.name, **metrics})
-    return pointer
+        atomic_write_bytes(target, data)
+        if sha256_file(target) != sha256:  # what landed on the volume is what was validated
+            target.unlink(missing_ok=True)
+            raise PromotionError(f"the copy {target.name} does not match the signal's sha256")
+    atomic_write_json(target.with_name(metrics_name(target.name)), metrics)
+    return target
+
+
+def promote(root: Path, data: bytes, sha256: str, episode: int, metrics: dict) -> CurrentPointer:
+    """Copy the validated bytes into promoted/, then point CURRENT (with its metrics) at them."""
+    target = store_copy(root, data, sha256, episode, metrics)
+    return _point(Path(root), target.name, sha256, episode, metrics)
 
 
 def point_current_to(root: Path, model_name: str) -> CurrentPointer:
-    """Roll back (or forward) to a model already in promoted/ (an ops action)."""
+    """Roll back (or forward) to a model already in promoted/ (an ops action), with the
+    metrics it was promoted on, so the gate compares candidates with that champion."""
     root = Path(root)
     target = root / "promoted" / model_name
     if not target.is_file():
         raise FileNotFoundError(f"{target} does not exist")
     episode = int(model_name.removeprefix("model-ep").removesuffix(".pt"))
-    pointer = CurrentPointer(model=model_name, sha256=sha256_file(target), episode=episode,
-                             promoted_at=datetime.now(timezone.utc).isoformat(),
-                             feature_spec_version=FEATURE_SPEC_VERSION, metrics={"manual": True})
-    atomic_write_json(root / "promoted" / "CURRENT", pointer.__dict__)
-    return pointer
+    sidecar = target.with_name(metrics_name(model_name))
+    metrics = json.loads(sidecar.read_text()) if sidecar.exists() else {"manual": True}
+    return _point(root, model_name, sha256_file(target), episode, metrics)
 
 
+# --- decided, not yet finished ---------------------------------------------------------
+
+
+def write_decision(root: Path, episode: int, sha256: str, metrics: dict, result: dict) -> None:
+    """Make a promotion durable before acting on it; `result` is what the validator records."""
+    atomic_write_json(Path(root) / DECISION, {"episode": episode, "sha256": sha256, "metrics": metrics,
+                                              "result": result})
+
+
+def read_decision(root: Path) -> dict | None:
+    path = Path(root) / DECISION
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def clear_decision(root: Path) -> None:
+    (Path(root) / DECISION).unlink(missing_ok=True)
+
+
+def bytes_for_decision(root: Path, decision: dict, candidate_path: Path) -> bytes | None:
+    """After a restart: the decided model's bytes, from the copy already in promoted/ or from
+    the candidate still in training/, whichever matches the decided sha256; None if neither."""
+    for path in (Path(root) / "promoted" / promoted_name(decision["episode"]), Path(candidate_path)):
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            continue
+        if sha256_bytes(data) == decision["sha256"]:
+            return data
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -110,7 +190,8 @@ def main(argv: list[str] | None = None) -> int:
             match = CANDIDATE_RE.match(args.checkpoint.name)
             if not match:
                 raise ValueError(f"{args.checkpoint} is not a training/ckpt-epNNNNNNNN.pt file")
-            pointer = promote(args.root, args.checkpoint, sha256_file(args.checkpoint), int(match.group(1)), {"manual": True})
+            data = args.checkpoint.read_bytes()
+            pointer = promote(args.root, data, sha256_bytes(data), int(match.group(1)), {"manual": True})
             print(f"promoted {pointer.model}; CURRENT points to it")
         else:
             pointer = point_current_to(args.root, args.model)

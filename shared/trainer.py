@@ -174,7 +174,7 @@ class Trainer:
         if not self.volume.latest.exists():
             self.episode = self.last_checkpoint_episode = newest_candidate
             return False
-        state = torch.load(self.volume.latest, map_location=self.device, weights_only=False)
+        state = torch.load(self.volume.latest, map_location=self.device, weights_only=True)  # tensors and plain data only
         if state.get("feature_spec_version") != FEATURE_SPEC_VERSION:
             raise ValueError(f"{self.volume.latest} was written with feature spec {state.get('feature_spec_version')}, "
                              f"this code uses {FEATURE_SPEC_VERSION}: move it away to start afresh")

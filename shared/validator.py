@@ -154,8 +154,13 @@ def gate(report: ValidationReport, champion: dict | None, config: GateConfig) ->
 # --- reports --------------------------------------------------------------------------
 
 
+def plain(value: dict) -> dict:
+    """The same dict with numpy scalars and arrays as JSON's own types."""
+    return json.loads(json.dumps(value, default=_json_default))
+
+
 def write_result(path: Path, result: dict) -> None:
-    atomic_write_json(path, json.loads(json.dumps(result, default=_json_default)))
+    atomic_write_json(path, plain(result))
 
 
 def _json_default(value: object) -> object:

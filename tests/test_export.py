@@ -68,13 +68,13 @@ def test_cli_exports_the_promoted_model_and_refuses_another_feature_spec(checkpo
                  "--quiet"]) == 0
     assert "exported 4 packages" in capsys.readouterr().out
 
-    payload = torch.load(path, weights_only=False)
+    payload = torch.load(path, weights_only=True)
     payload["feature_spec_version"] = "micro-v0"
     other = tmp_path / "old.pt"
     torch.save(payload, other)
     assert main(["coreml", "--checkpoint", str(other), "--out", str(tmp_path / "b"), "--quiet"]) == 2
     assert "feature_spec_mismatch" in capsys.readouterr().err
-    payload = torch.load(path, weights_only=False)
+    payload = torch.load(path, weights_only=True)
     payload["network_config"]["hidden"] = 48
     torch.save(payload, other)
     assert main(["coreml", "--checkpoint", str(other), "--out", str(tmp_path / "c"), "--quiet"]) == 2

@@ -114,3 +114,23 @@ def test_oanda_mode_trades_through_v20_and_never_shows_the_token(data_dir, featu
     outputs.append((tmp_path / "live" / "journal.duckdb").read_bytes().decode("latin-1"))
     for text in outputs:
         assert TOKEN not in text
+
+
+def test_oanda_profile_without_credentials_stops_with_the_variable_to_set(data_dir, tmp_path):
+    """Compose passes `${OANDA_TOKEN:-}` (empty when unset): the service's own settings
+    check must refuse, with exit 2 and the variable's name, before anything starts."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.service_helpers import ROOT
+
+    base = {k: v for k, v in os.environ.items() if not k.startswith("OANDA_")}
+    for extra, missing in (({"OANDA_TOKEN": "", "OANDA_ACCOUNT": ""}, "OANDA_TOKEN"),
+                           ({"OANDA_TOKEN": TOKEN, "OANDA_ACCOUNT": ""}, "OANDA_ACCOUNT")):
+        env = {**base, **_env(data_dir, tmp_path, free_port(), LIVE_BROKER="oanda", LIVE_FEED="oanda"), **extra}
+        result = subprocess.run([sys.executable, "-m", "services.live"], cwd=ROOT, env=env,
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 2, result.stderr
+        assert "bad configuration" in result.stderr and missing in result.stderr
+        assert TOKEN not in result.stderr + result.stdout

@@ -17,7 +17,16 @@ from services.validation.config import ValidationSettings
 from services.validation.service import ValidationService
 from shared.checkpoints import CheckpointDir, ReadySignal, atomic_write_json, sha256_file
 from shared.model import NetworkConfig
-from shared.promotion import point_current_to, promote, read_current
+from shared.promotion import (
+    PromotionError,
+    champion_metrics,
+    point_current_to,
+    promote,
+    read_current,
+    read_decision,
+    store_copy,
+    write_decision,
+)
 from shared.statistics import monte_carlo, trade_stats
 from shared.trainer import Trainer, TrainingConfig
 from shared.validator import GateConfig, ValidationConfig, ValidationReport, gate
@@ -45,7 +54,7 @@ def result(root, episode: int) -> dict:
 
 
 def _resave(path, change) -> None:
-    payload = torch.load(path, weights_only=False)
+    payload = torch.load(path, weights_only=True)
     change(payload)
     torch.save(payload, path)
 
@@ -149,7 +158,7 @@ def test_promotion_is_atomic_for_a_polling_reader(tmp_path):
     thread = threading.Thread(target=reader)
     thread.start()
     for episode, path, sha in candidates:
-        promote(tmp_path, path, sha, episode, {"quality": float(episode)})
+        promote(tmp_path, path.read_bytes(), sha, episode, {"quality": float(episode)})
     time.sleep(0.05)
     stop.set()
     thread.join()
@@ -158,9 +167,76 @@ def test_promotion_is_atomic_for_a_polling_reader(tmp_path):
     assert json.loads((tmp_path / "validation" / "best_metrics.json").read_text())["episode"] == 30
     # promoted models are never overwritten, and a roll-back re-points CURRENT
     with pytest.raises(FileExistsError):
-        promote(tmp_path, candidates[1][1], candidates[1][2], 1, {})
+        promote(tmp_path, candidates[1][1].read_bytes(), candidates[1][2], 1, {})
     assert point_current_to(tmp_path, "model-ep00000007.pt").episode == 7
     assert read_current(tmp_path).sha256 == candidates[6][2]
+    # a rollback restores the champion's metrics too: the gate now compares with episode 7's
+    assert champion_metrics(tmp_path)["quality"] == 7.0
+    assert json.loads((tmp_path / "validation" / "best_metrics.json").read_text())["quality"] == 7.0
+    # bytes that are not what the signal says are never promoted
+    with pytest.raises(PromotionError):
+        promote(tmp_path, b"other bytes", candidates[2][2], 99, {})
+    assert not (tmp_path / "promoted" / "model-ep00000099.pt").exists()
+
+
+def _passing_gate(features, root) -> ValidationService:
+    """A service whose gate any candidate passes (an untrained model holds: 0 trades)."""
+    service = service_for(features, root)
+    service.config = ValidationConfig(simulations=2, mc_runs=50, max_sessions=2, timeout_seconds=120,
+                                      gate=GateConfig(min_trades=0, min_expectancy_pips=-1e9,
+                                                      min_mc_p5_final_pips=-1e9, max_drawdown_pips=1e9))
+    return service
+
+
+def test_promotion_uses_the_validated_bytes_when_training_pruned_the_file(features, tmp_path, monkeypatch):
+    """Regression: promotion re-read the candidate from disk after validating it; training
+    prunes within about a minute, so FileNotFoundError ended the validation process."""
+    import services.validation.service as module
+
+    signal = write_candidate(features, tmp_path, 64)
+    real_validate = module.validate
+
+    def validate_while_training_prunes(candidate, *args, **kwargs):
+        (tmp_path / "training" / signal.checkpoint).unlink()
+        (tmp_path / "training" / "ckpt-ep00000064.ready").unlink()
+        return real_validate(candidate, *args, **kwargs)
+
+    monkeypatch.setattr(module, "validate", validate_while_training_prunes)
+    service = _passing_gate(features, tmp_path)
+    service.handle(64, tmp_path / "training" / "ckpt-ep00000064.ready")
+    assert result(tmp_path, 64)["result"] == "promoted"
+    current = read_current(tmp_path)
+    assert current.episode == 64 and current.sha256 == signal.sha256
+    assert sha256_file(tmp_path / "promoted" / current.model) == signal.sha256
+    assert champion_metrics(tmp_path)["trades"] == result(tmp_path, 64)["report"]["stats"]["trades"]
+    assert read_decision(tmp_path) is None
+
+
+@pytest.mark.parametrize("left", ["copy_made", "only_candidate", "nothing"])
+def test_a_promotion_decided_before_a_kill_is_finished_at_start(features, tmp_path, left):
+    """Regression (issue 15): a kill between the gate and CURRENT lost a candidate that passed."""
+    signal = write_candidate(features, tmp_path, 64)
+    data = (tmp_path / "training" / signal.checkpoint).read_bytes()
+    metrics = {**_report(np.tile([12.0, -4.0], 30)).stats.to_dict(), "quality": 3.0}
+    decided = {"episode": 64, "result": "promoted", "reason": "passed the gate and beat the champion",
+               "validated_at": "2026-01-01T00:00:00+00:00", "seconds": 1.0, "report": None}
+    write_decision(tmp_path, 64, signal.sha256, metrics, decided)
+    if left == "copy_made":
+        store_copy(tmp_path, data, signal.sha256, 64, metrics)
+        (tmp_path / "training" / signal.checkpoint).unlink()
+    elif left == "nothing":
+        (tmp_path / "training" / signal.checkpoint).unlink()
+    write_candidate(features, tmp_path, 128)  # a newer candidate waits: 64 must not become "skipped"
+    service = service_for(features, tmp_path)  # the restart
+    assert read_decision(tmp_path) is None
+    if left == "nothing":
+        assert result(tmp_path, 64)["result"] == "error" and "vanished" in result(tmp_path, 64)["reason"]
+        assert read_current(tmp_path) is None
+    else:
+        assert result(tmp_path, 64)["result"] == "promoted"
+        assert read_current(tmp_path).episode == 64 and champion_metrics(tmp_path)["quality"] == 3.0
+        assert service.metrics.promotions._value.get() == 1
+    assert [episode for episode, _ in service.pending()] == [128]
 
 
 def test_signals_written_while_down_are_validated_after_restart(features, data_dir, tmp_path):

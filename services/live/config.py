@@ -2,14 +2,16 @@
 
 OANDA credentials are read by shared.oanda (OANDA_TOKEN or OANDA_TOKEN_FILE,
 OANDA_ACCOUNT or OANDA_ACCOUNT_FILE, OANDA_ENV) and never kept here, so they
-can never reach /status."""
+can never reach /status. They are checked here, at start, when the broker or
+the feed is OANDA: compose cannot require them (it interpolates the inactive
+`oanda` profile too), so this check is what stops a live-oanda without them."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -39,6 +41,16 @@ class LiveSettings(BaseSettings):
     model_wait_seconds: float = Field(5.0, gt=0, description="how often to look for a first promoted model")
     stall_seconds: float = Field(300.0, gt=0)
     log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _oanda_credentials_present(self) -> "LiveSettings":
+        if self.broker == "oanda" or self.feed == "oanda":
+            from shared.oanda import load_credentials
+
+            # Raises OandaConfigError (a ValueError) naming the variable to set; the
+            # credentials themselves are dropped here and read again by the service.
+            load_credentials(require_account=self.broker == "oanda")
+        return self
 
     @property
     def db_path(self) -> Path:

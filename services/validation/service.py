@@ -19,9 +19,19 @@ from shared.candidates import CandidateError, load_candidate
 from shared.checkpoints import CANDIDATE_RE, ReadySignal, clean_orphans
 from shared.features.store import FeatureSet
 from shared.model import select_device
-from shared.promotion import promote, read_current
+from shared.promotion import (
+    PromotionError,
+    bytes_for_decision,
+    champion_metrics,
+    clear_decision,
+    promote,
+    read_current,
+    read_decision,
+    sync_best_metrics,
+    write_decision,
+)
 from shared.service_app import Heartbeat, service_app
-from shared.validator import ValidationConfig, ValidationTimeout, gate, validate, write_plot, write_result
+from shared.validator import ValidationConfig, ValidationTimeout, gate, plain, validate, write_plot, write_result
 from shared.watch import VolumeWatcher
 
 log = logging.getLogger("validation")
@@ -64,6 +74,8 @@ class ValidationService:
         self.queue: list[int] = []
         self.last_result: dict | None = None
         self.stop = threading.Event()
+        self.finish_decided_promotion()
+        sync_best_metrics(self.root)  # a copy of CURRENT's metrics; repaired if a kill left it behind
         current = read_current(self.root)
         if current is not None:
             self.metrics.champion_episode.set(current.episode)
@@ -117,7 +129,7 @@ class ValidationService:
             return self.record(episode, "rejected", "signal vanished before it was read (pruned by training)", None)
         except (CandidateError, ValueError) as error:
             reason = error.reason if isinstance(error, CandidateError) else "bad_signal"
-            return self.record(episode, "rejected", f"{reason}: {error}", None)
+            return self.record(episode, "rejected", str(error) if isinstance(error, CandidateError) else f"{reason}: {error}", None)
 
         def progress(fraction: float) -> None:
             if self.stop.is_set():  # shutting down: leave it unrecorded, it is validated again after the restart
@@ -137,48 +149,84 @@ class ValidationService:
             log.exception("validation of episode %d failed", episode)
             return self.record(episode, "error", f"{type(error).__name__}: {error}", None,
                                seconds=time.monotonic() - started)
-        champion_path = self.root / "validation" / "best_metrics.json"
-        champion = json.loads(champion_path.read_text()) if champion_path.exists() else None
-        reasons = gate(report, champion, self.config.gate)
-        result = "failed_gate" if reasons else "promoted"
-        if not reasons:
-            pointer = promote(self.root, candidate.path, candidate.sha256, episode, report.stats.to_dict())
+        reasons = gate(report, champion_metrics(self.root), self.config.gate)
+        write_plot(self.results / f"ep{episode:08d}.png", report)
+        if reasons:
+            return self.record(episode, "failed_gate", "; ".join(reasons), report, seconds=report.seconds)
+        # Decide durably, then act: a kill from here on is finished at the next start.
+        result = plain(self.result_payload(episode, "promoted", "passed the gate and beat the champion", report,
+                                           report.seconds))
+        metrics = plain(report.stats.to_dict())
+        write_decision(self.root, episode, candidate.sha256, metrics, result)
+        self.carry_out(episode, candidate.data, candidate.sha256, metrics, result)
+
+    def carry_out(self, episode: int, data: bytes, sha256: str, metrics: dict, result: dict) -> None:
+        """Promote the validated bytes, record the result, then drop the decision."""
+        try:
+            pointer = promote(self.root, data, sha256, episode, metrics)
+        except (PromotionError, FileExistsError, OSError) as error:
+            log.error("promotion of episode %d failed: %s", episode, error)
+            result = {**result, "result": "error", "reason": f"promotion failed: {error}"}
+        else:
             self.metrics.promotions.inc()
             self.metrics.champion_episode.set(episode)
             log.info("promoted episode %d -> promoted/%s", episode, pointer.model)
-        write_plot(self.results / f"ep{episode:08d}.png", report)
-        self.record(episode, result, "; ".join(reasons) or "passed the gate and beat the champion", report,
-                    seconds=report.seconds)
+        self.write_record(result, metrics if result["result"] == "promoted" else None)
+        clear_decision(self.root)
+
+    def finish_decided_promotion(self) -> None:
+        """A promotion decided before a kill: finish it from the bytes that were validated."""
+        decision = read_decision(self.root)
+        if decision is None:
+            return
+        episode = int(decision["episode"])
+        data = bytes_for_decision(self.root, decision, self.training / f"ckpt-ep{episode:08d}.pt")
+        log.warning("finishing the promotion of episode %d decided before the last stop", episode)
+        if data is None:
+            result = {**decision["result"], "result": "error",
+                      "reason": "passed the gate, but its file vanished before the promotion was finished"}
+            self.write_record(result, None)
+            clear_decision(self.root)
+            return
+        self.carry_out(episode, data, decision["sha256"], decision["metrics"], decision["result"])
+
+    def result_payload(self, episode: int, result: str, reason: str, report, seconds: float) -> dict:
+        return {"episode": episode, "result": result, "reason": reason,
+                "validated_at": datetime.now(timezone.utc).isoformat(), "seconds": seconds,
+                "report": report.to_dict() if report is not None else None}
 
     def record(self, episode: int, result: str, reason: str, report, seconds: float = 0.0) -> None:
-        payload = {"episode": episode, "result": result, "reason": reason,
-                   "validated_at": datetime.now(timezone.utc).isoformat(), "seconds": seconds,
-                   "report": report.to_dict() if report is not None else None}
+        payload = self.result_payload(episode, result, reason, report, seconds)
+        self.write_record(payload, report.stats.to_dict() if report is not None else None)
+
+    def write_record(self, payload: dict, stats: dict | None) -> None:
+        """The result file, a row in validations.duckdb, the metrics; `stats` is TradeStats.to_dict()."""
+        episode, result, reason, seconds = payload["episode"], payload["result"], payload["reason"], payload["seconds"]
         write_result(self.results / result_name(episode), payload)
-        s = report.stats if report is not None else None
-        mc = report.monte_carlo if report is not None else None
+        report = payload.get("report") or {}
+        s = stats or report.get("stats")
+        mc = report.get("monte_carlo")
         self.db.execute(
             "INSERT INTO validations VALUES (now()::TIMESTAMP, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [episode, result, reason, report.sha256 if report else None, seconds,
-             s.trades if s else None, s.total_pips if s else None, s.expectancy_pips if s else None,
-             s.win_rate if s else None, s.profit_factor if s else None, s.max_drawdown_pips if s else None,
-             s.sqn if s else None, s.sqn_100 if s else None, s.sharpe_daily if s else None,
-             s.trade_ratio if s else None, s.quality if s else None,
-             mc.final_pips["5"] if mc else None, mc.car25 if mc else None, mc.safe_f if mc else None,
-             report.search_beats_raw if report else None],
+            [episode, result, reason, report.get("sha256"), seconds]
+            + [s.get(k) if s else None for k in ("trades", "total_pips", "expectancy_pips", "win_rate", "profit_factor",
+                                                 "max_drawdown_pips", "sqn", "sqn_100", "sharpe_daily", "trade_ratio",
+                                                 "quality")]
+            + [mc["final_pips"]["5"] if mc else None, mc.get("car25") if mc else None, mc.get("safe_f") if mc else None,
+               report.get("search_beats_raw")],
         )
         m = self.metrics
         m.validations.labels(result=result).inc()
         if result in ("promoted", "failed_gate", "timeout", "error"):
             m.duration.observe(seconds)
         if s is not None:
-            m.last_expectancy.set(s.expectancy_pips)
-            m.last_win_rate.set(s.win_rate)
-            m.last_trade_ratio.set(s.trade_ratio)
-            m.last_drawdown.set(s.max_drawdown_pips)
+            m.last_expectancy.set(s["expectancy_pips"])
+            m.last_win_rate.set(s["win_rate"])
+            m.last_trade_ratio.set(s["trade_ratio"])
+            m.last_drawdown.set(s["max_drawdown_pips"])
             for stat in ("trades", "total_pips", "quality"):
-                m.last.labels(stat=stat).set(getattr(s, stat))
-            m.last.labels(stat="sqn_100").set(s.sqn_100 or 0.0)
+                m.last.labels(stat=stat).set(s[stat])
+            m.last.labels(stat="sqn_100").set(s["sqn_100"] or 0.0)
         self.last_result = {k: v for k, v in payload.items() if k != "report"}
         self.current = None
         log.info("candidate", extra={"fields": {"episode": episode, "result": result, "reason": reason,
