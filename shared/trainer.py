@@ -70,7 +70,7 @@ class IterationReport:
     collect_seconds: float
     learn_seconds: float
     episodes: int
-    trades: int
+    trades: int                 # closed trades; each was one entry (episodes close what is open)
     expectancy_pips: float
     win_rate: float
     trade_ratio: float
@@ -79,6 +79,11 @@ class IterationReport:
     losses: dict[str, float]
     checkpoint: str | None
     replay_episodes: int
+    decisions: int = 0
+
+    @property
+    def entries(self) -> int:
+        return self.trades
 
     @property
     def episodes_per_hour(self) -> float:
@@ -240,7 +245,7 @@ class Trainer:
             episode=self.episode, learner_steps=self.learner.steps, collect_seconds=t1 - t0, learn_seconds=t2 - t1,
             episodes=batch.episodes, trades=trades, expectancy_pips=expectancy, win_rate=win_rate,
             trade_ratio=trade_ratio, pnl_pips_mean=float(batch.pnl_pips.mean()), action_share=share, losses=losses,
-            checkpoint=checkpoint, replay_episodes=len(self.replay),
+            checkpoint=checkpoint, replay_episodes=len(self.replay), decisions=int(batch.action_counts.sum()),
         )
         self.metrics_db.execute(
             "INSERT INTO iterations VALUES (now()::TIMESTAMP, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",

@@ -116,3 +116,44 @@ def test_client_ids_are_a_function_of_model_and_bar():
     assert a == client_order_id("ep64-abc", 100) and len(a) <= 128
     assert a != client_order_id("ep64-abc", 160) and a != client_order_id("ep128-def", 100)
     assert client_order_id("ep64-abc", 100, "flatten") != a
+
+
+# --- an order's fate: only a definite "no such client id" allows a resend ----------------
+
+
+@pytest.mark.parametrize("lookup_fault", ["timeout", "5xx", "401"])
+def test_a_failed_lookup_leaves_the_order_unknown_and_never_resends(v20, lookup_fault):
+    """Regression: a lookup that failed (timeout, 5xx, 401/403) was read as "does not exist",
+    the order was sent again, and OANDA's answer to the resent id became REJECTED for an
+    order that had filled."""
+    v20.state.fail_after_create = [503]  # the order is created and filled; the answer is lost
+    if lookup_fault == "timeout":
+        v20.state.delay_lookup_seconds = [1.0] * 4
+    elif lookup_fault == "5xx":
+        v20.state.forced_lookup_statuses = [500] * 4
+    else:
+        v20.state.forced_lookup_statuses = [401] * 4
+    result = _broker(v20, timeout=0.5).market_order("GBPJPY", 1, "mm-d-unknown")
+    assert result.status is OrderStatus.UNKNOWN and result.units == 1
+    assert len(_orders(v20)) == 1, "never resent while its fate is unknown"
+    assert v20.state.units["GBP_JPY"] == 1, "it did fill at the broker"
+
+
+def test_client_id_already_exists_means_it_exists_and_is_looked_up(v20):
+    """Regression: OANDA's CLIENT_ORDER_ID_ALREADY_EXISTS was booked as REJECTED for a filled order."""
+    broker = _broker(v20)
+    first = broker.market_order("GBPJPY", 1, "mm-d-twice")
+    again = broker.market_order("GBPJPY", 1, "mm-d-twice")  # say, sent again after a restart
+    assert again.status is OrderStatus.FILLED and again.fill_price == pytest.approx(first.fill_price)
+    assert v20.state.units["GBP_JPY"] == 1 and len(v20.state.orders) == 1
+
+
+def test_find_order_raises_when_the_broker_cannot_tell(v20):
+    broker = _broker(v20)
+    assert broker.find_order("mm-d-nothing") is None  # a definite 404
+    v20.state.forced_lookup_statuses = [500] * 4
+    with pytest.raises(TemporaryBrokerError):
+        broker.find_order("mm-d-nothing")
+    v20.state.forced_lookup_statuses = [403]
+    with pytest.raises(OperationalBrokerError):
+        broker.find_order("mm-d-nothing")

@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 import numpy as np
 import pytest
 
-from shared.brokers import OrderStatus
+from shared.brokers import OperationalBrokerError, OrderStatus
 from shared.brokers.oanda import OandaBroker
 from shared.brokers.paper import PaperBroker
 from shared.live.feeds import ReplayFeed
@@ -93,7 +93,7 @@ def test_crash_between_order_and_journal_then_restart(features, trading_model, t
     # restart: a new journal connection, the same broker state, the feed at the same place
     journal = Journal(tmp_path / "journal.duckdb")
     paper = PaperBroker(tmp_path / "paper.json", spread_pips=4.0, pip_size=0.01)
-    assert [cid for cid, _ in journal.unfinished()], "the decision was written before acting"
+    assert [cid for cid, *_ in journal.unfinished()], "the decision was written before acting"
     resolved = journal.resolve_unfinished(paper)
     assert len(resolved) == 1
     restarted = LiveTrader("GBPJPY", paper, journal, trading_model, features.bars[: crashed_bar], simulations=8,
@@ -274,3 +274,80 @@ def test_reconciliation_journals_the_broker_transactions_since_the_last_known(fe
 
         since = _json.loads(detail[-1][0])["transactions_since_last_known"]
         assert since and since[-1]["units"] == "-1"
+
+
+def _oanda_trader(features, model, tmp_path, server):
+    api = make_api(load_credentials({"OANDA_TOKEN": TOKEN, "OANDA_API_URL": server.url}), timeout_seconds=0.5)
+    broker = OandaBroker(api, ACCOUNT, lookup_wait_seconds=0.05, backoff_seconds=0.05)
+    return _setup(features, model, tmp_path, broker=broker)
+
+
+def _next(feed, state, features):
+    bar = feed.next_bars()
+    state.bars["GBP_JPY"] = features.bars[: feed.position]  # the broker's market is the feed's
+    return bar
+
+
+def test_an_order_of_unknown_fate_stops_decisions_until_reconciliation_settles_it(features, trading_model, tmp_path):
+    """Regression: a filled order booked as rejected let the next bar open a second position."""
+    state = V20State(bars={"GBP_JPY": features.bars})
+    with V20Server(state) as server:
+        feed, _, journal, trader = _oanda_trader(features, trading_model, tmp_path, server)
+        trader.reconcile()
+        state.fail_after_create = [503] * 50        # every create fills, its answer is lost
+        state.forced_lookup_statuses = [500] * 400  # and no lookup answers
+        for _ in range(30):
+            decision = trader.on_bar(_next(feed, state, features), _now(feed))
+            if decision.order is not None:
+                break
+        assert decision.order.status is OrderStatus.UNKNOWN
+        filled_at_broker = state.units["GBP_JPY"]
+        assert filled_at_broker != 0
+        for _ in range(5):  # the trader stands aside: no decision, no order
+            assert trader.on_bar(_next(feed, state, features), _now(feed)).reason == "order_unknown"
+        assert trader.reconcile() in (True, False) and not trader.reconciled  # lookups still fail
+        state.forced_lookup_statuses = []
+        trader.journal.resolve_unfinished(trader.broker)
+        trader.reconcile()
+        assert trader.reconciled and trader.position == filled_at_broker == journal.filled_units()
+        assert journal.frame().status.isin(["UNKNOWN"]).sum() == 0
+        assert len([r for r in state.requests if r.get("method") == "POST"]) == 1
+        state.fail_after_create = []
+        for _ in range(20):
+            trader.on_bar(_next(feed, state, features), _now(feed))
+        assert abs(state.units["GBP_JPY"]) <= 1 and state.units["GBP_JPY"] == trader.position
+
+
+def test_after_a_broker_error_the_position_is_read_again_before_the_next_decision(features, trading_model, tmp_path):
+    state = V20State(bars={"GBP_JPY": features.bars})
+    with V20Server(state) as server:
+        feed, _, journal, trader = _oanda_trader(features, trading_model, tmp_path, server)
+        trader.reconcile()
+        state.forced_post_statuses = [401]
+        with pytest.raises(OperationalBrokerError):
+            for _ in range(30):
+                trader.on_bar(_next(feed, state, features), _now(feed))
+        assert trader.on_bar(_next(feed, state, features), _now(feed)).reason == "not_reconciled"
+        state.set_position("GBP_JPY", -1, 171.0)  # meanwhile, at the broker
+        trader.reconcile()
+        assert trader.reconciled and trader.position == -1
+
+
+def test_a_kill_between_sending_and_journaling_is_settled_from_v20(features, trading_model, tmp_path):
+    state = V20State(bars={"GBP_JPY": features.bars})
+    with V20Server(state) as server:
+        feed, oanda, journal, trader = _oanda_trader(features, trading_model, tmp_path, server)
+        trader.reconcile()
+        trader.broker = _DiesAfterOrder(oanda)
+        with pytest.raises(SystemExit):
+            for _ in range(30):
+                trader.on_bar(_next(feed, state, features), _now(feed))
+        journal.close()
+        journal = Journal(tmp_path / "journal.duckdb")  # the restart
+        assert len(journal.resolve_unfinished(oanda)) == 1
+        restarted = LiveTrader("GBPJPY", oanda, journal, trading_model, features.bars[: feed.position],
+                               simulations=8, control_dir=tmp_path / "control")
+        restarted.reconcile()
+        assert restarted.position == state.units["GBP_JPY"] == journal.filled_units() != 0
+        assert restarted.mismatches == 0
+        assert len([r for r in state.requests if r.get("method") == "POST"]) == 1

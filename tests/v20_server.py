@@ -11,7 +11,9 @@ OpenAPI spec), for testing with the real oandapyV20 client.
   `.../positions/{instrument}`, `.../summary`.
 * Bearer token required (401 otherwise). Faults on demand: the next responses
   forced to a status (429, 500, ...), orders created but answered with a 5xx,
-  answers delayed past the client's timeout, cancels with a reason.
+  answers delayed past the client's timeout, cancels with a reason, order
+  lookups (`orders/@id`) forced to a status or delayed. A resent client id is
+  refused with 400 CLIENT_ORDER_ID_ALREADY_EXISTS, as v20 does.
 Every request is recorded.
 """
 
@@ -52,6 +54,8 @@ class V20State:
     fail_after_create: list[int] = field(default_factory=list)  # create the order, then answer with this status
     delay_next_seconds: list[float] = field(default_factory=list)  # create the order, then answer this late
     cancel_next: list[str] = field(default_factory=list)     # cancel reasons for the next orders
+    forced_lookup_statuses: list[int] = field(default_factory=list)  # statuses for the next GET orders/@id
+    delay_lookup_seconds: list[float] = field(default_factory=list)  # the next GET orders/@id answered this late
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def mid(self, instrument: str) -> float:
@@ -101,6 +105,13 @@ class _Handler(BaseHTTPRequestHandler):
             status = state.forced_statuses.pop(0)
             return self._send(status, {"errorMessage": f"forced {status}"})
         parts = url.path.strip("/").split("/")
+        if len(parts) == 5 and parts[3] == "orders" and parts[4].startswith("@"):
+            delay = state.delay_lookup_seconds.pop(0) if state.delay_lookup_seconds else 0.0
+            if delay:
+                time.sleep(delay)
+            if state.forced_lookup_statuses:
+                status = state.forced_lookup_statuses.pop(0)
+                return self._send(status, {"errorMessage": f"forced {status}"})
         if len(parts) == 4 and parts[:2] == ["v3", "instruments"] and parts[3] == "candles":
             return self._candles(parts[2], query)
         if len(parts) >= 4 and parts[:2] == ["v3", "accounts"]:
@@ -117,7 +128,8 @@ class _Handler(BaseHTTPRequestHandler):
             if len(rest) == 2 and rest[0] == "orders" and rest[1].startswith("@"):
                 order = state.orders.get(rest[1][1:])
                 if order is None:
-                    return self._send(404, {"errorMessage": "The Order specified does not exist"})
+                    return self._send(404, {"errorCode": "ORDER_DOESNT_EXIST",
+                                            "errorMessage": "The Order specified does not exist"})
                 return self._send(200, {"order": order, "lastTransactionID": str(len(state.transactions))})
             if rest == ["transactions", "sinceid"]:
                 since = int(query.get("id", 0))

@@ -20,8 +20,10 @@ class LiveMetrics:
         self.latency = Histogram("micro_live_decision_latency_seconds", "Bar in to order out",
                                  buckets=LATENCY_BUCKETS, registry=r)
         self.orders = Counter("micro_live_orders", "Orders by status", ["status"], registry=r)
-        for status in ("FILLED", "CANCELLED", "REJECTED"):
+        for status in ("FILLED", "CANCELLED", "REJECTED", "UNKNOWN"):
             self.orders.labels(status=status.lower())
+        self.orders_unknown = Gauge("micro_live_orders_unknown", "Orders sent whose fate the broker has not told; "
+                                    "no decisions while above 0", registry=r)
         self.position = Gauge("micro_live_position_units", "Net position (broker truth)", registry=r)
         self.unrealized = Gauge("micro_live_unrealized_pips", "Open P&L in pips", registry=r)
         self.realized = Gauge("micro_live_realized_today_pips", "Closed P&L today (UTC) in pips", registry=r)

@@ -22,6 +22,7 @@ from shared.service_app import Heartbeat, service_app
 from shared.watch import VolumeWatcher
 
 log = logging.getLogger("live")
+RETRY_RECONCILE_SECONDS = 5.0
 
 
 class LiveService:
@@ -37,6 +38,7 @@ class LiveService:
         self.stop = threading.Event()
         self.lock = threading.Lock()  # the journal connection is shared by the loop and the model watcher
         self.last_reconcile = 0.0
+        self.last_reconcile_attempt = 0.0
         self.broker_error: str | None = None
 
     # --- models ---------------------------------------------------------------------
@@ -117,7 +119,11 @@ class LiveService:
         self.status = "trading"
         while not self.stop.is_set():
             self.heartbeat.beat()
-            if time.monotonic() - self.last_reconcile > s.reconcile_seconds:
+            due = time.monotonic() - self.last_reconcile > s.reconcile_seconds
+            # after a broker error or an order of unknown fate: re-read the broker before the next
+            # decision (retried every few seconds), not after the reconcile timer
+            retry = not self.trader.reconciled and time.monotonic() - self.last_reconcile_attempt > RETRY_RECONCILE_SECONDS
+            if due or retry:
                 self.reconcile()
             bars = self.feed.next_bars()
             if len(bars) == 0:
@@ -129,18 +135,23 @@ class LiveService:
                 self.on_bar(bars[i : i + 1])
 
     def reconcile(self) -> bool:
+        """Settle unfinished orders, then adopt the broker's position; True once trading may go on."""
+        self.last_reconcile_attempt = time.monotonic()
         try:
             with self.lock:
                 self.journal.resolve_unfinished(self.broker)
                 agreed = self.trader.reconcile()
         except (TemporaryBrokerError, OperationalBrokerError) as error:
             self.count_broker_error(error)
+            self.trader.reconciled = False
             return False
+        finally:
+            self.metrics.orders_unknown.set(self.journal.unknown_orders())
         if not agreed:
             self.metrics.mismatches.inc()
         self.last_reconcile = time.monotonic()
         self.metrics.position.set(self.trader.position)
-        return True
+        return self.trader.reconciled
 
     def count_broker_error(self, error: Exception) -> None:
         kind = "operational" if isinstance(error, OperationalBrokerError) else "temporary"
@@ -168,6 +179,7 @@ class LiveService:
             m.latency.observe(decision.latency_seconds)
         if decision.order is not None:
             m.orders.labels(status=decision.order.status.value.lower()).inc()
+        m.orders_unknown.set(t.unknown_orders)
         m.position.set(t.position)
         m.unrealized.set(t.unrealized_pips())
         m.realized.set(t.realized_today)

@@ -20,6 +20,8 @@ class TrainingMetrics:
         self.replay_episodes = Gauge("micro_training_replay_episodes", "Episodes in the replay buffer", registry=r)
         self.expectancy = Gauge("micro_training_expectancy_pips", "Mean pips per closed trade, last iteration", registry=r)
         self.win_rate = Gauge("micro_training_win_rate_ratio", "Share of winning trades, last iteration", registry=r)
+        self.decisions = Counter("micro_training_decisions", "Self-play decisions", registry=r)
+        self.entries = Counter("micro_training_entries", "Positions opened in self-play", registry=r)
         self.trade_ratio = Gauge("micro_training_trade_ratio", "Share of decisions that were not HOLD", registry=r)
         self.action_share = Gauge("micro_training_action_share_ratio", "Share of decisions per action", ["action"], registry=r)
         self.checkpoints = Counter("micro_training_checkpoints_written", "Candidates written", registry=r)

@@ -71,6 +71,8 @@ class TrainingService:
         m.expectancy.set(report.expectancy_pips)
         m.win_rate.set(report.win_rate)
         m.trade_ratio.set(report.trade_ratio)
+        m.decisions.inc(report.decisions)
+        m.entries.inc(report.entries)
         for action, share in zip(ACTIONS, report.action_share):
             m.action_share.labels(action=action).set(share)
         m.iteration_seconds.labels(phase="collect").set(report.collect_seconds)

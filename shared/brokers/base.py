@@ -23,7 +23,9 @@ class OperationalBrokerError(RuntimeError):
 class OrderStatus(str, Enum):
     FILLED = "FILLED"
     CANCELLED = "CANCELLED"   # accepted (201) but not filled: MARKET_HALTED, INSUFFICIENT_MARGIN, ...
-    REJECTED = "REJECTED"     # refused outright (4xx)
+    REJECTED = "REJECTED"     # refused outright (4xx): nothing was created
+    UNKNOWN = "UNKNOWN"       # sent, but the broker gave no definite answer: it may have filled.
+                              # The trader stops deciding until reconciliation settles it.
 
 
 @dataclass(frozen=True)
@@ -67,4 +69,8 @@ class Broker(Protocol):
         exists already, return its result instead of sending another."""
         ...
 
-    def find_order(self, client_id: str) -> OrderResult | None: ...
+    def find_order(self, client_id: str) -> OrderResult | None:
+        """The order sent with `client_id`; None only when the broker says definitely that no
+        order has that id. Raises TemporaryBrokerError or OperationalBrokerError when it
+        cannot tell (timeout, 5xx, 401): never read that as "it does not exist"."""
+        ...

@@ -4,7 +4,9 @@ A decision row is inserted (status `decided`, with its client order id)
 and committed before the order goes to the broker; the broker's answer then
 updates it. After a kill -9, rows still `decided` are resolved against the
 broker by client id (`resolve_unfinished`): the order is found and recorded,
-or it never left and is marked `not_sent`. One row per bar and model, so a
+or it never left and is marked `not_sent`. Rows `UNKNOWN` (sent, no definite
+answer) are settled the same way; a lookup that fails leaves them as they are
+and raises, so the trader keeps standing aside. One row per bar and model, so a
 restart can never decide (or order) a bar twice.
 """
 
@@ -17,7 +19,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from shared.brokers import Broker, OrderResult
+from shared.brokers import Broker, OrderResult, OrderStatus
 
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS decisions (
@@ -30,7 +32,8 @@ SCHEMA = [
         action VARCHAR NOT NULL,
         position_before INTEGER NOT NULL,
         order_units INTEGER NOT NULL,
-        status VARCHAR NOT NULL,            -- decided, no_order, skipped, FILLED, CANCELLED, REJECTED, not_sent, failed
+        status VARCHAR NOT NULL,            -- decided, no_order, skipped, FILLED, CANCELLED, REJECTED, UNKNOWN,
+                                            -- not_sent, not_filled
         reason VARCHAR,
         broker_order_id VARCHAR,
         fill_price DOUBLE,
@@ -95,17 +98,28 @@ class Journal:
     def event(self, kind: str, detail: dict) -> None:
         self.con.execute("INSERT INTO events VALUES (now()::TIMESTAMP, ?, ?)", [kind, json.dumps(detail, default=str)])
 
-    def unfinished(self) -> list[tuple[str, int]]:
-        return [(r[0], int(r[1])) for r in self.con.execute(
-            "SELECT client_id, order_units FROM decisions WHERE status = 'decided' ORDER BY bar_ts").fetchall()]
+    def unfinished(self) -> list[tuple[str, int, str]]:
+        return [(r[0], int(r[1]), r[2]) for r in self.con.execute(
+            "SELECT client_id, order_units, status FROM decisions WHERE status IN ('decided', 'UNKNOWN') "
+            "ORDER BY bar_ts").fetchall()]
+
+    def unknown_orders(self) -> int:
+        """Orders sent whose fate the broker has not yet told us."""
+        return int(self.con.execute("SELECT count(*) FROM decisions WHERE status = 'UNKNOWN'").fetchall()[0][0])
 
     def resolve_unfinished(self, broker: Broker) -> list[str]:
-        """After a crash: settle every decision whose order's fate is unknown."""
+        """Settle every decision whose order's fate is not known: after a crash (`decided`)
+        or after a send without a definite answer (`UNKNOWN`). Only a definite "no such
+        client id" settles an order as never filled; a failed lookup raises."""
         resolved = []
-        for client_id, units in self.unfinished():
+        for client_id, units, status in self.unfinished():
             found = broker.find_order(client_id) if units else None
+            if found is not None and found.status is OrderStatus.UNKNOWN:
+                continue  # it exists and has not settled yet: ask again next time
             if found is not None:
                 self.update(found)
+            elif status == "UNKNOWN":
+                self.mark(client_id, "not_filled", "the broker has no order with this client id")
             else:
                 self.mark(client_id, "not_sent", "the process stopped before the order left; the bar has passed")
             resolved.append(client_id)

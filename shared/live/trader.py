@@ -96,6 +96,7 @@ class LiveTrader:
         self.entry_price: float | None = None
         self.tracks = PositionTracks.flat(1)
         self.reconciled = False
+        self.unknown_orders = 0
         self.stopped_day: pd.Timestamp | None = None
         self.staged: Candidate | None = None
         self.mismatches = 0
@@ -146,7 +147,9 @@ class LiveTrader:
             self.entry_price = snapshot.average_price
             self._reset_tracks()
         self.last_transaction_id = snapshot.last_transaction_id
-        self.reconciled = True
+        # An order whose fate is unknown may still fill: no decision until the journal has none.
+        self.unknown_orders = self.journal.unknown_orders()
+        self.reconciled = self.unknown_orders == 0
         return agreed
 
     def _reset_tracks(self) -> None:
@@ -192,8 +195,8 @@ class LiveTrader:
         return self._decide(ts, started)
 
     def _guard(self, ts: int, now: datetime, spread_pips: float | None) -> str | None:
-        if not self.reconciled:
-            return "not_reconciled"
+        if not self.reconciled:  # at start, after any broker error, while an order's fate is unknown
+            return "order_unknown" if self.unknown_orders else "not_reconciled"
         if not market_open(now):
             return "market_closed"
         age_bars = (pd.Timestamp(now).value - (ts + NS_PER_MINUTE)) / NS_PER_MINUTE
@@ -258,7 +261,17 @@ class LiveTrader:
                         time.perf_counter() - started, order)
 
     def _send(self, client_id: str, units: int) -> OrderResult:
-        order = self.broker.market_order(self.instrument.name, units, client_id)
+        try:
+            order = self.broker.market_order(self.instrument.name, units, client_id)
+        except BaseException:
+            # the broker may have done anything: re-read the position before the next decision
+            self.reconciled = False
+            raise
+        if order.status is OrderStatus.UNKNOWN:
+            self.reconciled = False
+            self.unknown_orders += 1
+            log.error("order %s: fate unknown (%s); standing aside until reconciliation settles it",
+                      client_id, order.reason)
         realized = None
         if order.status is OrderStatus.FILLED:
             realized = self._apply_fill(units, order.fill_price)
