@@ -30,7 +30,7 @@ def trading_checkpoint(features, root: Path, episode: int, *, prefer: tuple[floa
 
 
 def promote_checkpoint(root: Path, path: Path, episode: int):
-    return promote(root, path, sha256_file(path), episode, {"quality": float(episode)})
+    return promote(root, path.read_bytes(), sha256_file(path), episode, {"quality": float(episode)})
 
 
 def load(path: Path):

@@ -26,11 +26,12 @@ class LiveMetrics:
                                     "no decisions while above 0", registry=r)
         self.position = Gauge("micro_live_position_units", "Net position (broker truth)", registry=r)
         self.unrealized = Gauge("micro_live_unrealized_pips", "Open P&L in pips", registry=r)
-        self.realized = Gauge("micro_live_realized_today_pips", "Closed P&L today (UTC) in pips", registry=r)
+        self.realized = Gauge("micro_live_realized_today_pips", "Closed P&L this trading day (from 17:00 New York) in pips", registry=r)
         self.model = Info("micro_live_model", "The model trading now", registry=r)
         self.broker_errors = Counter("micro_live_broker_errors", "Broker errors by kind", ["kind"], registry=r)
         for kind in ("temporary", "operational"):
             self.broker_errors.labels(kind=kind)
+        self.feed_errors = Counter("micro_live_feed_errors", "Feed requests that failed", registry=r)
         self.last_bar = Gauge("micro_live_last_bar_timestamp_seconds", "Open time of the last bar seen", registry=r)
         self.market_open = Gauge("micro_live_market_open", "1 while the FX market is open", registry=r)
         self.mismatches = Counter("micro_live_reconciliation_mismatches", "Broker positions we did not expect", registry=r)

@@ -8,6 +8,8 @@ import threading
 import time
 from datetime import datetime, timezone
 
+import pandas as pd
+
 from fastapi import FastAPI
 
 from services.live.config import LiveSettings
@@ -40,6 +42,7 @@ class LiveService:
         self.last_reconcile = 0.0
         self.last_reconcile_attempt = 0.0
         self.broker_error: str | None = None
+        self.feed_error: str | None = None
 
     # --- models ---------------------------------------------------------------------
 
@@ -50,7 +53,17 @@ class LiveService:
         if self.trader is not None and self.trader.candidate.sha256 == pointer.sha256:
             return None
         try:
-            return load_candidate(self.settings.checkpoint_dir / "promoted" / pointer.model, pointer.sha256)
+            candidate = load_candidate(self.settings.checkpoint_dir / "promoted" / pointer.model, pointer.sha256)
+            # the feature spec is checked by load_candidate; the market must be this service's too
+            trades = candidate.payload.get("instrument")
+            if trades not in (None, self.settings.instrument):
+                raise CandidateError("instrument_mismatch", f"{pointer.model} trades {trades}, "
+                                                            f"this service {self.settings.instrument}")
+            granularity = candidate.payload.get("granularity")
+            if granularity not in (None, "M1"):
+                raise CandidateError("granularity_mismatch", f"{pointer.model} was trained on {granularity} bars, "
+                                                             "live trades M1")
+            return candidate
         except CandidateError as error:
             self.metrics.swaps.labels(result="refused").inc()
             log.error("refused promoted model %s: %s; the current model keeps trading", pointer.model, error)
@@ -98,21 +111,10 @@ class LiveService:
                 self.stop.wait(s.model_wait_seconds)
         if candidate is None:
             return
-        risk = RiskConfig(max_units=s.max_units, max_daily_loss_pips=s.max_daily_loss_pips,
-                          max_spread_pips=s.max_spread_pips, stale_bars=s.stale_bars)
-        with self.lock:
-            resolved = self.journal.resolve_unfinished(self.broker)
-        if resolved:
-            log.warning("settled %d decisions left unfinished by the last run: %s", len(resolved), resolved)
-        self.trader = LiveTrader(s.instrument, self.broker, self.journal, candidate, self.feed.history(),
-                                 simulations=s.simulations, risk=risk, control_dir=s.checkpoint_dir / "control",
-                                 spread_pips=s.spread_pips)
-        self.metrics.model.info({"version": self.trader.version})
-        if self.trader.last_decided_ns >= 0:
-            self.feed.skip_to_after(self.trader.last_decided_ns)
+        self.start_trader(candidate)
         self.status = "reconciling"
         while not self.reconcile():  # no trading before the broker confirmed the position
-            self.stop.wait(5.0)
+            self.stop.wait(RETRY_RECONCILE_SECONDS)
             self.heartbeat.beat()
             if self.stop.is_set():
                 return
@@ -125,7 +127,16 @@ class LiveService:
             retry = not self.trader.reconciled and time.monotonic() - self.last_reconcile_attempt > RETRY_RECONCILE_SECONDS
             if due or retry:
                 self.reconcile()
-            bars = self.feed.next_bars()
+            self.risk_timer()  # the kill switch and the loss limit act whether or not bars arrive
+            try:
+                bars = self.feed.next_bars()
+            except Exception as error:  # noqa: BLE001 - a feed that fails must not stop the risk timer
+                self.metrics.feed_errors.inc()
+                self.feed_error = f"{type(error).__name__}: {error}"
+                log.error("feed failed (%s); retrying in %.0fs", self.feed_error, s.poll_seconds)
+                self.stop.wait(s.poll_seconds)
+                continue
+            self.feed_error = None
             if len(bars) == 0:
                 if self.feed.exhausted:
                     self.status = "replay_finished"
@@ -133,6 +144,39 @@ class LiveService:
                 continue
             for i in range(len(bars)):
                 self.on_bar(bars[i : i + 1])
+
+    def start_trader(self, candidate: Candidate) -> LiveTrader:
+        """Settle what the last run left unfinished, then build the trader on exactly the bars
+        before the next decision: the feed first skips what the journal has decided."""
+        s = self.settings
+        risk = RiskConfig(max_units=s.max_units, max_daily_loss_pips=s.max_daily_loss_pips,
+                          max_spread_pips=s.max_spread_pips, stale_bars=s.stale_bars)
+        with self.lock:
+            resolved = self.journal.resolve_unfinished(self.broker)
+            last = self.journal.last_bar_ts()
+        if resolved:
+            log.warning("settled %d decisions left unfinished by the last run: %s", len(resolved), resolved)
+        if last is not None:
+            self.feed.skip_to_after(last.value)
+        self.trader = LiveTrader(s.instrument, self.broker, self.journal, candidate, self.feed.history(),
+                                 simulations=s.simulations, risk=risk, control_dir=s.checkpoint_dir / "control",
+                                 spread_pips=s.spread_pips)
+        self.metrics.model.info({"version": self.trader.version})
+        return self.trader
+
+    def risk_timer(self) -> None:
+        """The kill switch and daily-loss stop between bars, at the feed's clock."""
+        t = self.trader
+        now = self.now()
+        minute_ns = pd.Timestamp(now).floor("min").tz_convert("UTC").tz_localize(None).value
+        try:
+            with self.lock:
+                t.risk_check(minute_ns, now)
+        except (TemporaryBrokerError, OperationalBrokerError) as error:
+            self.count_broker_error(error)
+        self.metrics.kill_switch.set(1 if (self.settings.checkpoint_dir / "control" / "live.flatten").exists() else 0)
+        self.metrics.daily_loss_stop.set(1 if t.stopped_for_the_day(now) else 0)
+        self.metrics.position.set(t.position)
 
     def reconcile(self) -> bool:
         """Settle unfinished orders, then adopt the broker's position; True once trading may go on."""
@@ -184,7 +228,7 @@ class LiveService:
         m.unrealized.set(t.unrealized_pips())
         m.realized.set(t.realized_today)
         m.kill_switch.set(1 if (self.settings.checkpoint_dir / "control" / "live.flatten").exists() else 0)
-        m.daily_loss_stop.set(1 if t.stopped_day is not None else 0)
+        m.daily_loss_stop.set(1 if t.stopped_for_the_day(now) else 0)
         m.model.info({"version": t.version})
 
     def health(self) -> tuple[bool, dict]:
@@ -199,7 +243,7 @@ class LiveService:
 
     def status_page(self) -> dict:
         page = {"service": "live", "status": self.status, "broker": self.settings.broker, "feed": self.settings.feed,
-                "broker_error": self.broker_error}
+                "broker_error": self.broker_error, "feed_error": self.feed_error}
         if self.trader is not None:
             page.update(self.trader.status())
             page["realized_today_pips"] = round(self.trader.realized_today, 2)

@@ -4,11 +4,13 @@ Features come from the same numba code as training, computed over a trailing
 buffer long enough (WARMUP_BARS + window) that every value equals the batch
 feature store's on the same bars. The broker is the truth for the position:
 the trader reconciles at start (and refuses to trade until that succeeds) and
-on a timer. Guards, in order: market closed (Sunday 17:00 to Friday 17:00 New
-York time is open), stale data (the last bar more than `stale_bars` old), the
-kill switch (`control/live.flatten`: flatten and stand aside while it exists),
-the daily loss limit (flatten, stop until the next UTC day), a spread above
-the limit. A new model is staged off the decision path and swapped in
+on a timer. Guards, in order: the kill switch (`control/live.flatten`:
+flatten and stand aside while it exists) and the daily loss limit (flatten,
+stop until the next trading day, which starts at 17:00 New York) come first
+and also run on the service's timer, so they act when no bar arrives; then
+market closed (Sunday 17:00 to Friday 17:00 New York is open), stale data
+(the last bar more than `stale_bars` old), a spread above the limit. A new
+model is staged off the decision path and swapped in
 between bars.
 """
 
@@ -74,6 +76,15 @@ def market_open(now: datetime) -> bool:
     if weekday == 4:
         return minutes < 17 * 60
     return True
+
+
+def trading_day_start(now: datetime) -> pd.Timestamp:
+    """The start (UTC, naive) of the FX trading day `now` is in: days roll at 17:00 New York."""
+    ny = pd.Timestamp(now).tz_convert(NEW_YORK)
+    start = ny.replace(hour=17, minute=0, second=0, microsecond=0, nanosecond=0)
+    if ny < start:
+        start = (ny - pd.Timedelta(days=1)).replace(hour=17, minute=0, second=0, microsecond=0, nanosecond=0)
+    return start.tz_convert("UTC").tz_localize(None)
 
 
 def model_version(candidate: Candidate) -> str:
@@ -167,10 +178,32 @@ class LiveTrader:
         return self.position * (float(self.bars.close[-1]) - self.entry_price) / self.instrument.pip_size
 
     def daily_pnl_pips(self, now: datetime) -> float:
-        day = pd.Timestamp(now).tz_convert("UTC").tz_localize(None).normalize()
-        if self.realized_day != day:  # a new day (or a restart): start from what the journal says
+        day = trading_day_start(now)
+        if self.realized_day != day:  # a new trading day (or a restart): start from what the journal says
             self.realized_day, self.realized_today = day, self.journal.realized_since(day)
         return self.realized_today + self.unrealized_pips()
+
+    def stopped_for_the_day(self, now: datetime) -> bool:
+        """The daily-loss stop holds for the rest of its trading day only."""
+        return self.stopped_day is not None and self.stopped_day == trading_day_start(now)
+
+    def risk_check(self, ts: int, now: datetime) -> str | None:
+        """The kill switch and the daily loss limit: flatten and stand aside. Called for every
+        bar and, by the service, on a timer, so both act when the feed stalls, the data is
+        stale or the market is closed. Never while an order's fate is unknown or the broker
+        has not been read since an error: a second close could open a new position."""
+        if not self.reconciled:
+            return None
+        if self.control_dir is not None and (self.control_dir / "live.flatten").exists():
+            self.flatten(ts, "kill_switch")
+            return "kill_switch"
+        if self.stopped_for_the_day(now):
+            return "daily_loss_limit"
+        if self.daily_pnl_pips(now) <= -self.risk.max_daily_loss_pips:
+            self.flatten(ts, "daily_loss_limit")
+            self.stopped_day = trading_day_start(now)
+            return "daily_loss_limit"
+        return None
 
     def on_bar(self, bar: Bars, now: datetime, spread_pips: float | None = None) -> Decision:
         started = time.perf_counter()
@@ -197,21 +230,14 @@ class LiveTrader:
     def _guard(self, ts: int, now: datetime, spread_pips: float | None) -> str | None:
         if not self.reconciled:  # at start, after any broker error, while an order's fate is unknown
             return "order_unknown" if self.unknown_orders else "not_reconciled"
+        stop = self.risk_check(ts, now)
+        if stop is not None:
+            return stop
         if not market_open(now):
             return "market_closed"
         age_bars = (pd.Timestamp(now).value - (ts + NS_PER_MINUTE)) / NS_PER_MINUTE
         if age_bars > self.risk.stale_bars:
             return "stale_data"
-        if self.control_dir is not None and (self.control_dir / "live.flatten").exists():
-            self.flatten(ts, "kill_switch")
-            return "kill_switch"
-        day = pd.Timestamp(now).tz_convert("UTC").tz_localize(None).normalize()
-        if self.stopped_day == day:
-            return "daily_loss_limit"
-        if self.daily_pnl_pips(now) <= -self.risk.max_daily_loss_pips:
-            self.flatten(ts, "daily_loss_limit")
-            self.stopped_day = day
-            return "daily_loss_limit"
         if spread_pips is not None and spread_pips > self.risk.max_spread_pips:
             return "spread_too_wide"
         if self.position not in self.space.positions:  # adopted from the broker: the model cannot act on it
@@ -315,5 +341,6 @@ class LiveTrader:
             "reconciled": self.reconciled, "reconciliation_mismatches": self.mismatches,
             "last_bar": str(pd.Timestamp(int(self.bars.ts[-1]))) if len(self.bars) else None,
             "stopped_for_the_day": str(self.stopped_day) if self.stopped_day is not None else None,
+            "unknown_orders": self.unknown_orders,
             "broker": self.broker.name, "at": datetime.now(timezone.utc).isoformat(),
         }

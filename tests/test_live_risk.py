@@ -1,0 +1,122 @@
+"""The live service's risk controls when bars do not come, the daily-loss stop's
+trading day, and a restart in replay mode that keeps the features right."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from services.live.config import LiveSettings
+from services.live.service import LiveService
+from shared.brokers.paper import PaperBroker
+from shared.live.feeds import ReplayFeed
+from shared.live.journal import Journal
+from shared.live.trader import LiveTrader, RiskConfig, trading_day_start
+from tests.live_helpers import load, promote_checkpoint, trading_checkpoint
+
+
+class _DeadFeed(ReplayFeed):
+    """A feed whose history loads and whose every later request fails (OANDA down, say)."""
+
+    def next_bars(self):
+        raise ConnectionError("feed unreachable")
+
+
+def _service(features, data_dir, root, feed) -> LiveService:
+    settings = LiveSettings(CHECKPOINT_DIR=str(root), MICRO_DATA_DIR=str(data_dir), LIVE_POLL_SECONDS=0.2,
+                            LIVE_MODEL_WAIT_SECONDS=0.2, LIVE_SIMULATIONS=4)
+    broker = PaperBroker(root / "live" / "paper.json", spread_pips=4.0, pip_size=0.01)
+    return LiveService(settings, broker, feed, Journal(root / "live" / "journal.duckdb"))
+
+
+def test_the_kill_switch_flattens_while_the_feed_fails(features, data_dir, tmp_path):
+    """Regression: live.flatten acted only inside on_bar, so with a dead feed it never did
+    (and a feed error ended the loop)."""
+    promote_checkpoint(tmp_path, trading_checkpoint(features, tmp_path, 64), 64)
+    start = int(features.sessions["test"][0])
+    service = _service(features, data_dir, tmp_path, _DeadFeed(features.bars, start))
+    service.broker.mark(float(features.bars.close[start - 1]))
+    service.broker.market_order("GBPJPY", 1, "mm-d-held")  # a position the broker holds from before
+    thread = threading.Thread(target=service._run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline and (service.trader is None or not service.trader.reconciled):
+            time.sleep(0.1)
+        assert service.trader.position == 1
+        (tmp_path / "control").mkdir(exist_ok=True)
+        (tmp_path / "control" / "live.flatten").touch()
+        while time.time() < deadline and service.broker.snapshot("GBPJPY").units != 0:
+            time.sleep(0.1)
+        assert service.broker.snapshot("GBPJPY").units == 0 and service.trader.position == 0
+        assert service.metrics.feed_errors._value.get() >= 1 and service.feed_error is not None
+        assert thread.is_alive(), "a failing feed does not end the loop"
+    finally:
+        service.stop.set()
+        thread.join(timeout=30)
+
+
+def test_the_daily_loss_stop_resets_on_the_next_trading_day(features, tmp_path):
+    """Regression: once hit, the daily-loss stop (and its metric) held forever."""
+    trader = LiveTrader("GBPJPY", PaperBroker(tmp_path / "paper.json", spread_pips=4.0, pip_size=0.01),
+                        Journal(tmp_path / "journal.duckdb"), load(trading_checkpoint(features, tmp_path, 64)),
+                        features.bars[:3000], simulations=4, risk=RiskConfig(max_daily_loss_pips=50.0))
+    trader.reconcile()
+    now = datetime(2024, 3, 13, 20, 0, tzinfo=timezone.utc)  # Wednesday 16:00 New York
+    trader.daily_pnl_pips(now)
+    trader.realized_today = -60.0  # lost 60 pips today
+    assert trader.risk_check(0, now) == "daily_loss_limit" and trader.stopped_for_the_day(now)
+    assert trader.risk_check(0, now + timedelta(minutes=50)) == "daily_loss_limit"  # 16:50: same trading day
+    later = now + timedelta(hours=1, minutes=1)  # 17:01 New York: a new trading day
+    assert trader.risk_check(0, later) is None and not trader.stopped_for_the_day(later)
+
+
+@pytest.mark.parametrize("when, start", [
+    ("2024-03-13 20:59", "2024-03-12 21:00"),  # EDT: the day began at 17:00 New York = 21:00 UTC
+    ("2024-03-13 21:00", "2024-03-13 21:00"),
+    ("2024-01-10 21:59", "2024-01-09 22:00"),  # EST
+])
+def test_trading_days_roll_at_17_new_york(when, start):
+    assert trading_day_start(datetime.fromisoformat(when).replace(tzinfo=timezone.utc)) == pd.Timestamp(start)
+
+
+def test_a_restart_in_replay_mode_keeps_exactly_the_bars_before_the_next_decision(features, data_dir, tmp_path):
+    """Regression: after a restart the feature buffer jumped over every bar decided before
+    the crash (about 1,500 bars), so the first decisions saw the wrong features."""
+    promote_checkpoint(tmp_path, trading_checkpoint(features, tmp_path, 64), 64)
+    start = int(features.sessions["test"][0])
+    first = _service(features, data_dir, tmp_path, ReplayFeed(features.bars, start))
+    trader = first.start_trader(first.load_promoted())
+    first.reconcile()
+    for _ in range(40):
+        first.on_bar(first.feed.next_bars())
+    decided_up_to = first.feed.position - 1
+    first.journal.close()
+
+    restarted = _service(features, data_dir, tmp_path, ReplayFeed(features.bars, start))
+    trader = restarted.start_trader(restarted.load_promoted())
+    assert int(trader.bars.ts[-1]) == int(features.bars.ts[decided_up_to])
+    restarted.reconcile()
+    restarted.on_bar(restarted.feed.next_bars())
+    window, _ = trader.observation()
+    np.testing.assert_array_equal(window[0], features.features[decided_up_to + 1 - 31 : decided_up_to + 2])
+
+
+def test_a_model_for_another_instrument_is_refused(features, data_dir, tmp_path):
+    import torch
+
+    path = trading_checkpoint(features, tmp_path, 64)
+    payload = torch.load(path, weights_only=True)
+    payload["instrument"] = "EURUSD"
+    torch.save(payload, path)
+    promote_checkpoint(tmp_path, path, 64)
+    service = _service(features, data_dir, tmp_path, ReplayFeed(features.bars, int(features.sessions["test"][0])))
+    assert service.load_promoted() is None
+    assert service.metrics.swaps.labels(result="refused")._value.get() == 1
+    events = service.journal.con.execute("SELECT detail FROM events WHERE kind = 'model_refused'").fetchall()
+    assert "instrument_mismatch" in events[0][0]
