@@ -183,13 +183,16 @@ def export_coreml(candidate: Candidate, out: Path, *, progress: bool = True) -> 
     files = []
     for spec in tqdm(package_specs(model), desc="coreml export", unit="package", disable=not progress):
         module = spec.module(model).eval()
-        example = example_inputs(spec, 1)
+        example = example_inputs(spec, 2)  # a batch of 1 would be specialised to a constant by torch.export
         with torch.no_grad():
-            module(*example)  # warm the TCN's index cache so the trace is one graph
-            traced = torch.jit.trace(module, example, check_trace=False)
+            module(*example)  # warm the TCN's index cache so the export is one graph
+            # torch.export (what coremltools recommends): batch is a symbolic dimension, 1..MAX_BATCH
+            batch_dim = torch.export.Dim("batch", min=1, max=MAX_BATCH)
+            exported = torch.export.export(module, tuple(example), dynamic_shapes=tuple({0: batch_dim} for _ in example))
+            exported = exported.run_decompositions({})
         batch = ct.RangeDim(lower_bound=1, upper_bound=MAX_BATCH, default=1)
         mlmodel = ct.convert(
-            traced,
+            exported,
             inputs=[ct.TensorType(name=name, shape=(batch, *shape), dtype=np.float32) for name, shape in spec.inputs],
             outputs=[ct.TensorType(name=name, dtype=np.float32) for name in spec.outputs],
             convert_to="mlprogram",

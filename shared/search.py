@@ -14,6 +14,7 @@ import torch
 from mcts_rs import BatchedSearch, run_search
 from shared.env.actions import ActionSpace
 from shared.model import MuZeroNetworks, ValueSupport
+from shared.model.inference import InferencePlan
 
 
 @dataclass(frozen=True)
@@ -43,61 +44,18 @@ class SearchOutput:
     search: BatchedSearch      # for visit policies, chosen actions and tree export
 
 
-class _Roots(torch.nn.Module):
-    def __init__(self, model: MuZeroNetworks, support: torch.Tensor) -> None:
-        super().__init__()
-        self.model = model
-        self.register_buffer("support", support)
-
-    def forward(self, temporal: torch.Tensor, static: torch.Tensor, legal: torch.Tensor):
-        state = self.model.represent(temporal, static)
-        policy_logits, value_logits = self.model.predict(state)
-        prior = torch.softmax(policy_logits.masked_fill(~legal, float("-inf")), dim=-1)
-        return state, prior, _expected_pips(value_logits, self.support)
-
-
-class _Afterstates(torch.nn.Module):
-    def __init__(self, model: MuZeroNetworks, support: torch.Tensor) -> None:
-        super().__init__()
-        self.model = model
-        self.register_buffer("support", support)
-
-    def forward(self, state: torch.Tensor, action: torch.Tensor):
-        after, chance_logits, value_logits = self.model.afterstate(state, action)
-        return after, chance_logits, _expected_pips(value_logits, self.support)
-
-
-class _States(torch.nn.Module):
-    def __init__(self, model: MuZeroNetworks, support: torch.Tensor) -> None:
-        super().__init__()
-        self.model = model
-        self.register_buffer("support", support)
-
-    def forward(self, afterstate: torch.Tensor, outcome: torch.Tensor):
-        state, reward = self.model.dynamics(afterstate, outcome)
-        policy_logits, value_logits = self.model.predict(state)
-        return state, policy_logits, _expected_pips(value_logits, self.support), reward
-
-
-def _expected_pips(value_logits: torch.Tensor, support: torch.Tensor) -> torch.Tensor:
-    from shared.model.support import unscale
-
-    return unscale((torch.softmax(value_logits, dim=-1) * support).sum(-1))
-
-
 class NetworkSearch:
     """Searches batches of roots with one set of networks (a tree arena per
     batch size, allocated on first use and reused).
 
-    The three inference functions (roots, afterstates, states) are traced and
-    frozen with TorchScript: three times less per-call overhead than eager
-    PyTorch, which is most of a search at small batches. Freezing copies the
-    weights, so whoever changes them calls `refresh()` (the trainer does, once
-    per iteration)."""
+    The three inference functions (roots, afterstates, states) come from an
+    `InferencePlan`: eager PyTorch over a frozen copy of the weights, laid out
+    for few ops per call (per-call overhead is most of a search at small
+    batches). The copy means whoever changes the weights calls `refresh()`
+    (the trainer does, once per iteration)."""
 
     def __init__(self, model: MuZeroNetworks, batch_size: int, space: ActionSpace,
-                 config: SearchConfig = SearchConfig(), device: torch.device | None = None, *,
-                 compiled: bool = True) -> None:
+                 config: SearchConfig = SearchConfig(), device: torch.device | None = None) -> None:
         if space.num_actions != model.config.num_actions:
             raise ValueError(f"the {space.name} space has {space.num_actions} actions, the network {model.config.num_actions}")
         self.model = model
@@ -105,7 +63,6 @@ class NetworkSearch:
         self.config = config
         self.device = device or next(model.parameters()).device
         self.support = ValueSupport(model.config.value_atoms, model.config.value_max_pips).to(self.device)
-        self.compiled = compiled
         self._trees: dict[int, BatchedSearch] = {}
         self.tree = self._tree(batch_size)
         self.refresh()
@@ -113,30 +70,8 @@ class NetworkSearch:
     @torch.inference_mode()
     def refresh(self) -> None:
         """(Re)build the inference functions from the model's current weights."""
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            c, d = self.model.config, self.device
-            roots = _Roots(self.model, self.support.support).eval()
-            after = _Afterstates(self.model, self.support.support).eval()
-            states = _States(self.model, self.support.support).eval()
-            if not self.compiled:
-                self._roots, self._after_fn, self._state_fn = roots, after, states
-                return
-            batch = 2
-            examples = (
-                (torch.zeros(batch, c.window_bars, c.temporal_features, device=d), torch.zeros(batch, c.static_features, device=d),
-                 torch.ones(batch, c.num_actions, dtype=torch.bool, device=d)),
-                (torch.zeros(batch, c.hidden, device=d), torch.zeros(batch, dtype=torch.long, device=d)),
-                (torch.zeros(batch, c.hidden, device=d), torch.zeros(batch, dtype=torch.long, device=d)),
-            )
-            built = []
-            for module, example in zip((roots, after, states), examples):
-                module(*example)  # warm the TCN's index cache so the trace is one graph
-                built.append(torch.jit.freeze(torch.jit.trace(module, example, check_trace=False)))
-            self._roots, self._after_fn, self._state_fn = built
-        finally:
-            self.model.train(was_training)
+        plan = InferencePlan(self.model, self.support.support)
+        self._roots, self._after_fn, self._state_fn = plan.roots, plan.afterstates, plan.states
 
     def _tree(self, batch_size: int) -> BatchedSearch:
         if batch_size not in self._trees:
@@ -181,7 +116,7 @@ class NetworkSearch:
             seeds: np.ndarray, *, add_noise: bool) -> SearchOutput:
         """temporal [B, 32, 9], static [B, 6], legal [B, A], positions [B] net
         units (as in the action space), seeds [B] uint64."""
-        # the inference functions are built in eval mode (refresh); the model's own mode does not matter here
+        # the inference plan is a frozen eval-mode copy (refresh); the model's own mode does not matter here
         state, prior, value = self.roots(temporal, static, legal)
         prior_np, value_np = self._numpy(prior), self._numpy(value)
         tree = self._tree(len(legal))

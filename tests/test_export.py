@@ -63,7 +63,7 @@ def test_cli_exports_the_promoted_model_and_refuses_another_feature_spec(checkpo
     root, path = checkpoint
     from shared.checkpoints import sha256_file
 
-    promote(root, path, sha256_file(path), 128, {"quality": 1.0})
+    promote(root, path.read_bytes(), sha256_file(path), 128, {"quality": 1.0})
     assert main(["coreml", "--checkpoint", str(root / "promoted" / "CURRENT"), "--out", str(tmp_path / "a"),
                  "--quiet"]) == 0
     assert "exported 4 packages" in capsys.readouterr().out

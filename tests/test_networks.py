@@ -98,3 +98,49 @@ def test_device_selection(monkeypatch):
 def test_bad_network_config():
     with pytest.raises(ValueError, match="dropout"):
         NetworkConfig(dropout=1.5)
+
+
+def test_the_inference_plan_computes_what_the_modules_do():
+    """The search's flat eager plan (transposed weights, one-hot folded into a bias table,
+    fused heads) against the modules, output by output, whatever mode the model is in."""
+    from shared.model.inference import InferencePlan
+
+    torch.manual_seed(1)
+    model = MuZeroNetworks(NetworkConfig(tcn_channels=16, hidden=32))
+    for block in model.representation.blocks:  # non-trivial batch-norm statistics
+        block.norm.running_mean.uniform_(-0.5, 0.5)
+        block.norm.running_var.uniform_(0.5, 2.0)
+    for p in model.parameters():  # weights away from their initialisation, layer norms included
+        p.data.add_(0.1 * torch.randn_like(p))
+    support = ValueSupport(model.config.value_atoms, model.config.value_max_pips)
+    model.train()  # the plan is an eval-mode copy: the training model's mode must not matter
+    plan = InferencePlan(model, support.support)
+    model.eval()
+    b = 7
+    temporal, static = torch.randn(b, 32, 9), torch.randn(b, 6)
+    legal = torch.rand(b, 4) > 0.3
+    legal[:, 0] = True
+    state_in, action, outcome = torch.randn(b, 32), torch.randint(0, 4, (b,)), torch.randint(0, 3, (b,))
+    with torch.inference_mode():
+        state, prior, value = plan.roots(temporal, static, legal)
+        want_state = model.represent(temporal, static)
+        policy_logits, value_logits = model.predict(want_state)
+        want_prior = torch.softmax(policy_logits.masked_fill(~legal, float("-inf")), -1)
+        torch.testing.assert_close(state, want_state, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(prior, want_prior, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(value, support.value(value_logits), atol=1e-4, rtol=1e-5)
+        assert torch.all(prior[~legal] == 0)
+
+        after, chance, after_value = plan.afterstates(state_in, action)
+        want_after, want_chance, want_after_value = model.afterstate(state_in, action)
+        torch.testing.assert_close(after, want_after, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(chance, want_chance, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(after_value, support.value(want_after_value), atol=1e-4, rtol=1e-5)
+
+        nxt, policy, value, reward = plan.states(state_in, outcome)
+        want_next, want_reward = model.dynamics(state_in, outcome)
+        want_policy, want_value = model.predict(want_next)
+        torch.testing.assert_close(nxt, want_next, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(policy, want_policy, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(value, support.value(want_value), atol=1e-4, rtol=1e-5)
+        torch.testing.assert_close(reward, want_reward, atol=1e-5, rtol=1e-5)
