@@ -9,7 +9,7 @@ DEPS   := $(VENV)/.deps-installed
 MCTS   := $(VENV)/.mcts-built
 MCTS_SOURCES := $(wildcard mcts_rs/src/*.rs) mcts_rs/Cargo.toml mcts_rs/pyproject.toml $(wildcard mcts_rs/python/mcts_rs/*)
 
-.PHONY: setup run up down test test-python test-rust lint bench clean
+.PHONY: setup test-tools run up down test test-python test-rust lint bench clean
 
 setup: $(DEPS) $(MCTS)
 
@@ -38,12 +38,17 @@ up: setup
 down:
 	$(PY) -m deploy.local down
 
-test: setup test-rust test-python
+test: setup test-tools test-rust test-python
+
+# promtool and prometheus for the monitoring tests: installed when missing (and
+# this machine can), or a one-line instruction.
+test-tools:
+	bash deploy/tools/ensure-test-tools.sh
 
 test-rust:
 	cd mcts_rs && cargo test --release
 
-test-python: setup
+test-python: setup test-tools
 	$(PY) -m pytest
 
 lint:

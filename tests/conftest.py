@@ -25,3 +25,4 @@ def data_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def features(data_dir):
     return load_feature_set(data_dir / "market.duckdb", "GBPJPY")
+

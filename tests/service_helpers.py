@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,3 +42,12 @@ def wait_for(url: str, ok=lambda r: r.status_code == 200, timeout: float = 90.0,
             pass
         time.sleep(0.3)
     raise AssertionError(f"timed out waiting for {url}; last answer: {last.text if last is not None else None}")
+
+
+def require_tool(name: str) -> str:
+    """The path of a command-line tool the test needs; a missing one fails with what to do."""
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(f"{name} is not installed: `make test-tools` installs it (Debian package prometheus), "
+                    "or run `sudo apt-get install prometheus`", pytrace=False)
+    return path

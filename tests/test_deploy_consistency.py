@@ -22,6 +22,7 @@ from services.training.metrics import TrainingMetrics
 from services.validation.config import ValidationSettings
 from services.validation.metrics import ValidationMetrics
 from shared.env.actions import HOLD_BUY_SELL_CLOSE
+from tests.service_helpers import require_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -128,8 +129,7 @@ def test_every_queried_metric_is_exported():
 
 
 def test_promtool_checks_config_and_runs_the_alert_unit_tests():
-    promtool = shutil.which("promtool")
-    assert promtool, "promtool (Debian package prometheus) is required; .ci/run installs it"
+    promtool = require_tool("promtool")
     for args in (["check", "config", "prometheus.yml"], ["check", "rules", "alerts.yml"],
                  ["test", "rules", "alerts_test.yml"]):
         result = subprocess.run([promtool, *args], cwd=PROMETHEUS, capture_output=True, text=True)
@@ -144,3 +144,21 @@ def test_metric_names_follow_the_conventions():
     for name in exported_metric_names() - {"up"}:
         assert name.startswith(("micro_training_", "micro_validation_", "micro_live_")), name
         assert not name.endswith("_ms"), name
+
+
+def test_make_test_installs_its_tools_or_says_the_one_command(tmp_path):
+    """Regression: without prometheus, `make test` ended in a TypeError deep in test_system."""
+    script = ROOT / "deploy" / "tools" / "ensure-test-tools.sh"
+    bare = tmp_path / "bin"  # a PATH with bash and nothing of prometheus or apt
+    bare.mkdir()
+    (bare / "bash").symlink_to(shutil.which("bash"))
+    result = subprocess.run([str(bare / "bash"), str(script)], env={"PATH": str(bare)}, capture_output=True, text=True)
+    assert result.returncode == 1
+    assert "promtool prometheus" in result.stderr and "sudo apt-get install prometheus" in result.stderr
+    for tool in ("promtool", "prometheus"):  # present: nothing to do
+        (bare / tool).write_text("#!/bin/sh\n")
+        (bare / tool).chmod(0o755)
+    result = subprocess.run([str(bare / "bash"), str(script)], env={"PATH": str(bare)}, capture_output=True, text=True)
+    assert result.returncode == 0 and result.stderr == ""
+    makefile = (ROOT / "Makefile").read_text()
+    assert "test: setup test-tools" in makefile

@@ -16,7 +16,7 @@ import httpx
 import yaml
 
 from deploy.local import ROOT, SERVICES, Stack, load_specs
-from tests.service_helpers import free_port, wait_for
+from tests.service_helpers import free_port, require_tool, wait_for
 
 DASHBOARDS = ROOT / "deploy" / "grafana" / "dashboards"
 ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
@@ -53,6 +53,7 @@ def test_the_whole_system(tmp_path):
     stack = Stack(specs, runtime / "logs", extra_env=SMALL)
     stack.prepare_data()
     assert (data / "market.duckdb").exists()
+    prometheus_binary = require_tool("prometheus")  # before anything starts: a clear failure, not a TypeError
     prometheus = None
     try:
         stack.start_all()
@@ -78,7 +79,7 @@ def test_the_whole_system(tmp_path):
         config["rule_files"] = [str(ALERTS)]
         (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
         prometheus = subprocess.Popen(
-            [shutil.which("prometheus"), f"--config.file={tmp_path / 'prometheus.yml'}",
+            [prometheus_binary, f"--config.file={tmp_path / 'prometheus.yml'}",
              f"--storage.tsdb.path={tmp_path / 'tsdb'}", f"--web.listen-address=127.0.0.1:{prom_port}"],
             stdout=open(tmp_path / "prometheus.log", "wb"), stderr=subprocess.STDOUT)
         api = f"http://127.0.0.1:{prom_port}/api/v1"
