@@ -7,6 +7,8 @@ import json
 
 import duckdb
 import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import pandas as pd
 import pytest
 
@@ -35,25 +37,44 @@ def test_session_boundaries_gaps_and_ranges():
     minutes = np.concatenate([np.arange(20), 20 + 9 + np.arange(20)])  # a 10-minute step: allowed
     bars = _bars(minutes)
     valid = valid_session_starts(bars.ts, bars.high, bars.low, PIP, SMALL)
-    assert valid[: 40 - 10 + 1].all() and not valid[40 - 10 + 1 :].any()  # last start leaves exactly 10 bars
+    # the first start has 10 bars of range behind it; the last leaves exactly 10 bars
+    assert not valid[:9].any() and valid[9 : 40 - 10 + 1].all() and not valid[40 - 10 + 1 :].any()
 
     minutes = np.concatenate([np.arange(20), 20 + 10 + np.arange(20)])  # an 11-minute step between bars 19 and 20
     valid = valid_session_starts(*(lambda b: (b.ts, b.high, b.low))(_bars(minutes)), PIP, SMALL)
-    assert valid[:11].all()      # sessions [0..9] .. [10..19] end before the gap
+    assert valid[9:11].all()     # sessions [9..18], [10..19] end before the gap
     assert not valid[11:20].any()  # any session holding bars 19 and 20 crosses it
     assert valid[20:31].all()
 
 
 def test_sessions_never_hold_weekend_bars_or_dead_markets():
-    friday = pd.Timestamp("2024-01-12 21:50")
-    bars = _bars(np.arange(30), start=str(friday))  # 21:50 .. 22:19 Friday: the last 20 are after the close
+    friday = pd.Timestamp("2024-01-12 21:41")
+    bars = _bars(np.arange(40), start=str(friday))  # 21:41 .. 22:20 Friday: the last 21 are after the close
     valid = valid_session_starts(bars.ts, bars.high, bars.low, PIP, SMALL)
-    assert valid[0] and not valid[1:].any()
+    assert valid[9] and not valid[:9].any() and not valid[10:].any()
     quiet = _bars(np.arange(30), range_pips=0.5)
     assert not valid_session_starts(quiet.ts, quiet.high, quiet.low, PIP, SMALL).any()
     warm = SessionConfig(length_bars=10, warmup_bars=15)
     busy = _bars(np.arange(30))
     assert np.flatnonzero(valid_session_starts(busy.ts, busy.high, busy.low, PIP, warm)).min() == 15
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), start=st.integers(0, 79))
+def test_no_session_is_chosen_by_its_future_prices(seed, start):
+    """Regression: the range filter read the session's own bars, so which sessions existed
+    depended on the prices after their start. Now any change to the prices after a start
+    leaves its existence as it was."""
+    rng = np.random.default_rng(seed)
+    minutes = np.cumsum(rng.choice([1, 1, 1, 1, 2, 12], size=90))  # an occasional gap
+    close = 170 + np.cumsum(rng.normal(0, 0.01, 90))
+    spread = rng.uniform(0.001, 0.01, 90)  # bar ranges around the 1-pip threshold
+    bars = _bars(minutes)
+    valid = valid_session_starts(bars.ts, close + spread, close - spread, PIP, SMALL)
+    future = spread.copy()
+    future[start + 1 :] = rng.uniform(0.0, 0.012, 90 - start - 1)  # other prices after the start
+    changed = valid_session_starts(bars.ts, close + future, close - future, PIP, SMALL)
+    assert changed[start] == valid[start]
 
 
 def test_split_is_by_time_with_a_purge_gap_and_no_overlap(market_bars):

@@ -4,7 +4,17 @@ A session is `length_bars` consecutive bars (360: six hours of M1) that
 * starts at or after WARMUP_BARS, so every feature lookback is full,
 * has no gap longer than `max_gap_minutes` between consecutive bars,
 * has no bar while the FX market is closed (Friday 22:00 to Sunday 22:00 UTC),
-* has a mean bar range of at least `min_mean_bar_range_pips` (dead markets teach nothing).
+* starts after a live market: the mean bar range of the `length_bars` bars up
+  to and including its first bar is at least `min_mean_bar_range_pips` (dead
+  markets teach nothing).
+
+No session is chosen by its future prices: the range filter looks back from
+the start, and the other two read only timestamps, which say whether the bars
+are there (the FX calendar and data completeness), never where the price
+went. A property test changes every price after a start and checks that the
+session exists or not all the same. (A range filter over the session's own
+bars kept the eventful sessions, so validation and test scored a market
+chosen for its coming volatility.)
 
 The series is split by time: the first `train_fraction` of its time span is
 train, the next `validation_fraction` validation, the rest test. `purge_minutes`
@@ -75,10 +85,15 @@ def valid_session_starts(ts_ns: np.ndarray, high: np.ndarray, low: np.ndarray, p
         start = np.arange(n - length + 1) + (1 if skip_first else 0)
         return c[np.arange(n - length + 1) + length] - c[start]
 
+    # mean range of the `length` bars ending at s (bars s-length+1 .. s): known when the session starts
+    c = np.concatenate([[0.0], np.cumsum(bar_range)])
+    s_index = np.arange(n - length + 1)
+    trailing_range = (c[s_index + 1] - c[np.maximum(s_index + 1 - length, 0)]) / length
     starts_ok = (
-        (window_sum(bad_step, skip_first=True) == 0)
-        & (window_sum(closed, skip_first=False) == 0)
-        & (window_sum(bar_range, skip_first=False) / length >= cfg.min_mean_bar_range_pips)
+        (window_sum(bad_step, skip_first=True) == 0)        # timestamps only: the data is complete
+        & (window_sum(closed, skip_first=False) == 0)       # timestamps only: the calendar
+        & (trailing_range >= cfg.min_mean_bar_range_pips)   # prices up to the start only
+        & (s_index >= length - 1)                           # a full trailing window
     )
     starts_ok[: cfg.warmup_bars] = False
     valid[: n - length + 1] = starts_ok
