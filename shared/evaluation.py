@@ -20,6 +20,7 @@ class Evaluation:
     episode_pnl_pips: np.ndarray   # [S] P&L per session after costs
     trades_pips: np.ndarray        # [trades] closed trades in session order
     action_counts: np.ndarray      # [A]
+    position_changes: int = 0      # decisions that changed the position
 
     @property
     def total_pips(self) -> float:
@@ -34,7 +35,7 @@ def evaluate(env: TradingEnv, policy: Policy, starts: np.ndarray, *, batch: int 
              on_step: Callable[[int, int], None] | None = None) -> Evaluation:
     """Play every session in `starts` (in groups of `batch`, in lockstep).
     `on_step(done, total)` is called after every lockstep step (progress, deadlines)."""
-    pnl, trades = [], []
+    pnl, trades, changes = [], [], 0
     counts = np.zeros(env.num_actions, dtype=np.int64)
     groups = list(range(0, len(starts), batch))
     total = len(groups) * env.steps_per_episode
@@ -52,7 +53,8 @@ def evaluate(env: TradingEnv, policy: Policy, starts: np.ndarray, *, batch: int 
             pnl.append(stats.pnl_pips)
             trades.extend(stats.trades_pips)
             counts += stats.actions
-    return Evaluation(np.asarray(pnl), np.asarray(trades), counts)
+            changes += stats.position_changes
+    return Evaluation(np.asarray(pnl), np.asarray(trades), counts, changes)
 
 
 def flat_policy(obs: Observation) -> np.ndarray:

@@ -53,6 +53,7 @@ class EpisodeBatch:
     pnl_pips: np.ndarray     # [E] float64 episode P&L after costs
     trades_pips: list[list[float]]  # closed trades per episode
     action_counts: np.ndarray  # [E, A] int64
+    position_changes: np.ndarray | None = None  # [E] int64, decisions that changed the position
 
     @property
     def episodes(self) -> int:
@@ -110,4 +111,5 @@ def play_episodes(
     out.pnl_pips = np.array([s.pnl_pips for s in env.stats])
     out.trades_pips = [list(s.trades_pips) for s in env.stats]
     out.action_counts = np.stack([s.actions for s in env.stats])
+    out.position_changes = np.array([s.position_changes for s in env.stats], np.int64)
     return out

@@ -89,7 +89,10 @@ def quality_score(expectancy: float, total: float, drawdown: float, trades: int,
     return float(score)
 
 
-def trade_stats(trades: np.ndarray, daily_pnl: np.ndarray, action_counts: np.ndarray) -> TradeStats:
+def trade_stats(trades: np.ndarray, daily_pnl: np.ndarray, action_counts: np.ndarray,
+                position_changes: int) -> TradeStats:
+    """`position_changes`: decisions that changed the position (orders); the trade ratio is
+    their share of all decisions, in any action space (action 0 is not always HOLD)."""
     trades = np.asarray(trades, dtype=np.float64)
     counts = np.asarray(action_counts, dtype=np.float64)
     share = (counts / counts.sum()).tolist() if counts.sum() else [0.0] * len(counts)
@@ -107,7 +110,7 @@ def trade_stats(trades: np.ndarray, daily_pnl: np.ndarray, action_counts: np.nda
         sqn=sqn(trades),
         sqn_100=sqn_100,
         sharpe_daily=sharpe_daily(np.asarray(daily_pnl, dtype=np.float64)),
-        trade_ratio=1.0 - share[0] if share else 0.0,
+        trade_ratio=float(position_changes / counts.sum()) if counts.sum() else 0.0,
         action_share=share,
         quality=quality_score(expectancy, float(trades.sum()), drawdown, len(trades), sqn_100,
                               int((counts > 0).sum())),

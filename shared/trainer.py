@@ -98,7 +98,8 @@ def trade_statistics(batch: EpisodeBatch) -> tuple[int, float, float, float, lis
     share = (counts / counts.sum()).tolist() if counts.sum() else [0.0] * len(counts)
     expectancy = float(np.mean(trades)) if trades else 0.0
     win_rate = float(np.mean([p > 0 for p in trades])) if trades else 0.0
-    trade_ratio = 1.0 - share[0]  # share of decisions that were not HOLD
+    changes = batch.position_changes.sum() if batch.position_changes is not None else 0
+    trade_ratio = float(changes / counts.sum()) if counts.sum() else 0.0  # share of decisions that were orders
     return len(trades), expectancy, win_rate, trade_ratio, share
 
 

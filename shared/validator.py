@@ -107,7 +107,7 @@ def validate(candidate: Candidate, features: FeatureSet, config: ValidationConfi
     flat = evaluate(env, flat_policy, starts, on_step=tick(3))
 
     def stats(e: Evaluation) -> TradeStats:
-        return trade_stats(e.trades_pips, _daily_pnl(features, starts, e), e.action_counts)
+        return trade_stats(e.trades_pips, _daily_pnl(features, starts, e), e.action_counts, e.position_changes)
 
     main = stats(searched)
     baselines = {"raw_network": stats(raw), "random": stats(rnd), "flat": stats(flat)}

@@ -110,7 +110,7 @@ def test_oanda_mode_trades_through_v20_and_never_shows_the_token(data_dir, featu
     journal = _journal(tmp_path)
     assert set(journal[journal.status == "FILLED"].client_id) <= set(state.orders)
     outputs.append((tmp_path / "live.log").read_text())
-    outputs.append(journal.to_json())
+    outputs.append(journal.to_json(date_format="iso"))
     outputs.append((tmp_path / "live" / "journal.duckdb").read_bytes().decode("latin-1"))
     for text in outputs:
         assert TOKEN not in text

@@ -18,7 +18,8 @@ from shared.data.store import BarStore
 from shared.data.synthetic import SyntheticMarketConfig, generate_bars
 from shared.features import FEATURE_SPEC_VERSION, TEMPORAL_FEATURES
 from shared.features.micro import market_outcomes, temporal_features
-from shared.features.position import PositionTracks, close_positions, mark_to_market, open_positions, position_features
+from shared.accounting import Book, fill, mark
+from shared.features.position import position_features
 from shared.features.sessions import SessionConfig, split_sessions, valid_session_starts
 from shared.features.store import FeatureSpecMismatch, FeatureStoreError, build_feature_store, load_feature_set
 
@@ -105,22 +106,29 @@ def test_bad_session_config_is_a_clear_error():
 
 
 def test_position_features_follow_a_trade():
-    tracks = PositionTracks.flat(2)
-    assert np.array_equal(position_features(tracks), np.zeros((2, 6), np.float32))
-    which = np.array([True, False])
+    book = Book.flat(2)
+    assert np.array_equal(position_features(book), np.zeros((2, 6), np.float32))
     # long at 170.02 (ask), marked at mid 170.00: -2 pips
-    open_positions(tracks, which, np.array([1, 0], np.int8), np.array([170.02, 0.0]), PIP, np.array([170.0, 0.0]))
+    fill(book, np.array([1, 0]), np.array([170.02, 0.0]), PIP, np.array([170.0, 0.0]))
     for price in (170.30, 170.10, 170.20):  # up 28, then back to 8 (20 from peak), then 18
-        mark_to_market(tracks, np.array([price, 170.0]), PIP)
-    f = position_features(tracks)
+        mark(book, np.array([price, 170.0]), PIP)
+    f = position_features(book)
     assert f[1].tolist() == [0.0] * 6
     np.testing.assert_allclose(
         f[0],
         [1.0, np.tanh(18 / 100), np.tanh(3 / 100), np.tanh(10 / 100), np.tanh(20 / 100), np.tanh((0 + 20 + 10) / 100)],
         rtol=1e-5,
     )
-    close_positions(tracks, which)
-    assert np.array_equal(position_features(tracks), np.zeros((2, 6), np.float32))
+    fill(book, np.array([-1, 0]), np.array([170.18, 0.0]), PIP, np.array([170.20, 0.0]))
+    assert np.array_equal(position_features(book), np.zeros((2, 6), np.float32))
+
+
+def test_position_features_show_size():
+    book = Book.flat(1)
+    fill(book, np.array([2]), np.array([170.02]), PIP, np.array([170.0]))
+    mark(book, np.array([170.10]), PIP)
+    f = position_features(book, max_units=3)
+    np.testing.assert_allclose(f[0, :2], [2 / 3, np.tanh(2 * 8 / 100)], rtol=1e-6)  # 2 units, 8 pips each
 
 
 def test_synthetic_market_is_seeded_gbpjpy_like_and_closed_at_weekends():

@@ -13,7 +13,7 @@ from shared.statistics import max_drawdown, monte_carlo, quality_score, sharpe_d
 def test_statistics_by_hand():
     trades = np.array([10.0, -5.0, 20.0, -15.0, 5.0])
     daily = np.array([10.0, 0.0, 5.0])
-    s = trade_stats(trades, daily, np.array([6, 2, 1, 1]))
+    s = trade_stats(trades, daily, np.array([6, 2, 1, 1]), position_changes=4)
     assert s.trades == 5 and s.total_pips == 15.0
     assert s.expectancy_pips == 3.0
     assert s.win_rate == 3 / 5
@@ -39,10 +39,17 @@ def test_sqn_cap_and_edge_cases():
 
 
 def test_all_winners_and_no_trades():
-    s = trade_stats(np.array([5.0, 5.0]), np.array([10.0]), np.array([1, 1, 0, 1]))
+    s = trade_stats(np.array([5.0, 5.0]), np.array([10.0]), np.array([1, 1, 0, 1]), position_changes=2)
     assert s.profit_factor is None and s.max_drawdown_pips == 0.0 and s.win_rate == 1.0
-    empty = trade_stats(np.array([]), np.array([]), np.array([10, 0, 0, 0]))
+    empty = trade_stats(np.array([]), np.array([]), np.array([10, 0, 0, 0]), position_changes=0)
     assert empty.trades == 0 and empty.expectancy_pips == 0.0 and empty.quality == 0.0 and empty.trade_ratio == 0.0
+
+
+def test_trade_ratio_counts_orders_not_action_zero():
+    """Regression: the trade ratio was 1 - share of action 0, wrong where action 0 is not
+    HOLD (the sized space's NEUTRAL is an order whenever a position is open)."""
+    s = trade_stats(np.array([5.0]), np.array([5.0]), np.array([8, 0, 2, 0, 0, 0, 0]), position_changes=5)
+    assert s.trade_ratio == pytest.approx(0.5)
 
 
 def test_max_drawdown_counts_from_the_start():

@@ -5,7 +5,6 @@ Prometheus scraping them, then a kill -9 of each service in turn."""
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 import subprocess
 import time

@@ -111,7 +111,7 @@ def test_a_valid_candidate_is_replayed_scored_and_reported(features, tmp_path):
 
 
 def _report(trades: np.ndarray) -> ValidationReport:
-    stats = trade_stats(trades, np.array([trades.sum()]), np.array([10, 5, 5, 5]))
+    stats = trade_stats(trades, np.array([trades.sum()]), np.array([10, 5, 5, 5]), position_changes=2 * len(trades))
     return ValidationReport(episode=1, sha256="x", sessions=10, seconds=1.0, stats=stats,
                             monte_carlo=monte_carlo(trades, runs=200) if len(trades) else None, baselines={},
                             search_beats_raw=True, equity_curve=[])

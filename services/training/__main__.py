@@ -12,9 +12,9 @@ from services.training.config import TrainingSettings
 
 def build(settings: TrainingSettings, log: logging.Logger) -> FastAPI:
     from services.training.service import TrainingService, build_app
-    from shared.env import EnvConfig
+    from shared.env import ACTION_SPACES, EnvConfig
     from shared.features.store import load_feature_set
-    from shared.model import select_device
+    from shared.model import NetworkConfig, select_device
     from shared.search import SearchConfig
     from shared.trainer import Trainer, TrainingConfig
 
@@ -26,7 +26,8 @@ def build(settings: TrainingSettings, log: logging.Logger) -> FastAPI:
         learner_steps_per_episode=settings.learner_steps_per_episode,
         min_replay_episodes=settings.episodes_per_iteration,
         seed=settings.seed,
-        env=EnvConfig(reward=settings.reward),
+        env=EnvConfig(reward=settings.reward, action_space=settings.action_space),
+        network=NetworkConfig(num_actions=ACTION_SPACES[settings.action_space].num_actions),
         search=SearchConfig(num_simulations=settings.simulations),
     )
     device = select_device(settings.device)

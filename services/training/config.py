@@ -27,6 +27,8 @@ class TrainingSettings(BaseSettings):
     keep_checkpoints: int = Field(5, ge=1)
     simulations: int = Field(5, ge=1, le=1000)
     reward: Literal["pnl", "amddp1"] = "pnl"
+    action_space: Literal["hold_buy_sell_close", "sized_positions"] = Field(
+        "hold_buy_sell_close", description="HOLD/BUY/SELL/CLOSE of one unit, or target positions of -3..+3 units")
     learner_steps_per_episode: float = Field(1.0, ge=0)
     seed: int = 0
     max_episodes: int = Field(0, ge=0, description="stop training after this many episodes (0: never)")

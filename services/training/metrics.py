@@ -6,7 +6,6 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, disable_created
 
 disable_created_metrics()  # no *_created series: they only add noise to every counter
 
-ACTIONS = ("hold", "buy", "sell", "close")
 LOSSES = ("policy", "value", "reward", "outcome", "afterstate_value", "total")
 
 
@@ -22,7 +21,7 @@ class TrainingMetrics:
         self.win_rate = Gauge("micro_training_win_rate_ratio", "Share of winning trades, last iteration", registry=r)
         self.decisions = Counter("micro_training_decisions", "Self-play decisions", registry=r)
         self.entries = Counter("micro_training_entries", "Positions opened in self-play", registry=r)
-        self.trade_ratio = Gauge("micro_training_trade_ratio", "Share of decisions that were not HOLD", registry=r)
+        self.trade_ratio = Gauge("micro_training_trade_ratio", "Share of decisions that changed the position", registry=r)
         self.action_share = Gauge("micro_training_action_share_ratio", "Share of decisions per action", ["action"], registry=r)
         self.checkpoints = Counter("micro_training_checkpoints_written", "Candidates written", registry=r)
         self.last_checkpoint = Gauge("micro_training_last_checkpoint_timestamp_seconds", "When the last candidate was written", registry=r)

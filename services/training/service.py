@@ -11,7 +11,7 @@ from dataclasses import asdict
 from fastapi import FastAPI
 
 from services.training.config import TrainingSettings
-from services.training.metrics import ACTIONS, LOSSES, TrainingMetrics
+from services.training.metrics import LOSSES, TrainingMetrics
 from shared.service_app import Heartbeat, service_app
 from shared.trainer import IterationReport, Trainer
 
@@ -73,7 +73,7 @@ class TrainingService:
         m.trade_ratio.set(report.trade_ratio)
         m.decisions.inc(report.decisions)
         m.entries.inc(report.entries)
-        for action, share in zip(ACTIONS, report.action_share):
+        for action, share in zip((a.lower() for a in self.trainer.env.space.actions), report.action_share):
             m.action_share.labels(action=action).set(share)
         m.iteration_seconds.labels(phase="collect").set(report.collect_seconds)
         m.iteration_seconds.labels(phase="learn").set(report.learn_seconds)

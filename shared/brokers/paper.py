@@ -1,12 +1,17 @@
 """The paper broker: fills at bid/ask (the feed's mid close +- half the
-spread), keeps its account in a JSON file written atomically after every
-change, so a restart resumes it. Orders are idempotent by client id."""
+spread), books them with the one position accounting (shared.accounting:
+average entry on adds, realised P&L on reduces, closes and flips), keeps its
+account in a JSON file written atomically after every change, so a restart
+resumes it. Orders are idempotent by client id."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import numpy as np
+
+from shared.accounting import Book, fill
 from shared.brokers.base import BrokerSnapshot, OrderResult, OrderStatus
 from shared.checkpoints import atomic_write_json
 
@@ -49,19 +54,15 @@ class PaperBroker:
         if units == 0:
             raise ValueError("an order needs units")
         s = self.state
-        price = self.mid + (1 if units > 0 else -1) * self.spread_pips / 2 * self.pip
-        old = int(s["units"])
-        new = old + units
-        if old != 0 and (old > 0) != (units > 0):  # reducing or flipping realises P&L
-            closed = min(abs(units), abs(old))
-            s["realized_pips"] += closed * (1 if old > 0 else -1) * (price - s["average_price"]) / self.pip
-        if new == 0:
-            s["average_price"] = None
-        elif old == 0 or (old > 0) != (new > 0):
-            s["average_price"] = price
-        elif (old > 0) == (units > 0):
-            s["average_price"] = (s["average_price"] * abs(old) + price * abs(units)) / abs(new)
-        s["units"] = new
+        half_spread = self.spread_pips / 2
+        price = self.mid + (1 if units > 0 else -1) * half_spread * self.pip
+        book = Book.flat(1)  # the account's position, through the one accounting
+        book.units[0], book.realized_pips[0] = int(s["units"]), float(s["realized_pips"])
+        book.entry_price[0] = s["average_price"] or 0.0
+        fill(book, np.array([units]), np.array([price]), self.pip, np.array([self.mid]), half_spread)
+        s["units"] = int(book.units[0])
+        s["average_price"] = float(book.entry_price[0]) if s["units"] else None
+        s["realized_pips"] = float(book.realized_pips[0])
         s["transaction"] += 1
         result = OrderResult(client_id=client_id, status=OrderStatus.FILLED, units=units,
                              broker_order_id=f"paper-{s['transaction']}", fill_price=price,

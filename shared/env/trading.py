@@ -26,13 +26,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from shared.env.actions import ACTION_SPACES, ActionSpace
-from shared.features.position import (
-    PositionTracks,
-    close_positions,
-    mark_to_market,
-    open_positions,
-    position_features,
-)
+from shared.accounting import Book, FillResult, fill, mark
+from shared.features.position import position_features
 from shared.features.spec import WINDOW_BARS
 from shared.features.store import FeatureSet
 from shared.instruments import get_instrument
@@ -83,6 +78,7 @@ class EpisodeStats:
     trades_pips: list[float] = field(default_factory=list)
     actions: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     pnl_pips: float = 0.0
+    position_changes: int = 0  # decisions that changed the position (orders), whatever the space
 
 
 class TradingEnv:
@@ -107,13 +103,14 @@ class TradingEnv:
             raise ValueError("a session start leaves no room for the feature window or the episode")
         self.starts = starts
         self.k = 0
-        e = len(starts)
-        self.position = np.zeros(e, dtype=np.int8)
-        self.tracks = PositionTracks.flat(e)
-        self.trade_pips = np.zeros(e)          # running P&L of the open trade, costs included
-        self.trade_max_dd = np.zeros(e)
-        self.stats = [EpisodeStats(actions=np.zeros(self.num_actions, dtype=np.int64)) for _ in range(e)]
+        self.book = Book.flat(len(starts))
+        self.stats = [EpisodeStats(actions=np.zeros(self.num_actions, dtype=np.int64)) for _ in range(len(starts))]
         return self.observe()
+
+    @property
+    def position(self) -> np.ndarray:
+        """[E] int8 net units."""
+        return self.book.units.astype(np.int8)
 
     @property
     def bar(self) -> np.ndarray:
@@ -123,77 +120,58 @@ class TradingEnv:
         bar = self.bar
         return Observation(
             temporal=self.fs.features[bar[:, None] + self._window],
-            static=position_features(self.tracks),
+            static=position_features(self.book, self.space.max_units),
             legal=self.space.legal_mask(self.position),
-            position=self.position.copy(),
+            position=self.position,
             bar_index=bar,
         )
+
+    def _fill_at_mid(self, delta: np.ndarray, mid: np.ndarray, mark_price: np.ndarray) -> FillResult:
+        """Fill `delta` at bid/ask around `mid`: a buy pays half the spread above, a sell below."""
+        half = self.spread_pips / 2
+        price = mid + np.sign(delta) * half * self.pip
+        self._closing_max_dd = self.book.max_drawdown_pips.copy()  # a closing trade's, before the fill resets it
+        return fill(self.book, delta, price, self.pip, mark_price, half_spread_pips=half)
 
     def step(self, actions: np.ndarray) -> StepResult:
         actions = np.asarray(actions, dtype=np.int64)
         bar = self.bar
         before = self.position
         after = self.space.next_position(before, actions)
+        delta = after.astype(np.int64) - before
         for e, a in enumerate(actions):
             self.stats[e].actions[a] += 1
+            self.stats[e].position_changes += int(delta[e] != 0)
         last = self.k == self.steps_per_episode - 1
-        half_spread = self.spread_pips / 2
+        equity_before = self.book.equity_pips()  # at mid[bar]
 
-        reward, pnl = self._trade(bar, before, after, actions, half_spread)
-        move = (self.mid[bar + 1] - self.mid[bar]) / self.pip
-        pnl += after * move
-        self.trade_pips += after * move
-        self.position = after
-        mark_to_market(self.tracks, self.mid[bar + 1], self.pip)
-        self.trade_max_dd = np.maximum(self.trade_max_dd, self.tracks.max_drawdown_pips)
+        filled = self._fill_at_mid(delta, self.mid[bar], self.mid[bar])
+        mark(self.book, self.mid[bar + 1], self.pip)
+        reward = self._amddp1(filled, before, after)
+        closed = [filled]
+        if last:  # the session ends: close what is open at the last bar
+            final = self._fill_at_mid(-self.book.units, self.mid[bar + 1], self.mid[bar + 1])
+            reward += np.where(np.isnan(final.closed_trade_pips), 0.0, self._close_reward(final))
+            closed.append(final)
+        pnl = self.book.equity_pips() - equity_before  # pips after costs: the account's change
         if self.config.reward == "pnl":
             reward = pnl.copy()
-        if last:  # the session ends: close what is open at the last bar
-            open_ = self.position != 0
-            pnl -= np.abs(self.position) * half_spread
-            closing = self._close(open_, half_spread)
-            if self.config.reward == "pnl":
-                reward -= np.abs(self.position) * half_spread
-            else:
-                reward += closing
-            self.position = np.zeros_like(self.position)
+        for result in closed:
+            for e in np.flatnonzero(~np.isnan(result.closed_trade_pips)):
+                self.stats[e].trades_pips.append(float(result.closed_trade_pips[e]))
         for e in range(len(actions)):
             self.stats[e].pnl_pips += float(pnl[e])
         outcome = self.fs.outcomes[bar + 1]
         self.k += 1
         return StepResult(reward=reward.astype(np.float32), pnl_pips=pnl, outcome=outcome, done=last)
 
-    def _trade(self, bar, before, after, actions, half_spread):
-        """Costs and amddp1 rewards of the position changes at `bar`."""
-        pnl = -np.abs(after.astype(np.int64) - before) * half_spread
-        reward = np.zeros(len(actions))
-        closes = (before != 0) & (after != before)
-        entries = (after != 0) & (after != before)
-        holds = after == before
-        # cost of leaving the old position belongs to that trade
-        self.trade_pips -= np.where(closes, np.abs(before) * half_spread, 0.0)
-        reward += self._close(closes, half_spread=0.0)
-        reward += np.where(entries, AMDDP1_ENTRY_REWARD, 0.0)
-        reward += np.where(holds & (after == 0), AMDDP1_IDLE_PENALTY, 0.0)
-        if entries.any():
-            side = np.sign(after).astype(np.int8)
-            fill = self.mid[bar] + side * half_spread * self.pip
-            open_positions(self.tracks, entries, side, fill, self.pip, self.mid[bar])
-            self.trade_pips[entries] = -np.abs(after[entries]) * half_spread
-            self.trade_max_dd[entries] = 0.0
-        return reward, pnl
+    def _close_reward(self, filled: FillResult) -> np.ndarray:
+        # the trade's pips less a share of its worst fall (its tracks are read before the fill reset them)
+        return np.nan_to_num(filled.closed_trade_pips) - AMDDP1_DRAWDOWN_PENALTY * self._closing_max_dd
 
-    def _close(self, which: np.ndarray, half_spread: float) -> np.ndarray:
-        """Record the trades of `which` as closed (after an exit cost of
-        half_spread per unit); returns their amddp1 close rewards."""
-        reward = np.zeros(len(which))
-        if not which.any():
-            return reward
-        self.trade_pips -= np.where(which, np.abs(self.position) * half_spread, 0.0) if half_spread else 0.0
-        for e in np.flatnonzero(which):
-            self.stats[e].trades_pips.append(float(self.trade_pips[e]))
-            reward[e] = self.trade_pips[e] - AMDDP1_DRAWDOWN_PENALTY * self.trade_max_dd[e]
-        self.trade_pips[which] = 0.0
-        self.trade_max_dd[which] = 0.0
-        close_positions(self.tracks, which)
+    def _amddp1(self, filled: FillResult, before: np.ndarray, after: np.ndarray) -> np.ndarray:
+        """+1 per trade opened, -0.05 per idle flat bar, a closed trade's pips less 1% of its max drawdown."""
+        reward = np.where(filled.opened, AMDDP1_ENTRY_REWARD, 0.0)
+        reward += np.where((after == before) & (after == 0), AMDDP1_IDLE_PENALTY, 0.0)
+        reward += np.where(np.isnan(filled.closed_trade_pips), 0.0, self._close_reward(filled))
         return reward

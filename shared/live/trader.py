@@ -32,7 +32,8 @@ from shared.candidates import Candidate
 from shared.data.bars import NS_PER_MINUTE, Bars
 from shared.env.actions import ACTION_SPACES
 from shared.features.micro import temporal_features
-from shared.features.position import PositionTracks, close_positions, mark_to_market, open_positions, position_features
+from shared.accounting import Book, fill, mark
+from shared.features.position import position_features
 from shared.features.spec import WARMUP_BARS, WINDOW_BARS
 from shared.instruments import get_instrument
 from shared.live.journal import DecisionRow, Journal
@@ -103,9 +104,11 @@ class LiveTrader:
         self.simulations = simulations
         self.spread_pips = self.instrument.spread_pips if spread_pips is None else spread_pips
         self.bars = history[-BUFFER_BARS:]
-        self.position = journal.filled_units()  # what our own fills add up to; the broker confirms or corrects
-        self.entry_price: float | None = None
-        self.tracks = PositionTracks.flat(1)
+        # the one position accounting (as the environment and the paper broker): what our own fills
+        # add up to, entry unknown until the broker confirms or corrects it
+        self.book = Book.flat(1)
+        self.book.units[0] = journal.filled_units()
+        self.entry_known = False
         self.reconciled = False
         self.unknown_orders = 0
         self.stopped_day: pd.Timestamp | None = None
@@ -151,31 +154,35 @@ class LiveTrader:
                                                            "broker_average_price": snapshot.average_price,
                                                            "last_transaction_id": snapshot.last_transaction_id,
                                                            "transactions_since_last_known": since})
-            self.position = snapshot.units
-            self.entry_price = snapshot.average_price
-            self._reset_tracks()
-        elif self.position != 0 and self.entry_price is None:
-            self.entry_price = snapshot.average_price
-            self._reset_tracks()
+            self._adopt(snapshot.units, snapshot.average_price)
+        elif self.position != 0 and not self.entry_known:
+            self._adopt(snapshot.units, snapshot.average_price)
         self.last_transaction_id = snapshot.last_transaction_id
         # An order whose fate is unknown may still fill: no decision until the journal has none.
         self.unknown_orders = self.journal.unknown_orders()
         self.reconciled = self.unknown_orders == 0
         return agreed
 
-    def _reset_tracks(self) -> None:
-        self.tracks = PositionTracks.flat(1)
-        if self.position != 0 and self.entry_price is not None:
-            side = np.array([np.sign(self.position)], np.int8)
-            open_positions(self.tracks, np.array([True]), side, np.array([self.entry_price]), self.instrument.pip_size,
-                           np.array([float(self.bars.close[-1])]))
+    def _adopt(self, units: int, average_price: float | None) -> None:
+        """Take the broker's position as a new trade (its tracks start now)."""
+        mark_price = float(self.bars.close[-1]) if len(self.bars) else (average_price or 0.0)
+        self.book.adopt(0, units, average_price, mark_price, self.instrument.pip_size)
+        self.entry_known = units == 0 or average_price is not None
+
+    @property
+    def position(self) -> int:
+        return int(self.book.units[0])
+
+    @property
+    def entry_price(self) -> float | None:
+        return float(self.book.entry_price[0]) if self.position != 0 and self.entry_known else None
 
     # --- per bar ---------------------------------------------------------------------
 
     def unrealized_pips(self) -> float:
-        if self.position == 0 or self.entry_price is None or len(self.bars) == 0:
+        if self.position == 0 or not self.entry_known or len(self.bars) == 0:
             return 0.0
-        return self.position * (float(self.bars.close[-1]) - self.entry_price) / self.instrument.pip_size
+        return self.position * (float(self.bars.close[-1]) - float(self.book.entry_price[0])) / self.instrument.pip_size
 
     def daily_pnl_pips(self, now: datetime) -> float:
         day = trading_day_start(now)
@@ -214,7 +221,7 @@ class LiveTrader:
         if hasattr(self.broker, "mark"):
             self.broker.mark(float(bar.close[-1]))
         if self.position != 0:
-            mark_to_market(self.tracks, np.array([float(bar.close[-1])]), self.instrument.pip_size)
+            mark(self.book, np.array([float(bar.close[-1])]), self.instrument.pip_size)
         if self.staged is not None:
             old = self.version
             self._install(self.staged)
@@ -256,7 +263,7 @@ class LiveTrader:
 
     def observation(self) -> tuple[np.ndarray, np.ndarray]:
         window = temporal_features(self.bars, self.instrument.pip_size)[-WINDOW_BARS:][None]
-        static = position_features(self.tracks)
+        static = position_features(self.book, self.space.max_units)
         return np.ascontiguousarray(window, np.float32), static
 
     def _decide(self, ts: int, started: float) -> Decision:
@@ -307,21 +314,13 @@ class LiveTrader:
         return order
 
     def _apply_fill(self, units: int, price: float) -> float | None:
-        """Update our position from a fill; returns the pips realised, if any."""
-        pip = self.instrument.pip_size
-        realized = None
-        old = self.position
-        if old != 0 and (old > 0) != (units > 0):
-            closed = min(abs(units), abs(old))
-            realized = closed * np.sign(old) * (price - self.entry_price) / pip
-        self.position = old + units
-        if self.position == 0:
-            self.entry_price = None
-            close_positions(self.tracks, np.array([True]))
-        elif old == 0 or (old > 0) != (self.position > 0):
-            self.entry_price = price
-            self._reset_tracks()
-        return float(realized) if realized is not None else None
+        """Book a fill in the one accounting; returns the pips it realised, if it reduced the position."""
+        reducing = self.position != 0 and (self.position > 0) != (units > 0)
+        mark_price = float(self.bars.close[-1]) if len(self.bars) else price
+        filled = fill(self.book, np.array([units]), np.array([price]), self.instrument.pip_size,
+                      np.array([mark_price]))
+        self.entry_known = True
+        return float(filled.realized_pips[0]) if reducing else None
 
     def flatten(self, ts: int, why: str) -> OrderResult | None:
         if self.position == 0:
