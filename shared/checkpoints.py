@@ -20,7 +20,9 @@ import os
 import re
 import tempfile
 from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 
 TMP_PREFIX = ".tmp-"
 CANDIDATE_RE = re.compile(r"^ckpt-ep(\d{8})\.pt$")
@@ -146,14 +148,42 @@ class CheckpointDir:
         atomic_write_json(self.training / signal_name(episode), signal.to_dict())
         return signal
 
+    def repair_signals(self, read: Callable[[bytes], dict | None]) -> tuple[list[Path], list[Path]]:
+        """After a kill between a candidate and its signal: signal every candidate that has
+        none and loads (`read` returns its payload, or None when it does not load), remove
+        the ones that do not. Returns (signalled, removed)."""
+        signalled, removed = [], []
+        for episode, path in self.candidates():
+            if (self.training / signal_name(episode)).exists():
+                continue
+            data = path.read_bytes()
+            payload = read(data)
+            if payload is None or int(payload.get("episode", -1)) != episode:
+                path.unlink(missing_ok=True)
+                removed.append(path)
+                continue
+            created = datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).isoformat()
+            signal = ReadySignal(path.name, sha256_bytes(data), episode, created,
+                                 str(payload.get("feature_spec_version")), str(payload.get("config_hash")))
+            atomic_write_json(self.training / signal_name(episode), signal.to_dict())
+            signalled.append(path)
+        if removed:
+            fsync_dir(self.training)
+        return signalled, removed
+
     def prune(self, keep: int) -> list[Path]:
-        """Keep the newest `keep` candidates; remove older ones, signal first."""
+        """Keep the newest `keep` candidates; remove older ones, signal first, and any
+        signal whose candidate is gone (it would count for nothing and point nowhere)."""
         removed = []
         for episode, path in self.candidates()[:-keep] if keep > 0 else []:
             signal = self.training / signal_name(episode)
             signal.unlink(missing_ok=True)
             path.unlink(missing_ok=True)
             removed.append(path)
+        for signal in self.training.glob("ckpt-ep*.ready"):
+            if not (self.training / (signal.name.removesuffix(".ready") + ".pt")).exists():
+                signal.unlink(missing_ok=True)
+                removed.append(signal)
         if removed:
             fsync_dir(self.training)
         return removed

@@ -103,6 +103,15 @@ def trade_statistics(batch: EpisodeBatch) -> tuple[int, float, float, float, lis
     return len(trades), expectancy, win_rate, trade_ratio, share
 
 
+def _candidate_payload(data: bytes) -> dict | None:
+    """A candidate file's payload (tensors and plain data only), or None if it does not load."""
+    try:
+        payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - any failure: not a whole candidate
+        return None
+    return payload if isinstance(payload, dict) and payload.get("kind") == "micro-muzero-candidate" else None
+
+
 def serialize(payload: dict) -> bytes:
     buffer = io.BytesIO()
     torch.save(payload, buffer)
@@ -126,7 +135,8 @@ class Trainer:
         self.learner = Learner(self.model, config.learner, self.device)
         self.replay = ReplayBuffer(features.features, self.env.steps_per_episode, self.env.num_actions, config.replay)
         self.rng = np.random.default_rng(config.seed)
-        self.episode = 0
+        self.episode = 0            # collected, possibly not saved yet
+        self.saved_episode = 0      # in latest.pt (or the newest candidate): where a restart resumes
         self.last_checkpoint_episode = 0
         self.checkpoints_written = 0
         self.last_checkpoint_time: float | None = None
@@ -142,6 +152,12 @@ class Trainer:
                    expectancy_pips DOUBLE, win_rate DOUBLE, trade_ratio DOUBLE, pnl_pips_mean DOUBLE,
                    trades BIGINT, action_share VARCHAR, losses VARCHAR, checkpoint VARCHAR, replay_episodes BIGINT)"""
         )
+        signalled, dropped = self.volume.repair_signals(_candidate_payload)
+        for path in signalled:
+            log.warning("signalled %s: written before a stop that came before its .ready", path.name)
+        for path in dropped:
+            log.warning("removed %s: it does not load (a write cut short)", path.name)
+        self.volume.prune(config.keep_checkpoints)
         self.resumed = self._resume()
 
     # --- checkpoints ---------------------------------------------------------------
@@ -178,7 +194,7 @@ class Trainer:
     def _resume(self) -> bool:
         newest_candidate = max((ep for ep, _ in self.volume.candidates()), default=0)
         if not self.volume.latest.exists():
-            self.episode = self.last_checkpoint_episode = newest_candidate
+            self.episode = self.last_checkpoint_episode = self.saved_episode = newest_candidate
             return False
         state = torch.load(self.volume.latest, map_location=self.device, weights_only=True)  # tensors and plain data only
         if state.get("feature_spec_version") != FEATURE_SPEC_VERSION:
@@ -194,7 +210,7 @@ class Trainer:
         torch.set_rng_state(state["torch_rng"])
         self.checkpoints_written = int(state.get("checkpoints_written", 0))
         # never go back: a candidate written after the last resume state still counts
-        self.episode = max(int(state["episode"]), newest_candidate)
+        self.episode = self.saved_episode = max(int(state["episode"]), newest_candidate)
         self.last_checkpoint_episode = max(int(state["last_checkpoint_episode"]), newest_candidate)
         log.info("resumed at episode %d (learner step %d)", self.episode, self.learner.steps)
         return True
@@ -213,6 +229,7 @@ class Trainer:
 
     def write_latest(self) -> None:
         atomic_write_bytes(self.volume.latest, serialize(self.resume_payload()))
+        self.saved_episode = self.episode
 
     # --- the loop ------------------------------------------------------------------
 

@@ -61,8 +61,14 @@ class ValidationReport:
     stats: TradeStats
     monte_carlo: MonteCarlo | None
     baselines: dict[str, TradeStats]
-    search_beats_raw: bool
+    search_beats_raw: bool         # strictly ahead
     equity_curve: list[float]
+
+    @property
+    def search_vs_raw(self) -> str:
+        """ahead, tie or behind: the search's total pips against the raw network's."""
+        search, raw = self.stats.total_pips, self.baselines["raw_network"].total_pips
+        return "tie" if abs(search - raw) < 1e-9 else ("ahead" if search > raw else "behind")
 
     def to_dict(self) -> dict:
         return {
@@ -71,6 +77,7 @@ class ValidationReport:
             "monte_carlo": self.monte_carlo.to_dict() if self.monte_carlo else None,
             "baselines": {name: s.to_dict() for name, s in self.baselines.items()},
             "search_beats_raw": self.search_beats_raw,
+            "search_vs_raw": self.search_vs_raw if "raw_network" in self.baselines else None,
         }
 
 

@@ -63,3 +63,31 @@ def test_a_signal_missing_a_field_is_rejected(tmp_path):
     atomic_write_json(tmp_path / "x.ready", {"checkpoint": "x.pt"})
     with pytest.raises(ValueError, match="lacks"):
         ReadySignal.read(tmp_path / "x.ready")
+
+
+def test_a_candidate_without_its_signal_is_signalled_or_removed_at_start(features, tmp_path):
+    """Regression (issue 15): a kill between ckpt-epN.pt and its .ready left the candidate
+    never validated; a stray .ready without its candidate counted for nothing."""
+    from shared.model import NetworkConfig
+    from shared.trainer import Trainer, TrainingConfig
+
+    config = TrainingConfig(network=NetworkConfig(tcn_channels=16, hidden=32, dropout=0.0), episodes_per_iteration=2)
+    trainer = Trainer(features, tmp_path, config)
+    for episode in (10, 20, 30):
+        trainer.episode = episode
+        trainer.write_checkpoint()
+    trainer.close()
+    training = tmp_path / "training"
+    (training / "ckpt-ep00000020.ready").unlink()                      # killed before the signal
+    whole = (training / "ckpt-ep00000030.pt").read_bytes()
+    (training / "ckpt-ep00000030.ready").unlink()
+    (training / "ckpt-ep00000030.pt").write_bytes(whole[: len(whole) // 3])  # and one cut short
+    atomic_write_json(training / "ckpt-ep00000040.ready", {"checkpoint": "ckpt-ep00000040.pt"})  # a stray signal
+
+    Trainer(features, tmp_path, config).close()  # the restart
+    signal = ReadySignal.read(training / "ckpt-ep00000020.ready")
+    assert signal.sha256 == sha256_file(training / "ckpt-ep00000020.pt") and signal.episode == 20
+    assert not (training / "ckpt-ep00000030.pt").exists() and not (training / "ckpt-ep00000030.ready").exists()
+    assert not (training / "ckpt-ep00000040.ready").exists()
+    assert sorted(p.name for p in training.glob("ckpt-*")) == [
+        "ckpt-ep00000010.pt", "ckpt-ep00000010.ready", "ckpt-ep00000020.pt", "ckpt-ep00000020.ready"]

@@ -128,3 +128,13 @@ def test_cli_import_refuses_bad_rows_and_writes_nothing(tmp_path, capsys):
     # importing the same file again changes nothing
     assert data_cli(["--db", str(db), "--quiet", "import", str(bad), "--instrument", "GBPJPY", "--skip-bad"]) == 0
     assert "0 new, 2 replaced" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("content", [bytes(range(256)) * 8, "170.0;ü".encode("latin-1") * 50])
+def test_a_binary_file_is_refused_with_its_name(tmp_path, capsys, content):
+    """Regression: a binary file ended in a bare UnicodeDecodeError without the file's name."""
+    bad = tmp_path / "not-a-csv.bin"
+    bad.write_bytes(content)
+    assert data_cli(["--db", str(tmp_path / "m.duckdb"), "--quiet", "import", str(bad), "--instrument", "GBPJPY"]) == 2
+    err = capsys.readouterr().err
+    assert "not-a-csv.bin" in err and "not a candle CSV" in err

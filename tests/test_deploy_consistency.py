@@ -34,13 +34,25 @@ LIMITS = {"training": ("8g", "6"), "validation": ("4g", "2"), "live": ("2g", "1"
 
 def exported_metric_names() -> set[str]:
     names = {"up"}
-    for metrics in (TrainingMetrics(), ValidationMetrics(), LiveMetrics(HOLD_BUY_SELL_CLOSE.actions)):
+    live = LiveMetrics(HOLD_BUY_SELL_CLOSE.actions)
+    live.model_loaded("ep00000064-0123456789ab")  # the model info exists once a model is loaded
+    for metrics in (TrainingMetrics(), ValidationMetrics(), live):
         for family in metrics.registry.collect():
             # from the family, not the samples: a labelled series exists before its first label value
             suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum"), "info": ("_info",)}
             for suffix in suffixes.get(family.type, ("",)):
                 names.add(family.name + suffix)
     return names
+
+
+def test_the_live_model_info_exists_only_once_a_model_is_loaded():
+    """Regression (issue 15): micro_live_model_info showed a model (value 1, no labels) before any was loaded."""
+    from prometheus_client import generate_latest
+
+    live = LiveMetrics(HOLD_BUY_SELL_CLOSE.actions)
+    assert "micro_live_model_info" not in generate_latest(live.registry).decode()
+    live.model_loaded("ep00000064-0123456789ab")
+    assert 'micro_live_model_info{version="ep00000064-0123456789ab"} 1.0' in generate_latest(live.registry).decode()
 
 
 def promql_metrics(expr: str) -> set[str]:

@@ -91,6 +91,8 @@ def test_a_stalled_loop_exits_non_zero(data_dir, tmp_path):
         ({"TRAINING_SIMULATIONS": "0"}, "bad configuration"),
         ({"TRAINING_REWARD": "sharpe"}, "bad configuration"),
         ({"MICRO_DATA_DIR": "/nonexistent"}, "does not exist"),
+        ({"TRAINING_DEVICE": "tpu"}, "bad configuration"),   # was a RuntimeError traceback, exit 1
+        ({"TRAINING_DEVICE": "cuda:7"}, "CUDA device"),      # asked for, not there
     ],
 )
 def test_startup_errors_are_clear(data_dir, tmp_path, env, message):
@@ -110,3 +112,26 @@ def test_empty_train_split_is_a_clear_startup_error(tmp_path):
     result = subprocess.run([sys.executable, "-m", "services.training"], cwd=ROOT, capture_output=True, text=True,
                             env={**__import__("os").environ, **_env(data, tmp_path / "ck", free_port())}, timeout=120)
     assert result.returncode == 2 and "has no sessions" in result.stderr
+
+
+def test_status_episode_never_goes_back_after_a_crash(features, tmp_path):
+    """Regression (issue 15): /status showed the episodes collected in the iteration under
+    way; a crash before latest.pt was written made it go back after the restart."""
+    from services.training.config import TrainingSettings
+    from services.training.service import TrainingService
+    from shared.model import NetworkConfig
+    from shared.trainer import Trainer, TrainingConfig
+
+    config = TrainingConfig(network=NetworkConfig(tcn_channels=16, hidden=32, dropout=0.0), episodes_per_iteration=2)
+    settings = TrainingSettings(CHECKPOINT_DIR=str(tmp_path))
+    trainer = Trainer(features, tmp_path, config)
+    trainer.run_iteration()
+    service = TrainingService(settings, trainer)
+    saved = service.status_page()["episode"]
+    trainer.episode += 64  # collected, then the process is killed before latest.pt
+    page = service.status_page()
+    assert page["episode"] == saved and page["episode_in_flight"] == saved + 64
+    trainer.close()
+    restarted = TrainingService(settings, Trainer(features, tmp_path, config))
+    assert restarted.status_page()["episode"] == saved
+    restarted.trainer.close()

@@ -105,6 +105,9 @@ def test_a_valid_candidate_is_replayed_scored_and_reported(features, tmp_path):
     assert set(report["baselines"]) == {"raw_network", "random", "flat"}
     assert report["baselines"]["flat"]["trades"] == 0
     assert "search_beats_raw" in report
+    raw = report["baselines"]["raw_network"]["total_pips"]
+    want = "tie" if raw == report["stats"]["total_pips"] else ("ahead" if report["stats"]["total_pips"] > raw else "behind")
+    assert report["search_vs_raw"] == want  # a tie is a tie, not "search did not beat raw"
     assert (tmp_path / "validation" / "results" / "ep00000064.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     rows = service.db.execute("SELECT episode, result FROM validations").fetchall()
     assert rows == [(64, "failed_gate")]
@@ -115,6 +118,14 @@ def _report(trades: np.ndarray) -> ValidationReport:
     return ValidationReport(episode=1, sha256="x", sessions=10, seconds=1.0, stats=stats,
                             monte_carlo=monte_carlo(trades, runs=200) if len(trades) else None, baselines={},
                             search_beats_raw=True, equity_curve=[])
+
+
+def test_a_tie_between_search_and_raw_is_reported_as_a_tie():
+    report = _report(np.tile([12.0, -4.0], 30))
+    report.baselines = {"raw_network": report.stats}
+    assert report.search_vs_raw == "tie" and report.to_dict()["search_vs_raw"] == "tie"
+    report.baselines = {"raw_network": _report(np.array([1.0, 2.0])).stats}
+    assert report.search_vs_raw == "ahead"
 
 
 def test_gate():

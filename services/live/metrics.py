@@ -27,11 +27,14 @@ class LiveMetrics:
         self.position = Gauge("micro_live_position_units", "Net position (broker truth)", registry=r)
         self.unrealized = Gauge("micro_live_unrealized_pips", "Open P&L in pips", registry=r)
         self.realized = Gauge("micro_live_realized_today_pips", "Closed P&L this trading day (from 17:00 New York) in pips", registry=r)
-        self.model = Info("micro_live_model", "The model trading now", registry=r)
+        # registered when the first model is loaded: before that there is no model to describe
+        self._model: Info | None = None
         self.broker_errors = Counter("micro_live_broker_errors", "Broker errors by kind", ["kind"], registry=r)
         for kind in ("temporary", "operational"):
             self.broker_errors.labels(kind=kind)
         self.feed_errors = Counter("micro_live_feed_errors", "Feed requests that failed", registry=r)
+        self.feed_clock = Gauge("micro_live_feed_clock_timestamp_seconds",
+                                "The feed's clock: wall time live, the replayed market's time in replay", registry=r)
         self.last_bar = Gauge("micro_live_last_bar_timestamp_seconds", "Open time of the last bar seen", registry=r)
         self.market_open = Gauge("micro_live_market_open", "1 while the FX market is open", registry=r)
         self.mismatches = Counter("micro_live_reconciliation_mismatches", "Broker positions we did not expect", registry=r)
@@ -41,3 +44,9 @@ class LiveMetrics:
         self.kill_switch = Gauge("micro_live_kill_switch", "1 while control/live.flatten exists", registry=r)
         self.daily_loss_stop = Gauge("micro_live_daily_loss_stop", "1 while stopped for the day", registry=r)
         self.heartbeat = Gauge("micro_live_loop_heartbeat_timestamp_seconds", "When the loop last ran", registry=r)
+
+    def model_loaded(self, version: str) -> None:
+        """micro_live_model_info{version=...}: only once a model is loaded."""
+        if self._model is None:
+            self._model = Info("micro_live_model", "The model trading now", registry=self.registry)
+        self._model.info({"version": version})

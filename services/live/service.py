@@ -160,8 +160,8 @@ class LiveService:
             self.feed.skip_to_after(last.value)
         self.trader = LiveTrader(s.instrument, self.broker, self.journal, candidate, self.feed.history(),
                                  simulations=s.simulations, risk=risk, control_dir=s.checkpoint_dir / "control",
-                                 spread_pips=s.spread_pips)
-        self.metrics.model.info({"version": self.trader.version})
+                                 spread_pips=s.spread_pips, on_order=self.count_order)
+        self.metrics.model_loaded(self.trader.version)
         return self.trader
 
     def risk_timer(self) -> None:
@@ -177,6 +177,8 @@ class LiveService:
         self.metrics.kill_switch.set(1 if (self.settings.checkpoint_dir / "control" / "live.flatten").exists() else 0)
         self.metrics.daily_loss_stop.set(1 if t.stopped_for_the_day(now) else 0)
         self.metrics.position.set(t.position)
+        self.metrics.feed_clock.set(now.timestamp())
+        self.metrics.market_open.set(1 if market_open(now) else 0)
 
     def reconcile(self) -> bool:
         """Settle unfinished orders, then adopt the broker's position; True once trading may go on."""
@@ -197,6 +199,10 @@ class LiveService:
         self.metrics.position.set(self.trader.position)
         return self.trader.reconciled
 
+    def count_order(self, order) -> None:
+        """Every order the trader sends, decisions and flattens (kill switch, loss limit) alike."""
+        self.metrics.orders.labels(status=order.status.value.lower()).inc()
+
     def count_broker_error(self, error: Exception) -> None:
         kind = "operational" if isinstance(error, OperationalBrokerError) else "temporary"
         self.metrics.broker_errors.labels(kind=kind).inc()
@@ -207,6 +213,7 @@ class LiveService:
         t = self.trader
         now = self.now()
         self.metrics.last_bar.set(int(bar.ts[-1]) / 1e9)
+        self.metrics.feed_clock.set(now.timestamp())
         self.metrics.market_open.set(1 if market_open(now) else 0)
         try:
             spread = self.feed.last_spread_pips if self.feed.last_spread_pips is not None else t.spread_pips
@@ -221,15 +228,13 @@ class LiveService:
         else:
             m.decisions.labels(action=decision.action.lower()).inc()
             m.latency.observe(decision.latency_seconds)
-        if decision.order is not None:
-            m.orders.labels(status=decision.order.status.value.lower()).inc()
         m.orders_unknown.set(t.unknown_orders)
         m.position.set(t.position)
         m.unrealized.set(t.unrealized_pips())
         m.realized.set(t.realized_today)
         m.kill_switch.set(1 if (self.settings.checkpoint_dir / "control" / "live.flatten").exists() else 0)
         m.daily_loss_stop.set(1 if t.stopped_for_the_day(now) else 0)
-        m.model.info({"version": t.version})
+        m.model_loaded(t.version)
 
     def health(self) -> tuple[bool, dict]:
         age = self.heartbeat.age_seconds

@@ -33,7 +33,8 @@ class TrainingSettings(BaseSettings):
     seed: int = 0
     max_episodes: int = Field(0, ge=0, description="stop training after this many episodes (0: never)")
     stall_seconds: float = Field(900.0, gt=0, description="exit non-zero when the loop has not beaten for this long")
-    device: str | None = Field(None, description="cpu, cuda or mps; default cuda > mps > cpu")
+    device: str | None = Field(None, pattern=r"^(cpu|cuda(:\d+)?|mps)$",
+                               description="cpu, cuda, cuda:N or mps; default cuda > mps > cpu")
     log_level: str = "INFO"
 
     @property

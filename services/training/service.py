@@ -102,7 +102,9 @@ class TrainingService:
         return {
             "service": "training",
             "status": self.status,
-            "episode": t.episode,
+            # saved: what a restart resumes from, so it never goes back; in flight: collected since
+            "episode": t.saved_episode,
+            "episode_in_flight": t.episode,
             "learner_steps": t.learner.steps,
             "replay_episodes": len(t.replay),
             "checkpoints_written": t.checkpoints_written,

@@ -33,7 +33,8 @@ class ValidationSettings(BaseSettings):
     max_drawdown_pips: float = Field(1000.0, gt=0)
     score: Literal["quality", "sqn_100", "expectancy_pips", "total_pips"] = "quality"
     stall_seconds: float = Field(3600.0, gt=0)
-    device: str | None = None
+    device: str | None = Field(None, pattern=r"^(cpu|cuda(:\d+)?|mps)$",
+                               description="cpu, cuda, cuda:N or mps; default cuda > mps > cpu")
     log_level: str = "INFO"
 
     @property

@@ -112,7 +112,13 @@ def read_csv_bars(
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no such file: {path}")
-    text = path.read_text(encoding="utf-8-sig")
+    raw = path.read_bytes()
+    if b"\x00" in raw[:65536]:
+        raise CsvFormatError(f"{path} is a binary file, not a candle CSV")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise CsvFormatError(f"{path} is not UTF-8 text (byte {error.start}): not a candle CSV") from None
     lines = text.splitlines()
     first = next((i for i, line in enumerate(lines) if line.strip()), None)
     if first is None:

@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -95,13 +96,15 @@ def model_version(candidate: Candidate) -> str:
 class LiveTrader:
     def __init__(self, instrument: str, broker: Broker, journal: Journal, candidate: Candidate, history: Bars, *,
                  simulations: int = 50, risk: RiskConfig = RiskConfig(), control_dir: Path | None = None,
-                 spread_pips: float | None = None) -> None:
+                 spread_pips: float | None = None,
+                 on_order: Callable[[OrderResult], None] = lambda order: None) -> None:
         self.instrument = get_instrument(instrument)
         self.broker = broker
         self.journal = journal
         self.risk = risk
         self.control_dir = control_dir
         self.simulations = simulations
+        self.on_order = on_order  # every order's result, decisions and flattens alike (metrics)
         self.spread_pips = self.instrument.spread_pips if spread_pips is None else spread_pips
         self.bars = history[-BUFFER_BARS:]
         # the one position accounting (as the environment and the paper broker): what our own fills
@@ -300,6 +303,7 @@ class LiveTrader:
             # the broker may have done anything: re-read the position before the next decision
             self.reconciled = False
             raise
+        self.on_order(order)
         if order.status is OrderStatus.UNKNOWN:
             self.reconciled = False
             self.unknown_orders += 1

@@ -17,6 +17,7 @@ index spaces can never be confused.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import asdict, dataclass
 
 import torch
@@ -56,10 +57,25 @@ class NetworkConfig:
         return asdict(self)
 
 
+DEVICE_PATTERN = r"^(cpu|cuda(:\d+)?|mps)$"
+
+
 def select_device(preference: str | None = None) -> torch.device:
-    """cuda > mps > cpu, unless MICRO_DEVICE (or `preference`) names one."""
+    """cuda > mps > cpu, unless MICRO_DEVICE (or `preference`) names one; a named device
+    that does not exist here is a ValueError saying so (a settings error, not a crash later)."""
     wanted = preference or os.environ.get("MICRO_DEVICE")
     if wanted:
+        if re.match(DEVICE_PATTERN, wanted) is None:
+            raise ValueError(f"device {wanted!r} is not one of cpu, cuda, cuda:N, mps")
+        if wanted.startswith("cuda"):
+            count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+            index = int(wanted.split(":")[1]) if ":" in wanted else 0
+            if index >= count:
+                raise ValueError(f"device {wanted!r} was asked for, but this machine has "
+                                 f"{count} CUDA device{'s' if count != 1 else ''}")
+        if wanted == "mps" and not (getattr(torch.backends, "mps", None) is not None
+                                    and torch.backends.mps.is_available()):
+            raise ValueError("device 'mps' was asked for, but MPS is not available here")
         return torch.device(wanted)
     if torch.cuda.is_available():
         return torch.device("cuda")
