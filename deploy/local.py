@@ -8,8 +8,16 @@ ways to run the system cannot drift apart).
 
 Container paths become local ones: the `checkpoints` volume is
 ./runtime/checkpoints, /app/data is ./data. Variables in `${VAR:-default}` form
-take their value from the environment or .env, as compose does. A service that
-exits is restarted (compose's `restart: unless-stopped`).
+take their value from the environment or .env, as compose does.
+
+Like compose, not worse: a service that exits is restarted (`restart:
+unless-stopped`) after a backoff that doubles with each fast failure (one
+within FAST_FAILURE_SECONDS of its start), and after MAX_FAST_FAILURES in a
+row the runner gives up with the reason from the service's log; `up` waits
+until every service answers /health and exits non-zero, naming the one that
+did not; a stop gives each service its `stop_grace_period`. Live comes first
+on a shared host: training and validation run at a lower CPU priority (nice
+10, as their lower `cpu_shares` in compose), live at normal priority.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,12 +40,33 @@ SERVICES = ("training", "validation", "live")
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::([-?])([^}]*))?\}")
 
 
+FAST_FAILURE_SECONDS = 15.0
+MAX_FAST_FAILURES = 5
+MAX_BACKOFF_SECONDS = 30.0
+BACKGROUND_NICE = 10  # for a service whose compose cpu_shares is below the default 1024
+UP_TIMEOUT_SECONDS = 300.0  # `up` waits this long for every /health (the first run builds the market)
+
+
 @dataclass
 class ServiceSpec:
     name: str
     command: list[str]
     environment: dict[str, str]
     port: int
+    nice: int = 0                     # CPU priority: compose's cpu_shares below 1024 -> BACKGROUND_NICE
+    grace_seconds: float = 10.0       # compose's stop_grace_period (its default is 10 s)
+
+
+def parse_duration(value: str | int | float | None, default: float) -> float:
+    """compose durations: 60s, 1m30s, 500ms, or a number of seconds."""
+    if value is None:
+        return default
+    if isinstance(value, (int, float)):
+        return float(value)
+    total, units = 0.0, {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001, "us": 1e-6}
+    for number, unit in re.findall(r"([0-9.]+)(ms|us|h|m|s)", value):
+        total += float(number) * units[unit]
+    return total or default
 
 
 def read_dotenv(path: Path) -> dict[str, str]:
@@ -76,8 +106,14 @@ def load_specs(compose_path: Path, runtime: Path, data: Path, variables: dict[st
         command = [paths.get(part, part) for part in service["command"]]
         command = [part.replace("/app/data", str(data)) for part in command]
         port = int(env.get(f"{name.upper()}_PORT", 0) or 0)
-        specs[name] = ServiceSpec(name, command, env, port)
+        nice = BACKGROUND_NICE if int(service.get("cpu_shares", 1024)) < 1024 else 0
+        specs[name] = ServiceSpec(name, command, env, port, nice,
+                                  parse_duration(service.get("stop_grace_period"), 10.0))
     return specs
+
+
+class GaveUp(RuntimeError):
+    """A service failed fast MAX_FAST_FAILURES times in a row: the stack stops."""
 
 
 class Stack:
@@ -87,6 +123,10 @@ class Stack:
         self.extra_env = extra_env or {}
         self.processes: dict[str, subprocess.Popen] = {}
         self.restarts = {name: 0 for name in specs}
+        self.started_at: dict[str, float] = {}
+        self.fast_failures = {name: 0 for name in specs}
+        self.restart_due: dict[str, float] = {}
+        self.first_backoff_seconds = 1.0
 
     def _env(self, spec: ServiceSpec) -> dict[str, str]:
         return {**os.environ, **spec.environment, **self.extra_env, "PYTHONUNBUFFERED": "1"}
@@ -104,33 +144,60 @@ class Stack:
         spec = self.specs[name]
         self.logs.mkdir(parents=True, exist_ok=True)
         log = open(self.logs / f"{name}.log", "ab")
+        nice = spec.nice
         process = subprocess.Popen([sys.executable] + spec.command[1:], cwd=ROOT, env=self._env(spec), stdout=log,
-                                   stderr=subprocess.STDOUT)
+                                   stderr=subprocess.STDOUT, preexec_fn=(lambda: os.nice(nice)) if nice else None)
         self.processes[name] = process
+        self.started_at[name] = time.monotonic()
         return process
 
-    def start_all(self) -> None:
-        for name in SERVICES:
+    def start_all(self, names: tuple[str, ...] = SERVICES) -> None:
+        for name in names:
             self.start(name)
 
-    def supervise(self) -> None:
-        """Restart a service that exited (unless we are stopping)."""
-        for name, process in list(self.processes.items()):
-            if process.poll() is not None:
-                self.restarts[name] += 1
-                print(f"{name} exited with {process.returncode}; restarting (see {self.logs / (name + '.log')})",
-                      flush=True)
-                self.start(name)
+    def log_tail(self, name: str, lines: int = 12) -> str:
+        path = self.logs / f"{name}.log"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
 
-    def stop(self, timeout: float = 20.0) -> None:
+    def supervise(self) -> None:
+        """Restart a service that exited, after a backoff that doubles with each fast
+        failure; raise GaveUp after MAX_FAST_FAILURES fast failures in a row."""
+        now = time.monotonic()
+        for name, process in list(self.processes.items()):
+            if name in self.restart_due:
+                if now >= self.restart_due[name]:
+                    del self.restart_due[name]
+                    self.start(name)
+                continue
+            if process.poll() is None:
+                if now - self.started_at[name] > FAST_FAILURE_SECONDS:
+                    self.fast_failures[name] = 0  # it ran long enough: a new run of failures starts from zero
+                continue
+            self.restarts[name] += 1
+            fast = now - self.started_at[name] < FAST_FAILURE_SECONDS
+            self.fast_failures[name] = self.fast_failures[name] + 1 if fast else 0
+            if self.fast_failures[name] >= MAX_FAST_FAILURES:
+                raise GaveUp(f"{name} exited with {process.returncode} {self.fast_failures[name]} times in a row "
+                             f"within {FAST_FAILURE_SECONDS:.0f}s of starting; giving up. Its log "
+                             f"({self.logs / (name + '.log')}) ends:\n{self.log_tail(name)}")
+            delay = min(MAX_BACKOFF_SECONDS, self.first_backoff_seconds * 2.0 ** (self.fast_failures[name] - 1)) if fast else 0.0
+            print(f"{name} exited with {process.returncode}; restarting in {delay:.0f}s "
+                  f"(see {self.logs / (name + '.log')})", flush=True)
+            self.restart_due[name] = now + delay
+
+    def stop(self, timeout: float | None = None) -> None:
+        """SIGTERM to all, then each gets its grace period (compose's stop_grace_period) before SIGKILL."""
+        self.restart_due.clear()
         for process in self.processes.values():
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
-        deadline = time.time() + timeout
-        for process in self.processes.values():
+        started = time.time()
+        for name, process in self.processes.items():
+            grace = self.specs[name].grace_seconds if timeout is None else timeout
             try:
-                process.wait(timeout=max(0.1, deadline - time.time()))
+                process.wait(timeout=max(0.1, started + grace - time.time()))
             except subprocess.TimeoutExpired:
+                print(f"{name} did not stop within {grace:.0f}s; killing it", flush=True)
                 process.kill()
                 process.wait()
 
@@ -162,56 +229,100 @@ def run(stack: Stack) -> int:
     print(f"  logs       {stack.logs}/", flush=True)
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
+    code = 0
     try:
         while not stopping:
-            time.sleep(1.0)
+            time.sleep(0.5)
             stack.supervise()
     except KeyboardInterrupt:
         pass
+    except GaveUp as error:
+        print(f"error: {error}", flush=True)
+        code = 1
     print("stopping ...", flush=True)
     stack.stop()
     print("stopped.", flush=True)
-    return 0
+    return code
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m deploy.local", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["run", "up", "down"])
+    parser.add_argument("--runtime", type=Path, default=ROOT / "runtime", help="the volume and logs (./runtime)")
+    parser.add_argument("--data", type=Path, default=ROOT / "data", help="where market.duckdb lives (./data)")
     args = parser.parse_args(argv)
-    runtime = ROOT / "runtime"
+    runtime, data = args.runtime.resolve(), args.data.resolve()
     pid_file = runtime / "stack.pid"
     if args.command == "run":
-        return run(build_stack())
+        return run(build_stack(runtime, data))
     if args.command == "up":
         if pid_file.exists():
             print(f"already up (pid {pid_file.read_text().strip()}); `make down` first")
             return 1
-        runtime.mkdir(parents=True, exist_ok=True)
-        (runtime / "logs").mkdir(exist_ok=True)
-        log = open(runtime / "logs" / "stack.log", "ab")
-        process = subprocess.Popen([sys.executable, "-m", "deploy.local", "run"], cwd=ROOT, stdout=log,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
-        pid_file.write_text(str(process.pid))
-        print(f"started in the background (pid {process.pid}); logs in {runtime / 'logs'}; `make down` stops it")
-        for name in SERVICES:
-            print(f"  {name:<10} http://localhost:{build_stack().specs[name].port}/status")
+        return up(runtime, data, pid_file)
+    return down(runtime, data, pid_file)
+
+
+def healthy(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2.0) as answer:
+            return answer.status == 200
+    except (OSError, ValueError):
+        return False
+
+
+def up(runtime: Path, data: Path, pid_file: Path, timeout_seconds: float = UP_TIMEOUT_SECONDS) -> int:
+    """Start the stack in the background; return 0 once every service answers /health, or
+    1 naming those that never did (the stack is stopped again)."""
+    (runtime / "logs").mkdir(parents=True, exist_ok=True)
+    log = open(runtime / "logs" / "stack.log", "ab")
+    process = subprocess.Popen([sys.executable, "-m", "deploy.local", "run", "--runtime", str(runtime),
+                                "--data", str(data)], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                               start_new_session=True)
+    pid_file.write_text(str(process.pid))
+    stack = build_stack(runtime, data)
+    print(f"starting in the background (pid {process.pid}); logs in {runtime / 'logs'}", flush=True)
+    pending, deadline = list(SERVICES), time.monotonic() + timeout_seconds
+    while pending and time.monotonic() < deadline and process.poll() is None:
+        for name in list(pending):
+            if healthy(stack.specs[name].port):
+                pending.remove(name)
+                print(f"  {name:<10} healthy   http://localhost:{stack.specs[name].port}/status", flush=True)
+        time.sleep(1.0)
+    if not pending:
+        print("up; `make down` stops it")
         return 0
+    why = "the runner gave up" if process.poll() is not None else f"not healthy within {timeout_seconds:.0f}s"
+    print(f"error: {', '.join(pending)} never became healthy ({why}).", file=sys.stderr)
+    for name in pending:
+        print(f"--- {runtime / 'logs' / (name + '.log')} ends:\n{stack.log_tail(name)}", file=sys.stderr)
+    stack_log = (runtime / "logs" / "stack.log").read_text(errors="replace").splitlines()
+    print("--- stack.log ends:\n" + "\n".join(stack_log[-6:]), file=sys.stderr)
+    down(runtime, data, pid_file, quiet=True)
+    return 1
+
+
+def down(runtime: Path, data: Path, pid_file: Path, *, quiet: bool = False) -> int:
+    """Stop what `up` started: the runner gives each service its grace period, so wait for that."""
     if not pid_file.exists():
         print("nothing is up")
         return 0
     pid = int(pid_file.read_text().strip())
+    grace = max(spec.grace_seconds for spec in build_stack(runtime, data).specs.values())
     try:
         os.kill(pid, signal.SIGTERM)
-        for _ in range(60):
+        deadline = time.monotonic() + grace + 15.0
+        while time.monotonic() < deadline:
             os.kill(pid, 0)
             time.sleep(0.5)
+        print(f"the runner (pid {pid}) did not stop within {grace + 15:.0f}s", file=sys.stderr)
     except ProcessLookupError:
         pass
     pid_file.unlink(missing_ok=True)
-    print("stopped")
+    if not quiet:
+        print("stopped")
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

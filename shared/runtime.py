@@ -5,6 +5,9 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
+import math
+import os
+from pathlib import Path
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +25,30 @@ def tune_process() -> bool:
     import torch
 
     torch.set_flush_denormal(True)
+    torch.set_num_threads(torch_threads())
     return tune_allocator()
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on: its affinity, capped by a cgroup CPU quota (a
+    container's `cpus`), at least 1."""
+    count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            count = min(count, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, count)
+
+
+def torch_threads() -> int:
+    """Torch's threads follow the CPUs the service is given: OMP_NUM_THREADS (compose sets
+    it per service) but never more than the CPUs usable here, so six training threads on a
+    two-core host do not fight the live decision for the cores."""
+    wanted = os.environ.get("OMP_NUM_THREADS", "")
+    usable = usable_cpus()
+    return min(int(wanted), usable) if wanted.isdigit() and int(wanted) > 0 else usable
 
 
 def tune_allocator() -> bool:
