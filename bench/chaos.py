@@ -172,7 +172,7 @@ def check_trading(root: Path, bar_ts: np.ndarray) -> dict[str, int]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--kills", type=int, default=200)
-    parser.add_argument("--max-seconds", type=float, default=1200.0, help="stop killing after this long")
+    parser.add_argument("--max-seconds", type=float, default=1800.0, help="stop killing after this long")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     rng = random.Random(args.seed)

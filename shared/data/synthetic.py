@@ -128,6 +128,14 @@ def _price_path(sigma, eps, drift_signal, edge, week_start, weekend_jump, start,
 
 def generate_bars(config: SyntheticMarketConfig, *, max_bars: int | None = None) -> Bars:
     """Generate the market described by `config` (deterministic for a seed)."""
+    return generate_market(config, max_bars=max_bars)[0]
+
+
+def generate_market(config: SyntheticMarketConfig, *, max_bars: int | None = None,
+                    horizon_bars: int = 0) -> tuple[Bars, np.ndarray]:
+    """The bars and, per bar, the generator's expected drift in pips over the next
+    `horizon_bars` minutes (default: edge_lookback_bars) given everything known at the
+    bar's close: what an oracle would know. Real data has no such thing."""
     instrument = get_instrument(config.instrument)
     pip = instrument.pip_size
     rng = np.random.default_rng(config.seed)
@@ -171,7 +179,26 @@ def generate_bars(config: SyntheticMarketConfig, *, max_bars: int | None = None)
 
     ts = minutes[keep] * NS_PER_MINUTE
     bars = Bars(ts, open_[keep], high[keep], low[keep], close[keep], volume[keep])
-    return bars[:max_bars] if max_bars is not None else bars
+    drift = expected_drift_pips(eps, sigma, config.edge_strength, k, horizon_bars or k)[keep]
+    if max_bars is not None:
+        return bars[:max_bars], drift[:max_bars]
+    return bars, drift
+
+
+def expected_drift_pips(eps: np.ndarray, sigma: np.ndarray, edge: float, lookback: int, horizon: int) -> np.ndarray:
+    """[N] sum over h = 1..horizon of edge * sigma[t+h] * tanh(known part of M_{t+h-1}), the
+    known part being the shocks up to t that are still in the lookback window at t+h
+    (later shocks have mean zero). The band pull is left out: it is rarely active."""
+    n = len(eps)
+    csum = np.concatenate([[0.0], np.cumsum(eps)])
+    t = np.arange(n)
+    drift = np.zeros(n)
+    for h in range(1, horizon + 1):
+        nxt = np.minimum(t + h, n - 1)
+        lo = np.maximum(t + h - lookback, 0)
+        known = np.where(lo <= t, csum[t + 1] - csum[np.minimum(lo, t + 1)], 0.0)
+        drift += np.where(t + h < n, edge * sigma[nxt] * np.tanh(known / np.sqrt(lookback)), 0.0)
+    return drift
 
 
 def _regimes(rng: np.random.Generator, n: int, count: int, mean_bars: float) -> np.ndarray:

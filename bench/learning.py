@@ -1,0 +1,179 @@
+"""Does the agent learn the planted edge? Measured on a test split nothing selects on.
+
+python -m bench.learning [--episodes N] [--validate-every K] [--seed S] [--quick]
+
+The default market (`python -m shared.data demo`: 12 weeks, edge 0.3, GBPJPY
+4-pip spread) and the default networks and training settings of the service.
+Training runs from scratch for N episodes (seeded). Every K episodes the
+newest candidate is validated the way the validation service does it
+(validation split, `VALIDATION_SIMULATIONS` of the demo (10), the service's
+default gate against the champion); the last champion is then played on the
+**test split**, which nothing ever selects on, with live's 50 simulations, and
+so is its raw network (no search). Baselines on the same test sessions, through
+the same environment and costs (`shared/baselines.py`, thresholds tuned on the
+train split only): the oracle (the generator's expected drift) and momentum
+(past prices only).
+
+Last line is JSON: {"bench": "learning", "episodes", "wall_seconds",
+"agent_test_pips", "oracle_test_pips", "momentum_test_pips", "raw_test_pips",
+"fraction_of_oracle", "search_vs_raw_p", "value_drift_corr", ...}.
+`search_vs_raw_p` is a one-sided paired sign-flip permutation test over test
+sessions (search's session P&L against the raw network's; small = search
+ahead). `value_drift_corr` is the correlation, over test bars, between the
+network's afterstate value of BUY minus SELL from flat and the oracle's
+expected drift: whether the networks see the edge at all. --quick is a
+CI-sized run (a few hundred episodes, few sessions) that checks the plumbing,
+not the learning.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from shared.baselines import momentum_signal, paired_sign_flip_p, play, tune
+from shared.candidates import Candidate, load_candidate
+from shared.data.__main__ import DEMO_MARKET
+from shared.data.store import BarStore
+from shared.data.synthetic import generate_market
+from shared.env import ACTION_SPACES, EnvConfig, TradingEnv
+from shared.evaluation import evaluate, raw_network_policy, search_policy
+from shared.features.position import NUM_POSITION
+from shared.features.spec import WINDOW_BARS
+from shared.features.store import build_feature_store, load_feature_set
+from shared.model import ValueSupport
+from shared.model.inference import InferencePlan
+from shared.runtime import tune_process
+from shared.search import NetworkSearch, SearchConfig
+from shared.trainer import Trainer, TrainingConfig
+from shared.validator import GateConfig, ValidationConfig, gate, validate
+
+LIVE_SIMULATIONS = 50
+DEMO_VALIDATION_SIMULATIONS = 10
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def value_drift_corr(candidate: Candidate, features, drift: np.ndarray, bars: np.ndarray) -> float:
+    """corr(V_after(BUY) - V_after(SELL) from flat, expected drift) over `bars`."""
+    space = ACTION_SPACES[candidate.payload.get("env_config", {}).get("action_space", "hold_buy_sell_close")]
+    buy = space.actions.index("BUY" if "BUY" in space.actions else "LONG_1")
+    sell = space.actions.index("SELL" if "SELL" in space.actions else "SHORT_1")
+    model = candidate.model.eval()
+    support = ValueSupport(model.config.value_atoms, model.config.value_max_pips).support
+    plan = InferencePlan(model, support)
+    advantages = []
+    with torch.inference_mode():
+        for chunk in np.array_split(bars, max(1, len(bars) // 512)):
+            temporal = torch.from_numpy(features.features[chunk[:, None] + np.arange(-WINDOW_BARS + 1, 1)])
+            static = torch.zeros(len(chunk), NUM_POSITION)
+            state = plan.representation(temporal, static)
+            values = [plan.afterstates(state, torch.full((len(chunk),), a, dtype=torch.long))[2] for a in (buy, sell)]
+            advantages.append((values[0] - values[1]).numpy())
+    advantage = np.concatenate(advantages)
+    if np.std(advantage) == 0 or np.std(drift[bars]) == 0:
+        return 0.0
+    return float(np.corrcoef(advantage, drift[bars])[0, 1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--episodes", type=int, default=20_000, help="training budget")
+    parser.add_argument("--validate-every", type=int, default=640, help="validate the newest candidate this often")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true", help="CI-sized: checks the plumbing, not the learning")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.episodes, args.validate_every = min(args.episodes, 128), 64
+    started = time.monotonic()
+    tune_process()
+    with tempfile.TemporaryDirectory(prefix="learning-") as tmp:
+        root = Path(tmp)
+        db = root / "market.duckdb"
+        bars, drift = generate_market(DEMO_MARKET)
+        with BarStore(db) as store:
+            store.upsert(DEMO_MARKET.instrument, "M1", bars)
+        build_feature_store(db, DEMO_MARKET.instrument, progress=False)
+        features = load_feature_set(db, DEMO_MARKET.instrument)
+        if not np.array_equal(features.bars.ts, bars.ts):
+            raise SystemExit("the feature store's bars are not the generated ones")
+        test = features.require_sessions("test")
+        train = features.require_sessions("train")[::6]  # stride 360: each train bar once
+        if args.quick:
+            test, train = test[:6], train[:24]
+        env = TradingEnv(features, EnvConfig())
+
+        log("tuning the oracle and momentum rules on the train split ...")
+        momentum = momentum_signal(features.bars.close, 0.01)
+        baselines = {}
+        for name, signal in (("oracle", drift), ("momentum", momentum)):
+            rule = tune(env, signal, train, name)
+            baselines[name] = (rule, play(env, signal, rule, test))
+            log(f"  {name}: enter {rule.enter:.2f} exit {rule.exit:.2f} pips, train {rule.train_pips:+.0f}, "
+                f"test {baselines[name][1].total_pips:+.0f} pips")
+
+        config = TrainingConfig(seed=args.seed)  # the service's defaults: 64 episodes, 5 simulations
+        trainer = Trainer(features, root / "checkpoints", config)
+        validation = ValidationConfig(simulations=2 if args.quick else DEMO_VALIDATION_SIMULATIONS,
+                                      mc_runs=200, max_sessions=4 if args.quick else 0)
+        # the service's default gate; --quick lets anything through so the test-split half runs too
+        gate_config = GateConfig(min_trades=0, min_expectancy_pips=-1e9, min_mc_p5_final_pips=-1e9,
+                                 max_drawdown_pips=1e9) if args.quick else GateConfig()
+        champion, champion_stats, validated, next_validation = None, None, 0, args.validate_every
+        while trainer.episode < args.episodes:
+            report = trainer.run_iteration()
+            if trainer.episode < next_validation or report.checkpoint is None:
+                continue
+            next_validation += args.validate_every
+            candidate = load_candidate(root / "checkpoints" / "training" / report.checkpoint)
+            result = validate(candidate, features, validation)
+            validated += 1
+            reasons = gate(result, champion_stats, gate_config)
+            if not reasons:
+                champion, champion_stats = candidate, result.stats.to_dict()
+            log(f"episode {trainer.episode}: validation {result.stats.total_pips:+.0f} pips in {result.stats.trades} "
+                f"trades, quality {result.stats.quality:.2f}: {'promoted' if not reasons else 'not promoted'} "
+                f"({time.monotonic() - started:.0f}s)")
+        trainer.close()
+
+        oracle, momentum_eval = baselines["oracle"][1], baselines["momentum"][1]
+        out = {"bench": "learning", "episodes": trainer.episode, "validated": validated,
+               "promoted": champion is not None, "champion_episode": champion.episode if champion else None}
+        if champion is not None:
+            search = NetworkSearch(champion.model, min(64, len(test)), env.space,
+                                   SearchConfig(**{**champion.search_config.to_dict(),
+                                                   "num_simulations": 4 if args.quick else LIVE_SIMULATIONS}))
+            agent = evaluate(env, search_policy(search), test)
+            raw = evaluate(env, raw_network_policy(search), test)
+            test_bars = np.concatenate([np.arange(s, s + env.steps_per_episode) for s in test])
+            corr = value_drift_corr(champion, features, drift, test_bars[:: 1 if args.quick else 4])
+            p = paired_sign_flip_p(agent.episode_pnl_pips, raw.episode_pnl_pips)
+            agent_pips, raw_pips, trades = agent.total_pips, raw.total_pips, len(agent.trades_pips)
+        else:  # nothing passed the gate: live would not trade
+            agent_pips = raw_pips = 0.0
+            corr, p, trades = 0.0, 1.0, 0
+        out.update({
+            "wall_seconds": round(time.monotonic() - started, 1),
+            "agent_test_pips": round(agent_pips, 1), "agent_test_trades": trades,
+            "oracle_test_pips": round(oracle.total_pips, 1), "oracle_test_trades": len(oracle.trades_pips),
+            "momentum_test_pips": round(momentum_eval.total_pips, 1),
+            "raw_test_pips": round(raw_pips, 1),
+            "fraction_of_oracle": round(agent_pips / oracle.total_pips, 3) if oracle.total_pips > 0 else None,
+            "search_vs_raw_p": round(p, 4), "value_drift_corr": round(corr, 3),
+            "test_sessions": len(test),
+        })
+    print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,103 @@
+"""The bar the agent is measured against: threshold rules on a drift signal,
+played through the same environment and costs as the agent.
+
+* oracle: the synthetic generator's own expected drift over the next
+  `edge_lookback_bars` (`shared.data.synthetic.generate_market`): what a
+  trader who knew the planted edge would expect. Real data has none.
+* momentum: what a quant writes in ten lines, from past prices only:
+  z = (c_t - c_{t-k}) / (sigma_60 * sqrt(k)), signal = sigma_60 * tanh(z),
+  sigma_60 the std of the last 60 one-bar changes in pips.
+
+Either signal drives the same rule with hysteresis: flat -> long when the
+signal is above `enter`, short when below -`enter`; long -> flat when it falls
+below `exit` (short -> flat above -`exit`); `exit` < `enter` holds a position
+through noise, which matters more than the signal here. The two thresholds
+are tuned on the train split only (a grid over quantiles of |signal|), then
+the rule is played on any split. Random and always-flat are in
+`shared.evaluation`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from shared.env import TradingEnv
+from shared.env.actions import ActionSpace
+from shared.env.trading import Observation
+from shared.evaluation import Evaluation, Policy, evaluate
+
+ENTER_QUANTILES = (0.6, 0.75, 0.85, 0.92, 0.96, 0.985)
+EXIT_RATIOS = (-0.25, 0.0, 0.25, 0.5, 1.0)  # exit = ratio x enter; 1.0 = no hysteresis
+
+
+def momentum_signal(close: np.ndarray, pip: float, lookback: int = 15, vol_bars: int = 60) -> np.ndarray:
+    """[N] pips, from closes up to each bar only (0 where the lookback is not full)."""
+    change = np.diff(close, prepend=close[0]) / pip
+    csum, csq = np.cumsum(np.concatenate([[0.0], change])), np.cumsum(np.concatenate([[0.0], change**2]))
+    n, t = len(close), np.arange(len(close))
+    lo = np.maximum(t + 1 - vol_bars, 0)
+    count = t + 1 - lo
+    mean = (csum[t + 1] - csum[lo]) / count
+    vol = np.sqrt(np.maximum((csq[t + 1] - csq[lo]) / count - mean**2, 1e-12))
+    move = np.zeros(n)
+    move[lookback:] = (close[lookback:] - close[:-lookback]) / pip
+    signal = vol * np.tanh(move / (vol * np.sqrt(lookback)))
+    signal[: max(lookback, vol_bars)] = 0.0
+    return signal
+
+
+def threshold_policy(signal: np.ndarray, space: ActionSpace, enter: float, exit: float) -> Policy:
+    """The hysteresis rule on `signal` [bars], in any action space: the legal action whose
+    target is nearest the wanted position (-1, 0 or +1)."""
+    def choose(obs: Observation) -> np.ndarray:
+        s = signal[obs.bar_index]
+        held = np.sign(obs.position).astype(np.int64)
+        want = np.where(held > 0, (s >= exit).astype(np.int64),
+                        np.where(held < 0, -(s <= -exit).astype(np.int64),
+                                 (s > enter).astype(np.int64) - (s < -enter).astype(np.int64)))
+        index = space.position_index(obs.position)
+        targets = space.target[:, index].T.astype(np.float64)        # [E, A]
+        distance = np.where(obs.legal, np.abs(targets - want[:, None]), np.inf)
+        return distance.argmin(axis=1)
+
+    return choose
+
+
+@dataclass(frozen=True)
+class TunedRule:
+    name: str
+    enter: float
+    exit: float
+    train_pips: float
+
+
+def tune(env: TradingEnv, signal: np.ndarray, train_starts: np.ndarray, name: str) -> TunedRule:
+    """The (enter, exit) pair that earns most on the train sessions given."""
+    magnitude = np.abs(signal[signal != 0])
+    best: TunedRule | None = None
+    for q in ENTER_QUANTILES:
+        enter = float(np.quantile(magnitude, q))
+        for ratio in EXIT_RATIOS:
+            pips = evaluate(env, threshold_policy(signal, env.space, enter, ratio * enter), train_starts).total_pips
+            if best is None or pips > best.train_pips:
+                best = TunedRule(name, enter, ratio * enter, pips)
+    assert best is not None
+    return best
+
+
+def play(env: TradingEnv, signal: np.ndarray, rule: TunedRule, starts: np.ndarray) -> Evaluation:
+    return evaluate(env, threshold_policy(signal, env.space, rule.enter, rule.exit), starts)
+
+
+def paired_sign_flip_p(a: np.ndarray, b: np.ndarray, *, rounds: int = 20_000, seed: int = 0) -> float:
+    """One-sided p-value that `a` beats `b` on paired sessions: a sign-flip permutation test
+    of the mean difference (exact under the null that each difference is symmetric about 0)."""
+    diff = np.asarray(a, np.float64) - np.asarray(b, np.float64)
+    if len(diff) == 0 or np.all(diff == 0):
+        return 1.0
+    observed = diff.mean()
+    signs = np.random.default_rng(seed).choice([-1.0, 1.0], size=(rounds, len(diff)))
+    null = (signs * diff).mean(axis=1)
+    return float((np.sum(null >= observed) + 1) / (rounds + 1))

@@ -1,0 +1,89 @@
+"""The baselines the agent is measured against: the oracle's drift is the
+generator's, momentum reads the past only, the hysteresis rule, the paired test."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from shared.baselines import momentum_signal, paired_sign_flip_p, play, threshold_policy, tune
+from shared.data.synthetic import SyntheticMarketConfig, generate_bars, generate_market
+from shared.env import EnvConfig, TradingEnv
+from shared.env.actions import ACTION_SPACES
+from shared.env.trading import Observation
+
+
+def test_the_oracle_drift_is_the_generators_and_predicts_the_move():
+    config = SyntheticMarketConfig(weeks=2, seed=3, edge_strength=0.3)
+    bars, drift = generate_market(config)
+    np.testing.assert_array_equal(bars.close, generate_bars(config).close)  # the same market
+    ahead = 15
+    future = (bars.close[ahead:] - bars.close[:-ahead]) / 0.01
+    assert np.corrcoef(drift[:-ahead], future)[0, 1] > 0.2
+    _, none = generate_market(SyntheticMarketConfig(weeks=1, seed=3, edge_strength=0.0))
+    assert np.all(none == 0)
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), t=st.integers(0, 299))
+def test_momentum_reads_the_past_only(seed, t):
+    close = 170 + np.cumsum(np.random.default_rng(seed).normal(0, 0.02, 300))
+    assert momentum_signal(close[: t + 1], 0.01)[t] == momentum_signal(close, 0.01)[t]
+
+
+@pytest.mark.parametrize("space", sorted(ACTION_SPACES))
+def test_the_rule_enters_holds_through_noise_and_exits(space):
+    space = ACTION_SPACES[space]
+    signal = np.array([0.0, 3.0, 1.0, -0.5, -3.0])  # enter above 2, exit long below 0
+    policy = threshold_policy(signal, space, enter=2.0, exit=0.0)
+
+    def act(bar: int, position: int) -> int:
+        p = np.array([position], np.int8)
+        obs = Observation(np.zeros((1, 32, 9)), np.zeros((1, 6)), space.legal_mask(p), p, np.array([bar]))
+        return int(space.next_position(p, policy(obs))[0])
+
+    assert act(0, 0) == 0 and act(1, 0) == 1   # enters on a strong signal
+    assert act(2, 1) == 1                       # holds through a weaker one
+    assert act(3, 1) == 0                       # exits below the exit level
+    assert act(4, 0) == -1 and act(2, -1) == 0
+
+
+def test_tuning_on_train_beats_flat_on_a_planted_edge(features):
+    env = TradingEnv(features, EnvConfig())
+    signal = momentum_signal(features.bars.close, 0.01)
+    rule = tune(env, signal, features.sessions["train"][::12], "momentum")
+    assert rule.train_pips > 0 and rule.exit <= rule.enter
+    assert play(env, signal, rule, features.sessions["train"][::12]).total_pips == pytest.approx(rule.train_pips)
+
+
+def test_the_paired_test():
+    rng = np.random.default_rng(0)
+    base = rng.normal(0, 50, 40)
+    assert paired_sign_flip_p(base + 30, base) < 0.01
+    assert paired_sign_flip_p(base - 30, base) > 0.99
+    assert paired_sign_flip_p(base, base) == 1.0
+    noise = paired_sign_flip_p(base + rng.normal(0, 5, 40), base)
+    assert 0.0 < noise < 1.0
+
+
+def test_the_learning_benchmark_runs_end_to_end_in_quick_mode():
+    """bench.learning --quick: every part (baselines, training, validation, the champion on
+    the test split, the paired test, the value-drift correlation) runs and reports."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.service_helpers import ROOT
+
+    result = subprocess.run([sys.executable, "-m", "bench.learning", "--quick"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["bench"] == "learning" and out["episodes"] == 128 and out["promoted"]
+    for key in ("wall_seconds", "agent_test_pips", "oracle_test_pips", "momentum_test_pips", "raw_test_pips",
+                "fraction_of_oracle", "search_vs_raw_p", "value_drift_corr"):
+        assert out[key] is not None, key
+    assert out["oracle_test_pips"] > 0 and out["momentum_test_pips"] > 0  # the edge is there to take
+    assert 0.0 < out["search_vs_raw_p"] <= 1.0 and -1.0 <= out["value_drift_corr"] <= 1.0
