@@ -80,12 +80,16 @@ def sharpe_daily(daily_pnl: np.ndarray) -> float | None:
 
 def quality_score(expectancy: float, total: float, drawdown: float, trades: int, sqn_100: float | None,
                   actions_used: int) -> float:
+    """The product notes' score, with its bonuses for trading at all (trade count, actions
+    used) paid only to a policy that makes money: a losing policy that trades a lot (random)
+    must rank below one that stands aside (flat, 0)."""
     score = 2.0 * expectancy if expectancy > 0 else 0.3 * expectancy
     if trades:
         score += 1.5 * (total - 0.01 * drawdown) / trades
-    score += 10.0 if trades >= 30 else (2.0 if trades > 0 else 0.0)
-    score += 3.0 * min(max(sqn_100 or 0.0, 0.0), 5.0)
-    score += 3.0 if actions_used >= 3 else 0.0
+    if expectancy > 0:
+        score += 10.0 if trades >= 30 else (2.0 if trades > 0 else 0.0)
+        score += 3.0 * min(max(sqn_100 or 0.0, 0.0), 5.0)
+        score += 3.0 if actions_used >= 3 else 0.0
     return float(score)
 
 

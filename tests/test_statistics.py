@@ -45,6 +45,15 @@ def test_all_winners_and_no_trades():
     assert empty.trades == 0 and empty.expectancy_pips == 0.0 and empty.quality == 0.0 and empty.trade_ratio == 0.0
 
 
+def test_a_losing_policy_that_trades_scores_below_flat():
+    """Regression (issue 13): random scored 5.9 (bonuses for trading at all) and flat 0."""
+    losing = np.random.default_rng(0).normal(-4.0, 20.0, 300)  # the spread eats a random policy
+    assert losing.mean() < 0
+    random_like = trade_stats(losing, np.array([losing.sum()]), np.array([100, 100, 100, 100]), position_changes=300)
+    flat = trade_stats(np.array([]), np.array([0.0]), np.array([400, 0, 0, 0]), position_changes=0)
+    assert random_like.quality < flat.quality == 0.0
+
+
 def test_trade_ratio_counts_orders_not_action_zero():
     """Regression: the trade ratio was 1 - share of action 0, wrong where action 0 is not
     HOLD (the sized space's NEUTRAL is an order whenever a position is open)."""
@@ -58,7 +67,10 @@ def test_max_drawdown_counts_from_the_start():
 
 
 def test_quality_score_terms():
-    assert quality_score(-2.0, -40.0, 50.0, 20, None, 2) == pytest.approx(0.3 * -2 + 1.5 * (-40 - 0.5) / 20 + 2.0)
+    # losing: no bonus for trading at all (issue 13: random must rank below flat)
+    assert quality_score(-2.0, -40.0, 50.0, 20, None, 2) == pytest.approx(0.3 * -2 + 1.5 * (-40 - 0.5) / 20)
+    # winning: the trade-count, SQN and actions-used bonuses
+    assert quality_score(2.0, 80.0, 50.0, 40, 1.5, 3) == pytest.approx(2 * 2 + 1.5 * (80 - 0.5) / 40 + 10 + 4.5 + 3)
 
 
 def test_monte_carlo_is_reproducible_for_a_seed():
