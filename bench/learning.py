@@ -38,7 +38,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from shared.baselines import momentum_signal, paired_sign_flip_p, play, tune
+from shared.baselines import momentum_signal, play, tune
+from shared.statistics import paired_sign_flip_p
 from shared.candidates import Candidate, load_candidate
 from shared.data.__main__ import DEMO_MARKET
 from shared.data.store import BarStore
@@ -135,11 +136,11 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             next_validation += args.validate_every
             candidate = load_candidate(root / "checkpoints" / "training" / report.checkpoint)
-            result = validate(candidate, features, validation)
+            result = validate(candidate, features, validation, trials=validated + 1)
             validated += 1
             reasons = gate(result, champion_stats, gate_config)
-            if not reasons:
-                champion, champion_stats = candidate, result.stats.to_dict()
+            if not reasons:  # the champion record as the service keeps it: stats and session P&L
+                champion, champion_stats = candidate, {**result.stats.to_dict(), "session_pnl": result.session_pnl}
             log(f"episode {trainer.episode}: validation {result.stats.total_pips:+.0f} pips in {result.stats.trades} "
                 f"trades, quality {result.stats.quality:.2f}: {'promoted' if not reasons else 'not promoted'} "
                 f"({time.monotonic() - started:.0f}s)")

@@ -89,15 +89,3 @@ def tune(env: TradingEnv, signal: np.ndarray, train_starts: np.ndarray, name: st
 
 def play(env: TradingEnv, signal: np.ndarray, rule: TunedRule, starts: np.ndarray) -> Evaluation:
     return evaluate(env, threshold_policy(signal, env.space, rule.enter, rule.exit), starts)
-
-
-def paired_sign_flip_p(a: np.ndarray, b: np.ndarray, *, rounds: int = 20_000, seed: int = 0) -> float:
-    """One-sided p-value that `a` beats `b` on paired sessions: a sign-flip permutation test
-    of the mean difference (exact under the null that each difference is symmetric about 0)."""
-    diff = np.asarray(a, np.float64) - np.asarray(b, np.float64)
-    if len(diff) == 0 or np.all(diff == 0):
-        return 1.0
-    observed = diff.mean()
-    signs = np.random.default_rng(seed).choice([-1.0, 1.0], size=(rounds, len(diff)))
-    null = (signs * diff).mean(axis=1)
-    return float((np.sum(null >= observed) + 1) / (rounds + 1))

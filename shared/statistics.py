@@ -223,3 +223,46 @@ def monte_carlo(trades: np.ndarray, *, runs: int = 1000, seed: int = 0, pip_size
     return MonteCarlo(runs=runs, seed=seed, final_pips=pct(final), max_drawdown_pips=pct(drawdown), safe_f=safe,
                       car25=float(np.percentile(car, 25)), horizon_trades=horizon,
                       drawdown_tolerance=drawdown_tolerance, final_pips_runs=final)
+
+
+def deflated_sharpe(returns: np.ndarray, trials: int) -> float | None:
+    """Probability that the true Sharpe ratio of `returns` (per-period, here per session) is
+    above what the best of `trials` skill-less strategies would show (Bailey and Lopez de
+    Prado 2014). SR0 = sqrt(V) * ((1 - g) z(1 - 1/N) + g z(1 - 1/(N e))), g the
+    Euler-Mascheroni constant, V = 1 / (T - 1) the variance of a skill-less Sharpe estimate;
+    DSR = Phi((SR - SR0) sqrt(T - 1) / sqrt(1 - skew SR + (kurt - 1) / 4 SR^2)), kurt raw
+    (normal = 3). With one trial it is the probabilistic Sharpe ratio against 0."""
+    from statistics import NormalDist
+
+    r = np.asarray(returns, dtype=np.float64)
+    t = len(r)
+    if t < 3 or np.std(r, ddof=1) == 0:
+        return None
+    sr = float(np.mean(r) / np.std(r, ddof=1))
+    centred = r - r.mean()
+    m2 = float(np.mean(centred**2))
+    skew = float(np.mean(centred**3) / m2**1.5)
+    kurt = float(np.mean(centred**4) / m2**2)  # raw kurtosis: 3 for a normal
+    z = NormalDist().inv_cdf
+    n = max(1, int(trials))
+    if n == 1:
+        sr0 = 0.0
+    else:
+        gamma = 0.5772156649015329
+        sr0 = math.sqrt(1.0 / (t - 1)) * ((1 - gamma) * z(1 - 1 / n) + gamma * z(1 - 1 / (n * math.e)))
+    denominator = 1 - skew * sr + (kurt - 1) / 4 * sr**2
+    if denominator <= 0:
+        return None
+    return float(NormalDist().cdf((sr - sr0) * math.sqrt(t - 1) / math.sqrt(denominator)))
+
+
+def paired_sign_flip_p(a: np.ndarray, b: np.ndarray, *, rounds: int = 20_000, seed: int = 0) -> float:
+    """One-sided p-value that `a` beats `b` on paired sessions: a sign-flip permutation test
+    of the mean difference (exact under the null that each difference is symmetric about 0)."""
+    diff = np.asarray(a, np.float64) - np.asarray(b, np.float64)
+    if len(diff) == 0 or np.all(diff == 0):
+        return 1.0
+    observed = diff.mean()
+    signs = np.random.default_rng(seed).choice([-1.0, 1.0], size=(rounds, len(diff)))
+    null = (signs * diff).mean(axis=1)
+    return float((np.sum(null >= observed) + 1) / (rounds + 1))

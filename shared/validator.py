@@ -20,9 +20,10 @@ from shared.evaluation import Evaluation, evaluate, flat_policy, random_policy, 
 from shared.features.store import FeatureSet
 from shared.instruments import get_instrument
 from shared.search import NetworkSearch, SearchConfig
-from shared.statistics import MonteCarlo, TradeStats, monte_carlo, trade_stats
+from shared.statistics import MonteCarlo, TradeStats, deflated_sharpe, monte_carlo, paired_sign_flip_p, trade_stats
 
 SCORES = ("quality", "sqn_100", "expectancy_pips", "total_pips")
+SELECTIONS = ("paired_test", "score")
 
 
 @dataclass(frozen=True)
@@ -31,11 +32,17 @@ class GateConfig:
     min_expectancy_pips: float = 0.0          # strictly above
     min_mc_p5_final_pips: float = 0.0         # Monte Carlo 5th-percentile final P&L, strictly above
     max_drawdown_pips: float = 1000.0
-    score: str = "quality"                    # the champion is beaten on this
+    score: str = "quality"                    # the champion is beaten on this when no paired test is possible
+    selection: str = "paired_test"            # or "score": how a candidate must beat the champion
+    max_p_value: float = 0.10                 # paired test: one-sided p below this
 
     def __post_init__(self) -> None:
         if self.score not in SCORES:
             raise ValueError(f"score must be one of {SCORES}, got {self.score!r}")
+        if self.selection not in SELECTIONS:
+            raise ValueError(f"selection must be one of {SELECTIONS}, got {self.selection!r}")
+        if not 0 < self.max_p_value <= 1:
+            raise ValueError("max_p_value must be in (0, 1]")
 
 
 @dataclass(frozen=True)
@@ -63,6 +70,9 @@ class ValidationReport:
     baselines: dict[str, TradeStats]
     search_beats_raw: bool         # strictly ahead
     equity_curve: list[float]
+    session_pnl: list[float] = field(default_factory=list)  # [sessions] pips, in session order
+    deflated_sharpe: float | None = None                     # over session P&L, given the candidates tried
+    split: str = "validation"
 
     @property
     def search_vs_raw(self) -> str:
@@ -78,6 +88,7 @@ class ValidationReport:
             "baselines": {name: s.to_dict() for name, s in self.baselines.items()},
             "search_beats_raw": self.search_beats_raw,
             "search_vs_raw": self.search_vs_raw if "raw_network" in self.baselines else None,
+            "session_pnl": self.session_pnl, "deflated_sharpe": self.deflated_sharpe, "split": self.split,
         }
 
 
@@ -88,11 +99,14 @@ def _daily_pnl(features: FeatureSet, starts: np.ndarray, evaluation: Evaluation)
 
 
 def validate(candidate: Candidate, features: FeatureSet, config: ValidationConfig = ValidationConfig(), *,
-             progress: Callable[[float], None] | None = None) -> ValidationReport:
-    """Replay the candidate greedily (no noise, fixed seeds) and score it."""
+             progress: Callable[[float], None] | None = None, trials: int = 1,
+             split: str = "validation") -> ValidationReport:
+    """Replay the candidate greedily (no noise, fixed seeds) and score it. `trials`: how many
+    candidates have been tried, for the deflated Sharpe. `split` is "validation" for choosing;
+    "test" only to report a champion already chosen."""
     started = time.monotonic()
     deadline = started + config.timeout_seconds
-    starts = features.require_sessions("validation")
+    starts = features.require_sessions(split)
     if config.max_sessions:
         starts = starts[: config.max_sessions]
     env = TradingEnv(features, EnvConfig(**candidate.payload.get("env_config", {})))
@@ -130,6 +144,8 @@ def validate(candidate: Candidate, features: FeatureSet, config: ValidationConfi
         episode=candidate.episode, sha256=candidate.sha256, sessions=len(starts),
         seconds=time.monotonic() - started, stats=main, monte_carlo=mc, baselines=baselines,
         search_beats_raw=main.total_pips > baselines["raw_network"].total_pips, equity_curve=equity,
+        session_pnl=[float(x) for x in searched.episode_pnl_pips],
+        deflated_sharpe=deflated_sharpe(searched.episode_pnl_pips, trials), split=split,
     )
 
 
@@ -152,10 +168,28 @@ def gate(report: ValidationReport, champion: dict | None, config: GateConfig) ->
         reasons.append(f"Monte Carlo 5th-percentile P&L {p5:.1f} pips <= {config.min_mc_p5_final_pips}")
     if s.max_drawdown_pips > config.max_drawdown_pips:
         reasons.append(f"max drawdown {s.max_drawdown_pips:.1f} pips > {config.max_drawdown_pips}")
-    if champion is not None and not score_of(s.to_dict(), config.score) > score_of(champion, config.score):
-        reasons.append(f"{config.score} {score_of(s.to_dict(), config.score):.3f} does not beat the champion's "
-                       f"{score_of(champion, config.score):.3f}")
+    if champion is not None:
+        reason = _versus_champion(report, champion, config)
+        if reason is not None:
+            reasons.append(reason)
     return reasons
+
+
+def _versus_champion(report: ValidationReport, champion: dict, config: GateConfig) -> str | None:
+    """Why the candidate does not beat the champion, or None. With the champion's session
+    P&L on the same sessions, a paired test (a point score picked as the best of many
+    candidates is mostly luck); otherwise (a champion promoted by hand) the score."""
+    theirs = champion.get("session_pnl")
+    if config.selection == "paired_test" and theirs and len(theirs) == len(report.session_pnl):
+        p = paired_sign_flip_p(np.asarray(report.session_pnl), np.asarray(theirs))
+        if not p < config.max_p_value:
+            return (f"not better than the champion on paired validation sessions "
+                    f"(sign-flip p = {p:.3f} >= {config.max_p_value})")
+        return None
+    ours = score_of(report.stats.to_dict(), config.score)
+    if not ours > score_of(champion, config.score):
+        return f"{config.score} {ours:.3f} does not beat the champion's {score_of(champion, config.score):.3f}"
+    return None
 
 
 # --- reports --------------------------------------------------------------------------

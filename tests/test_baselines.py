@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.baselines import momentum_signal, paired_sign_flip_p, play, threshold_policy, tune
+from shared.baselines import momentum_signal, play, threshold_policy, tune
+from shared.statistics import paired_sign_flip_p
 from shared.data.synthetic import SyntheticMarketConfig, generate_bars, generate_market
 from shared.env import EnvConfig, TradingEnv
 from shared.env.actions import ACTION_SPACES

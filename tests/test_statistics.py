@@ -104,3 +104,22 @@ def test_safe_f_keeps_the_95th_percentile_drawdown_at_the_tolerance():
 def test_monte_carlo_needs_trades():
     with pytest.raises(ValueError, match="at least one trade"):
         monte_carlo(np.array([]))
+
+
+def test_deflated_sharpe():
+    from statistics import NormalDist
+
+    from shared.statistics import deflated_sharpe
+
+    rng = np.random.default_rng(3)
+    r = rng.normal(5.0, 20.0, 60)
+    # one trial: the probabilistic Sharpe ratio against 0, by hand
+    sr = r.mean() / r.std(ddof=1)
+    c = r - r.mean()
+    skew, kurt = np.mean(c**3) / np.mean(c**2) ** 1.5, np.mean(c**4) / np.mean(c**2) ** 2
+    want = NormalDist().cdf(sr * np.sqrt(59) / np.sqrt(1 - skew * sr + (kurt - 1) / 4 * sr**2))
+    assert deflated_sharpe(r, 1) == pytest.approx(want)
+    # more candidates tried: the same result is less convincing
+    assert deflated_sharpe(r, 1) > deflated_sharpe(r, 10) > deflated_sharpe(r, 100)
+    assert deflated_sharpe(rng.normal(30.0, 5.0, 60), 100) > 0.99  # real skill survives many trials
+    assert deflated_sharpe(np.array([1.0, 1.0, 1.0]), 5) is None

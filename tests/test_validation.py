@@ -128,6 +128,23 @@ def test_a_tie_between_search_and_raw_is_reported_as_a_tie():
     assert report.search_vs_raw == "ahead"
 
 
+def test_the_gate_compares_with_the_champion_session_by_session():
+    """A point score picked as the best of many candidates is mostly luck: with the champion's
+    session P&L on the same sessions, the candidate must win a paired test."""
+    rng = np.random.default_rng(1)
+    champion_sessions = rng.normal(10, 60, 30)
+    report = _report(np.tile([12.0, -4.0], 30))
+    champion = {"quality": -1e9, "session_pnl": champion_sessions.tolist()}
+    report.session_pnl = (champion_sessions + rng.normal(0, 5, 30)).tolist()   # the same, give or take
+    assert any("paired validation sessions" in r for r in gate(report, champion, GateConfig()))
+    report.session_pnl = (champion_sessions + 40 + rng.normal(0, 5, 30)).tolist()  # clearly better
+    assert gate(report, champion, GateConfig()) == []
+    # by score when asked, or when the champion has no session P&L (promoted by hand)
+    assert gate(report, {"quality": 1e9, "session_pnl": champion_sessions.tolist()}, GateConfig()) == []
+    assert gate(report, {"quality": 1e9, "session_pnl": champion_sessions.tolist()}, GateConfig(selection="score")) != []
+    assert gate(report, {"quality": 1e9}, GateConfig()) != []
+
+
 def test_gate():
     good = _report(np.tile([12.0, -4.0], 30))
     assert gate(good, None, GateConfig()) == []
@@ -208,8 +225,8 @@ def test_promotion_uses_the_validated_bytes_when_training_pruned_the_file(featur
     real_validate = module.validate
 
     def validate_while_training_prunes(candidate, *args, **kwargs):
-        (tmp_path / "training" / signal.checkpoint).unlink()
-        (tmp_path / "training" / "ckpt-ep00000064.ready").unlink()
+        (tmp_path / "training" / signal.checkpoint).unlink(missing_ok=True)
+        (tmp_path / "training" / "ckpt-ep00000064.ready").unlink(missing_ok=True)
         return real_validate(candidate, *args, **kwargs)
 
     monkeypatch.setattr(module, "validate", validate_while_training_prunes)
@@ -221,6 +238,10 @@ def test_promotion_uses_the_validated_bytes_when_training_pruned_the_file(featur
     assert sha256_file(tmp_path / "promoted" / current.model) == signal.sha256
     assert champion_metrics(tmp_path)["trades"] == result(tmp_path, 64)["report"]["stats"]["trades"]
     assert read_decision(tmp_path) is None
+    # the champion record carries its sessions for the next paired test, and its test split is reported
+    assert len(champion_metrics(tmp_path)["session_pnl"]) == result(tmp_path, 64)["report"]["sessions"]
+    test_report = json.loads((tmp_path / "validation" / "results" / "ep00000064.test.json").read_text())
+    assert test_report["report"]["split"] == "test" and service.status_page()["champion_test_split"]["episode"] == 64
 
 
 @pytest.mark.parametrize("left", ["copy_made", "only_candidate", "nothing"])

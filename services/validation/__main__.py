@@ -22,7 +22,8 @@ def build(settings: ValidationSettings, log: logging.Logger) -> FastAPI:
         max_sessions=settings.max_sessions, timeout_seconds=settings.timeout_seconds,
         gate=GateConfig(min_trades=settings.min_trades, min_expectancy_pips=settings.min_expectancy_pips,
                         min_mc_p5_final_pips=settings.min_mc_p5_final_pips,
-                        max_drawdown_pips=settings.max_drawdown_pips, score=settings.score),
+                        max_drawdown_pips=settings.max_drawdown_pips, score=settings.score,
+                        selection=settings.selection, max_p_value=settings.max_p_value),
     )
     service = ValidationService(settings, features, config)
     log.info("starting", extra={"fields": {"validation_sessions": int(len(features.sessions["validation"])),

@@ -32,6 +32,11 @@ class ValidationSettings(BaseSettings):
     min_mc_p5_final_pips: float = 0.0
     max_drawdown_pips: float = Field(1000.0, gt=0)
     score: Literal["quality", "sqn_100", "expectancy_pips", "total_pips"] = "quality"
+    selection: Literal["paired_test", "score"] = Field(
+        "paired_test", description="beat the champion by a paired test on validation sessions, or by the score")
+    max_p_value: float = Field(0.10, gt=0, le=1, description="paired test: the one-sided p must be below this")
+    report_test_split: bool = Field(True, description="play a new champion on the test split too (reported, "
+                                                      "never used to choose)")
     stall_seconds: float = Field(3600.0, gt=0)
     device: str | None = Field(None, pattern=r"^(cpu|cuda(:\d+)?|mps)$",
                                description="cpu, cuda, cuda:N or mps; default cuda > mps > cpu")

@@ -72,6 +72,7 @@ class ValidationService:
         self.current: dict | None = None
         self.queue: list[int] = []
         self.last_result: dict | None = None
+        self.champion_test: dict | None = None
         self.stop = threading.Event()
         self.finish_decided_promotion()
         sync_best_metrics(self.root)  # a copy of CURRENT's metrics; repaired if a kill left it behind
@@ -137,8 +138,10 @@ class ValidationService:
             self.current["progress"] = round(fraction, 4)
             self.metrics.progress.set(fraction)
 
+        tried = self.db.execute("SELECT count(*) FROM validations WHERE result IN ('promoted', 'failed_gate')"
+                                ).fetchall()[0][0] + 1
         try:
-            report = validate(candidate, self.features, self.config, progress=progress)
+            report = validate(candidate, self.features, self.config, progress=progress, trials=tried)
         except _Interrupted:
             self.current = None
             return None
@@ -155,9 +158,26 @@ class ValidationService:
         # Decide durably, then act: a kill from here on is finished at the next start.
         result = plain(self.result_payload(episode, "promoted", "passed the gate and beat the champion", report,
                                            report.seconds))
-        metrics = plain(report.stats.to_dict())
+        # the champion record carries its session P&L: the next candidate is compared session by session
+        metrics = plain({**report.stats.to_dict(), "session_pnl": report.session_pnl,
+                         "deflated_sharpe": report.deflated_sharpe, "candidates_tried": tried})
         write_decision(self.root, episode, candidate.sha256, metrics, result)
         self.carry_out(episode, candidate.data, candidate.sha256, metrics, result)
+        if self.settings.report_test_split and len(self.features.sessions.get("test", [])):
+            self.report_test_split(candidate, episode)
+
+    def report_test_split(self, candidate, episode: int) -> None:
+        """The new champion on the test split: reported (results/epN.test.json, /status), never
+        used to choose anything."""
+        try:
+            test = validate(candidate, self.features, self.config, split="test")
+        except Exception as error:  # noqa: BLE001 - a report, not a decision: never stop the loop for it
+            log.warning("test-split report of episode %d failed: %s", episode, error)
+            return
+        self.champion_test = {"episode": episode, "total_pips": test.stats.total_pips, "trades": test.stats.trades,
+                              "expectancy_pips": test.stats.expectancy_pips, "sessions": test.sessions,
+                              "search_vs_raw": test.search_vs_raw}
+        write_result(self.results / f"ep{episode:08d}.test.json", {**self.champion_test, "report": test.to_dict()})
 
     def carry_out(self, episode: int, data: bytes, sha256: str, metrics: dict, result: dict) -> None:
         """Promote the validated bytes, record the result, then drop the decision."""
@@ -244,6 +264,7 @@ class ValidationService:
         current = read_current(self.root)
         return {"service": "validation", "status": self.status, "queue": self.queue, "current": self.current,
                 "last_result": self.last_result, "champion": current.__dict__ if current else None,
+                "champion_test_split": self.champion_test,
                 "validation_sessions": int(len(self.features.sessions.get("validation", []))),
                 "simulations": self.config.simulations, "mc_runs": self.config.mc_runs}
 
