@@ -54,9 +54,10 @@ from shared.model.inference import InferencePlan
 from shared.runtime import tune_process
 from shared.search import NetworkSearch, SearchConfig
 from shared.trainer import Trainer, TrainingConfig
-from shared.validator import GateConfig, ValidationConfig, gate, validate
+from shared.validator import SELECTIONS, GateConfig, ValidationConfig, gate, validate
 
 LIVE_SIMULATIONS = 50
+DEFAULT_SELECTION = "paired_test"  # the validation service's default (VALIDATION_SELECTION)
 DEMO_VALIDATION_SIMULATIONS = 10
 
 
@@ -84,6 +85,25 @@ def value_drift_corr(candidate: Candidate, features, drift: np.ndarray, bars: np
     if np.std(advantage) == 0 or np.std(drift[bars]) == 0:
         return 0.0
     return float(np.corrcoef(advantage, drift[bars])[0, 1])
+
+
+def on_test(champion: Candidate | None, env: TradingEnv, test: np.ndarray, features, drift: np.ndarray,
+            quick: bool) -> dict:
+    """The champion with live's search, and its raw network, on the test split."""
+    if champion is None:  # nothing passed the gate: live would not trade
+        return {"promoted": False, "champion_episode": None, "agent_test_pips": 0.0, "agent_test_trades": 0,
+                "raw_test_pips": 0.0, "search_vs_raw_p": 1.0, "value_drift_corr": 0.0}
+    search = NetworkSearch(champion.model, min(64, len(test)), env.space,
+                           SearchConfig(**{**champion.search_config.to_dict(),
+                                           "num_simulations": 4 if quick else LIVE_SIMULATIONS}))
+    agent = evaluate(env, search_policy(search), test)
+    raw = evaluate(env, raw_network_policy(search), test)
+    test_bars = np.concatenate([np.arange(s, s + env.steps_per_episode) for s in test])
+    return {"promoted": True, "champion_episode": champion.episode,
+            "agent_test_pips": round(agent.total_pips, 1), "agent_test_trades": len(agent.trades_pips),
+            "raw_test_pips": round(raw.total_pips, 1),
+            "search_vs_raw_p": round(paired_sign_flip_p(agent.episode_pnl_pips, raw.episode_pnl_pips), 4),
+            "value_drift_corr": round(value_drift_corr(champion, features, drift, test_bars[:: 1 if quick else 4]), 3)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -126,10 +146,13 @@ def main(argv: list[str] | None = None) -> int:
         trainer = Trainer(features, root / "checkpoints", config)
         validation = ValidationConfig(simulations=2 if args.quick else DEMO_VALIDATION_SIMULATIONS,
                                       mc_runs=200, max_sessions=4 if args.quick else 0)
-        # the service's default gate; --quick lets anything through so the test-split half runs too
-        gate_config = GateConfig(min_trades=0, min_expectancy_pips=-1e9, min_mc_p5_final_pips=-1e9,
-                                 max_drawdown_pips=1e9) if args.quick else GateConfig()
-        champion, champion_stats, validated, next_validation = None, None, 0, args.validate_every
+        # the service's default gate; --quick lets anything through so the test-split half runs too.
+        # Both selection rules watch the same candidates (one training run): an honest ablation.
+        base = GateConfig(min_trades=0, min_expectancy_pips=-1e9, min_mc_p5_final_pips=-1e9,
+                          max_drawdown_pips=1e9) if args.quick else GateConfig()
+        gates = {name: GateConfig(**{**base.__dict__, "selection": name}) for name in SELECTIONS}
+        champions: dict[str, tuple[Candidate, dict] | None] = {name: None for name in SELECTIONS}
+        validated, next_validation = 0, args.validate_every
         while trainer.episode < args.episodes:
             report = trainer.run_iteration()
             if trainer.episode < next_validation or report.checkpoint is None:
@@ -138,40 +161,35 @@ def main(argv: list[str] | None = None) -> int:
             candidate = load_candidate(root / "checkpoints" / "training" / report.checkpoint)
             result = validate(candidate, features, validation, trials=validated + 1)
             validated += 1
-            reasons = gate(result, champion_stats, gate_config)
-            if not reasons:  # the champion record as the service keeps it: stats and session P&L
-                champion, champion_stats = candidate, {**result.stats.to_dict(), "session_pnl": result.session_pnl}
+            promoted = []
+            for name, gate_config in gates.items():
+                held = champions[name]
+                if not gate(result, held[1] if held else None, gate_config):
+                    # the champion record as the service keeps it: stats and session P&L
+                    champions[name] = (candidate, {**result.stats.to_dict(), "session_pnl": result.session_pnl})
+                    promoted.append(name)
             log(f"episode {trainer.episode}: validation {result.stats.total_pips:+.0f} pips in {result.stats.trades} "
-                f"trades, quality {result.stats.quality:.2f}: {'promoted' if not reasons else 'not promoted'} "
-                f"({time.monotonic() - started:.0f}s)")
+                f"trades, quality {result.stats.quality:.2f}, deflated Sharpe {result.deflated_sharpe}: promoted by "
+                f"{promoted or 'neither rule'} ({time.monotonic() - started:.0f}s)")
         trainer.close()
 
         oracle, momentum_eval = baselines["oracle"][1], baselines["momentum"][1]
+        ablation = {}
+        for name in SELECTIONS:
+            held = champions[name]
+            ablation[name] = on_test(held[0] if held else None, env, test, features, drift, args.quick)
+            log(f"{name} champion on the test split: {ablation[name]}")
+        chosen = ablation[gates[DEFAULT_SELECTION].selection]
+        agent_pips = chosen["agent_test_pips"]
         out = {"bench": "learning", "episodes": trainer.episode, "validated": validated,
-               "promoted": champion is not None, "champion_episode": champion.episode if champion else None}
-        if champion is not None:
-            search = NetworkSearch(champion.model, min(64, len(test)), env.space,
-                                   SearchConfig(**{**champion.search_config.to_dict(),
-                                                   "num_simulations": 4 if args.quick else LIVE_SIMULATIONS}))
-            agent = evaluate(env, search_policy(search), test)
-            raw = evaluate(env, raw_network_policy(search), test)
-            test_bars = np.concatenate([np.arange(s, s + env.steps_per_episode) for s in test])
-            corr = value_drift_corr(champion, features, drift, test_bars[:: 1 if args.quick else 4])
-            p = paired_sign_flip_p(agent.episode_pnl_pips, raw.episode_pnl_pips)
-            agent_pips, raw_pips, trades = agent.total_pips, raw.total_pips, len(agent.trades_pips)
-        else:  # nothing passed the gate: live would not trade
-            agent_pips = raw_pips = 0.0
-            corr, p, trades = 0.0, 1.0, 0
-        out.update({
-            "wall_seconds": round(time.monotonic() - started, 1),
-            "agent_test_pips": round(agent_pips, 1), "agent_test_trades": trades,
-            "oracle_test_pips": round(oracle.total_pips, 1), "oracle_test_trades": len(oracle.trades_pips),
-            "momentum_test_pips": round(momentum_eval.total_pips, 1),
-            "raw_test_pips": round(raw_pips, 1),
-            "fraction_of_oracle": round(agent_pips / oracle.total_pips, 3) if oracle.total_pips > 0 else None,
-            "search_vs_raw_p": round(p, 4), "value_drift_corr": round(corr, 3),
-            "test_sessions": len(test),
-        })
+               "selection": DEFAULT_SELECTION, "wall_seconds": round(time.monotonic() - started, 1),
+               **chosen,
+               "oracle_test_pips": round(oracle.total_pips, 1), "oracle_test_trades": len(oracle.trades_pips),
+               "momentum_test_pips": round(momentum_eval.total_pips, 1),
+               "fraction_of_oracle": round(agent_pips / oracle.total_pips, 3) if oracle.total_pips > 0 else None,
+               "test_sessions": len(test),
+               "ablation": {name: {**a, "fraction_of_oracle": round(a["agent_test_pips"] / oracle.total_pips, 3)
+                                   if oracle.total_pips > 0 else None} for name, a in ablation.items()}}
     print(json.dumps(out))
     return 0
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from shared.env import TradingEnv
+from shared.env import EnvConfig, TradingEnv
 from shared.env.actions import ActionSpace
 from shared.env.trading import Observation
 from shared.evaluation import Evaluation, Policy, evaluate
@@ -89,3 +89,32 @@ def tune(env: TradingEnv, signal: np.ndarray, train_starts: np.ndarray, name: st
 
 def play(env: TradingEnv, signal: np.ndarray, rule: TunedRule, starts: np.ndarray) -> Evaluation:
     return evaluate(env, threshold_policy(signal, env.space, rule.enter, rule.exit), starts)
+
+
+@dataclass(frozen=True)
+class Reference:
+    """What the baselines earn on some sessions: the bar a candidate's P&L is a fraction of."""
+
+    momentum_pips: float
+    oracle_pips: float | None  # None: the market has no known drift (real data)
+
+    def fractions(self, pips: float) -> dict[str, float | None]:
+        def share(of: float | None) -> float | None:
+            return round(pips / of, 4) if of is not None and of > 0 else None
+        return {"oracle_pips": self.oracle_pips, "momentum_pips": self.momentum_pips,
+                "fraction_of_oracle": share(self.oracle_pips), "fraction_of_momentum": share(self.momentum_pips)}
+
+
+def reference_on(features, starts: np.ndarray, config: EnvConfig = EnvConfig()) -> Reference:
+    """Tune both rules on the train split (every 6th session: each train bar once) and play
+    them on `starts`."""
+    env = TradingEnv(features, config)
+    train = features.require_sessions("train")[::6]
+    pip = env.pip
+    momentum = momentum_signal(features.bars.close, pip)
+    momentum_pips = play(env, momentum, tune(env, momentum, train, "momentum"), starts).total_pips
+    oracle_pips = None
+    if features.expected_drift is not None:
+        drift = features.expected_drift
+        oracle_pips = play(env, drift, tune(env, drift, train, "oracle"), starts).total_pips
+    return Reference(momentum_pips=float(momentum_pips), oracle_pips=None if oracle_pips is None else float(oracle_pips))

@@ -97,8 +97,22 @@ def test_sha_mismatch_is_rejected(features, tmp_path):
 def test_a_valid_candidate_is_replayed_scored_and_reported(features, tmp_path):
     write_candidate(features, tmp_path, 64)
     service = service_for(features, tmp_path)
+    service.tune_reference()  # the loop does this once at start
     service.handle(64, tmp_path / "training" / "ckpt-ep00000064.ready")
     outcome = result(tmp_path, 64)
+    # what fraction of the oracle (the demo market's known drift) and momentum baselines it earned
+    # (on these two sessions; a fraction exists where the baseline made money)
+    baselines = outcome["baselines"]
+    assert baselines["oracle_pips"] is not None and np.isfinite(baselines["momentum_pips"])
+    for name in ("oracle", "momentum"):
+        if baselines[f"{name}_pips"] > 0:
+            assert baselines[f"fraction_of_{name}"] == pytest.approx(
+                outcome["report"]["stats"]["total_pips"] / baselines[f"{name}_pips"], abs=1e-4)
+        else:
+            assert baselines[f"fraction_of_{name}"] is None
+    if baselines["fraction_of_oracle"] is not None:
+        assert service.metrics.fraction_of_oracle._value.get() == pytest.approx(baselines["fraction_of_oracle"])
+    assert service.status_page()["baselines_on_validation"]["oracle_pips"] == baselines["oracle_pips"]
     assert outcome["result"] == "failed_gate"  # an untrained model does not pass
     report = outcome["report"]
     assert report["sessions"] == 2

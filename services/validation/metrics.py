@@ -17,6 +17,10 @@ class ValidationMetrics:
             self.validations.labels(result=result)
         self.duration = Histogram("micro_validation_duration_seconds", "Wall time of one validation",
                                   buckets=(10, 30, 60, 120, 300, 600, 1200, 1800, 3600), registry=r)
+        self.fraction_of_oracle = Gauge("micro_validation_fraction_of_oracle",
+                                        "The last candidate's validation P&L over the oracle baseline's", registry=r)
+        self.fraction_of_momentum = Gauge("micro_validation_fraction_of_momentum",
+                                          "The last candidate's validation P&L over the momentum baseline's", registry=r)
         self.queue_depth = Gauge("micro_validation_queue_depth", "Candidates waiting", registry=r)
         self.progress = Gauge("micro_validation_progress_ratio", "Progress of the current validation", registry=r)
         self.last = Gauge("micro_validation_last", "Key statistics of the last validated candidate", ["stat"], registry=r)

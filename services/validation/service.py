@@ -14,6 +14,7 @@ from fastapi import FastAPI
 
 from services.validation.config import ValidationSettings
 from services.validation.metrics import ValidationMetrics
+from shared.baselines import Reference, reference_on
 from shared.candidates import CandidateError, load_candidate
 from shared.checkpoints import CANDIDATE_RE, ReadySignal, clean_orphans
 from shared.features.store import FeatureSet
@@ -73,6 +74,7 @@ class ValidationService:
         self.queue: list[int] = []
         self.last_result: dict | None = None
         self.champion_test: dict | None = None
+        self.reference: Reference | None = None
         self.stop = threading.Event()
         self.finish_decided_promotion()
         sync_best_metrics(self.root)  # a copy of CURRENT's metrics; repaired if a kill left it behind
@@ -91,7 +93,23 @@ class ValidationService:
                 found.append((int(match.group(1)), signal))
         return sorted(found, reverse=True)
 
+    def tune_reference(self) -> None:
+        """The oracle (synthetic markets) and momentum baselines on the validation sessions,
+        tuned on the train split once: every report says what fraction of them it earned."""
+        self.status = "tuning_baselines"
+        starts = self.features.require_sessions("validation")
+        starts = starts[: self.config.max_sessions] if self.config.max_sessions else starts
+        try:
+            self.reference = reference_on(self.features, starts)
+        except Exception as error:  # noqa: BLE001 - a report, not a decision: validation goes on without it
+            log.warning("baselines not available: %s", error)
+            return
+        log.info("baselines on the validation sessions", extra={"fields": {
+            "oracle_pips": self.reference.oracle_pips, "momentum_pips": self.reference.momentum_pips}})
+
     def loop(self) -> None:
+        if self.reference is None:
+            self.tune_reference()
         watcher = VolumeWatcher(self.training, (".ready",), polling=self.settings.polling).start()
         log.info("watching %s (%s observer, rescan every %.0fs)", self.training, watcher.kind, self.settings.rescan_seconds)
         try:
@@ -210,9 +228,12 @@ class ValidationService:
         self.carry_out(episode, data, decision["sha256"], decision["metrics"], decision["result"])
 
     def result_payload(self, episode: int, result: str, reason: str, report, seconds: float) -> dict:
-        return {"episode": episode, "result": result, "reason": reason,
-                "validated_at": datetime.now(timezone.utc).isoformat(), "seconds": seconds,
-                "report": report.to_dict() if report is not None else None}
+        payload = {"episode": episode, "result": result, "reason": reason,
+                   "validated_at": datetime.now(timezone.utc).isoformat(), "seconds": seconds,
+                   "report": report.to_dict() if report is not None else None}
+        if report is not None and self.reference is not None:
+            payload["baselines"] = self.reference.fractions(report.stats.total_pips)
+        return payload
 
     def record(self, episode: int, result: str, reason: str, report, seconds: float = 0.0) -> None:
         payload = self.result_payload(episode, result, reason, report, seconds)
@@ -238,6 +259,11 @@ class ValidationService:
         m.validations.labels(result=result).inc()
         if result in ("promoted", "failed_gate", "timeout", "error"):
             m.duration.observe(seconds)
+        fractions = payload.get("baselines") or {}
+        if fractions.get("fraction_of_oracle") is not None:
+            m.fraction_of_oracle.set(fractions["fraction_of_oracle"])
+        if fractions.get("fraction_of_momentum") is not None:
+            m.fraction_of_momentum.set(fractions["fraction_of_momentum"])
         if s is not None:
             m.last_expectancy.set(s["expectancy_pips"])
             m.last_win_rate.set(s["win_rate"])
@@ -265,6 +291,8 @@ class ValidationService:
         return {"service": "validation", "status": self.status, "queue": self.queue, "current": self.current,
                 "last_result": self.last_result, "champion": current.__dict__ if current else None,
                 "champion_test_split": self.champion_test,
+                "baselines_on_validation": ({"oracle_pips": self.reference.oracle_pips,
+                                             "momentum_pips": self.reference.momentum_pips} if self.reference else None),
                 "validation_sessions": int(len(self.features.sessions.get("validation", []))),
                 "simulations": self.config.simulations, "mc_runs": self.config.mc_runs}
 

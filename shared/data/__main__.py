@@ -21,8 +21,8 @@ from tqdm import tqdm
 
 from shared.data.bars import check_granularity
 from shared.data.csv_import import BadRowsError, CsvFormatError, read_csv_bars
-from shared.data.store import BarStore, default_db_path
-from shared.data.synthetic import SyntheticMarketConfig, generate_bars
+from shared.data.store import BarStore, default_db_path, write_expected_drift
+from shared.data.synthetic import SyntheticMarketConfig, generate_market
 from shared.instruments import get_instrument
 
 # The embedded default market: big enough for sessions in every split and for
@@ -45,10 +45,11 @@ def cmd_synth(args: argparse.Namespace) -> None:
 def _synth(db: Path, config: SyntheticMarketConfig, quiet: bool) -> None:
     with tqdm(total=2, desc=f"synthetic {config.instrument} ({config.weeks} weeks, seed {config.seed})", unit="step",
               disable=quiet) as bar:
-        bars = generate_bars(config)
+        bars, drift = generate_market(config)
         bar.update(1)
         with BarStore(db) as store:
             result = store.upsert(config.instrument, "M1", bars)
+            write_expected_drift(store, config.instrument, "M1", bars.ts, drift)  # for the oracle baseline
         bar.update(1)
     _print(f"synthetic {config.instrument} M1: {len(bars)} bars, {result.inserted} new, {result.updated} replaced -> {db}")
 

@@ -180,3 +180,17 @@ class BarStore:
 def _naive_utc(value: pd.Timestamp | str) -> pd.Timestamp:
     ts = pd.Timestamp(value)
     return ts.tz_convert("UTC").tz_localize(None) if ts.tzinfo is not None else ts
+
+
+def write_expected_drift(store: "BarStore", instrument: str, granularity: str, ts_ns: np.ndarray,
+                         drift_pips: np.ndarray) -> None:
+    """A synthetic market's expected drift per bar (what its oracle baseline knows), replacing
+    the instrument's. Real data has none, so nothing else writes this table."""
+    store.con.execute("""CREATE TABLE IF NOT EXISTS synthetic_drift (
+        instrument VARCHAR, granularity VARCHAR, ts TIMESTAMP, expected_drift_pips DOUBLE)""")
+    frame = pd.DataFrame({"instrument": instrument, "granularity": granularity,
+                          "ts": pd.to_datetime(np.asarray(ts_ns, np.int64)), "expected_drift_pips": drift_pips})
+    store.con.execute("DELETE FROM synthetic_drift WHERE instrument = ? AND granularity = ?", [instrument, granularity])
+    store.con.register("drift_rows", frame)
+    store.con.execute("INSERT INTO synthetic_drift SELECT * FROM drift_rows")
+    store.con.unregister("drift_rows")

@@ -76,6 +76,7 @@ class FeatureSet:
     outcomes: np.ndarray                # [N] int8 MarketOutcome
     sessions: dict[str, np.ndarray]     # split -> [S] int64 start indices into the arrays above
     session_config: SessionConfig
+    expected_drift: np.ndarray | None = None  # [N] pips: a synthetic market's, for the oracle; None for real data
 
     def require_sessions(self, split: str) -> np.ndarray:
         starts = self.sessions.get(split, np.empty(0, np.int64))
@@ -211,7 +212,14 @@ def load_feature_set(db_path: str | Path, instrument: str, granularity: str = "M
             "SELECT split, start_index FROM sessions WHERE instrument = ? AND granularity = ? ORDER BY start_index",
             [inst.name, granularity],
         ).df()
+        drift = None
+        if "synthetic_drift" in tables:
+            drift_frame = con.execute(
+                "SELECT ts, expected_drift_pips FROM synthetic_drift WHERE instrument = ? AND granularity = ? "
+                "ORDER BY ts", [inst.name, granularity]).df()
+            drift = drift_frame
     bars = Bars.from_frame(frame)
+    expected_drift = _aligned_drift(drift, bars.ts) if drift is not None else None
     sessions = {
         split: session_frame.loc[session_frame["split"] == split, "start_index"].to_numpy(np.int64) for split in SPLITS
     }
@@ -225,4 +233,15 @@ def load_feature_set(db_path: str | Path, instrument: str, granularity: str = "M
         outcomes=frame["outcome"].to_numpy(np.int8),
         sessions=sessions,
         session_config=SessionConfig(**json.loads(config)),
+        expected_drift=expected_drift,
     )
+
+
+def _aligned_drift(frame, ts_ns: np.ndarray) -> np.ndarray | None:
+    """The drift of every bar, or None unless every bar has one (bars imported later, say)."""
+    drift_ts = frame["ts"].to_numpy("datetime64[ns]").astype(np.int64)
+    index = np.searchsorted(drift_ts, ts_ns)
+    inside = index < len(drift_ts)
+    if not inside.all() or not np.array_equal(drift_ts[index], ts_ns):
+        return None
+    return frame["expected_drift_pips"].to_numpy(np.float64)[index]
