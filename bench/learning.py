@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
                           max_drawdown_pips=1e9) if args.quick else GateConfig()
         gates = {name: GateConfig(**{**base.__dict__, "selection": name}) for name in SELECTIONS}
         champions: dict[str, tuple[Candidate, dict] | None] = {name: None for name in SELECTIONS}
-        validated, next_validation = 0, args.validate_every
+        validated, next_validation, last_candidate = 0, args.validate_every, None
         while trainer.episode < args.episodes:
             report = trainer.run_iteration()
             if trainer.episode < next_validation or report.checkpoint is None:
@@ -161,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
             candidate = load_candidate(root / "checkpoints" / "training" / report.checkpoint)
             result = validate(candidate, features, validation, trials=validated + 1)
             validated += 1
+            last_candidate = candidate
             promoted = []
             for name, gate_config in gates.items():
                 held = champions[name]
@@ -188,6 +189,11 @@ def main(argv: list[str] | None = None) -> int:
                "momentum_test_pips": round(momentum_eval.total_pips, 1),
                "fraction_of_oracle": round(agent_pips / oracle.total_pips, 3) if oracle.total_pips > 0 else None,
                "test_sessions": len(test),
+               # whether the networks see the edge even when no candidate trades well enough to be promoted
+               "last_candidate_value_drift_corr": round(value_drift_corr(
+                   last_candidate, features, drift,
+                   np.concatenate([np.arange(s, s + env.steps_per_episode) for s in test])[:: 1 if args.quick else 4]
+               ), 3) if last_candidate is not None else None,
                "ablation": {name: {**a, "fraction_of_oracle": round(a["agent_test_pips"] / oracle.total_pips, 3)
                                    if oracle.total_pips > 0 else None} for name, a in ablation.items()}}
     print(json.dumps(out))

@@ -88,3 +88,4 @@ def test_the_learning_benchmark_runs_end_to_end_in_quick_mode():
         assert out[key] is not None, key
     assert out["oracle_test_pips"] > 0 and out["momentum_test_pips"] > 0  # the edge is there to take
     assert 0.0 < out["search_vs_raw_p"] <= 1.0 and -1.0 <= out["value_drift_corr"] <= 1.0
+    assert -1.0 <= out["last_candidate_value_drift_corr"] <= 1.0
