@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 import sys
 import tempfile
 import time
@@ -112,6 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--validate-every", type=int, default=640, help="validate the newest candidate this often")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="CI-sized: checks the plumbing, not the learning")
+    # levers under measurement (docs/learning.md); the defaults are the service's
+    parser.add_argument("--td-steps", type=int, default=None, help="n of the n-step value targets")
+    parser.add_argument("--epsilon", type=float, default=None, help="self-play's chance of a random action")
     args = parser.parse_args(argv)
     if args.quick:
         args.episodes, args.validate_every = min(args.episodes, 128), 64
@@ -143,6 +147,13 @@ def main(argv: list[str] | None = None) -> int:
                 f"test {baselines[name][1].total_pips:+.0f} pips")
 
         config = TrainingConfig(seed=args.seed)  # the service's defaults: 64 episodes, 5 simulations
+        levers = {}
+        if args.td_steps is not None:
+            levers["td_steps"] = args.td_steps
+            config = replace(config, replay=replace(config.replay, td_steps=args.td_steps))
+        if args.epsilon is not None:
+            levers["epsilon"] = args.epsilon
+            config = replace(config, exploration=replace(config.exploration, epsilon=args.epsilon))
         trainer = Trainer(features, root / "checkpoints", config)
         validation = ValidationConfig(simulations=2 if args.quick else DEMO_VALIDATION_SIMULATIONS,
                                       mc_runs=200, max_sessions=4 if args.quick else 0)
@@ -183,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         chosen = ablation[gates[DEFAULT_SELECTION].selection]
         agent_pips = chosen["agent_test_pips"]
         out = {"bench": "learning", "episodes": trainer.episode, "validated": validated,
-               "selection": DEFAULT_SELECTION, "wall_seconds": round(time.monotonic() - started, 1),
+               "selection": DEFAULT_SELECTION, "levers": levers, "wall_seconds": round(time.monotonic() - started, 1),
                **chosen,
                "oracle_test_pips": round(oracle.total_pips, 1), "oracle_test_trades": len(oracle.trades_pips),
                "momentum_test_pips": round(momentum_eval.total_pips, 1),
