@@ -56,6 +56,8 @@ def test_the_kill_switch_flattens_while_the_feed_fails(features, data_dir, tmp_p
         assert service.broker.snapshot("GBPJPY").units == 0 and service.trader.position == 0
         # the flatten is an order like any other (regression: only decisions were counted)
         assert service.metrics.orders.labels(status="filled")._value.get() == 1
+        # booked on the last bar seen, so the next bar is still decided on its own after it
+        assert service.journal.last_bar_ts().value == int(features.bars.ts[start - 1])
         assert service.metrics.feed_errors._value.get() >= 1 and service.feed_error is not None
         assert thread.is_alive(), "a failing feed does not end the loop"
     finally:

@@ -168,10 +168,12 @@ class LiveService:
         """The kill switch and daily-loss stop between bars, at the feed's clock."""
         t = self.trader
         now = self.now()
-        minute_ns = pd.Timestamp(now).floor("min").tz_convert("UTC").tz_localize(None).value
+        # a flatten between bars is booked on the last bar seen (its id differs from that bar's
+        # decision by purpose), so the next bar is still decided on its own
+        bar_ns = int(t.bars.ts[-1]) if len(t.bars) else pd.Timestamp(now).floor("min").tz_convert("UTC").tz_localize(None).value
         try:
             with self.lock:
-                t.risk_check(minute_ns, now)
+                t.risk_check(bar_ns, now)
         except (TemporaryBrokerError, OperationalBrokerError) as error:
             self.count_broker_error(error)
         self.metrics.kill_switch.set(1 if (self.settings.checkpoint_dir / "control" / "live.flatten").exists() else 0)
