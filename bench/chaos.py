@@ -40,10 +40,9 @@ import time
 from pathlib import Path
 
 import duckdb
-import httpx
 import numpy as np
 
-from deploy.local import ROOT, SERVICES, Stack, load_specs
+from deploy.local import ROOT, SERVICES, Stack, healthy, load_specs
 
 FAST = {
     "TRAINING_EPISODES_PER_ITERATION": "8", "TRAINING_CHECKPOINT_INTERVAL_EPISODES": "8", "TRAINING_SIMULATIONS": "3",
@@ -81,13 +80,6 @@ def seed_champion(runtime: Path, data: Path) -> None:
     data_bytes = (runtime / "seed" / "training" / trainer.write_checkpoint()).read_bytes()
     trainer.close()
     promote(runtime / "checkpoints", data_bytes, sha256_bytes(data_bytes), 8, {"quality": 0.0, "manual": True})
-
-
-def healthy(port: int) -> bool:
-    try:
-        return httpx.get(f"http://127.0.0.1:{port}/health", timeout=1.0).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def wait_healthy(stack: Stack, name: str, limit: float) -> float | None:
