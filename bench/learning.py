@@ -116,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     # levers under measurement (docs/learning.md); the defaults are the service's
     parser.add_argument("--td-steps", type=int, default=None, help="n of the n-step value targets")
     parser.add_argument("--epsilon", type=float, default=None, help="self-play's chance of a random action")
+    parser.add_argument("--root-selection", choices=("puct", "gumbel"), default=None, help="the search's root rule")
+    parser.add_argument("--simulations", type=int, default=None, help="self-play simulations per decision")
     args = parser.parse_args(argv)
     if args.quick:
         args.episodes, args.validate_every = min(args.episodes, 128), 64
@@ -154,6 +156,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.epsilon is not None:
             levers["epsilon"] = args.epsilon
             config = replace(config, exploration=replace(config.exploration, epsilon=args.epsilon))
+        search_levers = {"root_selection": args.root_selection, "num_simulations": args.simulations}
+        search_levers = {k: v for k, v in search_levers.items() if v is not None}
+        if search_levers:
+            levers.update(search_levers)
+            config = replace(config, search=replace(config.search, **search_levers))
         trainer = Trainer(features, root / "checkpoints", config)
         validation = ValidationConfig(simulations=2 if args.quick else DEMO_VALIDATION_SIMULATIONS,
                                       mc_runs=200, max_sessions=4 if args.quick else 0)

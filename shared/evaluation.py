@@ -73,7 +73,7 @@ def search_policy(search: NetworkSearch, seed: int = 0) -> Policy:
         n = len(obs.legal)
         result = search.run(obs.temporal, obs.static, obs.legal, obs.position, np.full(n, seed, dtype=np.uint64),
                             add_noise=False)
-        return result.search.choose_actions(0.0)
+        return result.actions(0.0)
     return choose
 
 

@@ -2,11 +2,19 @@
 then mcts_rs with batched afterstate and dynamics calls, all under
 torch.inference_mode. Training, validation and live all search through this.
 The tree follows each node's position through the action space's table, so
-illegal actions are masked at every decision node, not only at the root."""
+illegal actions are masked at every decision node, not only at the root.
+
+Two root selection rules (`SearchConfig.root_selection`): "puct" (MuZero:
+pUCT with Dirichlet noise; act by visit counts at a temperature; the policy
+target is the visit distribution) and "gumbel" (Gumbel MuZero: Sequential
+Halving over Gumbel top-k; act with the search's own choice, the Gumbel noise
+being the exploration; the policy target is the completed-Q improved policy,
+which is informative even at 2-16 simulations)."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -26,10 +34,15 @@ class SearchConfig:
     pb_c_init: float = 1.25
     pb_c_base: float = 19652.0
     sample_outcomes: bool = False
+    root_selection: Literal["puct", "gumbel"] = "puct"
+    max_considered_actions: int = 16   # gumbel: k of Gumbel top-k
+    gumbel_scale: float = 1.0          # gumbel: scale of the root noise when noise is on
 
     def __post_init__(self) -> None:
         if self.num_simulations < 1:
             raise ValueError("num_simulations must be at least 1")
+        if self.root_selection not in ("puct", "gumbel"):
+            raise ValueError(f"root_selection must be 'puct' or 'gumbel', got {self.root_selection!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -42,6 +55,23 @@ class SearchOutput:
     prior: np.ndarray          # [B, A] float32 network policy at the root, legal-masked
     network_value: np.ndarray  # [B] float32, the value network's estimate at the root
     search: BatchedSearch      # for visit policies, chosen actions and tree export
+    root_selection: str = "puct"
+
+    @property
+    def policy_target(self) -> np.ndarray:
+        """[B, A] float32: the visit distribution (puct) or the improved policy (gumbel)."""
+        if self.root_selection == "gumbel":
+            return self.search.improved_policy()
+        counts = self.visit_counts.astype(np.float32)
+        return counts / np.maximum(counts.sum(axis=1, keepdims=True), 1.0)
+
+    def actions(self, temperature: float = 0.0) -> np.ndarray:
+        """[B] int64 actions to act with: visit counts at `temperature` (puct),
+        the search's own choice (gumbel: its root noise is the exploration,
+        so the temperature does not apply)."""
+        if self.root_selection == "gumbel":
+            return self.search.gumbel_actions()
+        return self.search.choose_actions(temperature)
 
 
 class NetworkSearch:
@@ -93,6 +123,9 @@ class NetworkSearch:
             dirichlet_fraction=config.dirichlet_fraction,
             sample_outcomes=config.sample_outcomes,
             position_transitions=self.space.transitions(),
+            root_selection=config.root_selection,
+            max_considered_actions=config.max_considered_actions,
+            gumbel_scale=config.gumbel_scale,
         )
 
     def _numpy(self, tensor: torch.Tensor) -> np.ndarray:
@@ -124,7 +157,8 @@ class NetworkSearch:
                    np.ascontiguousarray(seeds, dtype=np.uint64), add_noise=add_noise,
                    root_positions=self.space.position_index(np.asarray(positions)).astype(np.int64))
         run_search(tree, self._afterstate, self._dynamics)
-        return SearchOutput(tree.root_visit_counts(), tree.root_values(), prior_np, value_np, tree)
+        return SearchOutput(tree.root_visit_counts(), tree.root_values(), prior_np, value_np, tree,
+                            self.config.root_selection)
 
     @torch.inference_mode()
     def raw_policy_actions(self, temporal: np.ndarray, static: np.ndarray, legal: np.ndarray) -> np.ndarray:

@@ -47,7 +47,7 @@ class EpisodeBatch:
     legal: np.ndarray        # [E, T, A] bool
     action: np.ndarray       # [E, T] int64
     reward: np.ndarray       # [E, T] float32
-    policy: np.ndarray       # [E, T, A] float32 visit distribution (temperature 1)
+    policy: np.ndarray       # [E, T, A] float32 the search's policy target
     root_value: np.ndarray   # [E, T] float32 search value
     outcome: np.ndarray      # [E, T] int8 market outcome after the action
     pnl_pips: np.ndarray     # [E] float64 episode P&L after costs
@@ -89,7 +89,7 @@ def play_episodes(
     for k in range(t_steps):
         seeds = rng.integers(0, 2**63, size=e, dtype=np.uint64)
         result = search.run(obs.temporal, obs.static, obs.legal, obs.position, seeds, add_noise=exploration.add_noise)
-        actions = result.search.choose_actions(temperature)
+        actions = result.actions(temperature)
         if exploration.epsilon > 0:
             explore = rng.random(e) < exploration.epsilon
             if explore.any():
@@ -100,8 +100,7 @@ def play_episodes(
         out.static[:, k] = obs.static
         out.legal[:, k] = obs.legal
         out.action[:, k] = actions
-        counts = result.visit_counts.astype(np.float32)
-        out.policy[:, k] = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1.0)
+        out.policy[:, k] = result.policy_target
         out.root_value[:, k] = result.root_values
         step = env.step(actions)
         out.reward[:, k] = step.reward

@@ -3,6 +3,7 @@
 //! search in `results`, the trading position rules in [`positions`]. The
 //! optional `python` feature adds the PyO3 bindings in `python`.
 
+pub mod gumbel;
 pub mod positions;
 mod results;
 pub mod search;

@@ -7,6 +7,7 @@ use numpy::{PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArra
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
+use crate::gumbel::GumbelConfig;
 use crate::positions::PositionRules;
 use crate::search::{all_finite, Forest, LeafKind, RootInputs, SearchConfig, SearchError};
 
@@ -142,7 +143,9 @@ impl PyBatchedSearch {
     #[new]
     #[pyo3(signature = (batch_size, *, num_actions=4, num_outcomes=3, embedding_dim=256, max_simulations=50,
                         discount=0.997, pb_c_init=1.25, pb_c_base=19652.0, dirichlet_alpha=1.0,
-                        dirichlet_fraction=0.5, sample_outcomes=false, position_transitions=None))]
+                        dirichlet_fraction=0.5, sample_outcomes=false, position_transitions=None,
+                        root_selection="puct", max_considered_actions=16, gumbel_scale=1.0,
+                        gumbel_value_scale=0.1, gumbel_maxvisit_init=50.0))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -158,7 +161,24 @@ impl PyBatchedSearch {
         dirichlet_fraction: f64,
         sample_outcomes: bool,
         position_transitions: Option<&Bound<'_, PyAny>>,
+        root_selection: &str,
+        max_considered_actions: usize,
+        gumbel_scale: f64,
+        gumbel_value_scale: f64,
+        gumbel_maxvisit_init: f64,
     ) -> PyResult<Self> {
+        let gumbel = match root_selection {
+            "puct" => None,
+            "gumbel" => Some(GumbelConfig {
+                max_considered_actions,
+                gumbel_scale,
+                value_scale: gumbel_value_scale,
+                maxvisit_init: gumbel_maxvisit_init,
+            }),
+            other => {
+                return Err(PyValueError::new_err(format!("root_selection must be 'puct' or 'gumbel', got {other:?}")))
+            }
+        };
         let positions = match position_transitions {
             None => None,
             Some(obj) => {
@@ -189,6 +209,7 @@ impl PyBatchedSearch {
             dirichlet_fraction,
             sample_outcomes,
             positions,
+            gumbel,
         };
         let forest = Forest::new(batch_size, cfg).map_err(to_py)?;
         let ints = || PyArray1::<i64>::zeros(py, batch_size, false).unbind();
@@ -268,7 +289,7 @@ impl PyBatchedSearch {
     }
 
     #[pyo3(signature = (root_embeddings, root_priors, root_values, legal_mask, seeds, *, num_simulations=None, add_noise=false,
-                        root_positions=None))]
+                        root_positions=None, gumbel=None))]
     #[allow(clippy::too_many_arguments)]
     fn reset(
         &mut self,
@@ -281,6 +302,7 @@ impl PyBatchedSearch {
         num_simulations: Option<usize>,
         add_noise: bool,
         root_positions: Option<&Bound<'_, PyAny>>,
+        gumbel: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         let (b, a, d) = (self.forest.batch_size, self.forest.cfg.num_actions, self.forest.cfg.embedding_dim);
         let emb = array2::<f32>(root_embeddings, "root_embeddings", "float32", b, d)?;
@@ -291,6 +313,8 @@ impl PyBatchedSearch {
         let positions = root_positions.map(|p| array1::<i64>(p, "root_positions", "int64", b)).transpose()?;
         let (emb, priors, values, legal, seeds) = (elems(&emb), elems(&priors), elems(&values), elems(&legal), elems(&seeds));
         let positions = positions.as_ref().map(elems);
+        let gumbel = gumbel.map(|g| array2::<f32>(g, "gumbel", "float32", b, a)).transpose()?;
+        let gumbel = gumbel.as_ref().map(elems);
         let inputs = RootInputs {
             num_simulations: num_simulations.unwrap_or(self.forest.cfg.max_simulations),
             embeddings: &emb,
@@ -300,6 +324,7 @@ impl PyBatchedSearch {
             positions: positions.as_deref(),
             seeds: &seeds,
             add_noise,
+            gumbel: gumbel.as_deref(),
         };
         let forest = &mut self.forest;
         py.detach(|| forest.reset(&inputs)).map_err(to_py)?;
@@ -442,6 +467,21 @@ impl PyBatchedSearch {
     fn choose_actions<'py>(&mut self, py: Python<'py>, temperature: f64) -> PyResult<Bound<'py, PyArray1<i64>>> {
         let mut out = vec![0i64; self.forest.batch_size];
         self.forest.choose_actions(temperature, &mut out).map_err(to_py)?;
+        Ok(PyArray1::from_vec(py, out))
+    }
+
+    /// Gumbel search: the improved policy (the policy target), float32 [B, A].
+    fn improved_policy<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray2<f32>>> {
+        let (b, a) = (self.forest.batch_size, self.forest.cfg.num_actions);
+        let mut p = vec![0.0f64; b * a];
+        self.forest.improved_policy(&mut p).map_err(to_py)?;
+        PyArray1::from_vec(py, p.into_iter().map(|x| x as f32).collect()).reshape([b, a])
+    }
+
+    /// Gumbel search: the action to act with per root, int64 [B].
+    fn gumbel_actions<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray1<i64>>> {
+        let mut out = vec![0i64; self.forest.batch_size];
+        self.forest.gumbel_actions(&mut out).map_err(to_py)?;
         Ok(PyArray1::from_vec(py, out))
     }
 

@@ -120,6 +120,36 @@ impl Forest {
         Ok(())
     }
 
+    fn check_gumbel(&self) -> Result<(), SearchError> {
+        self.check_complete()?;
+        if self.cfg.gumbel.is_none() {
+            return fail("this search selects by pUCT: improved_policy and gumbel_actions need root_selection='gumbel'".into());
+        }
+        Ok(())
+    }
+
+    /// Gumbel search: the improved policy softmax(logits + sigma(completed q))
+    /// at each root, the policy target, [B, A].
+    pub fn improved_policy(&self, out: &mut [f64]) -> Result<(), SearchError> {
+        self.check_gumbel()?;
+        let a = self.cfg.num_actions;
+        for b in 0..self.batch_size {
+            let (_, sigma_q) = self.completed_q(b, ROOT);
+            out[b * a..(b + 1) * a].copy_from_slice(&self.improved_probs(b, ROOT, &sigma_q));
+        }
+        Ok(())
+    }
+
+    /// Gumbel search: the action to act with at each root, [B] (the root's
+    /// Gumbel noise is the exploration; without noise it is deterministic).
+    pub fn gumbel_actions(&self, out: &mut [i64]) -> Result<(), SearchError> {
+        self.check_gumbel()?;
+        for (b, o) in out.iter_mut().enumerate() {
+            *o = self.gumbel_final_action(b) as i64;
+        }
+        Ok(())
+    }
+
     /// A depth-limited JSON rendering of one root's tree, for people.
     pub fn tree_json(&self, b: usize, max_depth: usize) -> Result<String, SearchError> {
         self.check_complete()?;

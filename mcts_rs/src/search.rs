@@ -18,6 +18,7 @@ use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Gamma};
 use rand_pcg::Pcg64Mcg;
 
+use crate::gumbel::{considered_visit_sequence, GumbelConfig};
 use crate::positions::PositionRules;
 
 /// Index of every root node inside its own tree.
@@ -56,6 +57,9 @@ pub struct SearchConfig {
     /// Track each node's position and mask illegal actions below the root
     /// too; without rules only the root is masked.
     pub positions: Option<PositionRules>,
+    /// Gumbel MuZero root and interior selection instead of pUCT (Dirichlet
+    /// noise then does not apply; `add_noise` draws the root's Gumbel noise).
+    pub gumbel: Option<GumbelConfig>,
 }
 
 impl Default for SearchConfig {
@@ -72,6 +76,7 @@ impl Default for SearchConfig {
             dirichlet_fraction: 0.5,
             sample_outcomes: false,
             positions: None,
+            gumbel: None,
         }
     }
 }
@@ -116,6 +121,8 @@ pub struct RootInputs<'a> {
     pub positions: Option<&'a [i64]>,
     pub seeds: &'a [u64],        // [B]
     pub add_noise: bool,
+    /// Gumbel search only: the root noise to use instead of drawing it, [B, A].
+    pub gumbel: Option<&'a [f32]>,
 }
 
 /// The forest of B trees.
@@ -134,6 +141,7 @@ pub struct Forest {
     pub(crate) value_sum: Vec<f64>, // [B, N] sum of backed-up returns
     pub(crate) reward: Vec<f64>,    // [B, N] reward on the edge into a decision node
     pub(crate) position: Vec<usize>, // [B, N] position index (0 without position rules)
+    pub(crate) node_value: Vec<f64>, // [B, N] the network's value when the node was expanded
 
     // Per child slot, indexed [(b * N + node) * W + slot].
     pub(crate) child: Vec<i32>,  // [B, N, W] child node or UNEXPANDED
@@ -150,6 +158,10 @@ pub struct Forest {
     /// Simulations each root runs in this search.
     pub(crate) target_simulations: usize,
     pub(crate) sims_done: Vec<usize>, // [B] simulations started per root
+    pub(crate) root_gumbel: Vec<f64>, // [B, A] Gumbel noise at the roots (Gumbel search)
+    /// Sequential Halving: halving[k][s] is the visit count the root action of
+    /// simulation s must have when k actions are considered (Gumbel search).
+    pub(crate) halving: Vec<Vec<u32>>,
 
     // Leaves selected and not answered yet. A root with a pending leaf waits;
     // only `requested` leaves are handed to Python in the current step.
@@ -215,6 +227,15 @@ impl Forest {
         if !(0.0..=1.0).contains(&cfg.dirichlet_fraction) {
             return fail(format!("dirichlet_fraction must be in [0, 1], got {}", cfg.dirichlet_fraction));
         }
+        if let Some(g) = &cfg.gumbel {
+            if g.max_considered_actions < 1 {
+                return fail("max_considered_actions must be at least 1".into());
+            }
+            let finite = [g.gumbel_scale, g.value_scale, g.maxvisit_init].iter().all(|x| x.is_finite() && *x >= 0.0);
+            if !finite {
+                return fail("gumbel_scale, value_scale and maxvisit_init must be finite and >= 0".into());
+            }
+        }
         let n = cfg.max_simulations + 1;
         let w = cfg.num_actions.max(cfg.num_outcomes);
         let nodes = batch_size * n;
@@ -228,6 +249,7 @@ impl Forest {
             value_sum: vec![0.0; nodes],
             reward: vec![0.0; nodes],
             position: vec![0; nodes],
+            node_value: vec![0.0; nodes],
             child: vec![UNEXPANDED; nodes * w],
             prior: vec![0.0; nodes * w],
             embeddings: vec![0.0; nodes * cfg.embedding_dim],
@@ -238,6 +260,8 @@ impl Forest {
             rngs: (0..batch_size).map(|_| Pcg64Mcg::seed_from_u64(0)).collect(),
             target_simulations: cfg.max_simulations,
             sims_done: vec![0; batch_size],
+            root_gumbel: vec![0.0; batch_size * cfg.num_actions],
+            halving: Vec::new(),
             leaves: vec![None; batch_size],
             requested: vec![false; batch_size],
             pending_requests: 0,
@@ -270,6 +294,15 @@ impl Forest {
         }
         check_finite(inp.embeddings, "root_embeddings", d)?;
         check_finite(inp.values, "root_values", 1)?;
+        if let Some(g) = inp.gumbel {
+            if self.cfg.gumbel.is_none() {
+                return fail("root gumbel noise given, but the search selects by pUCT".into());
+            }
+            if g.len() != bsz * a {
+                return fail("reset inputs do not match the batch shape".into());
+            }
+            check_finite(g, "gumbel", a)?;
+        }
         self.check_root_positions(inp)?;
         for b in 0..bsz {
             let priors = &inp.priors[b * a..(b + 1) * a];
@@ -298,6 +331,14 @@ impl Forest {
         self.legal.copy_from_slice(inp.legal);
         self.target_simulations = inp.num_simulations;
         self.sims_done.fill(0);
+        self.root_gumbel.fill(0.0);
+        if let Some(g) = &self.cfg.gumbel {
+            if self.halving.first().map(|row| row.len()) != Some(inp.num_simulations) {
+                self.halving = (0..=g.max_considered_actions.min(a))
+                    .map(|k| considered_visit_sequence(k, inp.num_simulations))
+                    .collect();
+            }
+        }
         self.leaves.fill(None);
         self.requested.fill(false);
         self.pending_requests = 0;
@@ -308,6 +349,7 @@ impl Forest {
             self.num_nodes[b] = 1;
             self.visits[root] = 1;
             self.value_sum[root] = inp.values[b] as f64;
+            self.node_value[root] = inp.values[b] as f64;
             self.position[root] = inp.positions.map_or(0, |p| p[b] as usize);
             self.embeddings[root * d..(root + 1) * d].copy_from_slice(&inp.embeddings[b * d..(b + 1) * d]);
 
@@ -317,7 +359,20 @@ impl Forest {
                 *p = raw as f64;
             }
             self.restrict_prior_to_legal(b, ROOT);
-            if inp.add_noise && self.cfg.dirichlet_fraction > 0.0 {
+            if let Some(g) = &self.cfg.gumbel {
+                let noise = &mut self.root_gumbel[b * a..(b + 1) * a];
+                if let Some(given) = inp.gumbel {
+                    for (n, &x) in noise.iter_mut().zip(&given[b * a..(b + 1) * a]) {
+                        *n = x as f64;
+                    }
+                } else if inp.add_noise && g.gumbel_scale > 0.0 {
+                    for n in noise.iter_mut() {
+                        // Gumbel(0, 1) = -ln(-ln U), U in (0, 1)
+                        let u: f64 = self.rngs[b].random::<f64>().max(f64::MIN_POSITIVE);
+                        *n = -g.gumbel_scale * (-u.ln()).ln();
+                    }
+                }
+            } else if inp.add_noise && self.cfg.dirichlet_fraction > 0.0 {
                 let gamma = Gamma::new(self.cfg.dirichlet_alpha, 1.0)
                     .map_err(|e| SearchError(format!("bad dirichlet_alpha: {e}")))?;
                 let mut noise = vec![0.0f64; a];
@@ -370,7 +425,7 @@ impl Forest {
     /// Whether `action` may be chosen at decision node `node`: the root's
     /// mask at the root, the position rules below it (everything without).
     #[inline]
-    fn allowed(&self, b: usize, node: usize, action: usize) -> bool {
+    pub(crate) fn allowed(&self, b: usize, node: usize, action: usize) -> bool {
         if node == ROOT {
             return self.legal[b * self.cfg.num_actions + action];
         }
@@ -472,7 +527,11 @@ impl Forest {
             let leaf = loop {
                 let idx = self.at(b, node);
                 if self.kind[idx] == DECISION {
-                    let a = self.select_action(b, node);
+                    let a = match (&self.cfg.gumbel, node) {
+                        (None, _) => self.select_action(b, node),
+                        (Some(_), ROOT) => self.gumbel_root_action(b),
+                        (Some(_), _) => self.gumbel_interior_action(b, node),
+                    };
                     let c = self.child[idx * self.width + a];
                     if c == UNEXPANDED {
                         break Leaf { kind: LeafKind::Afterstate, parent: node, index: a, node: self.num_nodes[b] };
@@ -588,6 +647,8 @@ impl Forest {
         }
         let leaf = self.take_leaf(b, LeafKind::State)?;
         let new = self.add_node(b, &leaf, DECISION, embedding, reward as f64);
+        let new_idx = self.at(b, new);
+        self.node_value[new_idx] = value as f64;
         let w = self.width;
         let a = self.cfg.num_actions;
         let base = self.at(b, new) * w;

@@ -20,6 +20,7 @@ fn reset(f: &mut Forest, legal: &[bool]) {
         positions: None,
         seeds: &seeds,
         add_noise: false,
+        gumbel: None,
     };
     f.reset(&inputs).unwrap();
 }
@@ -123,6 +124,7 @@ fn position_rules_mask_every_decision_node() {
         positions: Some(&[0, 1, 2]),
         seeds: &[0, 1, 2],
         add_noise: false,
+        gumbel: None,
     };
     f.reset(&inputs).unwrap();
     let mut below_root = 0;
@@ -169,6 +171,7 @@ fn root_positions_must_match_the_rules() {
         positions,
         seeds: &[1],
         add_noise: false,
+        gumbel: None,
     };
     assert!(f.reset(&inputs(&[true, true, true, false], None)).is_err(), "positions missing");
     assert!(f.reset(&inputs(&[true, true, true, false], Some(&[3]))).is_err(), "position out of range");
@@ -219,6 +222,7 @@ fn bad_root_inputs_are_rejected() {
         positions: None,
         seeds: &[1],
         add_noise: false,
+        gumbel: None,
     };
     let _ = emb;
     assert!(f.reset(&inputs(&[0.25; 4], &[false; 4], 5)).is_err(), "all-illegal mask");

@@ -16,6 +16,7 @@ def build(settings: TrainingSettings, log: logging.Logger) -> FastAPI:
     from shared.features.store import load_feature_set
     from shared.model import NetworkConfig, select_device
     from shared.search import SearchConfig
+    from shared.selfplay import ExplorationConfig
     from shared.trainer import Trainer, TrainingConfig
 
     features = load_feature_set(settings.db_path, settings.instrument, settings.granularity)
@@ -28,7 +29,8 @@ def build(settings: TrainingSettings, log: logging.Logger) -> FastAPI:
         seed=settings.seed,
         env=EnvConfig(reward=settings.reward, action_space=settings.action_space),
         network=NetworkConfig(num_actions=ACTION_SPACES[settings.action_space].num_actions),
-        search=SearchConfig(num_simulations=settings.simulations),
+        search=SearchConfig(num_simulations=settings.simulations, root_selection=settings.root_selection),
+        exploration=ExplorationConfig(epsilon=settings.epsilon),
     )
     device = select_device(settings.device)
     trainer = Trainer(features, settings.checkpoint_dir, config, device)

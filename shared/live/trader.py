@@ -278,7 +278,7 @@ class LiveTrader:
         position = np.array([self.position], np.int8)
         result = self.search.run(temporal, static, self.space.legal_mask(position), position, np.zeros(1, np.uint64),
                                  add_noise=False)
-        action = int(result.search.choose_actions(0.0)[0])
+        action = int(result.actions(0.0)[0])
         target = int(self.space.next_position(np.array([self.position], np.int8), np.array([action]))[0])
         target = int(np.clip(target, -self.risk.max_units, self.risk.max_units))
         units = target - self.position

@@ -15,6 +15,7 @@ Protocol, once per search over B roots::
         if not (n_after or n_state):
             break
     search.root_visit_counts(); search.visit_policy(t); search.choose_actions(t)
+    # with root_selection="gumbel": search.gumbel_actions(); search.improved_policy()
 
 Each step, every root that is not waiting descends one simulation to its next
 leaf; Rust then requests the leaves of the more numerous kind and lets the
