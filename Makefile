@@ -9,7 +9,7 @@ DEPS   := $(VENV)/.deps-installed
 MCTS   := $(VENV)/.mcts-built
 MCTS_SOURCES := $(wildcard mcts_rs/src/*.rs) mcts_rs/Cargo.toml mcts_rs/pyproject.toml $(wildcard mcts_rs/python/mcts_rs/*)
 
-.PHONY: setup test-tools run up down test test-python test-rust lint bench clean
+.PHONY: setup test-tools run up down test test-python test-rust test-containers lint bench clean
 
 setup: $(DEPS) $(MCTS)
 
@@ -50,6 +50,12 @@ test-rust:
 
 test-python: setup test-tools
 	$(PY) -m pytest
+
+# The image and `docker-compose up` on a real engine (deploy/images/test-containers.sh):
+# installs Debian's docker.io, docker-compose and debootstrap when missing (needs
+# root or sudo), builds local base images and the project image, runs the stack.
+test-containers: setup
+	bash deploy/images/test-containers.sh
 
 lint:
 	cd mcts_rs && cargo clippy --release --all-targets --features python -- -D warnings

@@ -34,7 +34,7 @@ class SearchConfig:
     pb_c_init: float = 1.25
     pb_c_base: float = 19652.0
     sample_outcomes: bool = False
-    root_selection: Literal["puct", "gumbel"] = "puct"
+    root_selection: Literal["puct", "gumbel"] = "gumbel"  # docs/learning.md: the lever that made it learn
     max_considered_actions: int = 16   # gumbel: k of Gumbel top-k
     gumbel_scale: float = 1.0          # gumbel: scale of the root noise when noise is on
 

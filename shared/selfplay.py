@@ -12,7 +12,7 @@ from shared.search import NetworkSearch
 
 @dataclass(frozen=True)
 class ExplorationConfig:
-    epsilon: float = 0.2                 # chance of a uniformly random legal action
+    epsilon: float = 0.05                # chance of a uniformly random legal action
     temperature_start: float = 1.0
     temperature_end: float = 0.5
     temperature_decay_episodes: int = 20_000

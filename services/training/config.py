@@ -27,8 +27,8 @@ class TrainingSettings(BaseSettings):
     keep_checkpoints: int = Field(5, ge=1)
     simulations: int = Field(5, ge=1, le=1000)
     root_selection: Literal["puct", "gumbel"] = Field(
-        "puct", description="the search's root rule: pUCT with Dirichlet noise, or Gumbel MuZero (docs/learning.md)")
-    epsilon: float = Field(0.2, ge=0, le=1, description="self-play's chance of a uniformly random action")
+        "gumbel", description="the search's root rule: Gumbel MuZero, or pUCT with Dirichlet noise (docs/learning.md)")
+    epsilon: float = Field(0.05, ge=0, le=1, description="self-play's chance of a uniformly random action")
     reward: Literal["pnl", "amddp1"] = "pnl"
     action_space: Literal["hold_buy_sell_close", "sized_positions"] = Field(
         "hold_buy_sell_close", description="HOLD/BUY/SELL/CLOSE of one unit, or target positions of -3..+3 units")
