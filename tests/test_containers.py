@@ -78,12 +78,26 @@ def healthy(service: str) -> bool:
         return False
 
 
+def merged_compose_file(env: dict, out: Path) -> Path:
+    """docker-compose.yml with deploy/compose.test.yml, as `docker-compose config`
+    merges them, less the published ports: they mean nothing on the host
+    network, and compose refuses both (the override cannot remove a key)."""
+    merged = yaml.safe_load(run("docker-compose", "-f", "docker-compose.yml", "-f", "deploy/compose.test.yml",
+                                "config", env=env).stdout)
+    for service in merged["services"].values():
+        if service.get("network_mode") == "host":
+            service.pop("ports", None)
+    out.write_text(yaml.safe_dump(merged, sort_keys=False))
+    return out
+
+
 class Stack:
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, compose_file: Path) -> None:
         self.env = {**os.environ, "MICRO_TEST_DATA_DIR": str(data_dir), "MICRO_TEST_IMAGE": IMAGE}
+        self.file = merged_compose_file(self.env, compose_file)
 
     def compose(self, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
-        return run("docker-compose", "-p", PROJECT, "-f", "docker-compose.yml", "-f", "deploy/compose.test.yml",
+        return run("docker-compose", "-p", PROJECT, "--project-directory", str(ROOT), "-f", str(self.file),
                    *args, check=check, timeout=timeout, env=self.env)
 
     def container(self, service: str) -> str:
@@ -110,9 +124,11 @@ def stack():
     for image in (IMAGE, "micro-muzero/prometheus:bookworm"):
         if run(DOCKER, "image", "inspect", image, check=False).returncode != 0:
             pytest.fail(f"image {image} is missing: run `make test-containers`, which builds it")
-    data_dir = Path(tempfile.mkdtemp(prefix="micro-compose-data-"))
+    work = Path(tempfile.mkdtemp(prefix="micro-compose-test-"))
+    data_dir = work / "data"
+    data_dir.mkdir()
     data_dir.chmod(0o777)  # the image's user (uid 10001) writes the market here
-    s = Stack(data_dir)
+    s = Stack(data_dir, work / "compose.yml")
     s.compose("down", "-v", "--remove-orphans", check=False)
     try:
         s.up()
@@ -121,16 +137,18 @@ def stack():
         logs = s.compose("logs", "--no-color", "--tail", "40", check=False)
         print(logs.stdout[-20000:])
         s.compose("down", "-v", "--remove-orphans", check=False, timeout=300)
-        shutil.rmtree(data_dir, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def test_compose_file_passes_docker_compose_config():
     result = run("docker-compose", "-f", "docker-compose.yml", "config", "-q", check=False)
     assert result.returncode == 0, result.stderr
-    merged = run("docker-compose", "-f", "docker-compose.yml", "-f", "deploy/compose.test.yml", "config",
-                 env={**os.environ, "MICRO_TEST_DATA_DIR": "/tmp/x"})
-    services = yaml.safe_load(merged.stdout)["services"]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = merged_compose_file({**os.environ, "MICRO_TEST_DATA_DIR": tmp}, Path(tmp) / "compose.yml")
+        services = yaml.safe_load(path.read_text())["services"]
     assert all(services[name]["network_mode"] == "host" for name in (*APP_SERVICES, "data", "prometheus"))
+    assert any(str(v).startswith(f"{tmp}:/app/data") for v in services["training"]["volumes"])
+    assert not any("ports" in services[name] for name in (*APP_SERVICES, "prometheus"))
 
 
 def test_image_is_a_good_citizen():

@@ -29,7 +29,7 @@ COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 PROMETHEUS = ROOT / "deploy" / "prometheus"
 SERVICES = {"training": (TrainingSettings, 8001), "validation": (ValidationSettings, 8002),
             "live": (LiveSettings, 8003), "live-oanda": (LiveSettings, 8003)}
-LIMITS = {"training": ("8g", "6"), "validation": ("4g", "2"), "live": ("2g", "1"), "live-oanda": ("2g", "1")}
+LIMITS = {"training": ("8g", "${TRAINING_CPUS:-2}"), "validation": ("4g", "2"), "live": ("2g", "1"), "live-oanda": ("2g", "1")}
 
 
 def exported_metric_names() -> set[str]:
