@@ -115,6 +115,49 @@ def test_dockerfile_builds_the_search_and_runs_as_a_user():
         assert COMPOSE["services"][service]["build"]["dockerfile"] == "deploy/Dockerfile"
 
 
+def test_dockerfile_takes_its_bases_as_build_args_and_no_secret_in_a_layer():
+    dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()
+    assert "ARG RUST_IMAGE=rust:1-slim-bookworm" in dockerfile and "FROM ${RUST_IMAGE} AS" in dockerfile
+    assert "ARG PYTHON_IMAGE=python:3.11-slim-bookworm" in dockerfile and "FROM ${PYTHON_IMAGE} AS" in dockerfile
+    assert not dockerfile.startswith("# syntax="), "a syntax line pulls a frontend image from Docker Hub"
+    # the CA only as a BuildKit secret mount, never copied or set in ENV
+    code = [line for line in dockerfile.splitlines() if not line.lstrip().startswith("#")]
+    assert not any(re.match(r"\s*(ENV|ARG)\b.*(CERT|CAINFO|TOKEN)", line) for line in code)
+    assert all("--mount=type=secret,id=ca" in block for block in re.split(r"\nRUN ", dockerfile)
+               if "/run/secrets/ca" in block)
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert {".venv", "runtime", "data", ".git"} <= set(ignored)
+
+
+def test_compose_file_stays_within_the_compose_specification():
+    """What `docker compose` v2 reads and users rely on; no legacy (v1 file format) keys."""
+    legacy_top = {"version", "name"} & set(COMPOSE)  # `name` is v2-only: docker-compose 1.29 refuses it
+    assert not legacy_top
+    legacy_service_keys = {"net", "volume_driver", "log_driver", "log_opt", "dockerfile", "links", "external_links",
+                           "extends", "cpu_quota", "mem_limit", "memswap_limit"}
+    for name, service in COMPOSE["services"].items():
+        assert not legacy_service_keys & set(service), name
+    for name in ("training", "validation", "live"):
+        service = COMPOSE["services"][name]
+        assert service["depends_on"] == {"data": {"condition": "service_completed_successfully"}}
+        assert set(service["healthcheck"]) >= {"test", "interval", "timeout", "retries", "start_period"}
+        assert service["restart"] == "unless-stopped" and service["stop_grace_period"]
+        assert set(service["deploy"]["resources"]["limits"]) == {"memory", "cpus"}
+    assert COMPOSE["services"]["data"]["restart"] == "no"
+    assert COMPOSE["services"]["live-oanda"]["profiles"] == ["oanda"]
+    # the container test's override: host networking for every service it starts, on test ports
+    override = yaml.safe_load((ROOT / "deploy" / "compose.test.yml").read_text())
+    started = {"data", "training", "validation", "live", "prometheus"}
+    assert set(override["services"]) == started
+    assert all(s["network_mode"] == "host" for s in override["services"].values())
+    test_prometheus = yaml.safe_load((PROMETHEUS / "prometheus.compose-test.yml").read_text())
+    targets = {job["job_name"]: job["static_configs"][0]["targets"][0] for job in test_prometheus["scrape_configs"]}
+    for name in ("training", "validation", "live"):
+        port = override["services"][name]["environment"][f"{name.upper()}_PORT"]
+        assert targets[name] == f"127.0.0.1:{port}"
+        assert f"127.0.0.1:{port}/health" in " ".join(override["services"][name]["healthcheck"]["test"])
+
+
 def test_prometheus_scrapes_exactly_the_three_services():
     config = yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text())
     jobs = {job["job_name"]: job["static_configs"][0]["targets"] for job in config["scrape_configs"]}
@@ -142,7 +185,8 @@ def test_every_queried_metric_is_exported():
 
 def test_promtool_checks_config_and_runs_the_alert_unit_tests():
     promtool = require_tool("promtool")
-    for args in (["check", "config", "prometheus.yml"], ["check", "rules", "alerts.yml"],
+    for args in (["check", "config", "prometheus.yml"], ["check", "config", "prometheus.compose-test.yml"],
+                 ["check", "rules", "alerts.yml"],
                  ["test", "rules", "alerts_test.yml"]):
         result = subprocess.run([promtool, *args], cwd=PROMETHEUS, capture_output=True, text=True)
         assert result.returncode == 0, result.stdout + result.stderr
