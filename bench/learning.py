@@ -1,6 +1,6 @@
 """Does the agent learn the planted edge? Measured on a test split nothing selects on.
 
-python -m bench.learning [--episodes N] [--validate-every K] [--seed S] [--quick]
+python -m bench.learning [--episodes N] [--validate-every K] [--seed S] [--quick] [--walk-forward W]
 
 The default market (`python -m shared.data demo`: 12 weeks, edge 0.3, GBPJPY
 4-pip spread) and the default networks and training settings of the service.
@@ -24,6 +24,16 @@ network's afterstate value of BUY minus SELL from flat and the oracle's
 expected drift: whether the networks see the edge at all. --quick is a
 CI-sized run (a few hundred episodes, few sessions) that checks the plumbing,
 not the learning.
+
+--walk-forward W: W trainings from scratch, one per walk-forward window
+(`SessionConfig.walk_forward_windows`: the span before test in W + 1 blocks;
+window k trains on blocks 0..k and selects on block k + 1). Each window's
+champion is then played on the block after the one it was selected on (the
+next window's validation block; the test split after the last), with the
+baselines tuned on that window's train sessions: a walk-forward record that
+nothing was trained or selected on. The JSON adds `walk_forward` (one row per
+window) and `walk_forward_fraction_of_oracle` (agent over oracle, summed over
+the blocks); its test-split fields are the last window's champion.
 """
 
 from __future__ import annotations
@@ -49,7 +59,9 @@ from shared.env import ACTION_SPACES, EnvConfig, TradingEnv
 from shared.evaluation import evaluate, raw_network_policy, search_policy
 from shared.features.position import NUM_POSITION
 from shared.features.spec import WINDOW_BARS
-from shared.features.store import build_feature_store, load_feature_set
+from shared.features.sessions import SessionConfig, split_sessions, valid_session_starts
+from shared.features.store import FeatureSet, build_feature_store, load_feature_set
+from shared.instruments import get_instrument
 from shared.model import ValueSupport
 from shared.model.inference import InferencePlan
 from shared.runtime import tune_process
@@ -107,6 +119,88 @@ def on_test(champion: Candidate | None, env: TradingEnv, test: np.ndarray, featu
             "value_drift_corr": round(value_drift_corr(champion, features, drift, test_bars[:: 1 if quick else 4]), 3)}
 
 
+def train_and_select(args, features: FeatureSet, config: TrainingConfig, root: Path, started: float,
+                     tag: str = "") -> tuple[dict, int, int, Candidate | None]:
+    """Train from scratch for args.episodes; validate the newest candidate every
+    args.validate_every episodes on the validation split and keep each selection
+    rule's champion. Returns (champions by rule, episodes, validated, last candidate)."""
+    checkpoints = root / f"checkpoints-{tag}" if tag else root / "checkpoints"
+    trainer = Trainer(features, checkpoints, config)
+    validation = ValidationConfig(simulations=2 if args.quick else DEMO_VALIDATION_SIMULATIONS,
+                                  mc_runs=200, max_sessions=4 if args.quick else 0)
+    # the service's default gate; --quick lets anything through so the test-split half runs too.
+    # Both selection rules watch the same candidates (one training run): an honest ablation.
+    base = GateConfig(min_trades=0, min_expectancy_pips=-1e9, min_mc_p5_final_pips=-1e9,
+                      max_drawdown_pips=1e9) if args.quick else GateConfig()
+    gates = {name: GateConfig(**{**base.__dict__, "selection": name}) for name in SELECTIONS}
+    champions: dict[str, tuple[Candidate, dict] | None] = {name: None for name in SELECTIONS}
+    validated, next_validation, last_candidate = 0, args.validate_every, None
+    while trainer.episode < args.episodes:
+        report = trainer.run_iteration()
+        if trainer.episode < next_validation or report.checkpoint is None:
+            continue
+        next_validation += args.validate_every
+        candidate = load_candidate(checkpoints / "training" / report.checkpoint)
+        result = validate(candidate, features, validation, trials=validated + 1)
+        validated += 1
+        last_candidate = candidate
+        promoted = []
+        for name, gate_config in gates.items():
+            held = champions[name]
+            if not gate(result, held[1] if held else None, gate_config):
+                # the champion record as the service keeps it: stats and session P&L
+                champions[name] = (candidate, {**result.stats.to_dict(), "session_pnl": result.session_pnl})
+                promoted.append(name)
+        log(f"episode {trainer.episode}: validation {result.stats.total_pips:+.0f} pips in {result.stats.trades} "
+            f"trades, quality {result.stats.quality:.2f}, deflated Sharpe {result.deflated_sharpe}: promoted by "
+            f"{promoted or 'neither rule'} ({time.monotonic() - started:.0f}s)")
+    trainer.close()
+    return champions, trainer.episode, validated, last_candidate
+
+
+def window_features(features: FeatureSet, windows: int, window: int) -> FeatureSet:
+    """The feature set with walk-forward window `window` of `windows` as its split."""
+    cfg = SessionConfig(walk_forward_windows=windows, walk_forward_window=window)
+    bars = features.bars
+    valid = valid_session_starts(bars.ts, bars.high, bars.low, get_instrument(features.instrument).pip_size, cfg)
+    return replace(features, sessions=split_sessions(bars.ts, valid, cfg))
+
+
+def walk_forward(args, features: FeatureSet, drift: np.ndarray, config: TrainingConfig, root: Path,
+                 test: np.ndarray, started: float) -> dict:
+    """One training per window; each window's champion on the block after its validation block."""
+    env = TradingEnv(features, EnvConfig())
+    momentum = momentum_signal(features.bars.close, 0.01)
+    rows, last = [], None
+    for k in range(args.walk_forward):
+        fs = window_features(features, args.walk_forward, k)
+        after = (window_features(features, args.walk_forward, k + 1).sessions["validation"]
+                 if k + 1 < args.walk_forward else test)
+        if args.quick:
+            after = after[:6]
+        log(f"walk-forward window {k + 1}/{args.walk_forward}: train {len(fs.sessions['train'])} sessions, "
+            f"select on {len(fs.sessions['validation'])}, then play the next {len(after)}")
+        last = train_and_select(args, fs, config, root, started, tag=f"w{k}")
+        held = last[0][DEFAULT_SELECTION]
+        train = fs.require_sessions("train")[::6]
+        if args.quick:
+            train = train[:24]
+        baseline = {name: play(env, signal, tune(env, signal, train, name), after).total_pips
+                    for name, signal in (("oracle", drift), ("momentum", momentum))}
+        agent = evaluate(env, search_policy(NetworkSearch(
+            held[0].model, min(64, len(after)), env.space,
+            SearchConfig(**{**held[0].search_config.to_dict(), "num_simulations": 4 if args.quick else LIVE_SIMULATIONS}))),
+            after).total_pips if held else 0.0
+        rows.append({"window": k, "train_sessions": int(len(fs.sessions["train"])),
+                     "validation_sessions": int(len(fs.sessions["validation"])), "next_block_sessions": int(len(after)),
+                     "champion_episode": held[0].episode if held else None, "agent_pips": round(agent, 1),
+                     "oracle_pips": round(baseline["oracle"], 1), "momentum_pips": round(baseline["momentum"], 1)})
+        log(f"  window {k + 1}: {rows[-1]}")
+    oracle_total = sum(r["oracle_pips"] for r in rows)
+    return {"windows": rows, "last": last,
+            "fraction_of_oracle": round(sum(r["agent_pips"] for r in rows) / oracle_total, 3) if oracle_total > 0 else None}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--episodes", type=int, default=20_000, help="training budget")
@@ -118,6 +212,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epsilon", type=float, default=None, help="self-play's chance of a random action")
     parser.add_argument("--root-selection", choices=("puct", "gumbel"), default=None, help="the search's root rule")
     parser.add_argument("--simulations", type=int, default=None, help="self-play simulations per decision")
+    parser.add_argument("--walk-forward", type=int, default=0, metavar="W",
+                        help="W walk-forward windows, one training each (0: the plain split)")
     args = parser.parse_args(argv)
     if args.quick:
         args.episodes, args.validate_every = min(args.episodes, 128), 64
@@ -161,36 +257,12 @@ def main(argv: list[str] | None = None) -> int:
         if search_levers:
             levers.update(search_levers)
             config = replace(config, search=replace(config.search, **search_levers))
-        trainer = Trainer(features, root / "checkpoints", config)
-        validation = ValidationConfig(simulations=2 if args.quick else DEMO_VALIDATION_SIMULATIONS,
-                                      mc_runs=200, max_sessions=4 if args.quick else 0)
-        # the service's default gate; --quick lets anything through so the test-split half runs too.
-        # Both selection rules watch the same candidates (one training run): an honest ablation.
-        base = GateConfig(min_trades=0, min_expectancy_pips=-1e9, min_mc_p5_final_pips=-1e9,
-                          max_drawdown_pips=1e9) if args.quick else GateConfig()
-        gates = {name: GateConfig(**{**base.__dict__, "selection": name}) for name in SELECTIONS}
-        champions: dict[str, tuple[Candidate, dict] | None] = {name: None for name in SELECTIONS}
-        validated, next_validation, last_candidate = 0, args.validate_every, None
-        while trainer.episode < args.episodes:
-            report = trainer.run_iteration()
-            if trainer.episode < next_validation or report.checkpoint is None:
-                continue
-            next_validation += args.validate_every
-            candidate = load_candidate(root / "checkpoints" / "training" / report.checkpoint)
-            result = validate(candidate, features, validation, trials=validated + 1)
-            validated += 1
-            last_candidate = candidate
-            promoted = []
-            for name, gate_config in gates.items():
-                held = champions[name]
-                if not gate(result, held[1] if held else None, gate_config):
-                    # the champion record as the service keeps it: stats and session P&L
-                    champions[name] = (candidate, {**result.stats.to_dict(), "session_pnl": result.session_pnl})
-                    promoted.append(name)
-            log(f"episode {trainer.episode}: validation {result.stats.total_pips:+.0f} pips in {result.stats.trades} "
-                f"trades, quality {result.stats.quality:.2f}, deflated Sharpe {result.deflated_sharpe}: promoted by "
-                f"{promoted or 'neither rule'} ({time.monotonic() - started:.0f}s)")
-        trainer.close()
+        if args.walk_forward:
+            walk = walk_forward(args, features, drift, config, root, test, started)
+            champions, episodes, validated, last_candidate = walk["last"]
+        else:
+            champions, episodes, validated, last_candidate = train_and_select(args, features, config, root, started)
+            walk = None
 
         oracle, momentum_eval = baselines["oracle"][1], baselines["momentum"][1]
         ablation = {}
@@ -198,9 +270,9 @@ def main(argv: list[str] | None = None) -> int:
             held = champions[name]
             ablation[name] = on_test(held[0] if held else None, env, test, features, drift, args.quick)
             log(f"{name} champion on the test split: {ablation[name]}")
-        chosen = ablation[gates[DEFAULT_SELECTION].selection]
+        chosen = ablation[DEFAULT_SELECTION]
         agent_pips = chosen["agent_test_pips"]
-        out = {"bench": "learning", "episodes": trainer.episode, "validated": validated,
+        out = {"bench": "learning", "episodes": episodes, "validated": validated,
                "selection": DEFAULT_SELECTION, "levers": levers, "wall_seconds": round(time.monotonic() - started, 1),
                **chosen,
                "oracle_test_pips": round(oracle.total_pips, 1), "oracle_test_trades": len(oracle.trades_pips),
@@ -214,6 +286,9 @@ def main(argv: list[str] | None = None) -> int:
                ), 3) if last_candidate is not None else None,
                "ablation": {name: {**a, "fraction_of_oracle": round(a["agent_test_pips"] / oracle.total_pips, 3)
                                    if oracle.total_pips > 0 else None} for name, a in ablation.items()}}
+        if walk is not None:
+            out["walk_forward"] = walk["windows"]
+            out["walk_forward_fraction_of_oracle"] = walk["fraction_of_oracle"]
     print(json.dumps(out))
     return 0
 

@@ -98,6 +98,30 @@ def test_split_is_by_time_with_a_purge_gap_and_no_overlap(market_bars):
         assert (minute_of_trading_week(market_bars.ts[idx]) < TRADING_WEEK_MINUTES).all()
 
 
+def test_walk_forward_windows_are_consecutive_anchored_and_leave_test_alone(market_bars):
+    plain = SessionConfig()
+    valid = valid_session_starts(market_bars.ts, market_bars.high, market_bars.low, PIP, plain)
+    test = split_sessions(market_bars.ts, valid, plain)["test"]
+    purge = plain.purge_minutes * NS_PER_MINUTE
+    windows = [split_sessions(market_bars.ts, valid, SessionConfig(walk_forward_windows=3, walk_forward_window=k))
+               for k in range(3)]
+    for k, split in enumerate(windows):
+        np.testing.assert_array_equal(split["test"], test)  # the test split never moves
+        assert len(split["train"]) and len(split["validation"])
+        # each window selects on bars after everything it trains on
+        train_end = market_bars.ts[split["train"] + plain.length_bars - 1].max()
+        assert market_bars.ts[split["validation"]].min() >= train_end + purge
+        assert market_bars.ts[split["validation"] + plain.length_bars - 1].max() < market_bars.ts[test].min()
+        if k:  # anchored: the train set grows, and this window's train covers the last one's validation
+            assert set(windows[k - 1]["train"]) < set(split["train"])
+            assert market_bars.ts[split["validation"]].min() > market_bars.ts[windows[k - 1]["validation"]].max()
+    # consecutive validation windows: the last ends where the plain validation split ends
+    last_plain = split_sessions(market_bars.ts, valid, plain)["validation"].max()
+    assert abs(windows[-1]["validation"].max() - last_plain) < plain.eval_stride_bars
+    with pytest.raises(ValueError, match="walk_forward_window must be in 0..2"):
+        SessionConfig(walk_forward_windows=3, walk_forward_window=3)
+
+
 def test_bad_session_config_is_a_clear_error():
     with pytest.raises(ValueError, match="fraction"):
         SessionConfig(train_fraction=0.9, validation_fraction=0.2)
@@ -189,6 +213,16 @@ def test_feature_store_round_trip_and_spec_check(tmp_path, capsys):
     np.testing.assert_array_equal(fs.features, temporal_features(bars, PIP))
     np.testing.assert_array_equal(fs.outcomes, market_outcomes(bars, PIP))
     assert len(fs.require_sessions("train")) > len(fs.require_sessions("validation")) > 0
+
+    # a walk-forward window as the store's split: validation right after train, test unchanged
+    assert data_cli(["--db", str(db), "--quiet", "features", "--walk-forward-windows", "2",
+                     "--walk-forward-window", "0"]) == 0
+    window = load_feature_set(db, "GBPJPY")
+    np.testing.assert_array_equal(window.sessions["test"], fs.sessions["test"])
+    assert window.sessions["validation"].max() < fs.sessions["validation"].min()
+    assert data_cli(["--db", str(db), "--quiet", "features", "--walk-forward-windows", "2",
+                     "--walk-forward-window", "2"]) == 2
+    assert "walk_forward_window must be in 0..1" in capsys.readouterr().err
 
     # rebuilding replaces the set instead of adding to it
     assert data_cli(["--db", str(db), "--quiet", "features"]) == 0

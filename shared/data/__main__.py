@@ -98,9 +98,12 @@ def cmd_gaps(args: argparse.Namespace) -> None:
 
 
 def cmd_features(args: argparse.Namespace) -> None:
+    from shared.features.sessions import SessionConfig
     from shared.features.store import build_feature_store
 
-    report = build_feature_store(args.db, args.instrument, args.granularity, progress=not args.quiet)
+    sessions = SessionConfig(walk_forward_windows=args.walk_forward_windows, walk_forward_window=args.walk_forward_window)
+    report = build_feature_store(args.db, args.instrument, args.granularity, session_config=sessions,
+                                 progress=not args.quiet)
     _print(f"feature store: {report.bars} bars, sessions {json.dumps(report.sessions)} "
            f"(features computed in {report.seconds_features:.2f}s) -> {args.db}")
 
@@ -165,6 +168,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("features", help="build the feature store")
     p.add_argument("--instrument", default="GBPJPY")
     p.add_argument("--granularity", default="M1")
+    p.add_argument("--walk-forward-windows", type=int, default=0, metavar="K",
+                   help="split the span before test into K consecutive train/validation windows (0: the plain split)")
+    p.add_argument("--walk-forward-window", type=int, default=0, metavar="k",
+                   help="which window the store's train/validation split is (0..K-1); the test split never moves")
     p.set_defaults(func=cmd_features)
 
     sub.add_parser("info", help="what the store holds").set_defaults(func=cmd_info)

@@ -23,6 +23,14 @@ overlaps the bars the previous split's last sessions looked at. A session
 belongs to a split only when all its bars lie inside it. Train sessions start
 every `train_stride_bars` (overlapping, for variety); validation and test
 sessions every `eval_stride_bars` (360: no overlap, every bar scored once).
+
+Walk-forward (`walk_forward_windows` K > 0, `walk_forward_window` k in 0..K-1):
+the span before the test split is cut into K + 1 equal blocks; window k
+trains on blocks 0..k (anchored: all the history up to it) and validates on
+block k + 1, so K runs, one per window, each select on data after all they
+trained on, and their validation P&L over consecutive windows shows whether
+what was learnt holds up as the market moves on. The test split is the same
+in every window, and never selected on.
 """
 
 from __future__ import annotations
@@ -48,6 +56,8 @@ class SessionConfig:
     purge_minutes: int = 1440
     train_stride_bars: int = 60
     eval_stride_bars: int = 360
+    walk_forward_windows: int = 0   # 0: the plain train / validation split
+    walk_forward_window: int = 0    # which window, 0..walk_forward_windows - 1
 
     def __post_init__(self) -> None:
         if self.length_bars < 2:
@@ -61,6 +71,11 @@ class SessionConfig:
             raise ValueError("session strides must be at least 1 bar")
         if self.purge_minutes < 0 or self.warmup_bars < 0:
             raise ValueError("purge_minutes and warmup_bars must be >= 0")
+        if self.walk_forward_windows < 0:
+            raise ValueError("walk_forward_windows must be >= 0 (0: no walk-forward)")
+        if self.walk_forward_windows and not 0 <= self.walk_forward_window < self.walk_forward_windows:
+            raise ValueError(f"walk_forward_window must be in 0..{self.walk_forward_windows - 1}, "
+                             f"got {self.walk_forward_window}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -109,9 +124,15 @@ def split_sessions(ts_ns: np.ndarray, valid: np.ndarray, cfg: SessionConfig) -> 
     t0, t1 = int(ts_ns[0]), int(ts_ns[-1]) + 1
     span = t1 - t0
     purge = cfg.purge_minutes * NS_PER_MINUTE
-    b1 = t0 + int(span * cfg.train_fraction)
-    b2 = t0 + int(span * (cfg.train_fraction + cfg.validation_fraction))
-    regions = {"train": (t0, b1), "validation": (b1 + purge, b2), "test": (b2 + purge, t1)}
+    test_start = t0 + int(span * (cfg.train_fraction + cfg.validation_fraction))
+    train_end, validation_end = t0 + int(span * cfg.train_fraction), test_start
+    if cfg.walk_forward_windows:
+        block = (test_start - t0) / (cfg.walk_forward_windows + 1)
+        k = cfg.walk_forward_window
+        train_end = t0 + int(block * (k + 1))
+        validation_end = test_start if k == cfg.walk_forward_windows - 1 else t0 + int(block * (k + 2))
+    regions = {"train": (t0, train_end), "validation": (train_end + purge, validation_end),
+               "test": (test_start + purge, t1)}
     strides = {"train": cfg.train_stride_bars, "validation": cfg.eval_stride_bars, "test": cfg.eval_stride_bars}
     candidates = np.flatnonzero(valid)
     for name, (lo, hi) in regions.items():
