@@ -66,7 +66,8 @@ def load_candidate(path: Path, expected_sha256: str | None = None, device: torch
     model.eval()
     if device is not None:
         model.to(device)
-    search = SearchConfig(**payload.get("search_config", {}))
+    # a model keeps the search it was trained with: one saved before Gumbel search existed used pUCT
+    search = SearchConfig(**{"root_selection": "puct", **payload.get("search_config", {})})
     return Candidate(path=path, sha256=sha, episode=int(payload.get("episode", -1)), model=model,
                      search_config=search, payload={k: v for k, v in payload.items() if k != "model_state"},
                      data=data)

@@ -83,6 +83,16 @@ def test_bad_candidates_are_rejected_with_the_reason(features, tmp_path, damage,
     assert service.metrics.validations.labels(result="rejected")._value.get() == 1
 
 
+def test_a_model_keeps_the_search_it_was_trained_with(features, tmp_path):
+    from shared.candidates import load_candidate
+
+    signal = write_candidate(features, tmp_path, 64)
+    path = tmp_path / "training" / signal.checkpoint
+    assert load_candidate(path).search_config.root_selection == "gumbel"  # today's default
+    _resave(path, lambda d: d["search_config"].pop("root_selection"))  # as saved before Gumbel search existed
+    assert load_candidate(path).search_config.root_selection == "puct"
+
+
 def test_sha_mismatch_is_rejected(features, tmp_path):
     signal = write_candidate(features, tmp_path, 64)
     path = tmp_path / "training" / signal.checkpoint
