@@ -102,7 +102,7 @@ def value_drift_corr(candidate: Candidate, features, drift: np.ndarray, bars: np
 
 def on_test(champion: Candidate | None, env: TradingEnv, test: np.ndarray, features, drift: np.ndarray,
             quick: bool) -> dict:
-    """The champion with live's search, and its raw network, on the test split."""
+    """The champion with live's search, and its raw network, on `test` (the test split or a walk-forward block)."""
     if champion is None:  # nothing passed the gate: live would not trade
         return {"promoted": False, "champion_episode": None, "agent_test_pips": 0.0, "agent_test_trades": 0,
                 "raw_test_pips": 0.0, "search_vs_raw_p": 1.0, "value_drift_corr": 0.0}
@@ -187,10 +187,7 @@ def walk_forward(args, features: FeatureSet, drift: np.ndarray, config: Training
             train = train[:24]
         baseline = {name: play(env, signal, tune(env, signal, train, name), after).total_pips
                     for name, signal in (("oracle", drift), ("momentum", momentum))}
-        agent = evaluate(env, search_policy(NetworkSearch(
-            held[0].model, min(64, len(after)), env.space,
-            SearchConfig(**{**held[0].search_config.to_dict(), "num_simulations": 4 if args.quick else LIVE_SIMULATIONS}))),
-            after).total_pips if held else 0.0
+        agent = on_test(held[0] if held else None, env, after, features, drift, args.quick)["agent_test_pips"]
         rows.append({"window": k, "train_sessions": int(len(fs.sessions["train"])),
                      "validation_sessions": int(len(fs.sessions["validation"])), "next_block_sessions": int(len(after)),
                      "champion_episode": held[0].episode if held else None, "agent_pips": round(agent, 1),
