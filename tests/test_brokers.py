@@ -3,9 +3,16 @@ server, and the paper broker."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
-from shared.brokers import OperationalBrokerError, OrderStatus, TemporaryBrokerError, client_order_id
+from shared.brokers import (
+    OperationalBrokerError,
+    OrderStatus,
+    TemporaryBrokerError,
+    client_order_id,
+)
 from shared.brokers.oanda import OandaBroker
 from shared.brokers.paper import PaperBroker
 from shared.oanda import load_credentials, make_api
@@ -100,7 +107,8 @@ def test_paper_broker_fills_at_bid_ask_persists_and_is_idempotent(tmp_path):
     broker.mark(170.00)
     buy = broker.market_order("GBPJPY", 1, "mm-d-1")
     assert buy.fill_price == pytest.approx(170.02)
-    assert broker.market_order("GBPJPY", 1, "mm-d-1") == buy  # the same decision again: nothing new
+    again = broker.market_order("GBPJPY", 1, "mm-d-1")  # the same decision again: nothing new
+    assert again.existed_before and replace(again, existed_before=False) == buy
     assert broker.snapshot("GBPJPY").units == 1
     broker.mark(170.30)
     sell = broker.market_order("GBPJPY", -1, "mm-d-2")
@@ -145,6 +153,7 @@ def test_client_id_already_exists_means_it_exists_and_is_looked_up(v20):
     first = broker.market_order("GBPJPY", 1, "mm-d-twice")
     again = broker.market_order("GBPJPY", 1, "mm-d-twice")  # say, sent again after a restart
     assert again.status is OrderStatus.FILLED and again.fill_price == pytest.approx(first.fill_price)
+    assert again.existed_before and not first.existed_before, "its fill is in the position already"
     assert v20.state.units["GBP_JPY"] == 1 and len(v20.state.orders) == 1
 
 

@@ -28,8 +28,10 @@ class _DeadFeed(ReplayFeed):
 
 
 def _service(features, data_dir, root, feed) -> LiveService:
-    settings = LiveSettings(CHECKPOINT_DIR=str(root), MICRO_DATA_DIR=str(data_dir), LIVE_POLL_SECONDS=0.2,
-                            LIVE_MODEL_WAIT_SECONDS=0.2, LIVE_SIMULATIONS=4)
+    settings = LiveSettings(CHECKPOINT_DIR=str(root), MICRO_DATA_DIR=str(data_dir), poll_seconds=0.2,
+                            model_wait_seconds=0.2, simulations=4)
+    # the keywords take effect (an unknown one is refused: extra="forbid")
+    assert (settings.poll_seconds, settings.model_wait_seconds, settings.simulations) == (0.2, 0.2, 4)
     broker = PaperBroker(root / "live" / "paper.json", spread_pips=4.0, pip_size=0.01)
     return LiveService(settings, broker, feed, Journal(root / "live" / "journal.duckdb"))
 

@@ -95,7 +95,7 @@ def test_oanda_mode_trades_through_v20_and_never_shows_the_token(data_dir, featu
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         env = _env(data_dir, tmp_path, port, LIVE_BROKER="oanda", OANDA_TOKEN=TOKEN, OANDA_ACCOUNT=ACCOUNT,
-                   OANDA_API_URL=server.url, LIVE_REPLAY_BARS_PER_SECOND=10)
+                   OANDA_API_URL=server.url, LIVE_REPLAY_BARS_PER_SECOND=10, LIVE_ALLOW_OANDA_WITH_REPLAY_FEED="true")
         service = start("services.live", env, tmp_path / "live.log")
         try:
             wait_for(f"{url}/ready", process=service, timeout=60)

@@ -75,8 +75,8 @@ class _DiesAfterOrder:
     def __getattr__(self, name):
         return getattr(self.inner, name)
 
-    def market_order(self, instrument, units, client_id):
-        self.inner.market_order(instrument, units, client_id)
+    def market_order(self, instrument, units, client_id, **options):
+        self.inner.market_order(instrument, units, client_id, **options)
         raise SystemExit("killed between order and journal")
 
 
@@ -94,10 +94,9 @@ def test_crash_between_order_and_journal_then_restart(features, trading_model, t
     journal = Journal(tmp_path / "journal.duckdb")
     paper = PaperBroker(tmp_path / "paper.json", spread_pips=4.0, pip_size=0.01)
     assert [cid for cid, *_ in journal.unfinished()], "the decision was written before acting"
-    resolved = journal.resolve_unfinished(paper)
-    assert len(resolved) == 1
     restarted = LiveTrader("GBPJPY", paper, journal, trading_model, features.bars[: crashed_bar], simulations=8,
                            control_dir=tmp_path / "control")
+    assert len(restarted.settle_unfinished()) == 1
     restarted.reconcile()
     feed.position = crashed_bar  # the feed replays the crashed bar again
     decision = restarted.on_bar(feed.next_bars(), _now(feed))
@@ -307,7 +306,7 @@ def test_an_order_of_unknown_fate_stops_decisions_until_reconciliation_settles_i
             assert trader.on_bar(_next(feed, state, features), _now(feed)).reason == "order_unknown"
         assert trader.reconcile() in (True, False) and not trader.reconciled  # lookups still fail
         state.forced_lookup_statuses = []
-        trader.journal.resolve_unfinished(trader.broker)
+        trader.settle_unfinished()
         trader.reconcile()
         assert trader.reconciled and trader.position == filled_at_broker == journal.filled_units()
         assert journal.frame().status.isin(["UNKNOWN"]).sum() == 0
@@ -344,9 +343,9 @@ def test_a_kill_between_sending_and_journaling_is_settled_from_v20(features, tra
                 trader.on_bar(_next(feed, state, features), _now(feed))
         journal.close()
         journal = Journal(tmp_path / "journal.duckdb")  # the restart
-        assert len(journal.resolve_unfinished(oanda)) == 1
         restarted = LiveTrader("GBPJPY", oanda, journal, trading_model, features.bars[: feed.position],
                                simulations=8, control_dir=tmp_path / "control")
+        assert len(restarted.settle_unfinished()) == 1
         restarted.reconcile()
         assert restarted.position == state.units["GBP_JPY"] == journal.filled_units() != 0
         assert restarted.mismatches == 0

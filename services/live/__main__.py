@@ -29,7 +29,8 @@ def build(settings: LiveSettings, log: logging.Logger) -> FastAPI:
         credentials = load_credentials(require_account=settings.broker == "oanda")
         api = make_api(credentials, timeout_seconds=settings.request_timeout_seconds)
     if settings.broker == "oanda":
-        broker = OandaBroker(api, credentials.account_id)
+        broker = OandaBroker(api, credentials.account_id, stop_loss_pips=settings.stop_loss_pips,
+                             price_bound_pips=settings.price_bound_pips)
     else:
         spread = instrument.spread_pips if settings.spread_pips is None else settings.spread_pips
         broker = PaperBroker(settings.live_dir / "paper.json", spread_pips=spread, pip_size=instrument.pip_size)

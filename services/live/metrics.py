@@ -43,7 +43,18 @@ class LiveMetrics:
             self.swaps.labels(result=result)
         self.kill_switch = Gauge("micro_live_kill_switch", "1 while control/live.flatten exists", registry=r)
         self.daily_loss_stop = Gauge("micro_live_daily_loss_stop", "1 while stopped for the day", registry=r)
+        self.stop_state = Gauge("micro_live_stop_state", "1 for the loss caps' state: off; stopping (kill switch, "
+                                "daily stop or stale-feed flatten on, the broker not yet flat); stopped (flat)",
+                                ["state"], registry=r)
+        self.set_stop_state("off")
+        self.flatten_attempts = Gauge("micro_live_flatten_attempts", "Flatten orders sent since the start", registry=r)
+        self.pointer_errors = Counter("micro_live_model_pointer_errors", "promoted/CURRENT files that could not be read",
+                                      registry=r)
         self.heartbeat = Gauge("micro_live_loop_heartbeat_timestamp_seconds", "When the loop last ran", registry=r)
+
+    def set_stop_state(self, state: str) -> None:
+        for name in ("off", "stopping", "stopped"):
+            self.stop_state.labels(state=name).set(1 if name == state else 0)
 
     def model_loaded(self, version: str) -> None:
         """micro_live_model_info{version=...}: only once a model is loaded."""

@@ -14,17 +14,19 @@ from fastapi import FastAPI
 
 from services.live.config import LiveSettings
 from services.live.metrics import LiveMetrics
-from shared.brokers import Broker, OperationalBrokerError, TemporaryBrokerError
+from shared.brokers import Broker, OperationalBrokerError, TemporaryBrokerError, UnsupportedAccountError
 from shared.candidates import Candidate, CandidateError, load_candidate
 from shared.env.actions import HOLD_BUY_SELL_CLOSE
 from shared.live.journal import Journal
-from shared.live.trader import LiveTrader, RiskConfig, market_open, model_version
+from shared.live.risk import RiskConfig, market_open
+from shared.live.trader import LiveTrader, model_version
 from shared.promotion import read_current
 from shared.service_app import Heartbeat, service_app
 from shared.watch import VolumeWatcher
 
 log = logging.getLogger("live")
 RETRY_RECONCILE_SECONDS = 5.0
+ACCOUNT_REFUSED_EXIT_CODE = 2  # a start that cannot succeed: the local runner gives up on it
 
 
 class LiveService:
@@ -47,7 +49,14 @@ class LiveService:
     # --- models ---------------------------------------------------------------------
 
     def load_promoted(self) -> Candidate | None:
-        pointer = read_current(self.settings.checkpoint_dir)
+        try:
+            pointer = read_current(self.settings.checkpoint_dir)
+        except (ValueError, KeyError, TypeError, OSError) as error:
+            # a torn or hand-edited CURRENT: the current model keeps trading, the watcher keeps watching
+            self.metrics.pointer_errors.inc()
+            log.error("promoted/CURRENT cannot be read; the current model keeps trading",
+                      extra={"fields": {"error": f"{type(error).__name__}: {error}"[:300]}})
+            return None
         if pointer is None:
             return None
         if self.trader is not None and self.trader.candidate.sha256 == pointer.sha256:
@@ -112,6 +121,12 @@ class LiveService:
         if candidate is None:
             return
         self.start_trader(candidate)
+        self.status = "checking_account"
+        while not self.check_account():  # a hedging account is refused before anything is traded
+            self.stop.wait(RETRY_RECONCILE_SECONDS)
+            self.heartbeat.beat()
+            if self.stop.is_set():
+                return
         self.status = "reconciling"
         while not self.reconcile():  # no trading before the broker confirmed the position
             self.stop.wait(RETRY_RECONCILE_SECONDS)
@@ -146,23 +161,39 @@ class LiveService:
                 self.on_bar(bars[i : i + 1])
 
     def start_trader(self, candidate: Candidate) -> LiveTrader:
-        """Settle what the last run left unfinished, then build the trader on exactly the bars
-        before the next decision: the feed first skips what the journal has decided."""
+        """Build the trader on exactly the bars before the next decision: the feed first skips
+        what the journal has decided. What the last run left unfinished is settled by the
+        first reconciliation, before any decision."""
         s = self.settings
         risk = RiskConfig(max_units=s.max_units, max_daily_loss_pips=s.max_daily_loss_pips,
-                          max_spread_pips=s.max_spread_pips, stale_bars=s.stale_bars)
+                          max_spread_pips=s.max_spread_pips, stale_bars=s.stale_bars,
+                          flatten_stale_seconds=s.flatten_stale_seconds,
+                          flatten_retry_seconds=s.flatten_retry_seconds,
+                          flatten_retry_max_seconds=s.flatten_retry_max_seconds)
         with self.lock:
-            resolved = self.journal.resolve_unfinished(self.broker)
             last = self.journal.last_bar_ts()
-        if resolved:
-            log.warning("settled %d decisions left unfinished by the last run: %s", len(resolved), resolved)
         if last is not None:
             self.feed.skip_to_after(last.value)
-        self.trader = LiveTrader(s.instrument, self.broker, self.journal, candidate, self.feed.history(),
-                                 simulations=s.simulations, risk=risk, control_dir=s.checkpoint_dir / "control",
-                                 spread_pips=s.spread_pips, on_order=self.count_order)
+        with self.lock:
+            self.trader = LiveTrader(s.instrument, self.broker, self.journal, candidate, self.feed.history(),
+                                     simulations=s.simulations, risk=risk, control_dir=s.checkpoint_dir / "control",
+                                     spread_pips=s.spread_pips, on_order=self.count_order)
         self.metrics.model_loaded(self.trader.version)
         return self.trader
+
+    def check_account(self) -> bool:
+        """True once the broker confirmed an account this service can trade; a refused one
+        (hedging) ends the process with the reason: no restart can fix it."""
+        try:
+            self.broker.check_account()
+            return True
+        except UnsupportedAccountError as error:
+            log.error("refusing the broker account: %s", error)
+            self.journal_event("account_refused", {"reason": str(error)})
+            os._exit(ACCOUNT_REFUSED_EXIT_CODE)
+        except (TemporaryBrokerError, OperationalBrokerError) as error:
+            self.count_broker_error(error)
+            return False
 
     def risk_timer(self) -> None:
         """The kill switch and daily-loss stop between bars, at the feed's clock."""
@@ -176,28 +207,37 @@ class LiveService:
                 t.risk_check(bar_ns, now)
         except (TemporaryBrokerError, OperationalBrokerError) as error:
             self.count_broker_error(error)
-        self.metrics.kill_switch.set(1 if (self.settings.checkpoint_dir / "control" / "live.flatten").exists() else 0)
-        self.metrics.daily_loss_stop.set(1 if t.stopped_for_the_day(now) else 0)
-        self.metrics.position.set(t.position)
+        self.update_risk_metrics(now)
         self.metrics.feed_clock.set(now.timestamp())
         self.metrics.market_open.set(1 if market_open(now) else 0)
+
+    def update_risk_metrics(self, now: datetime) -> None:
+        t, m = self.trader, self.metrics
+        m.kill_switch.set(1 if (self.settings.checkpoint_dir / "control" / "live.flatten").exists() else 0)
+        m.daily_loss_stop.set(1 if t.stopped_for_the_day(now) else 0)
+        m.set_stop_state(t.stop_state())
+        m.flatten_attempts.set(t.flatten_attempts)
+        m.position.set(t.position)
 
     def reconcile(self) -> bool:
         """Settle unfinished orders, then adopt the broker's position; True once trading may go on."""
         self.last_reconcile_attempt = time.monotonic()
         try:
             with self.lock:
-                self.journal.resolve_unfinished(self.broker)
-                agreed = self.trader.reconcile()
+                mismatches = self.trader.mismatches
+                settled = self.trader.settle_unfinished()
+                self.trader.reconcile()
         except (TemporaryBrokerError, OperationalBrokerError) as error:
             self.count_broker_error(error)
             self.trader.reconciled = False
             return False
         finally:
             self.metrics.orders_unknown.set(self.journal.unknown_orders())
-        if not agreed:
-            self.metrics.mismatches.inc()
+        if settled:
+            log.warning("settled %d orders of unknown fate: %s", len(settled), settled)
+        self.metrics.mismatches.inc(self.trader.mismatches - mismatches)
         self.last_reconcile = time.monotonic()
+        self.broker_error = None  # the broker answered every question: whatever failed before has recovered
         self.metrics.position.set(self.trader.position)
         return self.trader.reconciled
 
@@ -209,6 +249,8 @@ class LiveService:
         kind = "operational" if isinstance(error, OperationalBrokerError) else "temporary"
         self.metrics.broker_errors.labels(kind=kind).inc()
         self.broker_error = f"{kind}: {error}"
+        if self.trader is not None:
+            self.trader.reconciled = False  # what the broker holds is read again before anything else
         log.error("broker error (%s): %s", kind, error)
 
     def on_bar(self, bar) -> None:
@@ -234,8 +276,7 @@ class LiveService:
         m.position.set(t.position)
         m.unrealized.set(t.unrealized_pips())
         m.realized.set(t.realized_today)
-        m.kill_switch.set(1 if (self.settings.checkpoint_dir / "control" / "live.flatten").exists() else 0)
-        m.daily_loss_stop.set(1 if t.stopped_for_the_day(now) else 0)
+        self.update_risk_metrics(now)
         m.model_loaded(t.version)
 
     def health(self) -> tuple[bool, dict]:

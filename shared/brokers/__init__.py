@@ -6,9 +6,11 @@ from shared.brokers.base import (
     OperationalBrokerError,
     OrderResult,
     OrderStatus,
+    Quote,
     TemporaryBrokerError,
+    UnsupportedAccountError,
     client_order_id,
 )
 
-__all__ = ["Broker", "BrokerSnapshot", "OperationalBrokerError", "OrderResult", "OrderStatus",
-           "TemporaryBrokerError", "client_order_id"]
+__all__ = ["Broker", "BrokerSnapshot", "OperationalBrokerError", "OrderResult", "OrderStatus", "Quote",
+           "TemporaryBrokerError", "UnsupportedAccountError", "client_order_id"]

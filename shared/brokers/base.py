@@ -20,6 +20,10 @@ class OperationalBrokerError(RuntimeError):
     pass
 
 
+class UnsupportedAccountError(OperationalBrokerError):
+    """An account this service refuses to trade (a hedging account): a person must choose another."""
+
+
 class OrderStatus(str, Enum):
     FILLED = "FILLED"
     CANCELLED = "CANCELLED"   # accepted (201) but not filled: MARKET_HALTED, INSUFFICIENT_MARGIN, ...
@@ -37,6 +41,15 @@ class OrderResult:
     fill_price: float | None = None
     reason: str | None = None        # why it was cancelled or rejected
     transaction_id: str | None = None
+    filled_units: int | None = None  # signed units the broker filled (a partial fill is fewer); None: all of `units`
+    existed_before: bool = False     # the broker had this client id before this send (a journal that lost it)
+
+    @property
+    def units_filled(self) -> int:
+        """What the broker booked: the fill transaction's units, 0 unless FILLED."""
+        if self.status is not OrderStatus.FILLED:
+            return 0
+        return self.units if self.filled_units is None else self.filled_units
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -46,9 +59,32 @@ class OrderResult:
 
 @dataclass(frozen=True)
 class BrokerSnapshot:
-    units: int                       # net position, signed
+    units: int                       # net position, signed (long_units + short_units)
     average_price: float | None
     last_transaction_id: str | None
+    long_units: int | None = None    # the two sides as the broker holds them (short <= 0); None: only a net is known
+    short_units: int | None = None
+
+    @property
+    def both_sides_open(self) -> bool:
+        """Long and short at once (a hedging account): a net of them is not a position we can trade."""
+        return bool(self.long_units) and bool(self.short_units)
+
+
+@dataclass(frozen=True)
+class Quote:
+    """The broker's current price, for valuing an open position between bars."""
+    bid: float
+    ask: float
+    time_ns: int                     # when the broker priced it (UTC ns)
+
+    @property
+    def mid(self) -> float:
+        return (self.bid + self.ask) / 2
+
+    def exit_price(self, units: int) -> float:
+        """What closing `units` would get: a long sells at the bid, a short buys at the ask."""
+        return self.bid if units > 0 else self.ask
 
 
 def client_order_id(model_version: str, bar_time_ns: int, purpose: str = "decision") -> str:
@@ -64,9 +100,19 @@ class Broker(Protocol):
 
     def snapshot(self, instrument: str) -> BrokerSnapshot: ...
 
-    def market_order(self, instrument: str, units: int, client_id: str) -> OrderResult:
+    def check_account(self) -> None:
+        """Raise UnsupportedAccountError for an account this service must not trade (hedging)."""
+        ...
+
+    def quote(self, instrument: str) -> Quote:
+        """The broker's price now (not the last bar's): the loss caps value open P&L with it."""
+        ...
+
+    def market_order(self, instrument: str, units: int, client_id: str, *, reduce_only: bool = False) -> OrderResult:
         """Send a market order at most once for `client_id`: if one with this id
-        exists already, return its result instead of sending another."""
+        exists already, return its result instead of sending another. `reduce_only`
+        (closes and flattens): the broker fills at most what reduces the position and
+        never opens the other way."""
         ...
 
     def find_order(self, client_id: str) -> OrderResult | None:

@@ -3,19 +3,33 @@
 Features come from the same numba code as training, computed over a trailing
 buffer long enough (WARMUP_BARS + window) that every value equals the batch
 feature store's on the same bars. The broker is the truth for the position:
-the trader reconciles at start (and refuses to trade until that succeeds) and
-on a timer. Guards, in order: the kill switch (`control/live.flatten`:
-flatten and stand aside while it exists) and the daily loss limit (flatten,
-stop until the next trading day, which starts at 17:00 New York) come first
-and also run on the service's timer, so they act when no bar arrives; then
-market closed (Sunday 17:00 to Friday 17:00 New York is open), stale data
-(the last bar more than `stale_bars` old), a spread above the limit. A new
-model is staged off the decision path and swapped in
-between bars.
+the trader reconciles at start (and refuses to trade until that succeeds), on
+a timer, and immediately before any order that reduces the position; a
+position the broker holds on both sides (a hedging account) is never traded.
+
+The loss caps come first and also run on the service's timer, so they act
+when no bar arrives: the kill switch (`control/live.flatten`: flatten and
+stand aside while it exists), the daily loss limit (flatten, stop until the
+next trading day, which starts at 17:00 New York) and a stalled feed (a
+position open while the market is open and no bar for `flatten_stale_seconds`:
+flatten). On the timer open P&L is valued at the broker's price, never at the
+last bar's. A cap is done only when the broker reports flat: until then every
+call reads the broker's position and sends a reduce-only close for it, each
+attempt with a new client id, after a backoff that doubles up to a cap. Then
+market closed (Sunday 17:00 to Friday 17:00 New York is open), stale data (the
+last bar more than `stale_bars` old), a spread above the limit. A new model is
+staged off the decision path and swapped in between bars.
+
+Fills are booked as the broker booked them (its units, its price) through the
+one accounting (shared.accounting), orders settled later included, so the
+daily loss and a restart see their realised P&L. An order the broker had
+before this send (a lost journal replaying old bars) is never booked as new:
+the broker's position is reconciled instead.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import time
@@ -23,7 +37,6 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
-from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
@@ -33,28 +46,20 @@ from shared.candidates import Candidate
 from shared.data.bars import NS_PER_MINUTE, Bars
 from shared.env.actions import ACTION_SPACES
 from shared.features.micro import temporal_features
-from shared.accounting import Book, fill, mark
+from shared.accounting import mark
 from shared.features.position import position_features
 from shared.features.spec import WARMUP_BARS, WINDOW_BARS
 from shared.instruments import get_instrument
 from shared.live.journal import DecisionRow, Journal
+from shared.live.position import BrokerPosition
+from shared.live.risk import NEW_YORK, RiskConfig, market_open, next_trading_day_start, trading_day_start
 from shared.search import NetworkSearch, SearchConfig
 
+__all__ = ["BUFFER_BARS", "NEW_YORK", "Decision", "LiveTrader", "RiskConfig", "market_open", "model_version",
+           "trading_day_start"]
+
 log = logging.getLogger("live")
-NEW_YORK = ZoneInfo("America/New_York")
 BUFFER_BARS = WARMUP_BARS + WINDOW_BARS + 64
-
-
-@dataclass(frozen=True)
-class RiskConfig:
-    max_units: int = 1
-    max_daily_loss_pips: float = 100.0
-    max_spread_pips: float = 8.0
-    stale_bars: int = 2
-
-    def __post_init__(self) -> None:
-        if self.max_units < 1 or self.max_daily_loss_pips <= 0 or self.stale_bars < 1:
-            raise ValueError("max_units and stale_bars must be >= 1, max_daily_loss_pips > 0")
 
 
 @dataclass
@@ -67,62 +72,39 @@ class Decision:
     order: OrderResult | None = None
 
 
-def market_open(now: datetime) -> bool:
-    """FX hours: Sunday 17:00 to Friday 17:00, New York time."""
-    ny = now.astimezone(NEW_YORK)
-    weekday, minutes = ny.weekday(), ny.hour * 60 + ny.minute  # Monday = 0
-    if weekday == 5:
-        return False
-    if weekday == 6:
-        return minutes >= 17 * 60
-    if weekday == 4:
-        return minutes < 17 * 60
-    return True
-
-
-def trading_day_start(now: datetime) -> pd.Timestamp:
-    """The start (UTC, naive) of the FX trading day `now` is in: days roll at 17:00 New York."""
-    ny = pd.Timestamp(now).tz_convert(NEW_YORK)
-    start = ny.replace(hour=17, minute=0, second=0, microsecond=0, nanosecond=0)
-    if ny < start:
-        start = (ny - pd.Timedelta(days=1)).replace(hour=17, minute=0, second=0, microsecond=0, nanosecond=0)
-    return start.tz_convert("UTC").tz_localize(None)
-
-
 def model_version(candidate: Candidate) -> str:
     return f"ep{candidate.episode:08d}-{candidate.sha256[:12]}"
 
 
-class LiveTrader:
+class LiveTrader(BrokerPosition):
     def __init__(self, instrument: str, broker: Broker, journal: Journal, candidate: Candidate, history: Bars, *,
                  simulations: int = 50, risk: RiskConfig = RiskConfig(), control_dir: Path | None = None,
                  spread_pips: float | None = None,
-                 on_order: Callable[[OrderResult], None] = lambda order: None) -> None:
+                 on_order: Callable[[OrderResult], None] = lambda order: None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.instrument = get_instrument(instrument)
         self.broker = broker
         self.journal = journal
         self.risk = risk
         self.control_dir = control_dir
         self.simulations = simulations
-        self.on_order = on_order  # every order's result, decisions and flattens alike (metrics)
+        self.on_order = on_order  # every order's result, decisions, flattens and settled orders alike (metrics)
+        self.clock = clock        # the flatten backoff's (monotonic seconds)
         self.spread_pips = self.instrument.spread_pips if spread_pips is None else spread_pips
         self.bars = history[-BUFFER_BARS:]
-        # the one position accounting (as the environment and the paper broker): what our own fills
-        # add up to, entry unknown until the broker confirms or corrects it
-        self.book = Book.flat(1)
-        self.book.units[0] = journal.filled_units()
-        self.entry_known = False
-        self.reconciled = False
-        self.unknown_orders = 0
+        if hasattr(broker, "mark") and len(self.bars):  # the paper broker's market is the feed's
+            broker.mark(float(self.bars.close[-1]), int(self.bars.ts[-1]) + NS_PER_MINUTE)
+        self._install(candidate)  # the model version names the client ids
+        self._init_position()  # the one position accounting, as the environment and the paper broker
         self.stopped_day: pd.Timestamp | None = None
         self.staged: Candidate | None = None
-        self.mismatches = 0
-        self.last_transaction_id: str | None = None
         last = journal.last_bar_ts()
         self.last_decided_ns = last.value if last is not None else -1  # never decide a bar twice, restarts included
-        self.realized_day: pd.Timestamp | None = None
-        self.realized_today = 0.0
-        self._install(candidate)
+        # the loss caps: which one is on, when to try again
+        self.stop_reason: str | None = None
+        self.flatten_attempts = 0
+        self.next_flatten_at = 0.0
+        self.flatten_backoff = risk.flatten_retry_seconds
 
     # --- the model -------------------------------------------------------------------
 
@@ -137,83 +119,100 @@ class LiveTrader:
         """Called off the decision path; the swap happens before the next bar."""
         self.staged = candidate
 
-    # --- the broker is the truth ----------------------------------------------------------
+    # --- the loss caps -----------------------------------------------------------------
 
-    def reconcile(self) -> bool:
-        """Adopt the broker's position; returns whether ours agreed. What the
-        broker did since the last known transaction id goes into the journal
-        with a mismatch, so a person can see why."""
-        snapshot = self.broker.snapshot(self.instrument.name)
-        agreed = snapshot.units == self.position
-        if not agreed:
-            self.mismatches += 1
-            log.warning("reconciliation: the broker holds %d units, we believed %d: adopting the broker's",
-                        snapshot.units, self.position)
-            since = []
-            if self.last_transaction_id is not None and hasattr(self.broker, "transactions_since"):
-                since = [{"id": t.get("id"), "type": t.get("type"), "units": t.get("units")}
-                         for t in self.broker.transactions_since(self.last_transaction_id)]
-            self.journal.event("reconciliation_mismatch", {"broker_units": snapshot.units, "ours": self.position,
-                                                           "broker_average_price": snapshot.average_price,
-                                                           "last_transaction_id": snapshot.last_transaction_id,
-                                                           "transactions_since_last_known": since})
-            self._adopt(snapshot.units, snapshot.average_price)
-        elif self.position != 0 and not self.entry_known:
-            self._adopt(snapshot.units, snapshot.average_price)
-        self.last_transaction_id = snapshot.last_transaction_id
-        # An order whose fate is unknown may still fill: no decision until the journal has none.
-        self.unknown_orders = self.journal.unknown_orders()
-        self.reconciled = self.unknown_orders == 0
-        return agreed
-
-    def _adopt(self, units: int, average_price: float | None) -> None:
-        """Take the broker's position as a new trade (its tracks start now)."""
-        mark_price = float(self.bars.close[-1]) if len(self.bars) else (average_price or 0.0)
-        self.book.adopt(0, units, average_price, mark_price, self.instrument.pip_size)
-        self.entry_known = units == 0 or average_price is not None
-
-    @property
-    def position(self) -> int:
-        return int(self.book.units[0])
-
-    @property
-    def entry_price(self) -> float | None:
-        return float(self.book.entry_price[0]) if self.position != 0 and self.entry_known else None
-
-    # --- per bar ---------------------------------------------------------------------
-
-    def unrealized_pips(self) -> float:
-        if self.position == 0 or not self.entry_known or len(self.bars) == 0:
+    def unrealized_pips(self, price: float | None = None) -> float:
+        """Open P&L at `price` (default: the last bar's close)."""
+        if price is None:
+            price = float(self.bars.close[-1]) if len(self.bars) else None
+        if self.position == 0 or not self.entry_known or price is None:
             return 0.0
-        return self.position * (float(self.bars.close[-1]) - float(self.book.entry_price[0])) / self.instrument.pip_size
+        return self.position * (price - float(self.book.entry_price[0])) / self.instrument.pip_size
 
-    def daily_pnl_pips(self, now: datetime) -> float:
+    def daily_pnl_pips(self, now: datetime, price: float | None = None) -> float:
         day = trading_day_start(now)
         if self.realized_day != day:  # a new trading day (or a restart): start from what the journal says
             self.realized_day, self.realized_today = day, self.journal.realized_since(day)
-        return self.realized_today + self.unrealized_pips()
+        return self.realized_today + self.unrealized_pips(price)
 
     def stopped_for_the_day(self, now: datetime) -> bool:
         """The daily-loss stop holds for the rest of its trading day only."""
         return self.stopped_day is not None and self.stopped_day == trading_day_start(now)
 
-    def risk_check(self, ts: int, now: datetime) -> str | None:
-        """The kill switch and the daily loss limit: flatten and stand aside. Called for every
-        bar and, by the service, on a timer, so both act when the feed stalls, the data is
+    def stop_state(self) -> str:
+        """off, stopping (a cap is on and the broker has not said flat) or stopped (flat)."""
+        if self.stop_reason is None:
+            return "off"
+        return "stopped" if self.position == 0 and self.flat_confirmed else "stopping"
+
+    def risk_check(self, ts: int, now: datetime, *, bar_close: float | None = None) -> str | None:
+        """The kill switch, the daily loss limit and a stalled feed: flatten and stand aside.
+        Called for every bar (`bar_close`: value open P&L at it) and, by the service, on a
+        timer (value it at the broker's price), so all act when the feed stalls, the data is
         stale or the market is closed. Never while an order's fate is unknown or the broker
-        has not been read since an error: a second close could open a new position."""
+        has not been read since an error: what the broker holds is not known."""
         if not self.reconciled:
             return None
+        why = self._cap_on(ts, now, bar_close)
+        if why is None:
+            self.stop_reason = None
+            self.next_flatten_at, self.flatten_backoff = 0.0, self.risk.flatten_retry_seconds
+            return None
+        if why != self.stop_reason:
+            self.journal.event("loss_cap", {"reason": why, "position": self.position})
+        self.stop_reason = why
+        self._make_flat(ts, why)
+        return why
+
+    def _cap_on(self, ts: int, now: datetime, bar_close: float | None) -> str | None:
         if self.control_dir is not None and (self.control_dir / "live.flatten").exists():
-            self.flatten(ts, "kill_switch")
             return "kill_switch"
         if self.stopped_for_the_day(now):
             return "daily_loss_limit"
-        if self.daily_pnl_pips(now) <= -self.risk.max_daily_loss_pips:
-            self.flatten(ts, "daily_loss_limit")
+        if self.position != 0 and bar_close is None and market_open(now) and len(self.bars) and \
+                (pd.Timestamp(now).value - (int(self.bars.ts[-1]) + NS_PER_MINUTE)) / 1e9 > self.risk.flatten_stale_seconds:
+            return "stale_feed"
+        price = bar_close
+        if price is None and self.position != 0 and self.entry_known:
+            price = self.broker.quote(self.instrument.name).exit_price(self.position)  # never the stale bar's
+        pnl = self.daily_pnl_pips(now, price)
+        if pnl <= -self.risk.max_daily_loss_pips:
             self.stopped_day = trading_day_start(now)
+            until = next_trading_day_start(now)
+            log.error("daily loss %.1f pips reached the limit of %.1f: flattening and stopped until %s UTC "
+                      "(17:00 New York)", pnl, self.risk.max_daily_loss_pips, until)
+            self.journal.event("daily_loss_stop", {"pnl_pips": pnl, "until_utc": str(until)})
             return "daily_loss_limit"
         return None
+
+    def _make_flat(self, ts: int, why: str) -> None:
+        """Until the broker says flat: read its position, close it reduce-only, back off."""
+        if self.stop_state() == "stopped":
+            return
+        now = self.clock()
+        if now < self.next_flatten_at:
+            return
+        self.next_flatten_at = now + self.flatten_backoff
+        self.flatten_backoff = min(self.risk.flatten_retry_max_seconds, self.flatten_backoff * 2)
+        self._agree(self.broker.snapshot(self.instrument.name), why)  # the position right before the close
+        if self.both_sides_open:
+            self.reconciled = False  # no net close can flatten both sides: stand aside, alerted
+            return
+        if self.position != 0:
+            self.flatten_attempts += 1
+            client_id = client_order_id(self.version, ts, f"flatten#{self.journal.flatten_attempts()}")
+            self.journal.record(DecisionRow(client_id, pd.Timestamp(ts), self.version, None, None, None, "CLOSE",
+                                            self.position, -self.position, "decided", why))
+            log.warning("flattening %d units: %s (attempt %d)", self.position, why, self.flatten_attempts)
+            order = self._send(client_id, -self.position, reduce_only=True)
+            if order.status is not OrderStatus.FILLED or self.position != 0 or not self.reconciled:
+                return  # tried again after the backoff, with a new client id
+            self._agree(self.broker.snapshot(self.instrument.name), why)  # done only when the broker says flat
+        if self.stop_state() == "stopped":
+            log.warning("%s: the broker reports flat", why)
+            self.next_flatten_at, self.flatten_backoff = 0.0, self.risk.flatten_retry_seconds
+
+    # --- per bar ---------------------------------------------------------------------
 
     def on_bar(self, bar: Bars, now: datetime, spread_pips: float | None = None) -> Decision:
         started = time.perf_counter()
@@ -222,7 +221,7 @@ class LiveTrader:
             (bar.ts, bar.open, bar.high, bar.low, bar.close, bar.volume))))
         ts = int(bar.ts[-1])
         if hasattr(self.broker, "mark"):
-            self.broker.mark(float(bar.close[-1]))
+            self.broker.mark(float(bar.close[-1]), ts + NS_PER_MINUTE)
         if self.position != 0:
             mark(self.book, np.array([float(bar.close[-1])]), self.instrument.pip_size)
         if self.staged is not None:
@@ -239,8 +238,10 @@ class LiveTrader:
 
     def _guard(self, ts: int, now: datetime, spread_pips: float | None) -> str | None:
         if not self.reconciled:  # at start, after any broker error, while an order's fate is unknown
+            if self.both_sides_open:
+                return "both_sides_open"
             return "order_unknown" if self.unknown_orders else "not_reconciled"
-        stop = self.risk_check(ts, now)
+        stop = self.risk_check(ts, now, bar_close=float(self.bars.close[-1]))
         if stop is not None:
             return stop
         if not market_open(now):
@@ -256,9 +257,11 @@ class LiveTrader:
             return "warming_up"
         return None
 
-    def _skip(self, ts: int, reason: str, started: float) -> Decision:
+    def _skip(self, ts: int, reason: str, started: float, row: DecisionRow | None = None) -> Decision:
         client_id = client_order_id(self.version, ts)
-        if ts > self.last_decided_ns:
+        if row is not None:
+            self.journal.record(dataclasses.replace(row, order_units=0, status="skipped", reason=reason))
+        elif ts > self.last_decided_ns:
             self.last_decided_ns = ts
             self.journal.record(DecisionRow(client_id, pd.Timestamp(ts), self.version, None, None, None, "HOLD",
                                             self.position, 0, "skipped", reason))
@@ -291,59 +294,27 @@ class LiveTrader:
             latency = time.perf_counter() - started
             self.journal.record(row)
             return Decision(ts, self.space.actions[action], "no_order", None, latency)
+        reducing = self.position != 0 and (units > 0) != (self.position > 0)
+        if reducing and not self._agree(self.broker.snapshot(self.instrument.name), "before a closing order"):
+            # a hand close or a margin closeout since the last read: decided on a position that is gone
+            return self._skip(ts, "position_changed_at_broker", started, row)
         self.journal.record(row)  # an order is about to leave: the journal hears first
-        order = self._send(client_id, units)
+        # a close never opens the other way; a flip (sized spaces) is one order, sent on the position just read
+        order = self._send(client_id, units, reduce_only=reducing and abs(units) <= abs(self.position))
         return Decision(ts, self.space.actions[action], order.status.value, order.reason,
                         time.perf_counter() - started, order)
-
-    def _send(self, client_id: str, units: int) -> OrderResult:
-        try:
-            order = self.broker.market_order(self.instrument.name, units, client_id)
-        except BaseException:
-            # the broker may have done anything: re-read the position before the next decision
-            self.reconciled = False
-            raise
-        self.on_order(order)
-        if order.status is OrderStatus.UNKNOWN:
-            self.reconciled = False
-            self.unknown_orders += 1
-            log.error("order %s: fate unknown (%s); standing aside until reconciliation settles it",
-                      client_id, order.reason)
-        realized = None
-        if order.status is OrderStatus.FILLED:
-            realized = self._apply_fill(units, order.fill_price)
-        self.journal.update(order, realized)
-        if realized is not None and self.realized_day is not None:
-            self.realized_today += realized
-        return order
-
-    def _apply_fill(self, units: int, price: float) -> float | None:
-        """Book a fill in the one accounting; returns the pips it realised, if it reduced the position."""
-        reducing = self.position != 0 and (self.position > 0) != (units > 0)
-        mark_price = float(self.bars.close[-1]) if len(self.bars) else price
-        filled = fill(self.book, np.array([units]), np.array([price]), self.instrument.pip_size,
-                      np.array([mark_price]))
-        self.entry_known = True
-        return float(filled.realized_pips[0]) if reducing else None
-
-    def flatten(self, ts: int, why: str) -> OrderResult | None:
-        if self.position == 0:
-            return None
-        client_id = client_order_id(self.version, ts, "flatten")
-        if self.journal.has(client_id):
-            return None
-        self.journal.record(DecisionRow(client_id, pd.Timestamp(ts), self.version, None, None, None, "CLOSE",
-                                        self.position, -self.position, "decided", why))
-        log.warning("flattening %d units: %s", self.position, why)
-        return self._send(client_id, -self.position)
 
     def status(self) -> dict:
         return {
             "instrument": self.instrument.name, "position_units": self.position, "entry_price": self.entry_price,
             "unrealized_pips": round(self.unrealized_pips(), 2), "model_version": self.version,
             "reconciled": self.reconciled, "reconciliation_mismatches": self.mismatches,
+            "both_sides_open": self.both_sides_open,
             "last_bar": str(pd.Timestamp(int(self.bars.ts[-1]))) if len(self.bars) else None,
             "stopped_for_the_day": str(self.stopped_day) if self.stopped_day is not None else None,
+            "stopped_until_utc": str(next_trading_day_start(self.stopped_day.tz_localize("UTC")))
+                                 if self.stopped_day is not None else None,
+            "loss_cap": self.stop_reason, "loss_cap_state": self.stop_state(), "flatten_attempts": self.flatten_attempts,
             "unknown_orders": self.unknown_orders,
             "broker": self.broker.name, "at": datetime.now(timezone.utc).isoformat(),
         }
