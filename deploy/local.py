@@ -11,13 +11,20 @@ Container paths become local ones: the `checkpoints` volume is
 take their value from the environment or .env, as compose does.
 
 Like compose, not worse: a service that exits is restarted (`restart:
-unless-stopped`) after a backoff that doubles with each fast failure (one
-within FAST_FAILURE_SECONDS of its start), and after MAX_FAST_FAILURES in a
-row the runner gives up with the reason from the service's log; `up` waits
-until every service answers /health and exits non-zero, naming the one that
-did not; a stop gives each service its `stop_grace_period`. Live comes first
-on a shared host: training and validation run at a lower CPU priority (nice
-10, as their lower `cpu_shares` in compose), live at normal priority.
+unless-stopped`) after a backoff that doubles with each fast exit (one within
+FAST_FAILURE_SECONDS of its start), capped at MAX_BACKOFF_SECONDS and reset
+once the service has run that long. A death by a signal (SIGKILL, the OOM
+killer) is always restarted, as compose does. The runner gives up only on a
+service that cannot start: one that exited by itself with a non-zero status
+(2 for a bad setting, say) fast, MAX_FAST_FAILURES times in a row. It then
+prints the reason from that service's log once, writes it to
+logs/<service>.gave-up and stops restarting that service; the others keep
+running (live above all); `run` exits non-zero only once every service has
+given up. `up` waits until every service answers /health and exits non-zero,
+naming the one that did not (and the reason, when the runner gave up on it);
+a stop gives each service its `stop_grace_period`. Live comes first on a
+shared host: training and validation run at a lower CPU priority (nice 10, as
+their lower `cpu_shares` in compose), live at normal priority.
 """
 
 from __future__ import annotations
@@ -112,10 +119,6 @@ def load_specs(compose_path: Path, runtime: Path, data: Path, variables: dict[st
     return specs
 
 
-class GaveUp(RuntimeError):
-    """A service failed fast MAX_FAST_FAILURES times in a row: the stack stops."""
-
-
 class Stack:
     def __init__(self, specs: dict[str, ServiceSpec], logs: Path, extra_env: dict[str, str] | None = None) -> None:
         self.specs = specs
@@ -124,8 +127,10 @@ class Stack:
         self.processes: dict[str, subprocess.Popen] = {}
         self.restarts = {name: 0 for name in specs}
         self.started_at: dict[str, float] = {}
-        self.fast_failures = {name: 0 for name in specs}
+        self.fast_failures = {name: 0 for name in specs}  # fast non-zero exits by itself, in a row: give up at MAX
+        self.fast_exits = {name: 0 for name in specs}     # fast exits of any kind, in a row: the backoff doubles
         self.restart_due: dict[str, float] = {}
+        self.given_up: dict[str, str] = {}                # service -> why the runner gave up on it
         self.first_backoff_seconds = 1.0
 
     def _env(self, spec: ServiceSpec) -> dict[str, str]:
@@ -143,6 +148,8 @@ class Stack:
     def start(self, name: str) -> subprocess.Popen:
         spec = self.specs[name]
         self.logs.mkdir(parents=True, exist_ok=True)
+        self.given_up.pop(name, None)
+        gave_up_path(self.logs, name).unlink(missing_ok=True)
         log = open(self.logs / f"{name}.log", "ab")
         nice = spec.nice
         process = subprocess.Popen([sys.executable] + spec.command[1:], cwd=ROOT, env=self._env(spec), stdout=log,
@@ -159,11 +166,17 @@ class Stack:
         path = self.logs / f"{name}.log"
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
 
-    def supervise(self) -> None:
-        """Restart a service that exited, after a backoff that doubles with each fast
-        failure; raise GaveUp after MAX_FAST_FAILURES fast failures in a row."""
-        now = time.monotonic()
+    def supervise(self) -> list[str]:
+        """Restart a service that exited, after a backoff that doubles with each fast exit
+        (capped at MAX_BACKOFF_SECONDS). A service that exited by itself with a non-zero
+        status MAX_FAST_FAILURES times in a row, each fast, is given up: its reason is
+        printed once and recorded (self.given_up, logs/<name>.gave-up) and it is not
+        restarted again; the other services are left alone. A death by a signal never
+        counts towards giving up. Returns the services given up by this call."""
+        now, gave_up = time.monotonic(), []
         for name, process in list(self.processes.items()):
+            if name in self.given_up:
+                continue
             if name in self.restart_due:
                 if now >= self.restart_due[name]:
                     del self.restart_due[name]
@@ -171,19 +184,33 @@ class Stack:
                 continue
             if process.poll() is None:
                 if now - self.started_at[name] > FAST_FAILURE_SECONDS:
-                    self.fast_failures[name] = 0  # it ran long enough: a new run of failures starts from zero
+                    self.fast_failures[name] = self.fast_exits[name] = 0  # it ran long enough: start from zero
                 continue
             self.restarts[name] += 1
+            code = process.returncode
             fast = now - self.started_at[name] < FAST_FAILURE_SECONDS
-            self.fast_failures[name] = self.fast_failures[name] + 1 if fast else 0
+            self.fast_exits[name] = self.fast_exits[name] + 1 if fast else 0
+            if not fast:
+                self.fast_failures[name] = 0
+            elif code > 0:  # it could not start; a signal (< 0) or a clean exit (0) never counts
+                self.fast_failures[name] += 1
             if self.fast_failures[name] >= MAX_FAST_FAILURES:
-                raise GaveUp(f"{name} exited with {process.returncode} {self.fast_failures[name]} times in a row "
-                             f"within {FAST_FAILURE_SECONDS:.0f}s of starting; giving up. Its log "
-                             f"({self.logs / (name + '.log')}) ends:\n{self.log_tail(name)}")
-            delay = min(MAX_BACKOFF_SECONDS, self.first_backoff_seconds * 2.0 ** (self.fast_failures[name] - 1)) if fast else 0.0
-            print(f"{name} exited with {process.returncode}; restarting in {delay:.0f}s "
-                  f"(see {self.logs / (name + '.log')})", flush=True)
+                self._give_up(name, code)
+                gave_up.append(name)
+                continue
+            delay = min(MAX_BACKOFF_SECONDS, self.first_backoff_seconds * 2.0 ** (self.fast_exits[name] - 1)) if fast else 0.0
+            how = f"was killed by {_signal_name(-code)}" if code < 0 else f"exited with {code}"
+            print(f"{name} {how}; restarting in {delay:.0f}s (see {self.logs / (name + '.log')})", flush=True)
             self.restart_due[name] = now + delay
+        return gave_up
+
+    def _give_up(self, name: str, code: int) -> None:
+        reason = (f"{name} exited with {code} {self.fast_failures[name]} times in a row within "
+                  f"{FAST_FAILURE_SECONDS:.0f}s of starting; giving up on it (the other services keep running). "
+                  f"Its log ({self.logs / (name + '.log')}) ends:\n{self.log_tail(name)}")
+        self.given_up[name] = reason
+        gave_up_path(self.logs, name).write_text(reason + "\n")
+        print(f"error: {reason}", flush=True)
 
     def stop(self, timeout: float | None = None) -> None:
         """SIGTERM to all, then each gets its grace period (compose's stop_grace_period) before SIGKILL."""
@@ -200,6 +227,18 @@ class Stack:
                 print(f"{name} did not stop within {grace:.0f}s; killing it", flush=True)
                 process.kill()
                 process.wait()
+
+
+def gave_up_path(logs: Path, name: str) -> Path:
+    """Where the runner records that it gave up on a service (read by `up`)."""
+    return logs / f"{name}.gave-up"
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
 
 
 def _has_feature_store(db: Path) -> bool:
@@ -234,11 +273,12 @@ def run(stack: Stack) -> int:
         while not stopping:
             time.sleep(0.5)
             stack.supervise()
+            if all(name in stack.given_up for name in stack.processes):
+                print("error: the runner gave up on every service", flush=True)
+                code = 1
+                break
     except KeyboardInterrupt:
         pass
-    except GaveUp as error:
-        print(f"error: {error}", flush=True)
-        code = 1
     print("stopping ...", flush=True)
     stack.stop()
     print("stopped.", flush=True)
@@ -276,6 +316,8 @@ def up(runtime: Path, data: Path, pid_file: Path, timeout_seconds: float = UP_TI
     """Start the stack in the background; return 0 once every service answers /health, or
     1 naming those that never did (the stack is stopped again)."""
     (runtime / "logs").mkdir(parents=True, exist_ok=True)
+    for name in SERVICES:  # a record from an earlier run is not this one's
+        gave_up_path(runtime / "logs", name).unlink(missing_ok=True)
     log = open(runtime / "logs" / "stack.log", "ab")
     process = subprocess.Popen([sys.executable, "-m", "deploy.local", "run", "--runtime", str(runtime),
                                 "--data", str(data)], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
@@ -284,19 +326,35 @@ def up(runtime: Path, data: Path, pid_file: Path, timeout_seconds: float = UP_TI
     stack = build_stack(runtime, data)
     print(f"starting in the background (pid {process.pid}); logs in {runtime / 'logs'}", flush=True)
     pending, deadline = list(SERVICES), time.monotonic() + timeout_seconds
-    while pending and time.monotonic() < deadline and process.poll() is None:
+    gave_up: list[str] = []
+    while pending and not gave_up and time.monotonic() < deadline and process.poll() is None:
         for name in list(pending):
             if healthy(stack.specs[name].port):
                 pending.remove(name)
                 print(f"  {name:<10} healthy   http://localhost:{stack.specs[name].port}/status", flush=True)
-        time.sleep(1.0)
+            elif gave_up_path(runtime / "logs", name).exists():
+                gave_up.append(name)
+        if pending and not gave_up:
+            time.sleep(1.0)
     if not pending:
         print("up; `make down` stops it")
         return 0
-    why = "the runner gave up" if process.poll() is not None else f"not healthy within {timeout_seconds:.0f}s"
-    print(f"error: {', '.join(pending)} never became healthy ({why}).", file=sys.stderr)
-    for name in pending:
-        print(f"--- {runtime / 'logs' / (name + '.log')} ends:\n{stack.log_tail(name)}", file=sys.stderr)
+    if gave_up:
+        failed, why = gave_up, "the runner gave up"
+    elif process.poll() is not None:
+        failed, why = pending, f"the runner exited with {process.returncode}"
+    else:
+        failed, why = pending, f"not healthy within {timeout_seconds:.0f}s"
+    print(f"error: {', '.join(failed)} never became healthy ({why}).", file=sys.stderr)
+    for name in failed:
+        record = gave_up_path(runtime / "logs", name)
+        if record.exists():
+            print(f"--- {record}:\n{record.read_text(errors='replace').rstrip()}", file=sys.stderr)
+        else:
+            print(f"--- {runtime / 'logs' / (name + '.log')} ends:\n{stack.log_tail(name)}", file=sys.stderr)
+    still = [name for name in pending if name not in failed]
+    if still:
+        print(f"(not healthy yet either: {', '.join(still)})", file=sys.stderr)
     stack_log = (runtime / "logs" / "stack.log").read_text(errors="replace").splitlines()
     print("--- stack.log ends:\n" + "\n".join(stack_log[-6:]), file=sys.stderr)
     down(runtime, data, pid_file, quiet=True)

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-import numpy as np
 import pytest
 
 from shared.brokers import OrderStatus, TemporaryBrokerError
 from shared.brokers.oanda import OandaBroker
 from shared.brokers.paper import PaperBroker
-from shared.data.bars import NS_PER_MINUTE, Bars
+from shared.data.bars import Bars
 from shared.live.feeds import ReplayFeed
 from shared.live.journal import Journal
 from shared.live.trader import LiveTrader, RiskConfig

@@ -1,23 +1,25 @@
 """The local runner (`make run`, `make up`, `make down`) behaves like compose, not
-worse: restarts with backoff and gives up with the reason, `up` fails on a
-service that never becomes healthy, stops give compose's grace period, and
-training and validation run at a lower CPU priority than live."""
+worse: restarts with backoff, always after a death by a signal, and gives up
+with the reason only on a service that cannot start (without stopping the
+others), `up` fails on a service that never becomes healthy, stops give
+compose's grace period, and training and validation run at a lower CPU
+priority than live."""
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
 
-import pytest
-
+import deploy.local
 from deploy.local import (
     BACKGROUND_NICE,
+    FAST_FAILURE_SECONDS,
     MAX_FAST_FAILURES,
     ROOT,
     SERVICES,
-    GaveUp,
     ServiceSpec,
     Stack,
     load_specs,
@@ -35,18 +37,77 @@ def test_a_failing_service_is_restarted_with_backoff_then_given_up_with_the_reas
     stack = _stack(tmp_path, "import sys; print('bad configuration: episodes_per_iteration must be >= 1'); sys.exit(2)")
     stack.first_backoff_seconds = 0.05
     stack.start("svc")
-    starts, deadline = [], time.monotonic() + 60
-    with pytest.raises(GaveUp) as gave_up:
-        while time.monotonic() < deadline:
-            before = stack.processes["svc"]
-            stack.supervise()
-            if stack.processes["svc"] is not before:
-                starts.append(time.monotonic())
-            time.sleep(0.01)
+    starts, given_up, deadline = [], [], time.monotonic() + 60
+    while not given_up and time.monotonic() < deadline:
+        before = stack.processes["svc"]
+        given_up = stack.supervise()
+        if stack.processes["svc"] is not before:
+            starts.append(time.monotonic())
+        time.sleep(0.01)
+    assert given_up == ["svc"] and "svc" in stack.given_up
     assert len(starts) == MAX_FAST_FAILURES - 1
     gaps = [b - a for a, b in zip(starts, starts[1:])]
     assert all(later > earlier for earlier, later in zip(gaps, gaps[1:])), f"backoff must grow: {gaps}"
-    assert "exited with 2" in str(gave_up.value) and "episodes_per_iteration must be >= 1" in str(gave_up.value)
+    reason = stack.given_up["svc"]
+    assert "exited with 2" in reason and "episodes_per_iteration must be >= 1" in reason
+    assert (tmp_path / "logs" / "svc.gave-up").read_text().strip() == reason.strip(), "for `up` to report"
+    time.sleep(0.2)
+    assert stack.supervise() == [] and stack.processes["svc"].poll() is not None, "given up: not restarted"
+
+
+def test_a_service_killed_by_a_signal_fast_is_always_restarted_with_a_capped_backoff(tmp_path, monkeypatch):
+    """Regression: five SIGKILLs within 15 s of each start (chaos, the OOM killer) made the
+    runner give up and stop the whole stack, live included; compose never gives up."""
+    monkeypatch.setattr(deploy.local, "MAX_BACKOFF_SECONDS", 0.4)
+    stack = _stack(tmp_path, "import time; print('up', flush=True); time.sleep(60)")
+    stack.first_backoff_seconds = 0.05
+    stack.start("svc")
+    delays = []
+    for _ in range(8):
+        process = stack.processes["svc"]
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        assert time.monotonic() - stack.started_at["svc"] < FAST_FAILURE_SECONDS, "a fast failure"
+        stack.supervise()  # the old runner raised GaveUp here on the fifth kill and stopped everything
+        delays.append(stack.restart_due["svc"] - time.monotonic())
+        deadline = time.monotonic() + 10
+        while stack.processes["svc"] is process and time.monotonic() < deadline:
+            stack.supervise()
+            time.sleep(0.01)
+        assert stack.processes["svc"] is not process, "restarted"
+    assert stack.given_up == {} and stack.restarts["svc"] == 8, "a death by a signal never gives up"
+    assert stack.processes["svc"].poll() is None, "running after the eighth kill"
+    assert all(later >= earlier - 0.02 for earlier, later in zip(delays, delays[1:])), f"backoff grows: {delays}"
+    assert delays[1] > delays[0] + 0.02, f"backoff doubles: {delays}"
+    assert max(delays) <= 0.4 + 0.01 and min(delays[-3:]) > 0.3, f"capped at MAX_BACKOFF_SECONDS: {delays}"
+    stack.stop(timeout=2.0)
+
+
+def test_a_service_that_cannot_start_is_given_up_while_the_others_keep_running(tmp_path, capsys):
+    """Giving up on one service must not stop the others (live above all): the runner
+    records it, says why once, and still restarts the others when they are killed."""
+    specs = {"bad": ServiceSpec("bad", ["python", "-c", "import sys; print('bad setting: x < 0'); sys.exit(2)"], {}, 0),
+             "good": ServiceSpec("good", ["python", "-c", "import time; time.sleep(120)"], {}, 0)}
+    stack = Stack(specs, tmp_path / "logs")
+    stack.first_backoff_seconds = 0.05
+    stack.start_all(("bad", "good"))
+    good, deadline = stack.processes["good"], time.monotonic() + 60
+    while "bad" not in stack.given_up and time.monotonic() < deadline:
+        stack.supervise()
+        assert good.poll() is None, "the other service keeps running"
+        time.sleep(0.01)
+    assert "bad" in stack.given_up and "bad setting: x < 0" in stack.given_up["bad"]
+    assert stack.processes["good"] is good and good.poll() is None
+    good.send_signal(signal.SIGKILL)
+    good.wait()
+    deadline = time.monotonic() + 10
+    while stack.processes["good"] is good and time.monotonic() < deadline:
+        stack.supervise()
+        time.sleep(0.01)
+    assert stack.processes["good"] is not good and stack.processes["good"].poll() is None, "still restarted"
+    assert stack.processes["bad"].poll() is not None and list(stack.given_up) == ["bad"]
+    assert capsys.readouterr().out.count("giving up") == 1, "the reason is printed once"
+    stack.stop(timeout=2.0)
 
 
 def test_a_stop_gives_each_service_its_grace_period(tmp_path):
