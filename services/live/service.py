@@ -44,6 +44,7 @@ class LiveService:
         self.last_reconcile = 0.0
         self.last_reconcile_attempt = 0.0
         self.broker_error: str | None = None
+        self.mismatches_counted = 0  # the trader's mismatches already in the metric
         self.feed_error: str | None = None
 
     # --- models ---------------------------------------------------------------------
@@ -218,13 +219,20 @@ class LiveService:
         m.set_stop_state(t.stop_state())
         m.flatten_attempts.set(t.flatten_attempts)
         m.position.set(t.position)
+        self.count_mismatches()
+
+    def count_mismatches(self) -> None:
+        """Mismatches found anywhere: at reconciliation, before a close, before a flatten."""
+        new = self.trader.mismatches - self.mismatches_counted
+        if new > 0:
+            self.metrics.mismatches.inc(new)
+            self.mismatches_counted = self.trader.mismatches
 
     def reconcile(self) -> bool:
         """Settle unfinished orders, then adopt the broker's position; True once trading may go on."""
         self.last_reconcile_attempt = time.monotonic()
         try:
             with self.lock:
-                mismatches = self.trader.mismatches
                 settled = self.trader.settle_unfinished()
                 self.trader.reconcile()
         except (TemporaryBrokerError, OperationalBrokerError) as error:
@@ -235,7 +243,7 @@ class LiveService:
             self.metrics.orders_unknown.set(self.journal.unknown_orders())
         if settled:
             log.warning("settled %d orders of unknown fate: %s", len(settled), settled)
-        self.metrics.mismatches.inc(self.trader.mismatches - mismatches)
+        self.count_mismatches()
         self.last_reconcile = time.monotonic()
         self.broker_error = None  # the broker answered every question: whatever failed before has recovered
         self.metrics.position.set(self.trader.position)
