@@ -79,9 +79,10 @@ def seed_champion(runtime: Path, data: Path) -> None:
     import torch
 
     from shared.checkpoints import sha256_bytes
+    from shared.config import TrainingConfig
     from shared.features.store import load_feature_set
     from shared.promotion import promote
-    from shared.trainer import Trainer, TrainingConfig
+    from shared.trainer import Trainer
 
     features = load_feature_set(data / "market.duckdb", "GBPJPY")
     trainer = Trainer(features, runtime / "seed", TrainingConfig(episodes_per_iteration=2))

@@ -16,7 +16,8 @@ import json
 import statistics
 import time
 
-from shared.data.synthetic import SyntheticMarketConfig, generate_bars
+from shared.config import SyntheticMarketConfig
+from shared.data.synthetic import generate_bars
 from shared.features.micro import market_outcomes, temporal_features
 from shared.instruments import get_instrument
 from tests.reference_features import reference_features

@@ -40,34 +40,35 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import replace
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from shared.baselines import momentum_signal, play, tune
-from shared.statistics import paired_sign_flip_p
 from shared.candidates import Candidate, load_candidate
+from shared.config import SELECTIONS, EnvConfig, GateConfig, SearchConfig, SessionConfig, TrainingConfig, ValidationConfig
 from shared.data.__main__ import DEMO_MARKET
 from shared.data.store import BarStore
 from shared.data.synthetic import generate_market
-from shared.env import ACTION_SPACES, EnvConfig, TradingEnv
+from shared.env import ACTION_SPACES, TradingEnv
 from shared.evaluation import evaluate, raw_network_policy, search_policy
 from shared.features.position import NUM_POSITION
+from shared.features.sessions import split_sessions, valid_session_starts
 from shared.features.spec import WINDOW_BARS
-from shared.features.sessions import SessionConfig, split_sessions, valid_session_starts
 from shared.features.store import FeatureSet, build_feature_store, load_feature_set
 from shared.instruments import get_instrument
 from shared.model import ValueSupport
 from shared.model.inference import InferencePlan
 from shared.runtime import tune_process
-from shared.search import NetworkSearch, SearchConfig
-from shared.trainer import Trainer, TrainingConfig
-from shared.validator import SELECTIONS, GateConfig, ValidationConfig, gate, validate
+from shared.search import NetworkSearch
+from shared.statistics import paired_sign_flip_p
+from shared.trainer import Trainer
+from shared.validator import gate, validate
 
 LIVE_SIMULATIONS = 50
 DEFAULT_SELECTION = "paired_test"  # the validation service's default (VALIDATION_SELECTION)

@@ -30,15 +30,16 @@ import torch
 
 from shared.brokers.paper import PaperBroker
 from shared.candidates import load_candidate
+from shared.config import SyntheticMarketConfig, TrainingConfig
 from shared.data.__main__ import DEMO_MARKET
 from shared.data.store import BarStore
-from shared.data.synthetic import SyntheticMarketConfig, generate_bars
+from shared.data.synthetic import generate_bars
 from shared.features.store import build_feature_store, load_feature_set
 from shared.live.feeds import ReplayFeed
 from shared.live.journal import Journal
 from shared.live.trader import LiveTrader
 from shared.runtime import tune_process
-from shared.trainer import Trainer, TrainingConfig
+from shared.trainer import Trainer
 
 
 def measure(trader: LiveTrader, feed: ReplayFeed, decisions: int) -> np.ndarray:
@@ -62,8 +63,8 @@ def report(ms: np.ndarray, sims: int, under_load: bool) -> None:
 def start_training_and_validation(root: Path, data: Path):
     """Training and validation as `make up` runs them, on this market; returns the stack
     once training has written a candidate and validation has started on it."""
-    from deploy.local import ROOT, Stack, load_specs
     from bench.chaos import free_port
+    from deploy.local import ROOT, Stack, load_specs
 
     specs = load_specs(ROOT / "docker-compose.yml", root / "runtime", data, {})
     for name in ("training", "validation"):

@@ -24,13 +24,14 @@ from pathlib import Path
 import numpy as np
 
 from shared.candidates import load_candidate
+from shared.config import SyntheticMarketConfig, TrainingConfig, ValidationConfig
 from shared.data.store import BarStore
-from shared.data.synthetic import SyntheticMarketConfig, generate_bars
+from shared.data.synthetic import generate_bars
 from shared.features.store import build_feature_store, load_feature_set
 from shared.runtime import tune_process
 from shared.statistics import monte_carlo
-from shared.trainer import Trainer, TrainingConfig
-from shared.validator import ValidationConfig, validate
+from shared.trainer import Trainer
+from shared.validator import validate
 
 
 def main() -> None:

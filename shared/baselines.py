@@ -23,7 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from shared.env import EnvConfig, TradingEnv
+from shared.config import EnvConfig
+from shared.env import TradingEnv
 from shared.env.actions import ActionSpace
 from shared.env.trading import Observation
 from shared.evaluation import Evaluation, Policy, evaluate

@@ -15,9 +15,9 @@ from pathlib import Path
 import torch
 
 from shared.checkpoints import sha256_bytes
+from shared.config import NetworkConfig, SearchConfig
 from shared.features.spec import FEATURE_SPEC_VERSION, TEMPORAL_FEATURES
-from shared.model import MuZeroNetworks, NetworkConfig
-from shared.search import SearchConfig
+from shared.model import MuZeroNetworks
 
 
 class CandidateError(ValueError):

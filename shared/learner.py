@@ -3,34 +3,13 @@ fits policy, value, reward, chance outcome and afterstate value."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import numpy as np
 import torch
 from torch.nn import functional as F
 
+from shared.config import LearnerConfig
 from shared.model import MuZeroNetworks, ValueSupport
 from shared.replay import TrainingBatch
-
-
-@dataclass(frozen=True)
-class LearnerConfig:
-    learning_rate: float = 2e-3
-    weight_decay: float = 1e-5
-    grad_clip: float = 1.0
-    batch_size: int = 64
-    policy_weight: float = 1.0
-    value_weight: float = 0.25
-    reward_weight: float = 1.0
-    outcome_weight: float = 1.0
-    afterstate_value_weight: float = 0.25
-
-    def __post_init__(self) -> None:
-        if self.learning_rate <= 0 or self.batch_size < 1 or self.grad_clip <= 0:
-            raise ValueError("learning_rate, batch_size and grad_clip must be positive")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def _scale_gradient(x: torch.Tensor, factor: float) -> torch.Tensor:

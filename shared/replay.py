@@ -17,29 +17,13 @@ Unroll steps past the episode's end are masked out of every loss.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
+from shared.config import ReplayConfig
 from shared.features.spec import WINDOW_BARS
 from shared.selfplay import EpisodeBatch
-
-
-@dataclass(frozen=True)
-class ReplayConfig:
-    capacity_episodes: int = 2_000
-    unroll_steps: int = 5
-    td_steps: int = 10
-    discount: float = 0.997
-
-    def __post_init__(self) -> None:
-        if self.capacity_episodes < 1 or self.unroll_steps < 1 or self.td_steps < 1:
-            raise ValueError("capacity_episodes, unroll_steps and td_steps must be at least 1")
-        if not 0 < self.discount <= 1:
-            raise ValueError("discount must be in (0, 1]")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass

@@ -13,39 +13,16 @@ which is informative even at 2-16 simulations)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Literal
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from mcts_rs import BatchedSearch, run_search
+from shared.config import SearchConfig
 from shared.env.actions import ActionSpace
 from shared.model import MuZeroNetworks, ValueSupport
 from shared.model.inference import InferencePlan
-
-
-@dataclass(frozen=True)
-class SearchConfig:
-    num_simulations: int = 5
-    discount: float = 0.997
-    dirichlet_alpha: float = 1.0
-    dirichlet_fraction: float = 0.5
-    pb_c_init: float = 1.25
-    pb_c_base: float = 19652.0
-    sample_outcomes: bool = False
-    root_selection: Literal["puct", "gumbel"] = "gumbel"  # docs/learning.md: the lever that made it learn
-    max_considered_actions: int = 16   # gumbel: k of Gumbel top-k
-    gumbel_scale: float = 1.0          # gumbel: scale of the root noise when noise is on
-
-    def __post_init__(self) -> None:
-        if self.num_simulations < 1:
-            raise ValueError("num_simulations must be at least 1")
-        if self.root_selection not in ("puct", "gumbel"):
-            raise ValueError(f"root_selection must be 'puct' or 'gumbel', got {self.root_selection!r}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass

@@ -2,40 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
+from shared.config import ExplorationConfig
 from shared.env import TradingEnv
 from shared.search import NetworkSearch
-
-
-@dataclass(frozen=True)
-class ExplorationConfig:
-    epsilon: float = 0.05                # chance of a uniformly random legal action
-    temperature_start: float = 1.0
-    temperature_end: float = 0.5
-    temperature_decay_episodes: int = 20_000
-    add_noise: bool = True               # Dirichlet noise at the roots
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.epsilon <= 1:
-            raise ValueError("epsilon must be in [0, 1]")
-        if self.temperature_start < 0 or self.temperature_end < 0:
-            raise ValueError("temperatures must be >= 0")
-        if self.temperature_decay_episodes < 1:
-            raise ValueError("temperature_decay_episodes must be at least 1")
-
-    def temperature(self, episode: int) -> float:
-        """Linear from start to end over the decay episodes, then constant."""
-        frac = min(1.0, episode / self.temperature_decay_episodes)
-        return self.temperature_start + frac * (self.temperature_end - self.temperature_start)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-GREEDY = ExplorationConfig(epsilon=0.0, temperature_start=0.0, temperature_end=0.0, add_noise=False)
 
 
 @dataclass

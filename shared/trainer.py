@@ -9,12 +9,11 @@ least the newest candidate's on disk).
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -23,44 +22,17 @@ import numpy as np
 import torch
 
 from shared.checkpoints import CheckpointDir, atomic_write_bytes
-from shared.env import EnvConfig, TradingEnv
+from shared.config import TrainingConfig
+from shared.env import TradingEnv
 from shared.features.spec import FEATURE_SPEC_VERSION, TEMPORAL_FEATURES
 from shared.features.store import FeatureSet
-from shared.learner import Learner, LearnerConfig
-from shared.model import MuZeroNetworks, NetworkConfig, parameter_counts
-from shared.replay import ReplayBuffer, ReplayConfig
-from shared.search import NetworkSearch, SearchConfig
-from shared.selfplay import EpisodeBatch, ExplorationConfig, play_episodes
+from shared.learner import Learner
+from shared.model import MuZeroNetworks, parameter_counts
+from shared.replay import ReplayBuffer
+from shared.search import NetworkSearch
+from shared.selfplay import EpisodeBatch, play_episodes
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class TrainingConfig:
-    episodes_per_iteration: int = 64        # E episodes in lockstep
-    checkpoint_interval_episodes: int = 50  # a candidate once this many episodes passed since the last
-    keep_checkpoints: int = 5
-    learner_steps_per_episode: float = 1.0
-    min_replay_episodes: int = 64           # learning starts once the buffer holds this many
-    seed: int = 0
-    env: EnvConfig = field(default_factory=EnvConfig)
-    network: NetworkConfig = field(default_factory=NetworkConfig)
-    search: SearchConfig = field(default_factory=SearchConfig)
-    exploration: ExplorationConfig = field(default_factory=ExplorationConfig)
-    replay: ReplayConfig = field(default_factory=ReplayConfig)
-    learner: LearnerConfig = field(default_factory=LearnerConfig)
-
-    def __post_init__(self) -> None:
-        if self.episodes_per_iteration < 1 or self.checkpoint_interval_episodes < 1 or self.keep_checkpoints < 1:
-            raise ValueError("episodes_per_iteration, checkpoint_interval_episodes and keep_checkpoints must be >= 1")
-        if self.learner_steps_per_episode < 0:
-            raise ValueError("learner_steps_per_episode must be >= 0")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    def config_hash(self) -> str:
-        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
 
 
 @dataclass

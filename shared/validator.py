@@ -14,45 +14,14 @@ import numpy as np
 
 from shared.candidates import Candidate
 from shared.checkpoints import atomic_write_bytes, atomic_write_json
+from shared.config import EnvConfig, GateConfig, SearchConfig, ValidationConfig
 from shared.data.bars import NS_PER_MINUTE
-from shared.env import EnvConfig, TradingEnv
+from shared.env import TradingEnv
 from shared.evaluation import Evaluation, evaluate, flat_policy, random_policy, raw_network_policy, search_policy
 from shared.features.store import FeatureSet
 from shared.instruments import get_instrument
-from shared.search import NetworkSearch, SearchConfig
+from shared.search import NetworkSearch
 from shared.statistics import MonteCarlo, TradeStats, deflated_sharpe, monte_carlo, paired_sign_flip_p, trade_stats
-
-SCORES = ("quality", "sqn_100", "expectancy_pips", "total_pips")
-SELECTIONS = ("paired_test", "score")
-
-
-@dataclass(frozen=True)
-class GateConfig:
-    min_trades: int = 20
-    min_expectancy_pips: float = 0.0          # strictly above
-    min_mc_p5_final_pips: float = 0.0         # Monte Carlo 5th-percentile final P&L, strictly above
-    max_drawdown_pips: float = 1000.0
-    score: str = "quality"                    # the champion is beaten on this when no paired test is possible
-    selection: str = "paired_test"            # or "score": how a candidate must beat the champion
-    max_p_value: float = 0.10                 # paired test: one-sided p below this
-
-    def __post_init__(self) -> None:
-        if self.score not in SCORES:
-            raise ValueError(f"score must be one of {SCORES}, got {self.score!r}")
-        if self.selection not in SELECTIONS:
-            raise ValueError(f"selection must be one of {SELECTIONS}, got {self.selection!r}")
-        if not 0 < self.max_p_value <= 1:
-            raise ValueError("max_p_value must be in (0, 1]")
-
-
-@dataclass(frozen=True)
-class ValidationConfig:
-    simulations: int = 50           # as the live service searches
-    mc_runs: int = 1000
-    seed: int = 0
-    max_sessions: int = 0           # 0: every validation session
-    timeout_seconds: float = 1800.0
-    gate: GateConfig = field(default_factory=GateConfig)
 
 
 class ValidationTimeout(RuntimeError):

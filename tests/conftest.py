@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import pytest
 
+from shared.config import SyntheticMarketConfig
 from shared.data.__main__ import main as data_cli
-from shared.data.synthetic import SyntheticMarketConfig, generate_bars
+from shared.data.synthetic import generate_bars
 from shared.features.store import load_feature_set
 
 

@@ -8,9 +8,9 @@ import torch
 
 from shared.candidates import load_candidate
 from shared.checkpoints import sha256_file
-from shared.model import NetworkConfig
+from shared.config import NetworkConfig, TrainingConfig
 from shared.promotion import promote
-from shared.trainer import Trainer, TrainingConfig
+from shared.trainer import Trainer
 
 SMALL = NetworkConfig(tcn_channels=16, hidden=32, dropout=0.0)
 

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 from shared.accounting import Book, fill, mark
 from shared.brokers.paper import PaperBroker
-from shared.env import EnvConfig, TradingEnv
+from shared.config import EnvConfig
+from shared.env import TradingEnv
 from shared.env.actions import ACTION_SPACES
 from tests.helpers import bars_from_closes, feature_set_from_bars
 
@@ -168,13 +169,13 @@ def test_the_sized_space_trains_validates_and_trades(features, tmp_path):
     from datetime import datetime, timezone
 
     from shared.candidates import load_candidate
+    from shared.config import NetworkConfig, RiskConfig, TrainingConfig, ValidationConfig
     from shared.env.actions import SIZED_POSITIONS
     from shared.live.feeds import ReplayFeed
     from shared.live.journal import Journal
-    from shared.live.trader import LiveTrader, RiskConfig
-    from shared.model import NetworkConfig
-    from shared.trainer import Trainer, TrainingConfig
-    from shared.validator import ValidationConfig, validate
+    from shared.live.trader import LiveTrader
+    from shared.trainer import Trainer
+    from shared.validator import validate
 
     network = NetworkConfig(tcn_channels=16, hidden=32, dropout=0.0, num_actions=SIZED_POSITIONS.num_actions)
     trainer = Trainer(features, tmp_path / "ck", TrainingConfig(network=network, episodes_per_iteration=2,

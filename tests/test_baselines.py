@@ -9,11 +9,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shared.baselines import momentum_signal, play, threshold_policy, tune
-from shared.statistics import paired_sign_flip_p
-from shared.data.synthetic import SyntheticMarketConfig, generate_bars, generate_market
-from shared.env import EnvConfig, TradingEnv
+from shared.config import EnvConfig, SyntheticMarketConfig
+from shared.data.synthetic import generate_bars, generate_market
+from shared.env import TradingEnv
 from shared.env.actions import ACTION_SPACES
 from shared.env.trading import Observation
+from shared.statistics import paired_sign_flip_p
 
 
 def test_the_oracle_drift_is_the_generators_and_predicts_the_move():

@@ -68,8 +68,8 @@ def test_a_signal_missing_a_field_is_rejected(tmp_path):
 def test_a_candidate_without_its_signal_is_signalled_or_removed_at_start(features, tmp_path):
     """Regression (issue 15): a kill between ckpt-epN.pt and its .ready left the candidate
     never validated; a stray .ready without its candidate counted for nothing."""
-    from shared.model import NetworkConfig
-    from shared.trainer import Trainer, TrainingConfig
+    from shared.config import NetworkConfig, TrainingConfig
+    from shared.trainer import Trainer
 
     config = TrainingConfig(network=NetworkConfig(tcn_channels=16, hidden=32, dropout=0.0), episodes_per_iteration=2)
     trainer = Trainer(features, tmp_path, config)

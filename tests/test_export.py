@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from shared.candidates import load_candidate
-from shared.export import coreml_runtime_available, export_coreml, main, _tree_sha256
+from shared.config import NetworkConfig, TrainingConfig
+from shared.export import _tree_sha256, coreml_runtime_available, export_coreml, main
 from shared.features.spec import FEATURE_SPEC_VERSION
-from shared.model import NetworkConfig
 from shared.promotion import promote
-from shared.trainer import Trainer, TrainingConfig
+from shared.trainer import Trainer
 from tests.helpers import bars_from_closes, feature_set_from_bars
 
 SMALL = NetworkConfig(tcn_channels=16, hidden=32, dropout=0.0)

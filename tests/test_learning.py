@@ -15,16 +15,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from shared.config import EnvConfig, ExplorationConfig, LearnerConfig, NetworkConfig, TrainingConfig
 from shared.data.__main__ import main as data_cli
-from shared.env import EnvConfig, TradingEnv
+from shared.env import TradingEnv
 from shared.evaluation import evaluate, flat_policy, random_policy, search_policy
 from shared.features.store import load_feature_set
-from shared.learner import LearnerConfig
-from shared.model import NetworkConfig
 from shared.runtime import tune_process
 from shared.search import NetworkSearch
-from shared.selfplay import ExplorationConfig
-from shared.trainer import Trainer, TrainingConfig
+from shared.trainer import Trainer
 
 MARGIN_PIPS = 300.0
 

@@ -12,9 +12,10 @@ import pytest
 from shared.brokers import OperationalBrokerError, OrderStatus
 from shared.brokers.oanda import OandaBroker
 from shared.brokers.paper import PaperBroker
+from shared.config import RiskConfig
 from shared.live.feeds import ReplayFeed
 from shared.live.journal import Journal
-from shared.live.trader import LiveTrader, RiskConfig, market_open
+from shared.live.trader import LiveTrader, market_open
 from shared.oanda import load_credentials, make_api
 from tests.live_helpers import load, trading_checkpoint
 from tests.v20_server import ACCOUNT, TOKEN, V20Server, V20State

@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from shared.model import MuZeroNetworks, NetworkConfig, ValueSupport, parameter_counts, select_device
+from shared.config import NetworkConfig
+from shared.model import MuZeroNetworks, ValueSupport, parameter_counts, select_device
 from shared.model.networks import CausalConvBlock
 from shared.model.support import scale, unscale
 

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from shared.learner import Learner, LearnerConfig
-from shared.model import MuZeroNetworks, NetworkConfig
-from shared.replay import ReplayBuffer, ReplayConfig, n_step_values
+from shared.config import LearnerConfig, NetworkConfig, ReplayConfig
+from shared.learner import Learner
+from shared.model import MuZeroNetworks
+from shared.replay import ReplayBuffer, n_step_values
 from shared.selfplay import EpisodeBatch
 
 

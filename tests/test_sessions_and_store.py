@@ -7,20 +7,21 @@ import json
 
 import duckdb
 import numpy as np
-from hypothesis import given, settings
-from hypothesis import strategies as st
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from shared.accounting import Book, fill, mark
+from shared.config import SessionConfig, SyntheticMarketConfig
 from shared.data.__main__ import main as data_cli
 from shared.data.bars import NS_PER_MINUTE, TRADING_WEEK_MINUTES, Bars, minute_of_trading_week
 from shared.data.store import BarStore
-from shared.data.synthetic import SyntheticMarketConfig, generate_bars
+from shared.data.synthetic import generate_bars
 from shared.features import FEATURE_SPEC_VERSION, TEMPORAL_FEATURES
 from shared.features.micro import market_outcomes, temporal_features
-from shared.accounting import Book, fill, mark
 from shared.features.position import position_features
-from shared.features.sessions import SessionConfig, split_sessions, valid_session_starts
+from shared.features.sessions import split_sessions, valid_session_starts
 from shared.features.store import FeatureSpecMismatch, FeatureStoreError, build_feature_store, load_feature_set
 
 PIP = 0.01

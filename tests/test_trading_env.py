@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from shared.env import EnvConfig, TradingEnv
+from shared.config import EnvConfig
+from shared.env import TradingEnv
 from shared.env.actions import BUY, CLOSE, HOLD, HOLD_BUY_SELL_CLOSE, SELL, SIZED_POSITIONS
 from tests.helpers import bars_from_closes, feature_set_from_bars
 

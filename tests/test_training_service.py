@@ -12,8 +12,9 @@ import httpx
 import pytest
 
 from shared.checkpoints import CheckpointDir
+from shared.config import SyntheticMarketConfig
 from shared.data.store import BarStore
-from shared.data.synthetic import SyntheticMarketConfig, generate_bars
+from shared.data.synthetic import generate_bars
 from shared.features.store import build_feature_store
 from tests.service_helpers import ROOT, free_port, start, wait_for
 
@@ -119,8 +120,8 @@ def test_status_episode_never_goes_back_after_a_crash(features, tmp_path):
     way; a crash before latest.pt was written made it go back after the restart."""
     from services.training.config import TrainingSettings
     from services.training.service import TrainingService
-    from shared.model import NetworkConfig
-    from shared.trainer import Trainer, TrainingConfig
+    from shared.config import NetworkConfig, TrainingConfig
+    from shared.trainer import Trainer
 
     config = TrainingConfig(network=NetworkConfig(tcn_channels=16, hidden=32, dropout=0.0), episodes_per_iteration=2)
     settings = TrainingSettings(CHECKPOINT_DIR=str(tmp_path))

@@ -16,7 +16,7 @@ import torch
 from services.validation.config import ValidationSettings
 from services.validation.service import ValidationService
 from shared.checkpoints import CheckpointDir, ReadySignal, atomic_write_json, sha256_file
-from shared.model import NetworkConfig
+from shared.config import GateConfig, NetworkConfig, TrainingConfig, ValidationConfig
 from shared.promotion import (
     PromotionError,
     champion_metrics,
@@ -28,8 +28,8 @@ from shared.promotion import (
     write_decision,
 )
 from shared.statistics import monte_carlo, trade_stats
-from shared.trainer import Trainer, TrainingConfig
-from shared.validator import GateConfig, ValidationConfig, ValidationReport, gate
+from shared.trainer import Trainer
+from shared.validator import ValidationReport, gate
 from tests.service_helpers import free_port, start, wait_for
 
 SMALL = NetworkConfig(tcn_channels=16, hidden=32, dropout=0.0)

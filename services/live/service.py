@@ -9,16 +9,16 @@ import time
 from datetime import datetime, timezone
 
 import pandas as pd
-
 from fastapi import FastAPI
 
 from services.live.config import LiveSettings
 from services.live.metrics import LiveMetrics
 from shared.brokers import Broker, OperationalBrokerError, TemporaryBrokerError, UnsupportedAccountError
 from shared.candidates import Candidate, CandidateError, load_candidate
+from shared.config import RiskConfig
 from shared.env.actions import HOLD_BUY_SELL_CLOSE
 from shared.live.journal import Journal
-from shared.live.risk import RiskConfig, market_open
+from shared.live.risk import market_open
 from shared.live.trader import LiveTrader, model_version
 from shared.promotion import read_current
 from shared.service_app import Heartbeat, service_app

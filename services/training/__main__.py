@@ -12,12 +12,11 @@ from services.training.config import TrainingSettings
 
 def build(settings: TrainingSettings, log: logging.Logger) -> FastAPI:
     from services.training.service import TrainingService, build_app
-    from shared.env import ACTION_SPACES, EnvConfig
+    from shared.config import EnvConfig, ExplorationConfig, NetworkConfig, SearchConfig, TrainingConfig
+    from shared.env import ACTION_SPACES
     from shared.features.store import load_feature_set
-    from shared.model import NetworkConfig, select_device
-    from shared.search import SearchConfig
-    from shared.selfplay import ExplorationConfig
-    from shared.trainer import Trainer, TrainingConfig
+    from shared.model import select_device
+    from shared.trainer import Trainer
 
     features = load_feature_set(settings.db_path, settings.instrument, settings.granularity)
     config = TrainingConfig(

@@ -12,8 +12,8 @@ from services.validation.config import ValidationSettings
 
 def build(settings: ValidationSettings, log: logging.Logger) -> FastAPI:
     from services.validation.service import ValidationService, build_app
+    from shared.config import GateConfig, ValidationConfig
     from shared.features.store import load_feature_set
-    from shared.validator import GateConfig, ValidationConfig
 
     features = load_feature_set(settings.db_path, settings.instrument, settings.granularity)
     features.require_sessions("validation")

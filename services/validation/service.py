@@ -17,6 +17,7 @@ from services.validation.metrics import ValidationMetrics
 from shared.baselines import Reference, reference_on
 from shared.candidates import CandidateError, load_candidate
 from shared.checkpoints import CANDIDATE_RE, ReadySignal, clean_orphans
+from shared.config import ValidationConfig
 from shared.features.store import FeatureSet
 from shared.model import select_device
 from shared.promotion import (
@@ -31,7 +32,7 @@ from shared.promotion import (
     write_decision,
 )
 from shared.service_app import Heartbeat, service_app
-from shared.validator import ValidationConfig, ValidationTimeout, gate, plain, validate, write_plot, write_result
+from shared.validator import ValidationTimeout, gate, plain, validate, write_plot, write_result
 from shared.watch import VolumeWatcher
 
 log = logging.getLogger("validation")

@@ -19,10 +19,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from shared.config import SyntheticMarketConfig
 from shared.data.bars import check_granularity
 from shared.data.csv_import import BadRowsError, CsvFormatError, read_csv_bars
 from shared.data.store import BarStore, default_db_path, write_expected_drift
-from shared.data.synthetic import SyntheticMarketConfig, generate_market
+from shared.data.synthetic import generate_market
 from shared.instruments import get_instrument
 
 # The embedded default market: big enough for sessions in every split and for
@@ -98,7 +99,7 @@ def cmd_gaps(args: argparse.Namespace) -> None:
 
 
 def cmd_features(args: argparse.Namespace) -> None:
-    from shared.features.sessions import SessionConfig
+    from shared.config import SessionConfig
     from shared.features.store import build_feature_store
 
     sessions = SessionConfig(walk_forward_windows=args.walk_forward_windows, walk_forward_window=args.walk_forward_window)

@@ -26,12 +26,11 @@ Per minute t of the FX week (Sunday 22:00 to Friday 22:00 UTC), in pips:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import numba
 import numpy as np
 import pandas as pd
 
+from shared.config import SyntheticMarketConfig
 from shared.data.bars import (
     NS_PER_MINUTE,
     TRADING_WEEK_MINUTES,
@@ -40,47 +39,6 @@ from shared.data.bars import (
     Bars,
 )
 from shared.instruments import get_instrument
-
-
-@dataclass(frozen=True)
-class SyntheticMarketConfig:
-    instrument: str = "GBPJPY"
-    start: str = "2024-01-07"            # the first week opens at the first Sunday 22:00 UTC on or after this
-    weeks: int = 8                       # trading weeks to generate (7,200 M1 bars each before gaps)
-    seed: int = 7
-    start_price: float = 170.0
-    price_floor: float = 140.0
-    price_ceiling: float = 200.0
-    base_volatility_pips: float = 2.0    # per-bar std at average activity in the normal regime
-    tail_dof: float = 4.0                # Student-t degrees of freedom of the shocks
-    regime_multipliers: tuple[float, ...] = (0.6, 1.0, 1.8)
-    regime_mean_bars: float = 2_880.0    # mean stay in one volatility regime (two days)
-    weekend_jump_pips: float = 15.0      # std of the Sunday open against Friday's close
-    missing_bar_probability: float = 0.002
-    outages_per_week: float = 0.5
-    edge_strength: float = 0.0           # 0 = no predictable component
-    edge_lookback_bars: int = 15
-
-    def __post_init__(self) -> None:
-        get_instrument(self.instrument)
-        checks = [
-            (self.weeks >= 1, "weeks must be at least 1"),
-            (0 < self.price_floor < self.start_price < self.price_ceiling, "need 0 < price_floor < start_price < price_ceiling"),
-            (self.base_volatility_pips > 0, "base_volatility_pips must be positive"),
-            (self.tail_dof > 2, "tail_dof must be above 2 (finite variance)"),
-            (len(self.regime_multipliers) >= 1 and min(self.regime_multipliers) > 0, "regime_multipliers must be positive"),
-            (self.regime_mean_bars >= 1, "regime_mean_bars must be at least 1"),
-            (0 <= self.missing_bar_probability < 0.5, "missing_bar_probability must be in [0, 0.5)"),
-            (self.outages_per_week >= 0, "outages_per_week must be >= 0"),
-            (0 <= self.edge_strength <= 1, "edge_strength must be in [0, 1]"),
-            (self.edge_lookback_bars >= 1, "edge_lookback_bars must be at least 1"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(f"synthetic market config: {message}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def intraday_activity(hour_utc: np.ndarray) -> np.ndarray:

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from shared.config import ACTION_SPACE_NAMES
+
 ILLEGAL = np.iinfo(np.int8).min
 
 
@@ -95,3 +97,4 @@ SIZED_POSITIONS = ActionSpace(
 )
 
 ACTION_SPACES = {space.name: space for space in (HOLD_BUY_SELL_CLOSE, SIZED_POSITIONS)}
+assert tuple(ACTION_SPACES) == ACTION_SPACE_NAMES, "shared/config.py names the action spaces defined here"

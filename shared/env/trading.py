@@ -25,35 +25,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from shared.env.actions import ACTION_SPACES, ActionSpace
 from shared.accounting import Book, FillResult, fill, mark
+from shared.config import EnvConfig
+from shared.env.actions import ACTION_SPACES, ActionSpace
 from shared.features.position import position_features
 from shared.features.spec import WINDOW_BARS
 from shared.features.store import FeatureSet
 from shared.instruments import get_instrument
 
-REWARDS = ("pnl", "amddp1")
 AMDDP1_ENTRY_REWARD = 1.0
 AMDDP1_IDLE_PENALTY = -0.05
 AMDDP1_DRAWDOWN_PENALTY = 0.01
-
-
-@dataclass(frozen=True)
-class EnvConfig:
-    reward: str = "pnl"
-    action_space: str = "hold_buy_sell_close"
-    episode_bars: int = 360
-    spread_pips: float | None = None   # None: the instrument's default (GBPJPY 4)
-
-    def __post_init__(self) -> None:
-        if self.reward not in REWARDS:
-            raise ValueError(f"reward must be one of {REWARDS}, got {self.reward!r}")
-        if self.action_space not in ACTION_SPACES:
-            raise ValueError(f"action_space must be one of {tuple(ACTION_SPACES)}, got {self.action_space!r}")
-        if self.episode_bars < 2:
-            raise ValueError("episode_bars must be at least 2")
-        if self.spread_pips is not None and self.spread_pips < 0:
-            raise ValueError("spread_pips must be >= 0")
 
 
 @dataclass

@@ -35,50 +35,12 @@ in every window, and never selected on.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import numpy as np
 
+from shared.config import SessionConfig
 from shared.data.bars import NS_PER_MINUTE, TRADING_WEEK_MINUTES, minute_of_trading_week
-from shared.features.spec import WARMUP_BARS
 
 SPLITS = ("train", "validation", "test")
-
-
-@dataclass(frozen=True)
-class SessionConfig:
-    length_bars: int = 360
-    max_gap_minutes: int = 10
-    min_mean_bar_range_pips: float = 1.0
-    warmup_bars: int = WARMUP_BARS
-    train_fraction: float = 0.70
-    validation_fraction: float = 0.15
-    purge_minutes: int = 1440
-    train_stride_bars: int = 60
-    eval_stride_bars: int = 360
-    walk_forward_windows: int = 0   # 0: the plain train / validation split
-    walk_forward_window: int = 0    # which window, 0..walk_forward_windows - 1
-
-    def __post_init__(self) -> None:
-        if self.length_bars < 2:
-            raise ValueError("session length_bars must be at least 2")
-        if self.max_gap_minutes < 1:
-            raise ValueError("max_gap_minutes must be at least 1")
-        if not (0 < self.train_fraction < 1 and 0 < self.validation_fraction < 1
-                and self.train_fraction + self.validation_fraction < 1):
-            raise ValueError("need 0 < train_fraction, validation_fraction and their sum < 1")
-        if self.train_stride_bars < 1 or self.eval_stride_bars < 1:
-            raise ValueError("session strides must be at least 1 bar")
-        if self.purge_minutes < 0 or self.warmup_bars < 0:
-            raise ValueError("purge_minutes and warmup_bars must be >= 0")
-        if self.walk_forward_windows < 0:
-            raise ValueError("walk_forward_windows must be >= 0 (0: no walk-forward)")
-        if self.walk_forward_windows and not 0 <= self.walk_forward_window < self.walk_forward_windows:
-            raise ValueError(f"walk_forward_window must be in 0..{self.walk_forward_windows - 1}, "
-                             f"got {self.walk_forward_window}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def valid_session_starts(ts_ns: np.ndarray, high: np.ndarray, low: np.ndarray, pip: float, cfg: SessionConfig) -> np.ndarray:

@@ -21,10 +21,11 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from shared.config import SessionConfig
 from shared.data.bars import Bars, check_granularity
 from shared.data.store import BarStore
 from shared.features.micro import market_outcomes, temporal_features
-from shared.features.sessions import SPLITS, SessionConfig, split_sessions, valid_session_starts
+from shared.features.sessions import SPLITS, split_sessions, valid_session_starts
 from shared.features.spec import FEATURE_SPEC_VERSION, TEMPORAL_FEATURES
 from shared.instruments import get_instrument
 

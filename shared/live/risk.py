@@ -6,33 +6,12 @@ FX hours run Sunday 17:00 to Friday 17:00 New York; a trading day rolls at
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import pandas as pd
 
 NEW_YORK = ZoneInfo("America/New_York")
-
-
-@dataclass(frozen=True)
-class RiskConfig:
-    max_units: int = 1
-    max_daily_loss_pips: float = 100.0
-    max_spread_pips: float = 8.0
-    stale_bars: int = 2
-    # a position open while the market is open and no bar has come for this long is flattened
-    flatten_stale_seconds: float = 600.0
-    # a flatten the broker did not fill is tried again after this, doubling up to the cap
-    flatten_retry_seconds: float = 1.0
-    flatten_retry_max_seconds: float = 30.0
-
-    def __post_init__(self) -> None:
-        if self.max_units < 1 or self.max_daily_loss_pips <= 0 or self.stale_bars < 1:
-            raise ValueError("max_units and stale_bars must be >= 1, max_daily_loss_pips > 0")
-        if self.flatten_stale_seconds <= 0 or not 0 < self.flatten_retry_seconds <= self.flatten_retry_max_seconds:
-            raise ValueError("flatten_stale_seconds must be > 0 and 0 < flatten_retry_seconds <= "
-                             "flatten_retry_max_seconds")
 
 
 def market_open(now: datetime) -> bool:

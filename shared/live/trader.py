@@ -41,21 +41,22 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from shared.accounting import mark
 from shared.brokers import Broker, OrderResult, OrderStatus, client_order_id
 from shared.candidates import Candidate
+from shared.config import RiskConfig, SearchConfig
 from shared.data.bars import NS_PER_MINUTE, Bars
 from shared.env.actions import ACTION_SPACES
 from shared.features.micro import temporal_features
-from shared.accounting import mark
 from shared.features.position import position_features
 from shared.features.spec import WARMUP_BARS, WINDOW_BARS
 from shared.instruments import get_instrument
 from shared.live.journal import DecisionRow, Journal
 from shared.live.position import BrokerPosition
-from shared.live.risk import NEW_YORK, RiskConfig, market_open, next_trading_day_start, trading_day_start
-from shared.search import NetworkSearch, SearchConfig
+from shared.live.risk import NEW_YORK, market_open, next_trading_day_start, trading_day_start
+from shared.search import NetworkSearch
 
-__all__ = ["BUFFER_BARS", "NEW_YORK", "Decision", "LiveTrader", "RiskConfig", "market_open", "model_version",
+__all__ = ["BUFFER_BARS", "NEW_YORK", "Decision", "LiveTrader", "market_open", "model_version",
            "trading_day_start"]
 
 log = logging.getLogger("live")

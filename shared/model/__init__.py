@@ -1,6 +1,6 @@
 """The five Stochastic MuZero networks, the value support and device choice."""
 
-from shared.model.networks import MuZeroNetworks, NetworkConfig, parameter_counts, select_device
+from shared.model.networks import MuZeroNetworks, parameter_counts, select_device
 from shared.model.support import ValueSupport
 
-__all__ = ["MuZeroNetworks", "NetworkConfig", "ValueSupport", "parameter_counts", "select_device"]
+__all__ = ["MuZeroNetworks", "ValueSupport", "parameter_counts", "select_device"]

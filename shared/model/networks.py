@@ -18,44 +18,12 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-
-@dataclass(frozen=True)
-class NetworkConfig:
-    temporal_features: int = 9
-    window_bars: int = 32
-    static_features: int = 6
-    tcn_channels: int = 240
-    tcn_kernel: int = 3
-    tcn_dilations: tuple[int, ...] = (1, 2, 4)
-    dropout: float = 0.1
-    static_hidden: int = 16
-    hidden: int = 256
-    num_actions: int = 4
-    num_outcomes: int = 3
-    afterstate_blocks: int = 2
-    dynamics_blocks: int = 3
-    policy_blocks: int = 2
-    value_blocks: int = 2
-    value_atoms: int = 601
-    value_max_pips: float = 300.0
-
-    def __post_init__(self) -> None:
-        for name in ("temporal_features", "window_bars", "static_features", "tcn_channels", "hidden", "num_actions",
-                     "num_outcomes", "value_atoms"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"network config: {name} must be positive")
-        if not 0 <= self.dropout < 1:
-            raise ValueError("network config: dropout must be in [0, 1)")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
+from shared.config import NetworkConfig
 
 DEVICE_PATTERN = r"^(cpu|cuda(:\d+)?|mps)$"
 

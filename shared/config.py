@@ -1,0 +1,322 @@
+"""Every stage's knobs, once, in the order data flows: market and sessions, the
+environment and its action space, the network, the search, exploration, replay,
+the learner, training as a whole, then validation's gate and live's risk limits.
+
+Plain frozen dataclasses that import nothing heavy, so a service validates its
+settings (shared/settings.py) before torch is loaded. Each checks its own ranges
+in `__post_init__`; values that must agree across stages are derived in
+TrainingConfig, not written twice."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+from shared.features.spec import WARMUP_BARS
+from shared.instruments import get_instrument
+
+# the action spaces shared/env/actions.py defines, by name (it checks the two agree)
+ACTION_SPACE_NAMES = ("hold_buy_sell_close", "sized_positions")
+
+@dataclass(frozen=True)
+class SyntheticMarketConfig:
+    instrument: str = "GBPJPY"
+    start: str = "2024-01-07"            # the first week opens at the first Sunday 22:00 UTC on or after this
+    weeks: int = 8                       # trading weeks to generate (7,200 M1 bars each before gaps)
+    seed: int = 7
+    start_price: float = 170.0
+    price_floor: float = 140.0
+    price_ceiling: float = 200.0
+    base_volatility_pips: float = 2.0    # per-bar std at average activity in the normal regime
+    tail_dof: float = 4.0                # Student-t degrees of freedom of the shocks
+    regime_multipliers: tuple[float, ...] = (0.6, 1.0, 1.8)
+    regime_mean_bars: float = 2_880.0    # mean stay in one volatility regime (two days)
+    weekend_jump_pips: float = 15.0      # std of the Sunday open against Friday's close
+    missing_bar_probability: float = 0.002
+    outages_per_week: float = 0.5
+    edge_strength: float = 0.0           # 0 = no predictable component
+    edge_lookback_bars: int = 15
+
+    def __post_init__(self) -> None:
+        get_instrument(self.instrument)
+        checks = [
+            (self.weeks >= 1, "weeks must be at least 1"),
+            (0 < self.price_floor < self.start_price < self.price_ceiling, "need 0 < price_floor < start_price < price_ceiling"),
+            (self.base_volatility_pips > 0, "base_volatility_pips must be positive"),
+            (self.tail_dof > 2, "tail_dof must be above 2 (finite variance)"),
+            (len(self.regime_multipliers) >= 1 and min(self.regime_multipliers) > 0, "regime_multipliers must be positive"),
+            (self.regime_mean_bars >= 1, "regime_mean_bars must be at least 1"),
+            (0 <= self.missing_bar_probability < 0.5, "missing_bar_probability must be in [0, 0.5)"),
+            (self.outages_per_week >= 0, "outages_per_week must be >= 0"),
+            (0 <= self.edge_strength <= 1, "edge_strength must be in [0, 1]"),
+            (self.edge_lookback_bars >= 1, "edge_lookback_bars must be at least 1"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(f"synthetic market config: {message}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    length_bars: int = 360
+    max_gap_minutes: int = 10
+    min_mean_bar_range_pips: float = 1.0
+    warmup_bars: int = WARMUP_BARS
+    train_fraction: float = 0.70
+    validation_fraction: float = 0.15
+    purge_minutes: int = 1440
+    train_stride_bars: int = 60
+    eval_stride_bars: int = 360
+    walk_forward_windows: int = 0   # 0: the plain train / validation split
+    walk_forward_window: int = 0    # which window, 0..walk_forward_windows - 1
+
+    def __post_init__(self) -> None:
+        if self.length_bars < 2:
+            raise ValueError("session length_bars must be at least 2")
+        if self.max_gap_minutes < 1:
+            raise ValueError("max_gap_minutes must be at least 1")
+        if not (0 < self.train_fraction < 1 and 0 < self.validation_fraction < 1
+                and self.train_fraction + self.validation_fraction < 1):
+            raise ValueError("need 0 < train_fraction, validation_fraction and their sum < 1")
+        if self.train_stride_bars < 1 or self.eval_stride_bars < 1:
+            raise ValueError("session strides must be at least 1 bar")
+        if self.purge_minutes < 0 or self.warmup_bars < 0:
+            raise ValueError("purge_minutes and warmup_bars must be >= 0")
+        if self.walk_forward_windows < 0:
+            raise ValueError("walk_forward_windows must be >= 0 (0: no walk-forward)")
+        if self.walk_forward_windows and not 0 <= self.walk_forward_window < self.walk_forward_windows:
+            raise ValueError(f"walk_forward_window must be in 0..{self.walk_forward_windows - 1}, "
+                             f"got {self.walk_forward_window}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+REWARDS = ("pnl", "amddp1")
+
+
+@dataclass(frozen=True)
+class EnvConfig:
+    reward: str = "pnl"
+    action_space: str = "hold_buy_sell_close"
+    episode_bars: int = 360
+    spread_pips: float | None = None   # None: the instrument's default (GBPJPY 4)
+
+    def __post_init__(self) -> None:
+        if self.reward not in REWARDS:
+            raise ValueError(f"reward must be one of {REWARDS}, got {self.reward!r}")
+        if self.action_space not in ACTION_SPACE_NAMES:
+            raise ValueError(f"action_space must be one of {ACTION_SPACE_NAMES}, got {self.action_space!r}")
+        if self.episode_bars < 2:
+            raise ValueError("episode_bars must be at least 2")
+        if self.spread_pips is not None and self.spread_pips < 0:
+            raise ValueError("spread_pips must be >= 0")
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    temporal_features: int = 9
+    window_bars: int = 32
+    static_features: int = 6
+    tcn_channels: int = 240
+    tcn_kernel: int = 3
+    tcn_dilations: tuple[int, ...] = (1, 2, 4)
+    dropout: float = 0.1
+    static_hidden: int = 16
+    hidden: int = 256
+    num_actions: int = 4
+    num_outcomes: int = 3
+    afterstate_blocks: int = 2
+    dynamics_blocks: int = 3
+    policy_blocks: int = 2
+    value_blocks: int = 2
+    value_atoms: int = 601
+    value_max_pips: float = 300.0
+
+    def __post_init__(self) -> None:
+        for name in ("temporal_features", "window_bars", "static_features", "tcn_channels", "hidden", "num_actions",
+                     "num_outcomes", "value_atoms"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"network config: {name} must be positive")
+        if not 0 <= self.dropout < 1:
+            raise ValueError("network config: dropout must be in [0, 1)")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    num_simulations: int = 5
+    discount: float = 0.997
+    dirichlet_alpha: float = 1.0
+    dirichlet_fraction: float = 0.5
+    pb_c_init: float = 1.25
+    pb_c_base: float = 19652.0
+    sample_outcomes: bool = False
+    root_selection: Literal["puct", "gumbel"] = "gumbel"  # docs/learning.md: the lever that made it learn
+    max_considered_actions: int = 16   # gumbel: k of Gumbel top-k
+    gumbel_scale: float = 1.0          # gumbel: scale of the root noise when noise is on
+
+    def __post_init__(self) -> None:
+        if self.num_simulations < 1:
+            raise ValueError("num_simulations must be at least 1")
+        if self.root_selection not in ("puct", "gumbel"):
+            raise ValueError(f"root_selection must be 'puct' or 'gumbel', got {self.root_selection!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ExplorationConfig:
+    epsilon: float = 0.05                # chance of a uniformly random legal action
+    temperature_start: float = 1.0
+    temperature_end: float = 0.5
+    temperature_decay_episodes: int = 20_000
+    add_noise: bool = True               # Dirichlet noise at the roots
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.epsilon <= 1:
+            raise ValueError("epsilon must be in [0, 1]")
+        if self.temperature_start < 0 or self.temperature_end < 0:
+            raise ValueError("temperatures must be >= 0")
+        if self.temperature_decay_episodes < 1:
+            raise ValueError("temperature_decay_episodes must be at least 1")
+
+    def temperature(self, episode: int) -> float:
+        """Linear from start to end over the decay episodes, then constant."""
+        frac = min(1.0, episode / self.temperature_decay_episodes)
+        return self.temperature_start + frac * (self.temperature_end - self.temperature_start)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+GREEDY = ExplorationConfig(epsilon=0.0, temperature_start=0.0, temperature_end=0.0, add_noise=False)
+
+
+@dataclass(frozen=True)
+class ReplayConfig:
+    capacity_episodes: int = 2_000
+    unroll_steps: int = 5
+    td_steps: int = 10
+    discount: float = 0.997
+
+    def __post_init__(self) -> None:
+        if self.capacity_episodes < 1 or self.unroll_steps < 1 or self.td_steps < 1:
+            raise ValueError("capacity_episodes, unroll_steps and td_steps must be at least 1")
+        if not 0 < self.discount <= 1:
+            raise ValueError("discount must be in (0, 1]")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class LearnerConfig:
+    learning_rate: float = 2e-3
+    weight_decay: float = 1e-5
+    grad_clip: float = 1.0
+    batch_size: int = 64
+    policy_weight: float = 1.0
+    value_weight: float = 0.25
+    reward_weight: float = 1.0
+    outcome_weight: float = 1.0
+    afterstate_value_weight: float = 0.25
+
+    def __post_init__(self) -> None:
+        if self.learning_rate <= 0 or self.batch_size < 1 or self.grad_clip <= 0:
+            raise ValueError("learning_rate, batch_size and grad_clip must be positive")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    episodes_per_iteration: int = 64        # E episodes in lockstep
+    checkpoint_interval_episodes: int = 50  # a candidate once this many episodes passed since the last
+    keep_checkpoints: int = 5
+    learner_steps_per_episode: float = 1.0
+    min_replay_episodes: int = 64           # learning starts once the buffer holds this many
+    seed: int = 0
+    env: EnvConfig = field(default_factory=EnvConfig)
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    exploration: ExplorationConfig = field(default_factory=ExplorationConfig)
+    replay: ReplayConfig = field(default_factory=ReplayConfig)
+    learner: LearnerConfig = field(default_factory=LearnerConfig)
+
+    def __post_init__(self) -> None:
+        if self.episodes_per_iteration < 1 or self.checkpoint_interval_episodes < 1 or self.keep_checkpoints < 1:
+            raise ValueError("episodes_per_iteration, checkpoint_interval_episodes and keep_checkpoints must be >= 1")
+        if self.learner_steps_per_episode < 0:
+            raise ValueError("learner_steps_per_episode must be >= 0")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def config_hash(self) -> str:
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+SCORES = ("quality", "sqn_100", "expectancy_pips", "total_pips")
+
+
+SELECTIONS = ("paired_test", "score")
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    min_trades: int = 20
+    min_expectancy_pips: float = 0.0          # strictly above
+    min_mc_p5_final_pips: float = 0.0         # Monte Carlo 5th-percentile final P&L, strictly above
+    max_drawdown_pips: float = 1000.0
+    score: str = "quality"                    # the champion is beaten on this when no paired test is possible
+    selection: str = "paired_test"            # or "score": how a candidate must beat the champion
+    max_p_value: float = 0.10                 # paired test: one-sided p below this
+
+    def __post_init__(self) -> None:
+        if self.score not in SCORES:
+            raise ValueError(f"score must be one of {SCORES}, got {self.score!r}")
+        if self.selection not in SELECTIONS:
+            raise ValueError(f"selection must be one of {SELECTIONS}, got {self.selection!r}")
+        if not 0 < self.max_p_value <= 1:
+            raise ValueError("max_p_value must be in (0, 1]")
+
+
+@dataclass(frozen=True)
+class ValidationConfig:
+    simulations: int = 50           # as the live service searches
+    mc_runs: int = 1000
+    seed: int = 0
+    max_sessions: int = 0           # 0: every validation session
+    timeout_seconds: float = 1800.0
+    gate: GateConfig = field(default_factory=GateConfig)
+
+
+@dataclass(frozen=True)
+class RiskConfig:
+    max_units: int = 1
+    max_daily_loss_pips: float = 100.0
+    max_spread_pips: float = 8.0
+    stale_bars: int = 2
+    # a position open while the market is open and no bar has come for this long is flattened
+    flatten_stale_seconds: float = 600.0
+    # a flatten the broker did not fill is tried again after this, doubling up to the cap
+    flatten_retry_seconds: float = 1.0
+    flatten_retry_max_seconds: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.max_units < 1 or self.max_daily_loss_pips <= 0 or self.stale_bars < 1:
+            raise ValueError("max_units and stale_bars must be >= 1, max_daily_loss_pips > 0")
+        if self.flatten_stale_seconds <= 0 or not 0 < self.flatten_retry_seconds <= self.flatten_retry_max_seconds:
+            raise ValueError("flatten_stale_seconds must be > 0 and 0 < flatten_retry_seconds <= "
+                             "flatten_retry_max_seconds")
+
