@@ -12,8 +12,9 @@ take their value from the environment or .env, as compose does.
 
 Like compose, not worse: a service that exits is restarted (`restart:
 unless-stopped`) after a backoff that doubles with each fast exit (one within
-FAST_FAILURE_SECONDS of its start), capped at MAX_BACKOFF_SECONDS and reset
-once the service has run that long. A death by a signal (SIGKILL, the OOM
+FAST_FAILURE_SECONDS of its start), capped at MAX_BACKOFF_SECONDS (at
+MAX_SIGNAL_BACKOFF_SECONDS when a signal killed it) and reset once the
+service has run that long. A death by a signal (SIGKILL, the OOM
 killer) is always restarted, as compose does. The runner gives up only on a
 service that cannot start: one that exited by itself with a non-zero status
 (2 for a bad setting, say) fast, MAX_FAST_FAILURES times in a row. It then
@@ -50,6 +51,10 @@ _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::([-?])([^}]*))?\}")
 FAST_FAILURE_SECONDS = 15.0
 MAX_FAST_FAILURES = 5
 MAX_BACKOFF_SECONDS = 30.0
+# a service killed from outside (kill -9, the OOM killer) did nothing wrong: it comes back within
+# seconds however often it is killed (live above all), while one that keeps failing by itself
+# backs off to MAX_BACKOFF_SECONDS
+MAX_SIGNAL_BACKOFF_SECONDS = 4.0
 BACKGROUND_NICE = 10  # for a service whose compose cpu_shares is below the default 1024
 UP_TIMEOUT_SECONDS = 300.0  # `up` waits this long for every /health (the first run builds the market)
 
@@ -198,7 +203,8 @@ class Stack:
                 self._give_up(name, code)
                 gave_up.append(name)
                 continue
-            delay = min(MAX_BACKOFF_SECONDS, self.first_backoff_seconds * 2.0 ** (self.fast_exits[name] - 1)) if fast else 0.0
+            cap = MAX_SIGNAL_BACKOFF_SECONDS if code < 0 else MAX_BACKOFF_SECONDS
+            delay = min(cap, self.first_backoff_seconds * 2.0 ** (self.fast_exits[name] - 1)) if fast else 0.0
             how = f"was killed by {_signal_name(-code)}" if code < 0 else f"exited with {code}"
             print(f"{name} {how}; restarting in {delay:.0f}s (see {self.logs / (name + '.log')})", flush=True)
             self.restart_due[name] = now + delay
