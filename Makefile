@@ -57,13 +57,16 @@ test-python: setup test-tools
 test-containers: setup
 	bash deploy/images/test-containers.sh
 
-lint:
+# ruff for Python, the import contracts of pyproject.toml (the services independent, the
+# library importing no service, only shared.search importing mcts_rs), clippy for Rust
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 	cd mcts_rs && cargo clippy --release --all-targets --features python -- -D warnings
 
+# every benchmark under bench/, one after another (micro bench NAME for one)
 bench: setup
-	$(PY) -m bench.features
-	$(PY) -m bench.mcts
-	$(PY) -m bench.selfplay
+	$(PY) -m micro bench all
 
 clean:
 	rm -rf $(VENV) mcts_rs/target runtime

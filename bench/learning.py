@@ -51,7 +51,7 @@ import torch
 
 from shared.baselines import momentum_signal, play, tune
 from shared.candidates import Candidate, load_candidate
-from shared.config import SELECTIONS, EnvConfig, GateConfig, SearchConfig, SessionConfig, TrainingConfig, ValidationConfig
+from shared.config import SELECTIONS, EnvConfig, GateConfig, SessionConfig, TrainingConfig, ValidationConfig
 from shared.data.__main__ import DEMO_MARKET
 from shared.data.store import BarStore
 from shared.data.synthetic import generate_market
@@ -81,7 +81,7 @@ def log(message: str) -> None:
 
 def value_drift_corr(candidate: Candidate, features, drift: np.ndarray, bars: np.ndarray) -> float:
     """corr(V_after(BUY) - V_after(SELL) from flat, expected drift) over `bars`."""
-    space = ACTION_SPACES[candidate.payload.get("env_config", {}).get("action_space", "hold_buy_sell_close")]
+    space = ACTION_SPACES[candidate.env_config.action_space]
     buy = space.actions.index("BUY" if "BUY" in space.actions else "LONG_1")
     sell = space.actions.index("SELL" if "SELL" in space.actions else "SHORT_1")
     model = candidate.model.eval()
@@ -108,8 +108,7 @@ def on_test(champion: Candidate | None, env: TradingEnv, test: np.ndarray, featu
         return {"promoted": False, "champion_episode": None, "agent_test_pips": 0.0, "agent_test_trades": 0,
                 "raw_test_pips": 0.0, "search_vs_raw_p": 1.0, "value_drift_corr": 0.0}
     search = NetworkSearch(champion.model, min(64, len(test)), env.space,
-                           SearchConfig(**{**champion.search_config.to_dict(),
-                                           "num_simulations": 4 if quick else LIVE_SIMULATIONS}))
+                           replace(champion.search_config, simulations=4 if quick else LIVE_SIMULATIONS))
     agent = evaluate(env, search_policy(search), test)
     raw = evaluate(env, raw_network_policy(search), test)
     test_bars = np.concatenate([np.arange(s, s + env.steps_per_episode) for s in test])
@@ -250,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.epsilon is not None:
             levers["epsilon"] = args.epsilon
             config = replace(config, exploration=replace(config.exploration, epsilon=args.epsilon))
-        search_levers = {"root_selection": args.root_selection, "num_simulations": args.simulations}
+        search_levers = {"root_selection": args.root_selection, "simulations": args.simulations}
         search_levers = {k: v for k, v in search_levers.items() if v is not None}
         if search_levers:
             levers.update(search_levers)

@@ -24,9 +24,9 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
+from mcts_rs.reference import ReferenceSearch  # noqa: E402
 
 from mcts_rs import BatchedSearch, run_search  # noqa: E402
-from mcts_rs.reference import ReferenceSearch  # noqa: E402
 
 DIM, ACTIONS, OUTCOMES, SIMS = 256, 4, 3, 50
 

@@ -109,7 +109,8 @@ def interpolate(value: str, variables: dict[str, str]) -> str:
 
 def load_specs(compose_path: Path, runtime: Path, data: Path, variables: dict[str, str]) -> dict[str, ServiceSpec]:
     compose = yaml.safe_load(compose_path.read_text())
-    paths = {"/checkpoints": str(runtime / "checkpoints"), "/app/data": str(data)}
+    paths = {"/checkpoints": str(runtime / "checkpoints"), "/app/data": str(data),
+             "/project/.env": str(compose_path.parent / ".env")}
     specs = {}
     for name in ("data",) + SERVICES:
         service = compose["services"][name]
@@ -142,13 +143,19 @@ class Stack:
         return {**os.environ, **spec.environment, **self.extra_env, "PYTHONUNBUFFERED": "1"}
 
     def prepare_data(self) -> None:
-        """Run compose's `data` job once: when the feature store is missing."""
-        db = Path(next(p for p in self.specs["data"].command if p.endswith(".duckdb")))
-        if db.exists() and _has_feature_store(db):
+        """Run compose's `data` job when the configured market (the demo's when none is named)
+        has no feature store yet."""
+        from shared.data.__main__ import DataSettings
+        from shared.settings import load_settings
+
+        env = self._env(self.specs["data"])
+        settings = load_settings(DataSettings, environ=env)
+        db = settings.data_dir / "market.duckdb"
+        if db.exists() and _has_feature_store(db, settings.instrument, settings.granularity):
             return
-        print(f"building the embedded default market into {db} ...", flush=True)
-        subprocess.run([sys.executable] + self.specs["data"].command[1:], cwd=ROOT, check=True,
-                       env=self._env(self.specs["data"]))
+        what = f"{settings.instrument} {settings.granularity}" if settings.market_configured else "the embedded default market"
+        print(f"building the feature store of {what} into {db} ...", flush=True)
+        subprocess.run([sys.executable] + self.specs["data"].command[1:], cwd=ROOT, check=True, env=env)
 
     def start(self, name: str) -> subprocess.Popen:
         spec = self.specs[name]
@@ -247,13 +254,13 @@ def _signal_name(number: int) -> str:
         return f"signal {number}"
 
 
-def _has_feature_store(db: Path) -> bool:
+def _has_feature_store(db: Path, instrument: str, granularity: str) -> bool:
     import duckdb
 
     try:
         with duckdb.connect(str(db), read_only=True) as con:
-            return bool(con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'feature_sets'")
-                        .fetchall()[0][0])
+            return bool(con.execute("SELECT count(*) FROM feature_sets WHERE instrument = ? AND granularity = ?",
+                                    [instrument, granularity]).fetchall()[0][0])
     except duckdb.Error:
         return False
 
@@ -301,7 +308,16 @@ def main(argv: list[str] | None = None) -> int:
     runtime, data = args.runtime.resolve(), args.data.resolve()
     pid_file = runtime / "stack.pid"
     if args.command == "run":
-        return run(build_stack(runtime, data))
+        from shared.settings import ConfigError
+
+        try:
+            return run(build_stack(runtime, data))
+        except ConfigError as error:
+            print(f"error: bad configuration: {error}", file=sys.stderr)
+            return 2
+        except subprocess.CalledProcessError:
+            print("error: the data job failed (its reason is above); nothing started", file=sys.stderr)
+            return 2
     if args.command == "up":
         if pid_file.exists():
             print(f"already up (pid {pid_file.read_text().strip()}); `make down` first")

@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 
 from shared.checkpoints import sha256_bytes
-from shared.config import NetworkConfig, SearchConfig
-from shared.features.spec import FEATURE_SPEC_VERSION, TEMPORAL_FEATURES
+from shared.config import ACTION_SPACE_SIZES, EnvConfig, SearchConfig, TrainingConfig
+from shared.features.spec import FEATURE_SPEC_VERSION, POSITION_FEATURES, TEMPORAL_FEATURES, WINDOW_BARS
 from shared.model import MuZeroNetworks
 
 
@@ -34,9 +34,64 @@ class Candidate:
     sha256: str
     episode: int
     model: MuZeroNetworks
-    search_config: SearchConfig
-    payload: dict  # everything else the file holds (configs, instrument, ...)
+    config: TrainingConfig  # the whole configuration it was trained with
+    payload: dict  # everything else the file holds (config sources, instrument, ...)
     data: bytes = field(repr=False, default=b"")  # the file's bytes, sha256 as above
+
+    @property
+    def search_config(self) -> SearchConfig:
+        return self.config.search
+
+    @property
+    def env_config(self) -> EnvConfig:
+        return self.config.env
+
+
+CONFIG_VERSION = 1
+
+
+def config_object(config: TrainingConfig, sources: dict[str, str]) -> dict:
+    """What a checkpoint stores under "config": the training config whole, and where each value came from."""
+    return {"version": CONFIG_VERSION, "training": config.to_dict(), "sources": dict(sources)}
+
+
+def migrate_separate_dicts(payload: dict) -> dict:
+    """Version 0 (before one config object): network_config, search_config and env_config side by side,
+    the simulation count as num_simulations, and no root_selection before Gumbel search (pUCT)."""
+    search = dict(payload.get("search_config", {}))
+    search.setdefault("root_selection", "puct")
+    if "num_simulations" in search:
+        search["simulations"] = search.pop("num_simulations")
+    search.pop("discount", None)  # derived from replay.discount now; the two were equal
+    return {"version": CONFIG_VERSION, "sources": {},
+            "training": {"network": payload.get("network_config", {}), "search": search,
+                         "env": payload.get("env_config", {})}}
+
+
+def read_config(payload: dict, name: str) -> TrainingConfig:
+    """The candidate's TrainingConfig, after its architecture is checked against this system."""
+    stored = payload.get("config") if "config" in payload else migrate_separate_dicts(payload)
+    if not isinstance(stored, dict) or stored.get("version") != CONFIG_VERSION or "training" not in stored:
+        version = stored.get("version") if isinstance(stored, dict) else "?"
+        raise CandidateError("config_mismatch", f"{name}: config version {version}, this system reads {CONFIG_VERSION}")
+    training = stored["training"]
+    check_architecture(training, name)
+    try:
+        return TrainingConfig.from_dict(training)
+    except Exception as error:  # noqa: BLE001 - a field this code does not know, a value it refuses
+        raise CandidateError("config_mismatch", f"{name}: its config does not load here: {error}") from None
+
+
+def check_architecture(training: dict, name: str) -> None:
+    """The network's declared input and output shapes against the feature spec and the action space."""
+    network, env = training.get("network", {}), training.get("env", {})
+    space = env.get("action_space", "hold_buy_sell_close")
+    expected = {"temporal_features": len(TEMPORAL_FEATURES), "window_bars": WINDOW_BARS,
+                "static_features": len(POSITION_FEATURES), "num_actions": ACTION_SPACE_SIZES.get(space)}
+    for key, want in expected.items():
+        if key in network and network[key] != want:
+            raise CandidateError("architecture_mismatch", f"{name}: its network has {key}={network[key]}, "
+                                 f"this system's feature spec and {space} space need {want}")
 
 
 def load_candidate(path: Path, expected_sha256: str | None = None, device: torch.device | None = None) -> Candidate:
@@ -57,17 +112,15 @@ def load_candidate(path: Path, expected_sha256: str | None = None, device: torch
     if spec != FEATURE_SPEC_VERSION or list(payload.get("feature_names", [])) != list(TEMPORAL_FEATURES):
         raise CandidateError("feature_spec_mismatch",
                              f"{path.name} was built for feature spec {spec}, this system uses {FEATURE_SPEC_VERSION}")
+    config = read_config(payload, path.name)
     try:
-        config = NetworkConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in payload["network_config"].items()})
-        model = MuZeroNetworks(config)
+        model = MuZeroNetworks(config.network)
         model.load_state_dict(payload["model_state"])
     except Exception as error:  # noqa: BLE001 - unknown fields, missing or misshapen weights
         raise CandidateError("architecture_mismatch", f"{path.name}: {type(error).__name__}: {error}") from None
     model.eval()
     if device is not None:
         model.to(device)
-    # a model keeps the search it was trained with: one saved before Gumbel search existed used pUCT
-    search = SearchConfig(**{"root_selection": "puct", **payload.get("search_config", {})})
     return Candidate(path=path, sha256=sha, episode=int(payload.get("episode", -1)), model=model,
-                     search_config=search, payload={k: v for k, v in payload.items() if k != "model_state"},
+                     config=config, payload={k: v for k, v in payload.items() if k != "model_state"},
                      data=data)

@@ -9,16 +9,22 @@ TrainingConfig, not written twice."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
-from typing import Literal
+from dataclasses import asdict, dataclass, field, replace
+from typing import Literal, get_args, get_type_hints
 
-from shared.features.spec import WARMUP_BARS
+from shared.features.spec import POSITION_FEATURES, TEMPORAL_FEATURES, WARMUP_BARS, WINDOW_BARS
 from shared.instruments import get_instrument
+from shared.settings import derived, flatten
 
-# the action spaces shared/env/actions.py defines, by name (it checks the two agree)
-ACTION_SPACE_NAMES = ("hold_buy_sell_close", "sized_positions")
+DEVICE_PATTERN = r"^(cpu|cuda(:\d+)?|mps)$"
+
+# the action spaces shared/env/actions.py defines and their sizes (it checks the two agree)
+ACTION_SPACE_SIZES = {"hold_buy_sell_close": 4, "sized_positions": 7}
+ActionSpaceName = Literal["hold_buy_sell_close", "sized_positions"]
+assert get_args(ActionSpaceName) == tuple(ACTION_SPACE_SIZES)
 
 @dataclass(frozen=True)
 class SyntheticMarketConfig:
@@ -97,21 +103,22 @@ class SessionConfig:
         return asdict(self)
 
 
-REWARDS = ("pnl", "amddp1")
+Reward = Literal["pnl", "amddp1"]
+REWARDS = get_args(Reward)
 
 
 @dataclass(frozen=True)
 class EnvConfig:
-    reward: str = "pnl"
-    action_space: str = "hold_buy_sell_close"
-    episode_bars: int = 360
+    reward: Reward = "pnl"
+    action_space: ActionSpaceName = "hold_buy_sell_close"
+    episode_bars: int = derived(360, "the feature store's session length (sessions.length_bars)")
     spread_pips: float | None = None   # None: the instrument's default (GBPJPY 4)
 
     def __post_init__(self) -> None:
         if self.reward not in REWARDS:
             raise ValueError(f"reward must be one of {REWARDS}, got {self.reward!r}")
-        if self.action_space not in ACTION_SPACE_NAMES:
-            raise ValueError(f"action_space must be one of {ACTION_SPACE_NAMES}, got {self.action_space!r}")
+        if self.action_space not in tuple(ACTION_SPACE_SIZES):
+            raise ValueError(f"action_space must be one of {tuple(ACTION_SPACE_SIZES)}, got {self.action_space!r}")
         if self.episode_bars < 2:
             raise ValueError("episode_bars must be at least 2")
         if self.spread_pips is not None and self.spread_pips < 0:
@@ -120,16 +127,16 @@ class EnvConfig:
 
 @dataclass(frozen=True)
 class NetworkConfig:
-    temporal_features: int = 9
-    window_bars: int = 32
-    static_features: int = 6
+    temporal_features: int = derived(len(TEMPORAL_FEATURES), "the feature spec's temporal features")
+    window_bars: int = derived(WINDOW_BARS, "the feature spec's window")
+    static_features: int = derived(len(POSITION_FEATURES), "the feature spec's position features")
     tcn_channels: int = 240
     tcn_kernel: int = 3
     tcn_dilations: tuple[int, ...] = (1, 2, 4)
     dropout: float = 0.1
     static_hidden: int = 16
     hidden: int = 256
-    num_actions: int = 4
+    num_actions: int = derived(4, "the action space's size")
     num_outcomes: int = 3
     afterstate_blocks: int = 2
     dynamics_blocks: int = 3
@@ -152,8 +159,8 @@ class NetworkConfig:
 
 @dataclass(frozen=True)
 class SearchConfig:
-    num_simulations: int = 5
-    discount: float = 0.997
+    simulations: int = 5
+    discount: float = derived(0.997, "replay.discount: one discount for search and targets")
     dirichlet_alpha: float = 1.0
     dirichlet_fraction: float = 0.5
     pb_c_init: float = 1.25
@@ -164,8 +171,8 @@ class SearchConfig:
     gumbel_scale: float = 1.0          # gumbel: scale of the root noise when noise is on
 
     def __post_init__(self) -> None:
-        if self.num_simulations < 1:
-            raise ValueError("num_simulations must be at least 1")
+        if not 1 <= self.simulations <= 1000:
+            raise ValueError("simulations must be in 1..1000")
         if self.root_selection not in ("puct", "gumbel"):
             raise ValueError(f"root_selection must be 'puct' or 'gumbel', got {self.root_selection!r}")
 
@@ -238,13 +245,25 @@ class LearnerConfig:
         return asdict(self)
 
 
+def unknown_keys(cls: type, data: dict, prefix: str = "") -> list[str]:
+    """Dotted names in `data` that no field of dataclass `cls` (or of its nested dataclasses) has."""
+    types = get_type_hints(cls)   # the annotations are strings here (postponed evaluation)
+    unknown = []
+    for key, value in data.items():
+        if key not in types:
+            unknown.append(prefix + key)
+        elif isinstance(value, dict) and dataclasses.is_dataclass(types[key]):
+            unknown += unknown_keys(types[key], value, f"{prefix}{key}.")
+    return unknown
+
+
 @dataclass(frozen=True)
 class TrainingConfig:
     episodes_per_iteration: int = 64        # E episodes in lockstep
     checkpoint_interval_episodes: int = 50  # a candidate once this many episodes passed since the last
     keep_checkpoints: int = 5
     learner_steps_per_episode: float = 1.0
-    min_replay_episodes: int = 64           # learning starts once the buffer holds this many
+    min_replay_episodes: int = 0            # learning starts once the buffer holds this many (0: one iteration's)
     seed: int = 0
     env: EnvConfig = field(default_factory=EnvConfig)
     network: NetworkConfig = field(default_factory=NetworkConfig)
@@ -256,20 +275,42 @@ class TrainingConfig:
     def __post_init__(self) -> None:
         if self.episodes_per_iteration < 1 or self.checkpoint_interval_episodes < 1 or self.keep_checkpoints < 1:
             raise ValueError("episodes_per_iteration, checkpoint_interval_episodes and keep_checkpoints must be >= 1")
-        if self.learner_steps_per_episode < 0:
-            raise ValueError("learner_steps_per_episode must be >= 0")
+        if self.learner_steps_per_episode < 0 or self.min_replay_episodes < 0:
+            raise ValueError("learner_steps_per_episode and min_replay_episodes must be >= 0")
+        # derived, not duplicated: the network's action head from the action space, one discount
+        object.__setattr__(self, "network", replace(self.network, num_actions=ACTION_SPACE_SIZES[self.env.action_space]))
+        object.__setattr__(self, "search", replace(self.search, discount=self.replay.discount))
+
+    @property
+    def replay_warmup_episodes(self) -> int:
+        return min(self.min_replay_episodes or self.episodes_per_iteration, self.replay.capacity_episodes)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """JSON-ready (tuples as lists): what a checkpoint stores and from_dict reads back."""
+        from pydantic import TypeAdapter
+
+        return TypeAdapter(TrainingConfig).dump_python(self, mode="json")
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainingConfig":
+        """Refuses a key no field has: a stored setting this code would silently drop changes what was trained."""
+        from pydantic import TypeAdapter
+
+        unknown = unknown_keys(cls, data)
+        if unknown:
+            raise ValueError(f"unknown setting(s) {', '.join(unknown)}")
+        return TypeAdapter(cls).validate_python(data)
 
     def config_hash(self) -> str:
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
 
 
-SCORES = ("quality", "sqn_100", "expectancy_pips", "total_pips")
+Score = Literal["quality", "sqn_100", "expectancy_pips", "total_pips"]
+SCORES = get_args(Score)
 
 
-SELECTIONS = ("paired_test", "score")
+Selection = Literal["paired_test", "score"]
+SELECTIONS = get_args(Selection)
 
 
 @dataclass(frozen=True)
@@ -278,8 +319,10 @@ class GateConfig:
     min_expectancy_pips: float = 0.0          # strictly above
     min_mc_p5_final_pips: float = 0.0         # Monte Carlo 5th-percentile final P&L, strictly above
     max_drawdown_pips: float = 1000.0
-    score: str = "quality"                    # the champion is beaten on this when no paired test is possible
-    selection: str = "paired_test"            # or "score": how a candidate must beat the champion
+    # the champion is beaten on this when no paired test is possible
+    score: Score = "quality"
+    # how a candidate must beat the champion: a paired test on validation sessions, or the score
+    selection: Selection = "paired_test"
     max_p_value: float = 0.10                 # paired test: one-sided p below this
 
     def __post_init__(self) -> None:
@@ -289,6 +332,8 @@ class GateConfig:
             raise ValueError(f"selection must be one of {SELECTIONS}, got {self.selection!r}")
         if not 0 < self.max_p_value <= 1:
             raise ValueError("max_p_value must be in (0, 1]")
+        if self.min_trades < 0 or self.max_drawdown_pips <= 0:
+            raise ValueError("min_trades must be >= 0 and max_drawdown_pips > 0")
 
 
 @dataclass(frozen=True)
@@ -298,7 +343,11 @@ class ValidationConfig:
     seed: int = 0
     max_sessions: int = 0           # 0: every validation session
     timeout_seconds: float = 1800.0
-    gate: GateConfig = field(default_factory=GateConfig)
+    gate: GateConfig = flatten(GateConfig)
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.simulations <= 1000 or self.mc_runs < 1 or self.max_sessions < 0 or self.timeout_seconds <= 0:
+            raise ValueError("need 1 <= simulations <= 1000, mc_runs >= 1, max_sessions >= 0, timeout_seconds > 0")
 
 
 @dataclass(frozen=True)

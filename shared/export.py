@@ -4,7 +4,8 @@ python -m shared.export coreml --checkpoint <file | promoted/CURRENT | checkpoin
 
 Four ML-program packages (float32, batch 1..64, fixed names):
   representation.mlpackage  temporal [B, 32, 9], static [B, 6]            -> hidden_state [B, 256]
-  afterstate.mlpackage      hidden_state [B, 256], action_one_hot [B, 4]   -> afterstate [B, 256], chance_logits [B, 3], afterstate_value_logits [B, 601]
+  afterstate.mlpackage      hidden_state [B, 256], action_one_hot [B, 4]
+                            -> afterstate [B, 256], chance_logits [B, 3], afterstate_value_logits [B, 601]
   dynamics.mlpackage        afterstate [B, 256], outcome_one_hot [B, 3]    -> next_state [B, 256], reward [B]
   prediction.mlpackage      hidden_state [B, 256]                          -> policy_logits [B, 4], value_logits [B, 601]
 Actions and outcomes go in one-hot so no integer op is needed on the device.

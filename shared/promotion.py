@@ -169,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     import sys
 
-    from shared.checkpoints import CANDIDATE_RE, default_checkpoint_dir
+    from shared.candidates import CandidateError, load_candidate
+    from shared.checkpoints import CANDIDATE_RE, ReadySignal, default_checkpoint_dir, signal_name
 
     parser = argparse.ArgumentParser(prog="python -m shared.promotion", description=main.__doc__)
     parser.add_argument("--root", type=Path, default=default_checkpoint_dir(), help="the checkpoint volume")
@@ -190,13 +191,17 @@ def main(argv: list[str] | None = None) -> int:
             match = CANDIDATE_RE.match(args.checkpoint.name)
             if not match:
                 raise ValueError(f"{args.checkpoint} is not a training/ckpt-epNNNNNNNN.pt file")
-            data = args.checkpoint.read_bytes()
-            pointer = promote(args.root, data, sha256_bytes(data), int(match.group(1)), {"manual": True})
+            # by hand bypasses only the gate: the file must load as validation and live load it
+            ready = args.checkpoint.with_name(signal_name(int(match.group(1))))
+            expected = ReadySignal.read(ready).sha256 if ready.exists() else None
+            candidate = load_candidate(args.checkpoint, expected)
+            pointer = promote(args.root, candidate.data, candidate.sha256, int(match.group(1)), {"manual": True})
             print(f"promoted {pointer.model}; CURRENT points to it")
         else:
+            load_candidate(args.root / "promoted" / args.model)  # a rollback target must load too
             pointer = point_current_to(args.root, args.model)
             print(f"CURRENT points to {pointer.model}")
-    except (FileNotFoundError, FileExistsError, ValueError) as error:
+    except (FileNotFoundError, FileExistsError, ValueError, CandidateError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0

@@ -92,7 +92,7 @@ class NetworkSearch:
             num_actions=model.config.num_actions,
             num_outcomes=model.config.num_outcomes,
             embedding_dim=model.config.hidden,
-            max_simulations=config.num_simulations,
+            max_simulations=config.simulations,
             discount=config.discount,
             pb_c_init=config.pb_c_init,
             pb_c_base=config.pb_c_base,

@@ -1,6 +1,7 @@
-"""The one way a service process starts. Settings first: a bad value exits
-with code 2 and pydantic's message before anything heavy is imported. Then
-logging and the process tuning, then the service itself (`build`): a missing
+"""The one way a service process starts. Settings first (shared/settings.py): an
+unknown or bad value exits with code 2 naming the variable before anything heavy
+is imported. Then logging, the settings in effect with their sources, and the
+process tuning, then the service itself (`build`): a missing
 feature store or credential, or any value the code refuses, exits 2 with the
 reason. Then uvicorn serves it until a graceful stop."""
 
@@ -8,28 +9,24 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Callable, Protocol, TypeVar
+from typing import Callable, Mapping, TypeVar
 
 from fastapi import FastAPI
-from pydantic import ValidationError
+
+from shared.settings import ConfigError, Settings, load_settings
 
 STARTUP_ERROR_EXIT_CODE = 2
 
 
-class ServiceSettings(Protocol):
-    log_level: str
-    host: str
-    port: int
+S = TypeVar("S", bound=Settings)
 
 
-S = TypeVar("S", bound=ServiceSettings)
-
-
-def run_service(name: str, load_settings: Callable[[], S], build: Callable[[S, logging.Logger], FastAPI]) -> int:
+def run_service(name: str, settings_class: type[S], build: Callable[[S, logging.Logger], FastAPI],
+                cli: Mapping[str, str] | None = None) -> int:
     try:
-        settings = load_settings()
-    except ValidationError as error:
-        print(f"{name}: bad configuration:\n{error}", file=sys.stderr)
+        settings = load_settings(settings_class, cli=cli)
+    except ConfigError as error:
+        print(f"{name}: bad configuration: {error}", file=sys.stderr)
         return STARTUP_ERROR_EXIT_CODE
 
     import uvicorn
@@ -39,6 +36,7 @@ def run_service(name: str, load_settings: Callable[[], S], build: Callable[[S, l
     from shared.runtime import tune_process
 
     log = configure_logging(name, settings.log_level)
+    log.info("configuration", extra={"fields": {"settings": settings.effective()}})
     tune_process()
     try:
         app = build(settings, log)

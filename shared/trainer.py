@@ -13,7 +13,7 @@ import io
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -21,6 +21,7 @@ import duckdb
 import numpy as np
 import torch
 
+from shared.candidates import config_object, read_config
 from shared.checkpoints import CheckpointDir, atomic_write_bytes
 from shared.config import TrainingConfig
 from shared.env import TradingEnv
@@ -92,9 +93,12 @@ def serialize(payload: dict) -> bytes:
 
 class Trainer:
     def __init__(self, features: FeatureSet, checkpoint_root: Path, config: TrainingConfig = TrainingConfig(),
-                 device: torch.device | None = None) -> None:
+                 device: torch.device | None = None, config_sources: dict[str, str] | None = None) -> None:
         self.features = features
+        # derived, not a knob: an episode is one of the store's sessions
+        config = replace(config, env=replace(config.env, episode_bars=features.session_config.length_bars))
         self.config = config
+        self.config_sources = dict(config_sources or {})  # where each non-default value came from
         self.device = device or torch.device("cpu")
         self.starts = features.require_sessions("train")
         self.env = TradingEnv(features, config.env)
@@ -141,9 +145,7 @@ class Trainer:
             "episode": self.episode,
             "learner_steps": self.learner.steps,
             "model_state": self.model.state_dict(),
-            "network_config": self.config.network.to_dict(),
-            "search_config": self.config.search.to_dict(),
-            "env_config": asdict(self.config.env),
+            "config": config_object(self.config, self.config_sources),
             "feature_spec_version": FEATURE_SPEC_VERSION,
             "feature_names": list(TEMPORAL_FEATURES),
             "instrument": self.features.instrument,
@@ -172,7 +174,7 @@ class Trainer:
         if state.get("feature_spec_version") != FEATURE_SPEC_VERSION:
             raise ValueError(f"{self.volume.latest} was written with feature spec {state.get('feature_spec_version')}, "
                              f"this code uses {FEATURE_SPEC_VERSION}: move it away to start afresh")
-        if state.get("network_config") != self.config.network.to_dict():
+        if read_config(state, self.volume.latest.name).network != self.config.network:
             raise ValueError(f"{self.volume.latest} holds another network architecture; "
                              "move it away or restore the settings it was trained with")
         self.model.load_state_dict(state["model_state"])
@@ -216,7 +218,7 @@ class Trainer:
         t1 = time.perf_counter()
 
         losses: dict[str, float] = {}
-        if len(self.replay) >= min(c.min_replay_episodes, c.replay.capacity_episodes):
+        if len(self.replay) >= c.replay_warmup_episodes:
             steps = max(1, round(c.learner_steps_per_episode * batch.episodes)) if c.learner_steps_per_episode else 0
             sums: dict[str, float] = {}
             for _ in range(steps):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -14,7 +14,7 @@ import numpy as np
 
 from shared.candidates import Candidate
 from shared.checkpoints import atomic_write_bytes, atomic_write_json
-from shared.config import EnvConfig, GateConfig, SearchConfig, ValidationConfig
+from shared.config import GateConfig, ValidationConfig
 from shared.data.bars import NS_PER_MINUTE
 from shared.env import TradingEnv
 from shared.evaluation import Evaluation, evaluate, flat_policy, random_policy, raw_network_policy, search_policy
@@ -78,8 +78,8 @@ def validate(candidate: Candidate, features: FeatureSet, config: ValidationConfi
     starts = features.require_sessions(split)
     if config.max_sessions:
         starts = starts[: config.max_sessions]
-    env = TradingEnv(features, EnvConfig(**candidate.payload.get("env_config", {})))
-    search_config = SearchConfig(**{**candidate.search_config.to_dict(), "num_simulations": config.simulations})
+    env = TradingEnv(features, candidate.env_config)
+    search_config = replace(candidate.search_config, simulations=config.simulations)
     search = NetworkSearch(candidate.model, min(64, len(starts)), env.space, search_config)
     phases = 4  # search, raw network, random, flat
 

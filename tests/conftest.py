@@ -8,6 +8,13 @@ from shared.data.synthetic import generate_bars
 from shared.features.store import load_feature_set
 
 
+@pytest.fixture(autouse=True)
+def _no_developer_env_file(monkeypatch, tmp_path_factory):
+    """Settings read ./.env: a developer's own must not change what a test sees."""
+    if "MICRO_ENV_FILE" not in __import__("os").environ:
+        monkeypatch.setenv("MICRO_ENV_FILE", str(tmp_path_factory.getbasetemp() / "absent.env"))
+
+
 @pytest.fixture(scope="session")
 def market_bars():
     """Six weeks of the synthetic market (about 43k M1 bars)."""

@@ -23,7 +23,8 @@ def free_port() -> int:
 
 
 def start(module: str, env: dict[str, str], log_path: Path) -> subprocess.Popen:
-    full_env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
+    # hermetic: a developer's ./.env does not reach a test's service unless the test names one
+    full_env = {**os.environ, "MICRO_ENV_FILE": str(log_path.parent / "absent.env"), **env, "PYTHONUNBUFFERED": "1"}
     log = open(log_path, "ab")
     return subprocess.Popen([sys.executable, "-m", module], cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT)
 

@@ -165,7 +165,7 @@ def test_the_live_trader_books_through_it(features, tmp_path):
 
 
 def test_the_sized_space_trains_validates_and_trades(features, tmp_path):
-    """TRAINING_ACTION_SPACE=sized_positions flows through training, validation and live."""
+    """TRAINING_ENV__ACTION_SPACE=sized_positions flows through training, validation and live."""
     from datetime import datetime, timezone
 
     from shared.candidates import load_candidate

@@ -76,11 +76,12 @@ def test_compose_services_match_the_code(name):
     assert "checkpoints:/checkpoints" in service["volumes"] and "./data:/app/data:ro" in service["volumes"]
     limits = service["deploy"]["resources"]["limits"]
     assert (limits["memory"], limits["cpus"]) == LIMITS[name]
-    known = {f.validation_alias.choices[0] if f.validation_alias else settings_class.model_config["env_prefix"] + n.upper()
-             for n, f in settings_class.model_fields.items()}
+    known = {variable for knob in settings_class.knobs() for variable in knob.variables}
     for key in env:
-        if key.startswith(prefix + "_"):
-            assert key in known, f"{name}: {key} is not a setting of {settings_class.__name__}"
+        if key.startswith((prefix + "_", "MICRO_")):
+            assert key in known | {"MICRO_ENV_FILE"}, f"{name}: {key} is not a setting of {settings_class.__name__}"
+    # every setting reaches the service through .env, not only those named here
+    assert env["MICRO_ENV_FILE"] == "/project/.env" and ".:/project:ro" in service["volumes"]
 
 
 def test_compose_volumes_secrets_and_monitoring():
@@ -102,7 +103,8 @@ def test_compose_volumes_secrets_and_monitoring():
     assert "./deploy/grafana/provisioning:/etc/grafana/provisioning:ro" in grafana["volumes"]
     assert "./deploy/grafana/dashboards:/var/lib/grafana/dashboards:ro" in grafana["volumes"]
     data = COMPOSE["services"]["data"]["command"]
-    assert importlib.util.find_spec(data[2]) is not None and "demo" in data
+    assert importlib.util.find_spec(data[2]) is not None and data[-1] == "prepare"  # the demo only when no market is named
+    assert COMPOSE["services"]["data"]["environment"]["MICRO_ENV_FILE"] == "/project/.env"
 
 
 def test_dockerfile_builds_the_search_and_runs_as_a_user():

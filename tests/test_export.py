@@ -75,7 +75,7 @@ def test_cli_exports_the_promoted_model_and_refuses_another_feature_spec(checkpo
     assert main(["coreml", "--checkpoint", str(other), "--out", str(tmp_path / "b"), "--quiet"]) == 2
     assert "feature_spec_mismatch" in capsys.readouterr().err
     payload = torch.load(path, weights_only=True)
-    payload["network_config"]["hidden"] = 48
+    payload["config"]["training"]["network"]["hidden"] = 48
     torch.save(payload, other)
     assert main(["coreml", "--checkpoint", str(other), "--out", str(tmp_path / "c"), "--quiet"]) == 2
     assert "architecture_mismatch" in capsys.readouterr().err

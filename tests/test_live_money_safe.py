@@ -275,7 +275,7 @@ def test_status_clears_the_broker_error_on_recovery(features, trading_model, dat
 
     feed = _feed(features)
     broker = _FlakyPaper(tmp_path / "paper.json", spread_pips=4.0, pip_size=PIP)
-    settings = LiveSettings(CHECKPOINT_DIR=str(tmp_path), MICRO_DATA_DIR=str(data_dir), simulations=4)
+    settings = LiveSettings(checkpoint_dir=tmp_path, data_dir=data_dir, simulations=4)
     service = LiveService(settings, broker, feed, Journal(tmp_path / "journal.duckdb"))
     service.start_trader(trading_model)
     broker.fail_snapshots = 1
@@ -291,7 +291,7 @@ def test_a_malformed_current_is_counted_and_the_watcher_survives(features, tradi
     from services.live.service import LiveService
     from tests.live_helpers import promote_checkpoint
 
-    settings = LiveSettings(CHECKPOINT_DIR=str(tmp_path), MICRO_DATA_DIR=str(data_dir), simulations=4,
+    settings = LiveSettings(checkpoint_dir=tmp_path, data_dir=data_dir, simulations=4,
                             model_wait_seconds=0.1)
     service = LiveService(settings, PaperBroker(tmp_path / "paper.json", spread_pips=4.0, pip_size=PIP),
                           _feed(features), Journal(tmp_path / "journal.duckdb"))
@@ -322,9 +322,8 @@ def test_a_malformed_current_is_counted_and_the_watcher_survives(features, tradi
     ({"OANDA_ENV": "live", "LIVE_ALLOW_OANDA_WITH_REPLAY_FEED": "true"}, False),
 ])
 def test_oanda_with_a_replay_feed_is_refused_unless_a_test_allows_it(monkeypatch, env, allowed):
-    from pydantic import ValidationError
-
     from services.live.config import LiveSettings
+    from shared.settings import ConfigError, load_settings
 
     for name in ("OANDA_API_URL", "OANDA_TOKEN_FILE", "OANDA_ACCOUNT_FILE"):
         monkeypatch.delenv(name, raising=False)
@@ -332,10 +331,10 @@ def test_oanda_with_a_replay_feed_is_refused_unless_a_test_allows_it(monkeypatch
                         "OANDA_ACCOUNT": ACCOUNT, **env}.items():
         monkeypatch.setenv(name, value)
     if allowed:
-        assert LiveSettings().allow_oanda_with_replay_feed
+        assert load_settings(LiveSettings).allow_oanda_with_replay_feed
     else:
-        with pytest.raises(ValidationError, match="LIVE_FEED"):
-            LiveSettings()
+        with pytest.raises(ConfigError, match="LIVE_FEED"):
+            load_settings(LiveSettings)
 
 
 # --- 3, 4, 7, 9: the broker's truth in every field ------------------------------------------------

@@ -29,7 +29,7 @@ class _DeadFeed(ReplayFeed):
 
 
 def _service(features, data_dir, root, feed) -> LiveService:
-    settings = LiveSettings(CHECKPOINT_DIR=str(root), MICRO_DATA_DIR=str(data_dir), poll_seconds=0.2,
+    settings = LiveSettings(checkpoint_dir=root, data_dir=data_dir, poll_seconds=0.2,
                             model_wait_seconds=0.2, simulations=4)
     # the keywords take effect (an unknown one is refused: extra="forbid")
     assert (settings.poll_seconds, settings.model_wait_seconds, settings.simulations) == (0.2, 0.2, 4)

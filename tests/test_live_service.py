@@ -37,7 +37,7 @@ def test_kill9_and_restart_never_duplicates_or_loses_an_order(data_dir, features
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     rng = np.random.default_rng(0)
-    for round_ in range(4):
+    for _ in range(4):
         service = start("services.live", _env(data_dir, tmp_path, port), tmp_path / "live.log")
         started = time.time()
         wait_for(f"{url}/health", process=service, timeout=30)

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from mcts_rs.reference import ReferenceSearch
 
 from mcts_rs import BatchedSearch, run_search
-from mcts_rs.reference import ReferenceSearch
 
 DIM, ACTIONS, OUTCOMES = 8, 4, 3
 

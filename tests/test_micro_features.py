@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shared.data.bars import NS_PER_MINUTE, Bars
-from shared.features import MarketOutcome, TEMPORAL_FEATURES
+from shared.features import TEMPORAL_FEATURES, MarketOutcome
 from shared.features.micro import BLOCK_BARS, TILE_BARS, _tanh_scaled, market_outcomes, temporal_features
 from tests.reference_features import reference_features
 

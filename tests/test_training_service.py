@@ -22,7 +22,7 @@ from tests.service_helpers import ROOT, free_port, start, wait_for
 def _env(data_dir, checkpoints, port, **extra) -> dict[str, str]:
     env = {"MICRO_DATA_DIR": str(data_dir), "CHECKPOINT_DIR": str(checkpoints), "TRAINING_PORT": str(port),
            "TRAINING_EPISODES_PER_ITERATION": "4", "TRAINING_CHECKPOINT_INTERVAL_EPISODES": "4",
-           "TRAINING_SIMULATIONS": "3"}
+           "TRAINING_SEARCH__SIMULATIONS": "3"}
     env.update({k: str(v) for k, v in extra.items()})
     return env
 
@@ -89,8 +89,8 @@ def test_a_stalled_loop_exits_non_zero(data_dir, tmp_path):
 @pytest.mark.parametrize(
     "env, message",
     [
-        ({"TRAINING_SIMULATIONS": "0"}, "bad configuration"),
-        ({"TRAINING_REWARD": "sharpe"}, "bad configuration"),
+        ({"TRAINING_SEARCH__SIMULATIONS": "0"}, "bad configuration"),
+        ({"TRAINING_ENV__REWARD": "sharpe"}, "bad configuration"),
         ({"MICRO_DATA_DIR": "/nonexistent"}, "does not exist"),
         ({"TRAINING_DEVICE": "tpu"}, "bad configuration"),   # was a RuntimeError traceback, exit 1
         ({"TRAINING_DEVICE": "cuda:7"}, "CUDA device"),      # asked for, not there
@@ -124,7 +124,7 @@ def test_status_episode_never_goes_back_after_a_crash(features, tmp_path):
     from shared.trainer import Trainer
 
     config = TrainingConfig(network=NetworkConfig(tcn_channels=16, hidden=32, dropout=0.0), episodes_per_iteration=2)
-    settings = TrainingSettings(CHECKPOINT_DIR=str(tmp_path))
+    settings = TrainingSettings(checkpoint_dir=tmp_path)
     trainer = Trainer(features, tmp_path, config)
     trainer.run_iteration()
     service = TrainingService(settings, trainer)

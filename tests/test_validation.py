@@ -44,7 +44,7 @@ def write_candidate(features, root, episode: int) -> ReadySignal:
 
 
 def service_for(features, root, **overrides) -> ValidationService:
-    settings = ValidationSettings(CHECKPOINT_DIR=str(root), **overrides)
+    settings = ValidationSettings(checkpoint_dir=root, **overrides)
     config = ValidationConfig(simulations=2, mc_runs=50, max_sessions=2, timeout_seconds=120)
     return ValidationService(settings, features, config)
 
@@ -65,7 +65,14 @@ def _resave(path, change) -> None:
         (lambda p, s: p.write_bytes(b"not a checkpoint at all"), "corrupt"),
         (lambda p, s: p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2]), "corrupt"),
         (lambda p, s: _resave(p, lambda d: d.update(feature_spec_version="micro-v0")), "feature_spec_mismatch"),
-        (lambda p, s: _resave(p, lambda d: d["network_config"].update(hidden=48)), "architecture_mismatch"),
+        (lambda p, s: _resave(p, lambda d: d["config"]["training"]["network"].update(hidden=48)), "architecture_mismatch"),
+        # declared shapes that do not fit this system's feature spec or the action space it names
+        (lambda p, s: _resave(p, lambda d: d["config"]["training"]["network"].update(temporal_features=12)),
+         "architecture_mismatch"),
+        (lambda p, s: _resave(p, lambda d: d["config"]["training"]["env"].update(action_space="sized_positions")),
+         "architecture_mismatch"),
+        (lambda p, s: _resave(p, lambda d: d["config"].update(version=2)), "config_mismatch"),
+        (lambda p, s: _resave(p, lambda d: d["config"]["training"]["learner"].update(momentum=0.9)), "config_mismatch"),
         (lambda p, s: p.unlink(), "missing"),
     ],
 )
@@ -89,8 +96,37 @@ def test_a_model_keeps_the_search_it_was_trained_with(features, tmp_path):
     signal = write_candidate(features, tmp_path, 64)
     path = tmp_path / "training" / signal.checkpoint
     assert load_candidate(path).search_config.root_selection == "gumbel"  # today's default
-    _resave(path, lambda d: d["search_config"].pop("root_selection"))  # as saved before Gumbel search existed
-    assert load_candidate(path).search_config.root_selection == "puct"
+
+    def as_version_0(payload: dict) -> None:
+        """The layout before one config object: three dicts, num_simulations, no root_selection
+        (saved before Gumbel search existed)."""
+        training = payload.pop("config")["training"]
+        search = {**training["search"], "num_simulations": training["search"]["simulations"]}
+        del search["simulations"], search["root_selection"]
+        payload.update(network_config=training["network"], search_config=search, env_config=training["env"])
+
+    _resave(path, as_version_0)
+    old = load_candidate(path)
+    assert old.search_config.root_selection == "puct" and old.search_config.simulations == 5
+    assert old.config.network == load_candidate_config_of(features, tmp_path).network
+
+
+def load_candidate_config_of(features, root):
+    from shared.candidates import load_candidate
+
+    signal = write_candidate(features, root / "again", 64)
+    return load_candidate(root / "again" / "training" / signal.checkpoint).config
+
+
+def test_a_candidate_stores_its_whole_config_and_where_each_value_came_from(features, tmp_path):
+    from shared.candidates import load_candidate
+
+    signal = write_candidate(features, tmp_path, 64)
+    payload = torch.load(tmp_path / "training" / signal.checkpoint, weights_only=True)
+    assert payload["config"]["version"] == 1 and set(payload["config"]) == {"version", "training", "sources"}
+    candidate = load_candidate(tmp_path / "training" / signal.checkpoint)
+    assert candidate.config.to_dict() == payload["config"]["training"]  # one round trip
+    assert candidate.config.env.episode_bars == features.session_config.length_bars  # derived from the store
 
 
 def test_sha_mismatch_is_rejected(features, tmp_path):
@@ -343,3 +379,23 @@ def test_promotion_cli_by_hand_and_rollback(features, tmp_path, capsys):
     assert promotion_cli(root + ["status"]) == 0
     assert "model-ep00000010.pt  <- live" in capsys.readouterr().out
     assert promotion_cli(root + ["rollback", "model-ep00000099.pt"]) == 2
+
+
+def test_a_hand_promotion_still_checks_the_file(features, tmp_path, capsys):
+    """promote by hand bypasses only the gate: 1,000 random bytes named like a checkpoint are refused."""
+    from shared.promotion import main as promotion_main
+
+    junk = tmp_path / "training" / "ckpt-ep00000032.pt"
+    junk.parent.mkdir(parents=True)
+    junk.write_bytes(np.random.default_rng(0).bytes(1000))
+    assert promotion_main(["--root", str(tmp_path), "promote", str(junk)]) == 2
+    assert "corrupt" in capsys.readouterr().err and read_current(tmp_path) is None
+    signal = write_candidate(features, tmp_path, 64)
+    good = tmp_path / "training" / signal.checkpoint
+    assert promotion_main(["--root", str(tmp_path), "promote", str(good)]) == 0
+    assert read_current(tmp_path).sha256 == signal.sha256
+    # a file changed after its .ready was written no longer matches the signal's sha256
+    (tmp_path / "training" / "ckpt-ep00000096.pt").write_bytes(good.read_bytes())
+    atomic_write_json(tmp_path / "training" / "ckpt-ep00000096.ready", {**signal.to_dict(), "sha256": "0" * 64})
+    assert promotion_main(["--root", str(tmp_path), "promote", str(tmp_path / "training" / "ckpt-ep00000096.pt")]) == 2
+    assert "sha_mismatch" in capsys.readouterr().err

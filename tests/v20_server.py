@@ -168,7 +168,8 @@ class V20State:
                                          positionFill="REDUCE_ONLY", reason="MARGIN_CLOSEOUT",
                                          marginCloseout={"reason": "MARGIN_CHECK_VIOLATION"})
             bid, ask = self.bid_ask(instrument)
-            closed = [{"tradeID": t["id"], "units": str(-t["units"]), "price": self.fmt(instrument, bid if t["units"] > 0 else ask),
+            closed = [{"tradeID": t["id"], "units": str(-t["units"]),
+                       "price": self.fmt(instrument, bid if t["units"] > 0 else ask),
                        "realizedPL": "0.0000"} for t in open_trades]
             weight = sum(abs(t["units"]) for t in open_trades)
             vwap = sum(abs(t["units"]) * (bid if t["units"] > 0 else ask) for t in open_trades) / weight
@@ -313,7 +314,8 @@ class _Handler(BaseHTTPRequestHandler):
             if rest == ["pricing"]:
                 names = [n for n in query.get("instruments", "").split(",") if n]
                 if not names or any(n not in state.bars and n not in state.price_override for n in names):
-                    return self._send(400, {"errorMessage": f"Invalid value specified for 'instruments': {query.get('instruments')}"})
+                    message = f"Invalid value specified for 'instruments': {query.get('instruments')}"
+                    return self._send(400, {"errorMessage": message})
                 return self._send(200, {"prices": [state.client_price(n) for n in names], "time": _time(state.now)})
             if len(rest) == 2 and rest[0] == "orders" and rest[1].startswith("@"):
                 order = state.orders.get(rest[1][1:])

@@ -9,21 +9,21 @@ the feed is OANDA: compose cannot require them (it interpolates the inactive
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
-from pydantic import AliasChoices, Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, model_validator
+
+from shared.config import RiskConfig
+from shared.settings import Settings
 
 
-class LiveSettings(BaseSettings):
-    """Every variable is LIVE_<NAME> unless noted."""
+class LiveSettings(Settings):
+    """The risk limits (`risk`) keep their names: LIVE_MAX_DAILY_LOSS_PIPS, LIVE_MAX_UNITS."""
 
-    # extra="forbid": a keyword the class does not know (a test's LIVE_POLL_SECONDS=... instead of
-    # poll_seconds=...) is an error, not silently ignored; environment variables are read by field
-    model_config = SettingsConfigDict(env_prefix="LIVE_", extra="forbid", frozen=True)
+    section: ClassVar[str] = "live"
 
-    checkpoint_dir: Path = Field(Path("runtime/checkpoints"), validation_alias=AliasChoices("CHECKPOINT_DIR"))
-    data_dir: Path = Field(Path("data"), validation_alias=AliasChoices("MICRO_DATA_DIR"))
+    checkpoint_dir: Path = Field(Path("runtime/checkpoints"), description="the shared volume")
+    data_dir: Path = Field(Path("data"), description="where market.duckdb lives")
     instrument: str = "GBPJPY"
     host: str = "0.0.0.0"
     port: int = Field(8003, ge=1, le=65535)
@@ -32,14 +32,7 @@ class LiveSettings(BaseSettings):
     replay_bars_per_second: float = Field(2.0, ge=0, description="replay speed; 0 = as fast as possible")
     replay_split: Literal["validation", "test"] = "test"
     simulations: int = Field(50, ge=1, le=1000)
-    max_units: int = Field(1, ge=1)
-    max_daily_loss_pips: float = Field(100.0, gt=0)
-    max_spread_pips: float = Field(8.0, gt=0)
-    stale_bars: int = Field(2, ge=1)
-    flatten_stale_seconds: float = Field(600.0, gt=0, description="flatten an open position when no bar came "
-                                         "for this long while the market is open")
-    flatten_retry_seconds: float = Field(1.0, gt=0, description="first wait before a flatten is tried again")
-    flatten_retry_max_seconds: float = Field(30.0, gt=0, description="the cap on that wait (it doubles)")
+    risk: RiskConfig = Field(default_factory=RiskConfig, json_schema_extra={"flatten": True})
     stop_loss_pips: float | None = Field(None, gt=0, description="OANDA: a stopLossOnFill this far from each "
                                          "opening fill, so a loss is capped while the service is down; off by default")
     price_bound_pips: float | None = Field(None, gt=0, description="OANDA: opening orders fill no worse than this "
@@ -53,11 +46,6 @@ class LiveSettings(BaseSettings):
     model_wait_seconds: float = Field(5.0, gt=0, description="how often to look for a first promoted model")
     stall_seconds: float = Field(300.0, gt=0)
     log_level: str = "INFO"
-
-    @field_validator("stop_loss_pips", "price_bound_pips", mode="before")
-    @classmethod
-    def _empty_is_off(cls, value):
-        return None if value == "" else value  # compose passes an unset ${VAR:-} as ""
 
     @model_validator(mode="after")
     def _oanda_credentials_present(self) -> "LiveSettings":
@@ -76,8 +64,6 @@ class LiveSettings(BaseSettings):
                 if not self.allow_oanda_with_replay_feed:
                     raise ValueError("LIVE_BROKER=oanda needs LIVE_FEED=oanda: a replay feed would trade the account "
                                      "from old bars (tests only: LIVE_ALLOW_OANDA_WITH_REPLAY_FEED=true)")
-        if self.flatten_retry_seconds > self.flatten_retry_max_seconds:
-            raise ValueError("LIVE_FLATTEN_RETRY_SECONDS must not exceed LIVE_FLATTEN_RETRY_MAX_SECONDS")
         return self
 
     @property

@@ -26,7 +26,8 @@ class LiveMetrics:
                                     "no decisions while above 0", registry=r)
         self.position = Gauge("micro_live_position_units", "Net position (broker truth)", registry=r)
         self.unrealized = Gauge("micro_live_unrealized_pips", "Open P&L in pips", registry=r)
-        self.realized = Gauge("micro_live_realized_today_pips", "Closed P&L this trading day (from 17:00 New York) in pips", registry=r)
+        self.realized = Gauge("micro_live_realized_today_pips", "Closed P&L this trading day (from 17:00 New York) in pips",
+                              registry=r)
         # registered when the first model is loaded: before that there is no model to describe
         self._model: Info | None = None
         self.broker_errors = Counter("micro_live_broker_errors", "Broker errors by kind", ["kind"], registry=r)

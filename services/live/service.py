@@ -15,7 +15,6 @@ from services.live.config import LiveSettings
 from services.live.metrics import LiveMetrics
 from shared.brokers import Broker, OperationalBrokerError, TemporaryBrokerError, UnsupportedAccountError
 from shared.candidates import Candidate, CandidateError, load_candidate
-from shared.config import RiskConfig
 from shared.env.actions import HOLD_BUY_SELL_CLOSE
 from shared.live.journal import Journal
 from shared.live.risk import market_open
@@ -166,18 +165,13 @@ class LiveService:
         what the journal has decided. What the last run left unfinished is settled by the
         first reconciliation, before any decision."""
         s = self.settings
-        risk = RiskConfig(max_units=s.max_units, max_daily_loss_pips=s.max_daily_loss_pips,
-                          max_spread_pips=s.max_spread_pips, stale_bars=s.stale_bars,
-                          flatten_stale_seconds=s.flatten_stale_seconds,
-                          flatten_retry_seconds=s.flatten_retry_seconds,
-                          flatten_retry_max_seconds=s.flatten_retry_max_seconds)
         with self.lock:
             last = self.journal.last_bar_ts()
         if last is not None:
             self.feed.skip_to_after(last.value)
         with self.lock:
             self.trader = LiveTrader(s.instrument, self.broker, self.journal, candidate, self.feed.history(),
-                                     simulations=s.simulations, risk=risk, control_dir=s.checkpoint_dir / "control",
+                                     simulations=s.simulations, risk=s.risk, control_dir=s.checkpoint_dir / "control",
                                      spread_pips=s.spread_pips, on_order=self.count_order)
         self.metrics.model_loaded(self.trader.version)
         return self.trader
@@ -299,7 +293,7 @@ class LiveService:
 
     def status_page(self) -> dict:
         page = {"service": "live", "status": self.status, "broker": self.settings.broker, "feed": self.settings.feed,
-                "broker_error": self.broker_error, "feed_error": self.feed_error}
+                "broker_error": self.broker_error, "feed_error": self.feed_error, "config": self.settings.effective()}
         if self.trader is not None:
             page.update(self.trader.status())
             page["realized_today_pips"] = round(self.trader.realized_today, 2)

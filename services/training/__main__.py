@@ -12,27 +12,14 @@ from services.training.config import TrainingSettings
 
 def build(settings: TrainingSettings, log: logging.Logger) -> FastAPI:
     from services.training.service import TrainingService, build_app
-    from shared.config import EnvConfig, ExplorationConfig, NetworkConfig, SearchConfig, TrainingConfig
-    from shared.env import ACTION_SPACES
     from shared.features.store import load_feature_set
     from shared.model import select_device
     from shared.trainer import Trainer
 
     features = load_feature_set(settings.db_path, settings.instrument, settings.granularity)
-    config = TrainingConfig(
-        episodes_per_iteration=settings.episodes_per_iteration,
-        checkpoint_interval_episodes=settings.checkpoint_interval_episodes,
-        keep_checkpoints=settings.keep_checkpoints,
-        learner_steps_per_episode=settings.learner_steps_per_episode,
-        min_replay_episodes=settings.episodes_per_iteration,
-        seed=settings.seed,
-        env=EnvConfig(reward=settings.reward, action_space=settings.action_space),
-        network=NetworkConfig(num_actions=ACTION_SPACES[settings.action_space].num_actions),
-        search=SearchConfig(num_simulations=settings.simulations, root_selection=settings.root_selection),
-        exploration=ExplorationConfig(epsilon=settings.epsilon),
-    )
     device = select_device(settings.device)
-    trainer = Trainer(features, settings.checkpoint_dir, config, device)
+    trainer = Trainer(features, settings.checkpoint_dir, settings.run, device, config_sources=settings.sources())
+    settings = settings.model_copy(update={"run": trainer.config})  # with what the store derived (episode length)
     log.info("starting", extra={"fields": {"device": str(device), "episode": trainer.episode,
                                            "resumed": trainer.resumed, "parameters": trainer.describe()}})
     return build_app(TrainingService(settings, trainer))

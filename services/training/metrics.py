@@ -24,7 +24,9 @@ class TrainingMetrics:
         self.trade_ratio = Gauge("micro_training_trade_ratio", "Share of decisions that changed the position", registry=r)
         self.action_share = Gauge("micro_training_action_share_ratio", "Share of decisions per action", ["action"], registry=r)
         self.checkpoints = Counter("micro_training_checkpoints_written", "Candidates written", registry=r)
-        self.last_checkpoint = Gauge("micro_training_last_checkpoint_timestamp_seconds", "When the last candidate was written", registry=r)
+        self.last_checkpoint = Gauge("micro_training_last_checkpoint_timestamp_seconds", "When the last candidate was written",
+                                     registry=r)
         self.heartbeat = Gauge("micro_training_loop_heartbeat_timestamp_seconds", "When the loop last ran", registry=r)
         self.paused = Gauge("micro_training_paused", "1 while control/training.pause exists", registry=r)
-        self.iteration_seconds = Gauge("micro_training_iteration_seconds", "Duration of the last iteration", ["phase"], registry=r)
+        self.iteration_seconds = Gauge("micro_training_iteration_seconds", "Duration of the last iteration", ["phase"],
+                                       registry=r)

@@ -117,6 +117,7 @@ class TrainingService:
             "last_iteration": asdict(self.last_report) if self.last_report else None,
             "config_hash": t.config.config_hash(),
             "error": self.error,
+            "config": self.settings.effective(),
         }
 
 

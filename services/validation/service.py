@@ -148,7 +148,8 @@ class ValidationService:
             return self.record(episode, "rejected", "signal vanished before it was read (pruned by training)", None)
         except (CandidateError, ValueError) as error:
             reason = error.reason if isinstance(error, CandidateError) else "bad_signal"
-            return self.record(episode, "rejected", str(error) if isinstance(error, CandidateError) else f"{reason}: {error}", None)
+            detail = str(error) if isinstance(error, CandidateError) else f"{reason}: {error}"
+            return self.record(episode, "rejected", detail, None)
 
         def progress(fraction: float) -> None:
             if self.stop.is_set():  # shutting down: leave it unrecorded, it is validated again after the restart
@@ -295,7 +296,8 @@ class ValidationService:
                 "baselines_on_validation": ({"oracle_pips": self.reference.oracle_pips,
                                              "momentum_pips": self.reference.momentum_pips} if self.reference else None),
                 "validation_sessions": int(len(self.features.sessions.get("validation", []))),
-                "simulations": self.config.simulations, "mc_runs": self.config.mc_runs}
+                "simulations": self.config.simulations, "mc_runs": self.config.mc_runs,
+                "config": self.settings.effective()}
 
 
 def build_app(service: ValidationService) -> FastAPI:

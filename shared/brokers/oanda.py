@@ -219,7 +219,8 @@ class OandaBroker:
                                        "timeInForce": "GTC"}
         if self.price_bound_pips is not None:
             now = self.quote(spec.name)
-            bound = now.ask + self.price_bound_pips * spec.pip_size if units > 0 else now.bid - self.price_bound_pips * spec.pip_size
+            away = self.price_bound_pips * spec.pip_size
+            bound = now.ask + away if units > 0 else now.bid - away
             extra["priceBound"] = _price_text(bound, spec)
         return extra
 

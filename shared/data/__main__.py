@@ -7,6 +7,12 @@
   features   build the feature store (features, outcomes, sessions, split)
   info       what the store holds
   demo       the embedded default: synthetic market + feature store
+  prepare    what the data job runs: the configured market's feature store, or the demo
+             when no market is configured
+
+Instrument, granularity, the store (MICRO_DATA_DIR) and the session rules
+(DATA_SESSIONS__LENGTH_BARS, ...) come from the one configuration
+(shared/settings.py: TOML [data] table, .env, environment); flags override them.
 """
 
 from __future__ import annotations
@@ -15,20 +21,40 @@ import argparse
 import json
 import logging
 import sys
+from dataclasses import replace
 from pathlib import Path
+from typing import ClassVar
 
+from pydantic import Field
 from tqdm import tqdm
 
-from shared.config import SyntheticMarketConfig
+from shared.config import SessionConfig, SyntheticMarketConfig
 from shared.data.bars import check_granularity
 from shared.data.csv_import import BadRowsError, CsvFormatError, read_csv_bars
-from shared.data.store import BarStore, default_db_path, write_expected_drift
+from shared.data.store import DEFAULT_DB_NAME, BarStore, write_expected_drift
 from shared.data.synthetic import generate_market
 from shared.instruments import get_instrument
+from shared.settings import ConfigError, Settings, load_settings
 
 # The embedded default market: big enough for sessions in every split and for
 # a visible planted edge, small enough to build in seconds.
 DEMO_MARKET = SyntheticMarketConfig(weeks=12, seed=7, edge_strength=0.3)
+
+
+class DataSettings(Settings):
+    """The market the system trains on and how its bars become sessions."""
+
+    section: ClassVar[str] = "data"
+
+    data_dir: Path = Field(Path("data"), description="where market.duckdb lives")
+    instrument: str = "GBPJPY"
+    granularity: str = "M1"
+    sessions: SessionConfig = Field(default_factory=SessionConfig)
+
+    @property
+    def market_configured(self) -> bool:
+        """A user named a market (the instrument or the bar size): the demo is not wanted."""
+        return bool({"instrument", "granularity"} & set(self.sources()))
 
 
 def _print(message: str) -> None:
@@ -99,10 +125,12 @@ def cmd_gaps(args: argparse.Namespace) -> None:
 
 
 def cmd_features(args: argparse.Namespace) -> None:
-    from shared.config import SessionConfig
     from shared.features.store import build_feature_store
 
-    sessions = SessionConfig(walk_forward_windows=args.walk_forward_windows, walk_forward_window=args.walk_forward_window)
+    sessions = args.settings.sessions
+    if args.walk_forward_windows is not None:
+        sessions = replace(sessions, walk_forward_windows=args.walk_forward_windows,
+                           walk_forward_window=args.walk_forward_window or 0)
     report = build_feature_store(args.db, args.instrument, args.granularity, session_config=sessions,
                                  progress=not args.quiet)
     _print(f"feature store: {report.bars} bars, sessions {json.dumps(report.sessions)} "
@@ -123,19 +151,37 @@ def cmd_demo(args: argparse.Namespace) -> None:
     from shared.features.store import build_feature_store
 
     _synth(args.db, DEMO_MARKET, args.quiet)
-    report = build_feature_store(args.db, DEMO_MARKET.instrument, "M1", progress=not args.quiet)
+    report = build_feature_store(args.db, DEMO_MARKET.instrument, "M1", session_config=args.settings.sessions,
+                                 progress=not args.quiet)
     _print(f"feature store ready: {report.bars} bars, sessions {json.dumps(report.sessions)} -> {args.db}")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def cmd_prepare(args: argparse.Namespace) -> None:
+    """The data job: the configured market's features, or the demo when none is configured."""
+    settings: DataSettings = args.settings
+    if not settings.market_configured:
+        cmd_demo(args)
+        return
+    with BarStore(args.db) as store:
+        last = store.last_ts(settings.instrument, settings.granularity)
+    if last is None:
+        raise ValueError(f"{args.db} holds no {settings.instrument} {settings.granularity} bars: import them first "
+                         f"(micro data import FILE --instrument {settings.instrument} --granularity "
+                         f"{settings.granularity}), or unset MICRO_INSTRUMENT / MICRO_GRANULARITY for the demo market")
+    args.instrument, args.granularity, args.walk_forward_windows = settings.instrument, settings.granularity, None
+    cmd_features(args)
+
+
+def build_parser(settings: DataSettings | None = None) -> argparse.ArgumentParser:
+    settings = settings or DataSettings()
     parser = argparse.ArgumentParser(prog="python -m shared.data", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--db", type=Path, default=default_db_path(), help="DuckDB file (default %(default)s)")
+    parser.add_argument("--db", type=Path, default=settings.data_dir / DEFAULT_DB_NAME, help="DuckDB file (default %(default)s)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("synth", help="generate the synthetic market")
-    p.add_argument("--instrument", default="GBPJPY")
+    p.add_argument("--instrument", default=settings.instrument)
     p.add_argument("--start", default=SyntheticMarketConfig.start)
     p.add_argument("--weeks", type=int, default=SyntheticMarketConfig.weeks)
     p.add_argument("--seed", type=int, default=SyntheticMarketConfig.seed)
@@ -144,45 +190,53 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("import", help="import a CSV file")
     p.add_argument("path", type=Path)
-    p.add_argument("--instrument", required=True)
-    p.add_argument("--granularity", default="M1")
+    p.add_argument("--instrument", required=not settings.market_configured, default=settings.instrument)
+    p.add_argument("--granularity", default=settings.granularity)
     p.add_argument("--format", default="auto", choices=["auto", "oanda", "histdata", "mt4"])
     p.add_argument("--skip-bad", action="store_true", help="import the good rows and report the bad ones")
     p.add_argument("--tz-offset-hours", type=float, default=0.0, help="MT4 server time, hours ahead of UTC")
     p.set_defaults(func=cmd_import)
 
     p = sub.add_parser("download", help="download OANDA candles")
-    p.add_argument("--instrument", required=True)
-    p.add_argument("--granularity", default="M1")
+    p.add_argument("--instrument", required=not settings.market_configured, default=settings.instrument)
+    p.add_argument("--granularity", default=settings.granularity)
     p.add_argument("--start", help="UTC start; default: after the last stored bar")
     p.add_argument("--end", help="UTC end (exclusive); default: now")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds per request")
     p.set_defaults(func=cmd_download)
 
     p = sub.add_parser("gaps", help="report gaps")
-    p.add_argument("--instrument", required=True)
-    p.add_argument("--granularity", default="M1")
+    p.add_argument("--instrument", required=not settings.market_configured, default=settings.instrument)
+    p.add_argument("--granularity", default=settings.granularity)
     p.add_argument("--min-missing", type=int, default=1)
     p.add_argument("--limit", type=int, default=30)
     p.set_defaults(func=cmd_gaps)
 
     p = sub.add_parser("features", help="build the feature store")
-    p.add_argument("--instrument", default="GBPJPY")
-    p.add_argument("--granularity", default="M1")
-    p.add_argument("--walk-forward-windows", type=int, default=0, metavar="K",
+    p.add_argument("--instrument", default=settings.instrument)
+    p.add_argument("--granularity", default=settings.granularity)
+    p.add_argument("--walk-forward-windows", type=int, default=None, metavar="K",
                    help="split the span before test into K consecutive train/validation windows (0: the plain split)")
-    p.add_argument("--walk-forward-window", type=int, default=0, metavar="k",
+    p.add_argument("--walk-forward-window", type=int, default=None, metavar="k",
                    help="which window the store's train/validation split is (0..K-1); the test split never moves")
     p.set_defaults(func=cmd_features)
 
     sub.add_parser("info", help="what the store holds").set_defaults(func=cmd_info)
     sub.add_parser("demo", help="synthetic market + feature store (the embedded default)").set_defaults(func=cmd_demo)
+    sub.add_parser("prepare", help="the configured market's feature store, or the demo when none is configured"
+                   ).set_defaults(func=cmd_prepare)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings(DataSettings)
+    except ConfigError as error:
+        print(f"error: bad configuration: {error}", file=sys.stderr)
+        return 2
+    args = build_parser(settings).parse_args(argv)
+    args.settings = settings
     try:
         args.func(args)
     except (BadRowsError, CsvFormatError, FileNotFoundError, ValueError, RuntimeError) as error:

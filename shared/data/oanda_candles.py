@@ -110,6 +110,7 @@ def download_candles(
                 advanced = (last + step - cursor).total_seconds() / 60
                 bar.update(max(0, min(round(advanced), bar.total - bar.n)))
                 cursor = last + step
-            if not candles or len(complete) < len(candles) or len(candles) < page_size or (page is not None and len(page) < len(complete)):
+            if (not candles or len(complete) < len(candles) or len(candles) < page_size
+                    or (page is not None and len(page) < len(complete))):
                 break
     return DownloadResult(requests_made, stored, incomplete, first, last)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from shared.config import ACTION_SPACE_NAMES
+from shared.config import ACTION_SPACE_SIZES
 
 ILLEGAL = np.iinfo(np.int8).min
 
@@ -97,4 +97,5 @@ SIZED_POSITIONS = ActionSpace(
 )
 
 ACTION_SPACES = {space.name: space for space in (HOLD_BUY_SELL_CLOSE, SIZED_POSITIONS)}
-assert tuple(ACTION_SPACES) == ACTION_SPACE_NAMES, "shared/config.py names the action spaces defined here"
+assert {name: space.num_actions for name, space in ACTION_SPACES.items()} == ACTION_SPACE_SIZES, \
+    "shared/config.py names the action spaces defined here and their sizes"

@@ -33,7 +33,7 @@ import dataclasses
 import hashlib
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
@@ -44,7 +44,7 @@ import pandas as pd
 from shared.accounting import mark
 from shared.brokers import Broker, OrderResult, OrderStatus, client_order_id
 from shared.candidates import Candidate
-from shared.config import RiskConfig, SearchConfig
+from shared.config import RiskConfig
 from shared.data.bars import NS_PER_MINUTE, Bars
 from shared.env.actions import ACTION_SPACES
 from shared.features.micro import temporal_features
@@ -112,8 +112,8 @@ class LiveTrader(BrokerPosition):
     def _install(self, candidate: Candidate) -> None:
         self.candidate = candidate
         self.version = model_version(candidate)
-        self.space = ACTION_SPACES[candidate.payload.get("env_config", {}).get("action_space", "hold_buy_sell_close")]
-        config = SearchConfig(**{**candidate.search_config.to_dict(), "num_simulations": self.simulations})
+        self.space = ACTION_SPACES[candidate.env_config.action_space]
+        config = replace(candidate.search_config, simulations=self.simulations)
         self.search = NetworkSearch(candidate.model, 1, self.space, config)
 
     def stage(self, candidate: Candidate) -> None:

@@ -23,9 +23,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from shared.config import NetworkConfig
-
-DEVICE_PATTERN = r"^(cpu|cuda(:\d+)?|mps)$"
+from shared.config import DEVICE_PATTERN, NetworkConfig
 
 
 def select_device(preference: str | None = None) -> torch.device:

@@ -1,0 +1,1 @@
+"""micro: the command line of micro-muzero (micro/cli.py)."""
