@@ -78,11 +78,11 @@ def seed_champion(runtime: Path, data: Path) -> None:
     """Promote a model that trades, as an operator would by hand (quality 0)."""
     import torch
 
-    from shared.checkpoints import sha256_bytes
     from shared.config import TrainingConfig
     from shared.features.store import load_feature_set
-    from shared.promotion import promote
-    from shared.trainer import Trainer
+    from shared.training.trainer import Trainer
+    from shared.volume.checkpoints import sha256_bytes
+    from shared.volume.promotion import promote
 
     features = load_feature_set(data / "market.duckdb", "GBPJPY")
     trainer = Trainer(features, runtime / "seed", TrainingConfig(episodes_per_iteration=2))
@@ -114,9 +114,9 @@ def check_volume(root: Path, paper: bool = True) -> list[str]:
     """Files a reader would find torn or mismatching."""
     import torch
 
-    from shared.candidates import CandidateError, load_candidate
-    from shared.checkpoints import ReadySignal, sha256_file
-    from shared.promotion import read_current
+    from shared.volume.candidates import CandidateError, load_candidate
+    from shared.volume.checkpoints import ReadySignal, sha256_file
+    from shared.volume.promotion import read_current
 
     problems = []
     for signal_path in (root / "training").glob("ckpt-ep*.ready"):
@@ -166,7 +166,7 @@ def read_journal(root: Path) -> pd.DataFrame:
 
 def check_journal(root: Path, rows: pd.DataFrame, bar_ts: np.ndarray) -> dict[str, int]:
     """What the journal shows by itself, whichever the broker."""
-    from shared.checkpoints import sha256_file
+    from shared.volume.checkpoints import sha256_file
 
     filled = rows[rows.status == "FILLED"]
     promoted = {f"ep{int(p.name[8:16]):08d}-{sha256_file(p)[:12]}" for p in (root / "promoted").glob("model-ep*.pt")}

@@ -17,9 +17,9 @@ import statistics
 import time
 
 from shared.config import SyntheticMarketConfig
+from shared.core.instruments import get_instrument
 from shared.data.synthetic import generate_bars
 from shared.features.micro import market_outcomes, temporal_features
-from shared.instruments import get_instrument
 from tests.reference_features import reference_features
 
 PRODUCT_NOTES_BARS = 1_333_912

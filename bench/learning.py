@@ -2,7 +2,7 @@
 
 python -m bench.learning [--episodes N] [--validate-every K] [--seed S] [--quick] [--walk-forward W]
 
-The default market (`python -m shared.data demo`: 12 weeks, edge 0.3, GBPJPY
+The default market (`micro data demo`: 12 weeks, edge 0.3, GBPJPY
 4-pip spread) and the default networks and training settings of the service.
 Training runs from scratch for N episodes (seeded). Every K episodes the
 newest candidate is validated the way the validation service does it
@@ -10,7 +10,7 @@ newest candidate is validated the way the validation service does it
 default gate against the champion); the last champion is then played on the
 **test split**, which nothing ever selects on, with live's 50 simulations, and
 so is its raw network (no search). Baselines on the same test sessions, through
-the same environment and costs (`shared/baselines.py`, thresholds tuned on the
+the same environment and costs (`shared/validation/baselines.py`, thresholds tuned on the
 train split only): the oracle (the generator's expected drift) and momentum
 (past prices only).
 
@@ -49,26 +49,26 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from shared.baselines import momentum_signal, play, tune
-from shared.candidates import Candidate, load_candidate
+from shared.cli.data import DEMO_MARKET
 from shared.config import SELECTIONS, EnvConfig, GateConfig, SessionConfig, TrainingConfig, ValidationConfig
-from shared.data.__main__ import DEMO_MARKET
+from shared.core.feature_spec import WINDOW_BARS
+from shared.core.instruments import get_instrument
 from shared.data.store import BarStore
 from shared.data.synthetic import generate_market
 from shared.env import ACTION_SPACES, TradingEnv
-from shared.evaluation import evaluate, raw_network_policy, search_policy
 from shared.features.position import NUM_POSITION
 from shared.features.sessions import split_sessions, valid_session_starts
-from shared.features.spec import WINDOW_BARS
 from shared.features.store import FeatureSet, build_feature_store, load_feature_set
-from shared.instruments import get_instrument
 from shared.model import ValueSupport
 from shared.model.inference import InferencePlan
-from shared.runtime import tune_process
 from shared.search import NetworkSearch
-from shared.statistics import paired_sign_flip_p
-from shared.trainer import Trainer
-from shared.validator import gate, validate
+from shared.service.runtime import tune_process
+from shared.training.trainer import Trainer
+from shared.validation.baselines import momentum_signal, play, tune
+from shared.validation.evaluation import evaluate, raw_network_policy, search_policy
+from shared.validation.statistics import paired_sign_flip_p
+from shared.validation.validator import gate, validate
+from shared.volume.candidates import Candidate, load_candidate
 
 LIVE_SIMULATIONS = 50
 DEFAULT_SELECTION = "paired_test"  # the validation service's default (VALIDATION_SELECTION)

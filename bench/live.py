@@ -28,18 +28,18 @@ import httpx
 import numpy as np
 import torch
 
-from shared.brokers.paper import PaperBroker
-from shared.candidates import load_candidate
+from shared.cli.data import DEMO_MARKET
 from shared.config import SyntheticMarketConfig, TrainingConfig
-from shared.data.__main__ import DEMO_MARKET
 from shared.data.store import BarStore
 from shared.data.synthetic import generate_bars
 from shared.features.store import build_feature_store, load_feature_set
+from shared.live.brokers.paper import PaperBroker
 from shared.live.feeds import ReplayFeed
 from shared.live.journal import Journal
 from shared.live.trader import LiveTrader
-from shared.runtime import tune_process
-from shared.trainer import Trainer
+from shared.service.runtime import tune_process
+from shared.training.trainer import Trainer
+from shared.volume.candidates import load_candidate
 
 
 def measure(trader: LiveTrader, feed: ReplayFeed, decisions: int) -> np.ndarray:

@@ -23,14 +23,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from shared.cli.data import DEMO_MARKET
 from shared.config import TrainingConfig
-from shared.data.__main__ import DEMO_MARKET
 from shared.data.store import BarStore
 from shared.data.synthetic import generate_bars
 from shared.features.store import build_feature_store, load_feature_set
-from shared.runtime import tune_process
-from shared.selfplay import play_episodes
-from shared.trainer import Trainer
+from shared.service.runtime import tune_process
+from shared.training.selfplay import play_episodes
+from shared.training.trainer import Trainer
 
 
 def main() -> None:

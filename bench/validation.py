@@ -2,10 +2,10 @@
 
 python -m bench.validation [--sessions N] [--simulations S]
 
-* mc_seconds: shared.statistics.monte_carlo with 1,000 runs over 2,000 trades
+* mc_seconds: shared.validation.statistics.monte_carlo with 1,000 runs over 2,000 trades
   (a seeded synthetic trade list: +1.5 pips mean, 12 pips std), including the
   safe-f bisection and CAR25; median of 5 after a warm-up (numba compiles).
-* validation_seconds: shared.validator.validate() of a freshly written
+* validation_seconds: shared.validation.validator.validate() of a freshly written
   default-architecture checkpoint on N validation sessions of the synthetic
   market (search at S simulations, plus the raw-network, random and flat
   baselines, statistics, Monte Carlo).
@@ -23,15 +23,15 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.candidates import load_candidate
 from shared.config import SyntheticMarketConfig, TrainingConfig, ValidationConfig
 from shared.data.store import BarStore
 from shared.data.synthetic import generate_bars
 from shared.features.store import build_feature_store, load_feature_set
-from shared.runtime import tune_process
-from shared.statistics import monte_carlo
-from shared.trainer import Trainer
-from shared.validator import validate
+from shared.service.runtime import tune_process
+from shared.training.trainer import Trainer
+from shared.validation.statistics import monte_carlo
+from shared.validation.validator import validate
+from shared.volume.candidates import load_candidate
 
 
 def main() -> None:

@@ -145,8 +145,8 @@ class Stack:
     def prepare_data(self) -> None:
         """Run compose's `data` job when the configured market (the demo's when none is named)
         has no feature store yet."""
-        from shared.data.__main__ import DataSettings
-        from shared.settings import load_settings
+        from shared.cli.data import DataSettings
+        from shared.core.settings import load_settings
 
         env = self._env(self.specs["data"])
         settings = load_settings(DataSettings, environ=env)
@@ -308,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     runtime, data = args.runtime.resolve(), args.data.resolve()
     pid_file = runtime / "stack.pid"
     if args.command == "run":
-        from shared.settings import ConfigError
+        from shared.core.settings import ConfigError
 
         try:
             return run(build_stack(runtime, data))

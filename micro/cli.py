@@ -22,7 +22,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from shared.settings import ConfigError, Settings, leaf_schema, load_settings
+from shared.core.settings import ConfigError, Settings, leaf_schema, load_settings
 
 BENCHMARKS = ("features", "mcts", "selfplay", "live", "validation", "learning", "chaos")
 SERVICES = ("training", "validation", "live", "data")
@@ -32,7 +32,7 @@ def settings_classes() -> dict[str, type[Settings]]:
     from services.live.config import LiveSettings
     from services.training.config import TrainingSettings
     from services.validation.config import ValidationSettings
-    from shared.data.__main__ import DataSettings
+    from shared.cli.data import DataSettings
 
     return {"training": TrainingSettings, "validation": ValidationSettings, "live": LiveSettings, "data": DataSettings}
 
@@ -53,7 +53,7 @@ def _add_set(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_service(args: argparse.Namespace) -> int:
-    from shared.service_main import run_service
+    from shared.service.main import run_service
 
     name = {"train": "training", "validate": "validation", "live": "live"}[args.verb]
     module = __import__(f"services.{name}.__main__", fromlist=["build"])
@@ -62,10 +62,10 @@ def cmd_service(args: argparse.Namespace) -> int:
 
 def cmd_validate_one(args: argparse.Namespace) -> int:
     """One report for one checkpoint: validation's replay, statistics and gate, nothing promoted."""
-    from shared.candidates import load_candidate
     from shared.features.store import load_feature_set
-    from shared.promotion import champion_metrics
-    from shared.validator import gate, validate
+    from shared.validation.validator import gate, validate
+    from shared.volume.candidates import load_candidate
+    from shared.volume.promotion import champion_metrics
 
     settings = load_settings(settings_classes()["validation"], cli=parse_sets(args.sets))
     candidate = load_candidate(args.checkpoint)
@@ -157,8 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # verbs whose own command line takes the rest of the arguments as it is
-DELEGATED = {"run": "deploy.local", "up": "deploy.local", "down": "deploy.local", "data": "shared.data.__main__",
-             "status": "shared.promotion", "promote": "shared.promotion", "rollback": "shared.promotion",
+DELEGATED = {"run": "deploy.local", "up": "deploy.local", "down": "deploy.local", "data": "shared.cli.data",
+             "status": "shared.volume.promotion", "promote": "shared.volume.promotion", "rollback": "shared.volume.promotion",
              "export": "shared.export"}
 
 
@@ -167,7 +167,7 @@ def _delegate(verb: str, rest: list[str]) -> int:
     if verb in ("run", "up", "down"):
         return module.main([verb, *rest])
     if verb in ("status", "promote", "rollback"):
-        # shared.promotion takes --root before its command
+        # shared.volume.promotion takes --root before its command
         options = [a for i, a in enumerate(rest) if a == "--root" or (i and rest[i - 1] == "--root")]
         positional = [a for a in rest if a not in options]
         return module.main([*options, verb, *positional])

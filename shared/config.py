@@ -3,7 +3,7 @@ environment and its action space, the network, the search, exploration, replay,
 the learner, training as a whole, then validation's gate and live's risk limits.
 
 Plain frozen dataclasses that import nothing heavy, so a service validates its
-settings (shared/settings.py) before torch is loaded. Each checks its own ranges
+settings (shared/core/settings.py) before torch is loaded. Each checks its own ranges
 in `__post_init__`; values that must agree across stages are derived in
 TrainingConfig, not written twice."""
 
@@ -15,9 +15,9 @@ import json
 from dataclasses import asdict, dataclass, field, replace
 from typing import Literal, get_args, get_type_hints
 
-from shared.features.spec import POSITION_FEATURES, TEMPORAL_FEATURES, WARMUP_BARS, WINDOW_BARS
-from shared.instruments import get_instrument
-from shared.settings import derived, flatten
+from shared.core.feature_spec import POSITION_FEATURES, TEMPORAL_FEATURES, WARMUP_BARS, WINDOW_BARS
+from shared.core.instruments import get_instrument
+from shared.core.settings import derived, flatten
 
 DEVICE_PATTERN = r"^(cpu|cuda(:\d+)?|mps)$"
 

@@ -30,10 +30,10 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from shared.candidates import Candidate, CandidateError, load_candidate
-from shared.features.spec import FEATURE_SPEC_VERSION, TEMPORAL_FEATURES
+from shared.core.feature_spec import FEATURE_SPEC_VERSION, TEMPORAL_FEATURES
 from shared.model import MuZeroNetworks
-from shared.promotion import read_current
+from shared.volume.candidates import Candidate, CandidateError, load_candidate
+from shared.volume.promotion import read_current
 
 MAX_BATCH = 64
 

@@ -8,7 +8,7 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from shared.checkpoints import CheckpointDir, atomic_write_bytes
+from shared.volume.checkpoints import CheckpointDir, atomic_write_bytes
 
 
 def main(root: str) -> None:

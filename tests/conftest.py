@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
+from shared.cli.data import main as data_cli
 from shared.config import SyntheticMarketConfig
-from shared.data.__main__ import main as data_cli
 from shared.data.synthetic import generate_bars
 from shared.features.store import load_feature_set
 
@@ -23,7 +23,7 @@ def market_bars():
 
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory):
-    """A data directory holding the embedded default (`python -m shared.data demo`).
+    """A data directory holding the embedded default (`micro data demo`).
     Shared read-only by the service tests: they write only to their own volumes."""
     directory = tmp_path_factory.mktemp("demo-data")
     assert data_cli(["--db", str(directory / "market.duckdb"), "--quiet", "demo"]) == 0

@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 
 from shared.config import SessionConfig
+from shared.core.feature_spec import FEATURE_SPEC_VERSION, TEMPORAL_FEATURES
 from shared.data.bars import NS_PER_MINUTE, Bars
 from shared.features.micro import market_outcomes, temporal_features
-from shared.features.spec import FEATURE_SPEC_VERSION, TEMPORAL_FEATURES
 from shared.features.store import FeatureSet
 
 

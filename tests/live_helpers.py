@@ -6,11 +6,11 @@ from pathlib import Path
 
 import torch
 
-from shared.candidates import load_candidate
-from shared.checkpoints import sha256_file
 from shared.config import NetworkConfig, TrainingConfig
-from shared.promotion import promote
-from shared.trainer import Trainer
+from shared.training.trainer import Trainer
+from shared.volume.candidates import load_candidate
+from shared.volume.checkpoints import sha256_file
+from shared.volume.promotion import promote
 
 SMALL = NetworkConfig(tcn_channels=16, hidden=32, dropout=0.0)
 

@@ -10,11 +10,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.accounting import Book, fill, mark
-from shared.brokers.paper import PaperBroker
 from shared.config import EnvConfig
+from shared.core.accounting import Book, fill, mark
 from shared.env import TradingEnv
 from shared.env.actions import ACTION_SPACES
+from shared.live.brokers.paper import PaperBroker
 from tests.helpers import bars_from_closes, feature_set_from_bars
 
 PIP = 0.01
@@ -168,14 +168,14 @@ def test_the_sized_space_trains_validates_and_trades(features, tmp_path):
     """TRAINING_ENV__ACTION_SPACE=sized_positions flows through training, validation and live."""
     from datetime import datetime, timezone
 
-    from shared.candidates import load_candidate
     from shared.config import NetworkConfig, RiskConfig, TrainingConfig, ValidationConfig
     from shared.env.actions import SIZED_POSITIONS
     from shared.live.feeds import ReplayFeed
     from shared.live.journal import Journal
     from shared.live.trader import LiveTrader
-    from shared.trainer import Trainer
-    from shared.validator import validate
+    from shared.training.trainer import Trainer
+    from shared.validation.validator import validate
+    from shared.volume.candidates import load_candidate
 
     network = NetworkConfig(tcn_channels=16, hidden=32, dropout=0.0, num_actions=SIZED_POSITIONS.num_actions)
     trainer = Trainer(features, tmp_path / "ck", TrainingConfig(network=network, episodes_per_iteration=2,

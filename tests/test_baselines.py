@@ -8,13 +8,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.baselines import momentum_signal, play, threshold_policy, tune
 from shared.config import EnvConfig, SyntheticMarketConfig
 from shared.data.synthetic import generate_bars, generate_market
 from shared.env import TradingEnv
 from shared.env.actions import ACTION_SPACES
 from shared.env.trading import Observation
-from shared.statistics import paired_sign_flip_p
+from shared.validation.baselines import momentum_signal, play, threshold_policy, tune
+from shared.validation.statistics import paired_sign_flip_p
 
 
 def test_the_oracle_drift_is_the_generators_and_predicts_the_move():

@@ -7,15 +7,15 @@ from dataclasses import replace
 
 import pytest
 
-from shared.brokers import (
+from shared.core.oanda import load_credentials, make_api
+from shared.live.brokers import (
     OperationalBrokerError,
     OrderStatus,
     TemporaryBrokerError,
     client_order_id,
 )
-from shared.brokers.oanda import OandaBroker
-from shared.brokers.paper import PaperBroker
-from shared.oanda import load_credentials, make_api
+from shared.live.brokers.oanda import OandaBroker
+from shared.live.brokers.paper import PaperBroker
 from tests.v20_server import ACCOUNT, TOKEN, V20Server, V20State
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from shared.checkpoints import TMP_PREFIX, CheckpointDir, ReadySignal, atomic_write_json, sha256_file
+from shared.volume.checkpoints import TMP_PREFIX, CheckpointDir, ReadySignal, atomic_write_json, sha256_file
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -69,7 +69,7 @@ def test_a_candidate_without_its_signal_is_signalled_or_removed_at_start(feature
     """Regression (issue 15): a kill between ckpt-epN.pt and its .ready left the candidate
     never validated; a stray .ready without its candidate counted for nothing."""
     from shared.config import NetworkConfig, TrainingConfig
-    from shared.trainer import Trainer
+    from shared.training.trainer import Trainer
 
     config = TrainingConfig(network=NetworkConfig(tcn_channels=16, hidden=32, dropout=0.0), episodes_per_iteration=2)
     trainer = Trainer(features, tmp_path, config)

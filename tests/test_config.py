@@ -14,10 +14,10 @@ import pytest
 from services.live.config import LiveSettings
 from services.training.config import TrainingSettings
 from services.validation.config import ValidationSettings
-from shared.candidates import config_object, read_config
+from shared.cli.data import DataSettings
 from shared.config import NetworkConfig, TrainingConfig
-from shared.data.__main__ import DataSettings
-from shared.settings import ConfigError, known_variables, load_settings
+from shared.core.settings import ConfigError, known_variables, load_settings
+from shared.volume.candidates import config_object, read_config
 from tests.service_helpers import ROOT
 
 CLASSES = {"training": TrainingSettings, "validation": ValidationSettings, "live": LiveSettings, "data": DataSettings}
@@ -80,7 +80,7 @@ def _toml_value(value) -> str:
     return json.dumps(str(value))
 
 
-# an OANDA broker or feed needs credentials (read by shared.oanda), and an OANDA broker a live feed
+# an OANDA broker or feed needs credentials (read by shared.core.oanda), and an OANDA broker a live feed
 NEEDS = {"live.broker": {"LIVE_ALLOW_OANDA_WITH_REPLAY_FEED": "true"}, "live.feed": {}}
 
 
@@ -205,7 +205,7 @@ def test_a_toml_setting_reaches_the_status_page_and_the_checkpoint(features, tmp
     import torch
 
     from services.training.service import TrainingService
-    from shared.trainer import Trainer
+    from shared.training.trainer import Trainer
 
     (tmp_path / "micro.toml").write_text("[training]\nepisodes_per_iteration = 2\ncheckpoint_interval_episodes = 2\n"
                                          "[training.network]\ntcn_channels = 16\nhidden = 32\n"
@@ -234,10 +234,10 @@ def test_training_config_round_trips():
 
 def test_the_data_job_reads_the_session_rules_and_refuses_an_empty_configured_market(tmp_path):
     env = {"PATH": "/usr/bin:/bin", "MICRO_ENV_FILE": str(tmp_path / "absent.env"), "MICRO_DATA_DIR": str(tmp_path)}
-    done = subprocess.run([sys.executable, "-m", "shared.data", "prepare"], cwd=ROOT, capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-m", "shared.cli.data", "prepare"], cwd=ROOT, capture_output=True, text=True,
                           timeout=300, env={**env, "MICRO_INSTRUMENT": "EURUSD"})
     assert done.returncode == 2 and "holds no EURUSD M1 bars" in done.stderr and "import" in done.stderr
-    done = subprocess.run([sys.executable, "-m", "shared.data", "--quiet", "prepare"], cwd=ROOT, capture_output=True,
+    done = subprocess.run([sys.executable, "-m", "shared.cli.data", "--quiet", "prepare"], cwd=ROOT, capture_output=True,
                           text=True, timeout=300, env={**env, "DATA_SESSIONS__LENGTH_BARS": "240"})
     assert done.returncode == 0, done.stderr
     from shared.features.store import load_feature_set
@@ -245,7 +245,7 @@ def test_the_data_job_reads_the_session_rules_and_refuses_an_empty_configured_ma
     features = load_feature_set(tmp_path / "market.duckdb", "GBPJPY", "M1")
     assert features.session_config.length_bars == 240
     settings = load_settings(TrainingSettings, environ={})
-    from shared.trainer import Trainer
+    from shared.training.trainer import Trainer
 
     trainer = Trainer(features, tmp_path / "ck", TrainingConfig(network=NetworkConfig(tcn_channels=8, hidden=16),
                                                                  episodes_per_iteration=1))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from shared.data.__main__ import main as data_cli
+from shared.cli.data import main as data_cli
 from shared.data.csv_import import BadRowsError, CsvFormatError, detect_format, read_csv_bars
 from shared.data.store import BarStore
 

@@ -9,12 +9,12 @@ import coremltools as ct
 import pytest
 import torch
 
-from shared.candidates import load_candidate
 from shared.config import NetworkConfig, TrainingConfig
+from shared.core.feature_spec import FEATURE_SPEC_VERSION
 from shared.export import _tree_sha256, coreml_runtime_available, export_coreml, main
-from shared.features.spec import FEATURE_SPEC_VERSION
-from shared.promotion import promote
-from shared.trainer import Trainer
+from shared.training.trainer import Trainer
+from shared.volume.candidates import load_candidate
+from shared.volume.promotion import promote
 from tests.helpers import bars_from_closes, feature_set_from_bars
 
 SMALL = NetworkConfig(tcn_channels=16, hidden=32, dropout=0.0)
@@ -61,7 +61,7 @@ def test_export_writes_checked_packages_and_a_manifest(checkpoint, tmp_path):
 
 def test_cli_exports_the_promoted_model_and_refuses_another_feature_spec(checkpoint, tmp_path, capsys):
     root, path = checkpoint
-    from shared.checkpoints import sha256_file
+    from shared.volume.checkpoints import sha256_file
 
     promote(root, path.read_bytes(), sha256_file(path), 128, {"quality": 1.0})
     assert main(["coreml", "--checkpoint", str(root / "promoted" / "CURRENT"), "--out", str(tmp_path / "a"),

@@ -15,14 +15,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from shared.cli.data import main as data_cli
 from shared.config import EnvConfig, ExplorationConfig, LearnerConfig, NetworkConfig, TrainingConfig
-from shared.data.__main__ import main as data_cli
 from shared.env import TradingEnv
-from shared.evaluation import evaluate, flat_policy, random_policy, search_policy
 from shared.features.store import load_feature_set
-from shared.runtime import tune_process
 from shared.search import NetworkSearch
-from shared.trainer import Trainer
+from shared.service.runtime import tune_process
+from shared.training.trainer import Trainer
+from shared.validation.evaluation import evaluate, flat_policy, random_policy, search_policy
 
 MARGIN_PIPS = 300.0
 

@@ -10,15 +10,15 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from shared.brokers import OrderStatus, TemporaryBrokerError
-from shared.brokers.oanda import OandaBroker
-from shared.brokers.paper import PaperBroker
 from shared.config import RiskConfig
+from shared.core.oanda import load_credentials, make_api
 from shared.data.bars import Bars
+from shared.live.brokers import OrderStatus, TemporaryBrokerError
+from shared.live.brokers.oanda import OandaBroker
+from shared.live.brokers.paper import PaperBroker
 from shared.live.feeds import ReplayFeed
 from shared.live.journal import Journal
 from shared.live.trader import LiveTrader
-from shared.oanda import load_credentials, make_api
 from tests.live_helpers import load, trading_checkpoint
 from tests.v20_server import ACCOUNT, TOKEN, V20Server, V20State
 
@@ -323,7 +323,7 @@ def test_a_malformed_current_is_counted_and_the_watcher_survives(features, tradi
 ])
 def test_oanda_with_a_replay_feed_is_refused_unless_a_test_allows_it(monkeypatch, env, allowed):
     from services.live.config import LiveSettings
-    from shared.settings import ConfigError, load_settings
+    from shared.core.settings import ConfigError, load_settings
 
     for name in ("OANDA_API_URL", "OANDA_TOKEN_FILE", "OANDA_ACCOUNT_FILE"):
         monkeypatch.delenv(name, raising=False)
@@ -358,7 +358,7 @@ def test_a_margin_closeout_between_reconciliations_never_makes_the_kill_switch_o
 def test_a_hedging_account_is_refused_and_both_sides_are_never_netted(features, trading_model, tmp_path):
     """Regression: long and short were summed, so on a hedging account reconciliation agreed at
     net 0 with 5 long and 5 short open."""
-    from shared.brokers import UnsupportedAccountError
+    from shared.live.brokers import UnsupportedAccountError
 
     feed = _feed(features)
     state = V20State(bars={"GBP_JPY": feed.history()}, hedging=True)

@@ -13,8 +13,8 @@ import pytest
 
 from services.live.config import LiveSettings
 from services.live.service import LiveService
-from shared.brokers.paper import PaperBroker
 from shared.config import RiskConfig
+from shared.live.brokers.paper import PaperBroker
 from shared.live.feeds import ReplayFeed
 from shared.live.journal import Journal
 from shared.live.trader import LiveTrader, trading_day_start

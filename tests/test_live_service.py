@@ -12,8 +12,8 @@ import duckdb
 import httpx
 import numpy as np
 
-from shared.checkpoints import atomic_write_json
-from shared.promotion import read_current
+from shared.volume.checkpoints import atomic_write_json
+from shared.volume.promotion import read_current
 from tests.live_helpers import promote_checkpoint, trading_checkpoint
 from tests.service_helpers import free_port, start, wait_for
 from tests.v20_server import ACCOUNT, TOKEN, V20Server, V20State

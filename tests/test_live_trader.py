@@ -9,14 +9,14 @@ from datetime import datetime, timezone
 import numpy as np
 import pytest
 
-from shared.brokers import OperationalBrokerError, OrderStatus
-from shared.brokers.oanda import OandaBroker
-from shared.brokers.paper import PaperBroker
 from shared.config import RiskConfig
+from shared.core.oanda import load_credentials, make_api
+from shared.live.brokers import OperationalBrokerError, OrderStatus
+from shared.live.brokers.oanda import OandaBroker
+from shared.live.brokers.paper import PaperBroker
 from shared.live.feeds import ReplayFeed
 from shared.live.journal import Journal
 from shared.live.trader import LiveTrader, market_open
-from shared.oanda import load_credentials, make_api
 from tests.live_helpers import load, trading_checkpoint
 from tests.v20_server import ACCOUNT, TOKEN, V20Server, V20State
 

@@ -7,10 +7,10 @@ import pandas as pd
 import pytest
 from oandapyV20.exceptions import V20Error
 
-from shared.data.__main__ import main as data_cli
+from shared.cli.data import main as data_cli
+from shared.core.oanda import OandaConfigError, load_credentials, make_api, request_with_retry
 from shared.data.oanda_candles import download_candles
 from shared.data.store import BarStore
-from shared.oanda import OandaConfigError, load_credentials, make_api, request_with_retry
 from tests.v20_server import TOKEN, V20Server, V20State
 
 

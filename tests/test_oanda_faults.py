@@ -11,15 +11,15 @@ import json
 import pandas as pd
 import pytest
 
-from shared.brokers import (
+from shared.core.oanda import load_credentials, make_api
+from shared.live.brokers import (
     OperationalBrokerError,
     OrderStatus,
     TemporaryBrokerError,
     UnsupportedAccountError,
 )
-from shared.brokers.oanda import OandaBroker
-from shared.brokers.oanda_fills import fill_price, parse_created
-from shared.oanda import load_credentials, make_api
+from shared.live.brokers.oanda import OandaBroker
+from shared.live.brokers.oanda_fills import fill_price, parse_created
 from tests.v20_server import (
     ACCOUNT,
     REDUCE_ONLY_CANCEL_REASON,

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from shared.config import LearnerConfig, NetworkConfig, ReplayConfig
-from shared.learner import Learner
 from shared.model import MuZeroNetworks
-from shared.replay import ReplayBuffer, n_step_values
-from shared.selfplay import EpisodeBatch
+from shared.training.learner import Learner
+from shared.training.replay import ReplayBuffer, n_step_values
+from shared.training.selfplay import EpisodeBatch
 
 
 def test_n_step_values_by_hand():

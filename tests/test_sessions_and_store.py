@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.accounting import Book, fill, mark
+from shared.cli.data import main as data_cli
 from shared.config import SessionConfig, SyntheticMarketConfig
-from shared.data.__main__ import main as data_cli
+from shared.core.accounting import Book, fill, mark
 from shared.data.bars import NS_PER_MINUTE, TRADING_WEEK_MINUTES, Bars, minute_of_trading_week
 from shared.data.store import BarStore
 from shared.data.synthetic import generate_bars

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from shared.statistics import max_drawdown, monte_carlo, quality_score, sharpe_daily, sqn, trade_stats
+from shared.validation.statistics import max_drawdown, monte_carlo, quality_score, sharpe_daily, sqn, trade_stats
 
 
 def test_statistics_by_hand():
@@ -88,7 +88,7 @@ def test_monte_carlo_is_reproducible_for_a_seed():
 
 
 def test_safe_f_keeps_the_95th_percentile_drawdown_at_the_tolerance():
-    from shared.statistics import _bootstrap_equity
+    from shared.validation.statistics import _bootstrap_equity
 
     trades = np.random.default_rng(1).normal(2.0, 15.0, 400)
     mc = monte_carlo(trades, runs=500, seed=3, drawdown_tolerance=0.10, trades_per_year=300)
@@ -109,7 +109,7 @@ def test_monte_carlo_needs_trades():
 def test_deflated_sharpe():
     from statistics import NormalDist
 
-    from shared.statistics import deflated_sharpe
+    from shared.validation.statistics import deflated_sharpe
 
     rng = np.random.default_rng(3)
     r = rng.normal(5.0, 20.0, 60)

@@ -11,11 +11,11 @@ import sys
 import httpx
 import pytest
 
-from shared.checkpoints import CheckpointDir
 from shared.config import SyntheticMarketConfig
 from shared.data.store import BarStore
 from shared.data.synthetic import generate_bars
 from shared.features.store import build_feature_store
+from shared.volume.checkpoints import CheckpointDir
 from tests.service_helpers import ROOT, free_port, start, wait_for
 
 
@@ -121,7 +121,7 @@ def test_status_episode_never_goes_back_after_a_crash(features, tmp_path):
     from services.training.config import TrainingSettings
     from services.training.service import TrainingService
     from shared.config import NetworkConfig, TrainingConfig
-    from shared.trainer import Trainer
+    from shared.training.trainer import Trainer
 
     config = TrainingConfig(network=NetworkConfig(tcn_channels=16, hidden=32, dropout=0.0), episodes_per_iteration=2)
     settings = TrainingSettings(checkpoint_dir=tmp_path)

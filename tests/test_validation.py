@@ -15,9 +15,12 @@ import torch
 
 from services.validation.config import ValidationSettings
 from services.validation.service import ValidationService
-from shared.checkpoints import CheckpointDir, ReadySignal, atomic_write_json, sha256_file
 from shared.config import GateConfig, NetworkConfig, TrainingConfig, ValidationConfig
-from shared.promotion import (
+from shared.training.trainer import Trainer
+from shared.validation.statistics import monte_carlo, trade_stats
+from shared.validation.validator import ValidationReport, gate
+from shared.volume.checkpoints import CheckpointDir, ReadySignal, atomic_write_json, sha256_file
+from shared.volume.promotion import (
     PromotionError,
     champion_metrics,
     point_current_to,
@@ -27,9 +30,6 @@ from shared.promotion import (
     store_copy,
     write_decision,
 )
-from shared.statistics import monte_carlo, trade_stats
-from shared.trainer import Trainer
-from shared.validator import ValidationReport, gate
 from tests.service_helpers import free_port, start, wait_for
 
 SMALL = NetworkConfig(tcn_channels=16, hidden=32, dropout=0.0)
@@ -91,7 +91,7 @@ def test_bad_candidates_are_rejected_with_the_reason(features, tmp_path, damage,
 
 
 def test_a_model_keeps_the_search_it_was_trained_with(features, tmp_path):
-    from shared.candidates import load_candidate
+    from shared.volume.candidates import load_candidate
 
     signal = write_candidate(features, tmp_path, 64)
     path = tmp_path / "training" / signal.checkpoint
@@ -112,14 +112,14 @@ def test_a_model_keeps_the_search_it_was_trained_with(features, tmp_path):
 
 
 def load_candidate_config_of(features, root):
-    from shared.candidates import load_candidate
+    from shared.volume.candidates import load_candidate
 
     signal = write_candidate(features, root / "again", 64)
     return load_candidate(root / "again" / "training" / signal.checkpoint).config
 
 
 def test_a_candidate_stores_its_whole_config_and_where_each_value_came_from(features, tmp_path):
-    from shared.candidates import load_candidate
+    from shared.volume.candidates import load_candidate
 
     signal = write_candidate(features, tmp_path, 64)
     payload = torch.load(tmp_path / "training" / signal.checkpoint, weights_only=True)
@@ -365,7 +365,7 @@ def test_signals_written_while_down_are_validated_after_restart(features, data_d
 
 
 def test_promotion_cli_by_hand_and_rollback(features, tmp_path, capsys):
-    from shared.promotion import main as promotion_cli
+    from shared.volume.promotion import main as promotion_cli
 
     for episode in (10, 20):
         write_candidate(features, tmp_path, episode)
@@ -383,7 +383,7 @@ def test_promotion_cli_by_hand_and_rollback(features, tmp_path, capsys):
 
 def test_a_hand_promotion_still_checks_the_file(features, tmp_path, capsys):
     """promote by hand bypasses only the gate: 1,000 random bytes named like a checkpoint are refused."""
-    from shared.promotion import main as promotion_main
+    from shared.volume.promotion import main as promotion_main
 
     junk = tmp_path / "training" / "ckpt-ep00000032.pt"
     junk.parent.mkdir(parents=True)

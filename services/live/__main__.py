@@ -14,13 +14,13 @@ def build(settings: LiveSettings, log: logging.Logger) -> FastAPI:
     import torch
 
     from services.live.service import LiveService, build_app
-    from shared.brokers.oanda import OandaBroker
-    from shared.brokers.paper import PaperBroker
+    from shared.core.instruments import get_instrument
+    from shared.core.oanda import load_credentials, make_api
     from shared.features.store import load_feature_set
-    from shared.instruments import get_instrument
+    from shared.live.brokers.oanda import OandaBroker
+    from shared.live.brokers.paper import PaperBroker
     from shared.live.feeds import OandaCandleFeed, ReplayFeed
     from shared.live.journal import Journal
-    from shared.oanda import load_credentials, make_api
 
     torch.set_num_threads(1)  # one decision at a time: a second thread only adds synchronisation
     instrument = get_instrument(settings.instrument)
@@ -47,7 +47,7 @@ def build(settings: LiveSettings, log: logging.Logger) -> FastAPI:
 
 
 def main() -> int:
-    from shared.service_main import run_service
+    from shared.service.main import run_service
 
     return run_service("live", LiveSettings, build)
 

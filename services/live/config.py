@@ -1,6 +1,6 @@
 """The live service's settings, from the environment, validated at start.
 
-OANDA credentials are read by shared.oanda (OANDA_TOKEN or OANDA_TOKEN_FILE,
+OANDA credentials are read by shared.core.oanda (OANDA_TOKEN or OANDA_TOKEN_FILE,
 OANDA_ACCOUNT or OANDA_ACCOUNT_FILE, OANDA_ENV) and never kept here, so they
 can never reach /status. They are checked here, at start, when the broker or
 the feed is OANDA: compose cannot require them (it interpolates the inactive
@@ -14,7 +14,7 @@ from typing import ClassVar, Literal
 from pydantic import Field, model_validator
 
 from shared.config import RiskConfig
-from shared.settings import Settings
+from shared.core.settings import Settings
 
 
 class LiveSettings(Settings):
@@ -50,7 +50,7 @@ class LiveSettings(Settings):
     @model_validator(mode="after")
     def _oanda_credentials_present(self) -> "LiveSettings":
         if self.broker == "oanda" or self.feed == "oanda":
-            from shared.oanda import load_credentials
+            from shared.core.oanda import load_credentials
 
             # Raises OandaConfigError (a ValueError) naming the variable to set; the
             # credentials themselves are dropped here and read again by the service.

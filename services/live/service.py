@@ -13,15 +13,15 @@ from fastapi import FastAPI
 
 from services.live.config import LiveSettings
 from services.live.metrics import LiveMetrics
-from shared.brokers import Broker, OperationalBrokerError, TemporaryBrokerError, UnsupportedAccountError
-from shared.candidates import Candidate, CandidateError, load_candidate
+from shared.core.calendar import market_open
 from shared.env.actions import HOLD_BUY_SELL_CLOSE
+from shared.live.brokers import Broker, OperationalBrokerError, TemporaryBrokerError, UnsupportedAccountError
 from shared.live.journal import Journal
-from shared.live.risk import market_open
 from shared.live.trader import LiveTrader, model_version
-from shared.promotion import read_current
-from shared.service_app import Heartbeat, service_app
-from shared.watch import VolumeWatcher
+from shared.service.app import Heartbeat, service_app
+from shared.service.watch import VolumeWatcher
+from shared.volume.candidates import Candidate, CandidateError, load_candidate
+from shared.volume.promotion import read_current
 
 log = logging.getLogger("live")
 RETRY_RECONCILE_SECONDS = 5.0

@@ -14,7 +14,7 @@ def build(settings: TrainingSettings, log: logging.Logger) -> FastAPI:
     from services.training.service import TrainingService, build_app
     from shared.features.store import load_feature_set
     from shared.model import select_device
-    from shared.trainer import Trainer
+    from shared.training.trainer import Trainer
 
     features = load_feature_set(settings.db_path, settings.instrument, settings.granularity)
     device = select_device(settings.device)
@@ -26,7 +26,7 @@ def build(settings: TrainingSettings, log: logging.Logger) -> FastAPI:
 
 
 def main() -> int:
-    from shared.service_main import run_service
+    from shared.service.main import run_service
 
     return run_service("training", TrainingSettings, build)
 

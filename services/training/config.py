@@ -1,6 +1,6 @@
 """The training service's settings: its own values and the whole TrainingConfig
 (`run`, whose fields keep their own names: TRAINING_LEARNER__LEARNING_RATE,
-TRAINING_SEARCH__SIMULATIONS, TRAINING_EPISODES_PER_ITERATION). shared/settings.py
+TRAINING_SEARCH__SIMULATIONS, TRAINING_EPISODES_PER_ITERATION). shared/core/settings.py
 says where each is read from."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import ClassVar
 from pydantic import Field
 
 from shared.config import DEVICE_PATTERN, TrainingConfig
-from shared.settings import Settings
+from shared.core.settings import Settings
 
 
 class TrainingSettings(Settings):

@@ -12,8 +12,8 @@ from fastapi import FastAPI
 
 from services.training.config import TrainingSettings
 from services.training.metrics import LOSSES, TrainingMetrics
-from shared.service_app import Heartbeat, service_app
-from shared.trainer import IterationReport, Trainer
+from shared.service.app import Heartbeat, service_app
+from shared.training.trainer import IterationReport, Trainer
 
 log = logging.getLogger("training")
 

@@ -23,7 +23,7 @@ def build(settings: ValidationSettings, log: logging.Logger) -> FastAPI:
 
 
 def main() -> int:
-    from shared.service_main import run_service
+    from shared.service.main import run_service
 
     return run_service("validation", ValidationSettings, build)
 

@@ -1,6 +1,6 @@
 """The validation service's settings: its own values and the whole ValidationConfig
 (`run`, gate included, under the names they always had: VALIDATION_SIMULATIONS,
-VALIDATION_MIN_TRADES, VALIDATION_SELECTION). shared/settings.py says where each is read from."""
+VALIDATION_MIN_TRADES, VALIDATION_SELECTION). shared/core/settings.py says where each is read from."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import ClassVar
 from pydantic import Field
 
 from shared.config import DEVICE_PATTERN, ValidationConfig
-from shared.settings import Settings
+from shared.core.settings import Settings
 
 
 class ValidationSettings(Settings):

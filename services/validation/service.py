@@ -14,13 +14,16 @@ from fastapi import FastAPI
 
 from services.validation.config import ValidationSettings
 from services.validation.metrics import ValidationMetrics
-from shared.baselines import Reference, reference_on
-from shared.candidates import CandidateError, load_candidate
-from shared.checkpoints import CANDIDATE_RE, ReadySignal, clean_orphans
 from shared.config import ValidationConfig
 from shared.features.store import FeatureSet
 from shared.model import select_device
-from shared.promotion import (
+from shared.service.app import Heartbeat, service_app
+from shared.service.watch import VolumeWatcher
+from shared.validation.baselines import Reference, reference_on
+from shared.validation.validator import ValidationTimeout, gate, plain, validate, write_plot, write_result
+from shared.volume.candidates import CandidateError, load_candidate
+from shared.volume.checkpoints import CANDIDATE_RE, ReadySignal, clean_orphans
+from shared.volume.promotion import (
     PromotionError,
     bytes_for_decision,
     champion_metrics,
@@ -31,9 +34,6 @@ from shared.promotion import (
     sync_best_metrics,
     write_decision,
 )
-from shared.service_app import Heartbeat, service_app
-from shared.validator import ValidationTimeout, gate, plain, validate, write_plot, write_result
-from shared.watch import VolumeWatcher
 
 log = logging.getLogger("validation")
 

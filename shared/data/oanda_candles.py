@@ -17,10 +17,10 @@ import pandas as pd
 from oandapyV20.endpoints.instruments import InstrumentsCandles
 from tqdm import tqdm
 
+from shared.core.instruments import get_instrument
+from shared.core.oanda import request_with_retry
 from shared.data.bars import Bars, check_granularity
 from shared.data.store import BarStore
-from shared.instruments import get_instrument
-from shared.oanda import request_with_retry
 
 MAX_CANDLES_PER_REQUEST = 5000
 

@@ -71,7 +71,7 @@ class BarStore:
     def __init__(self, path: str | Path, *, read_only: bool = False) -> None:
         self.path = Path(path)
         if read_only and not self.path.exists():
-            raise FileNotFoundError(f"bar store {self.path} does not exist; create it with `python -m shared.data`")
+            raise FileNotFoundError(f"bar store {self.path} does not exist; create it with `micro data`")
         if not read_only:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self.con = duckdb.connect(str(self.path), read_only=read_only)

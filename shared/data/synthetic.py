@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from shared.config import SyntheticMarketConfig
+from shared.core.instruments import get_instrument
 from shared.data.bars import (
     NS_PER_MINUTE,
     TRADING_WEEK_MINUTES,
@@ -38,7 +39,6 @@ from shared.data.bars import (
     WEEK_OPEN_OFFSET_MINUTES,
     Bars,
 )
-from shared.instruments import get_instrument
 
 
 def intraday_activity(hour_utc: np.ndarray) -> np.ndarray:

@@ -25,13 +25,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from shared.accounting import Book, FillResult, fill, mark
 from shared.config import EnvConfig
+from shared.core.accounting import Book, FillResult, fill, mark
+from shared.core.feature_spec import WINDOW_BARS
+from shared.core.instruments import get_instrument
 from shared.env.actions import ACTION_SPACES, ActionSpace
 from shared.features.position import position_features
-from shared.features.spec import WINDOW_BARS
 from shared.features.store import FeatureSet
-from shared.instruments import get_instrument
 
 AMDDP1_ENTRY_REWARD = 1.0
 AMDDP1_IDLE_PENALTY = -0.05

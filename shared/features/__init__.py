@@ -1,6 +1,6 @@
 """Causal micro features: one implementation for training, validation and live."""
 
-from shared.features.spec import (
+from shared.core.feature_spec import (
     FEATURE_SPEC_VERSION,
     POSITION_FEATURES,
     TEMPORAL_FEATURES,

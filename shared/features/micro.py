@@ -27,8 +27,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from shared.data.bars import NS_PER_MINUTE, WEEK_MINUTES, WEEK_OPEN_OFFSET_MINUTES, Bars
-from shared.features.spec import (
+from shared.core.feature_spec import (
     NORMALIZATION_BARS,
     OUTCOME_STD_BARS,
     OUTCOME_THRESHOLD_STD,
@@ -39,6 +38,7 @@ from shared.features.spec import (
     TRADING_WEEK_HOURS,
     MarketOutcome,
 )
+from shared.data.bars import NS_PER_MINUTE, WEEK_MINUTES, WEEK_OPEN_OFFSET_MINUTES, Bars
 
 NUM_TEMPORAL = len(TEMPORAL_FEATURES)
 

@@ -1,5 +1,5 @@
 """The 6 position-state features, vectorised over accounts, from the one
-position accounting (`shared.accounting.Book`) that the environment, the paper
+position accounting (`shared.core.accounting.Book`) that the environment, the paper
 broker and the live trader share.
 
 The trade's P&L so far, in pips x units, is what it has realised (partial
@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from shared.accounting import Book
-from shared.features.spec import POSITION_FEATURES, POSITION_SCALE_PIPS
+from shared.core.accounting import Book
+from shared.core.feature_spec import POSITION_FEATURES, POSITION_SCALE_PIPS
 
 NUM_POSITION = len(POSITION_FEATURES)
 

@@ -22,12 +22,12 @@ import pandas as pd
 from tqdm import tqdm
 
 from shared.config import SessionConfig
+from shared.core.feature_spec import FEATURE_SPEC_VERSION, TEMPORAL_FEATURES
+from shared.core.instruments import get_instrument
 from shared.data.bars import Bars, check_granularity
 from shared.data.store import BarStore
 from shared.features.micro import market_outcomes, temporal_features
 from shared.features.sessions import SPLITS, split_sessions, valid_session_starts
-from shared.features.spec import FEATURE_SPEC_VERSION, TEMPORAL_FEATURES
-from shared.instruments import get_instrument
 
 FEATURE_SCHEMA = [
     """CREATE TABLE IF NOT EXISTS feature_sets (
@@ -184,12 +184,12 @@ def load_feature_set(db_path: str | Path, instrument: str, granularity: str = "M
     inst = get_instrument(instrument)
     path = Path(db_path)
     if not path.exists():
-        raise FeatureStoreError(f"feature store {path} does not exist: run `python -m shared.data features` first")
+        raise FeatureStoreError(f"feature store {path} does not exist: run `micro data features` first")
     with BarStore(path, read_only=True) as store:
         con = store.con
         tables = {row[0] for row in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
         if "feature_sets" not in tables:
-            raise FeatureStoreError(f"{path} has no feature store yet: run `python -m shared.data features`")
+            raise FeatureStoreError(f"{path} has no feature store yet: run `micro data features`")
         row = con.execute(
             "SELECT feature_spec_version, feature_names, session_config FROM feature_sets "
             "WHERE instrument = ? AND granularity = ?",

@@ -25,7 +25,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from shared.brokers import OrderResult
+from shared.live.brokers import OrderResult
 
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS decisions (

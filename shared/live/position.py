@@ -15,10 +15,10 @@ import uuid
 import numpy as np
 import pandas as pd
 
-from shared.accounting import Book, fill
-from shared.brokers import Broker, BrokerSnapshot, OrderResult, OrderStatus, client_order_id
+from shared.core.accounting import Book, fill
+from shared.core.instruments import Instrument
 from shared.data.bars import Bars
-from shared.instruments import Instrument
+from shared.live.brokers import Broker, BrokerSnapshot, OrderResult, OrderStatus, client_order_id
 from shared.live.journal import DecisionRow, Journal
 
 log = logging.getLogger("live")

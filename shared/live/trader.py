@@ -21,7 +21,7 @@ last bar more than `stale_bars` old), a spread above the limit. A new model is
 staged off the decision path and swapped in between bars.
 
 Fills are booked as the broker booked them (its units, its price) through the
-one accounting (shared.accounting), orders settled later included, so the
+one accounting (shared.core.accounting), orders settled later included, so the
 daily loss and a restart see their realised P&L. An order the broker had
 before this send (a lost journal replaying old bars) is never booked as new:
 the broker's position is reconciled instead.
@@ -41,20 +41,20 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from shared.accounting import mark
-from shared.brokers import Broker, OrderResult, OrderStatus, client_order_id
-from shared.candidates import Candidate
 from shared.config import RiskConfig
+from shared.core.accounting import mark
+from shared.core.calendar import NEW_YORK, market_open, next_trading_day_start, trading_day_start
+from shared.core.feature_spec import WARMUP_BARS, WINDOW_BARS
+from shared.core.instruments import get_instrument
 from shared.data.bars import NS_PER_MINUTE, Bars
 from shared.env.actions import ACTION_SPACES
 from shared.features.micro import temporal_features
 from shared.features.position import position_features
-from shared.features.spec import WARMUP_BARS, WINDOW_BARS
-from shared.instruments import get_instrument
+from shared.live.brokers import Broker, OrderResult, OrderStatus, client_order_id
 from shared.live.journal import DecisionRow, Journal
 from shared.live.position import BrokerPosition
-from shared.live.risk import NEW_YORK, market_open, next_trading_day_start, trading_day_start
 from shared.search import NetworkSearch
+from shared.volume.candidates import Candidate
 
 __all__ = ["BUFFER_BARS", "NEW_YORK", "Decision", "LiveTrader", "market_open", "model_version",
            "trading_day_start"]

@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from shared.checkpoints import atomic_write_bytes, atomic_write_json, sha256_bytes, sha256_file
-from shared.features.spec import FEATURE_SPEC_VERSION
+from shared.core.feature_spec import FEATURE_SPEC_VERSION
+from shared.volume.checkpoints import atomic_write_bytes, atomic_write_json, sha256_bytes, sha256_file
 
 DECISION = Path("validation") / "promotion-decision.json"
 
@@ -165,14 +165,14 @@ def bytes_for_decision(root: Path, decision: dict, candidate_path: Path) -> byte
 
 
 def main(argv: list[str] | None = None) -> int:
-    """python -m shared.promotion {status,promote,rollback}: ops by hand."""
+    """python -m shared.volume.promotion {status,promote,rollback}: ops by hand."""
     import argparse
     import sys
 
-    from shared.candidates import CandidateError, load_candidate
-    from shared.checkpoints import CANDIDATE_RE, ReadySignal, default_checkpoint_dir, signal_name
+    from shared.volume.candidates import CandidateError, load_candidate
+    from shared.volume.checkpoints import CANDIDATE_RE, ReadySignal, default_checkpoint_dir, signal_name
 
-    parser = argparse.ArgumentParser(prog="python -m shared.promotion", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m shared.volume.promotion", description=main.__doc__)
     parser.add_argument("--root", type=Path, default=default_checkpoint_dir(), help="the checkpoint volume")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("status", help="what CURRENT points to, and every promoted model")

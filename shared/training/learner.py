@@ -9,7 +9,7 @@ from torch.nn import functional as F
 
 from shared.config import LearnerConfig
 from shared.model import MuZeroNetworks, ValueSupport
-from shared.replay import TrainingBatch
+from shared.training.replay import TrainingBatch
 
 
 def _scale_gradient(x: torch.Tensor, factor: float) -> torch.Tensor:

@@ -14,7 +14,7 @@ below `exit` (short -> flat above -`exit`); `exit` < `enter` holds a position
 through noise, which matters more than the signal here. The two thresholds
 are tuned on the train split only (a grid over quantiles of |signal|), then
 the rule is played on any split. Random and always-flat are in
-`shared.evaluation`.
+`shared.validation.evaluation`.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from shared.config import EnvConfig
 from shared.env import TradingEnv
 from shared.env.actions import ActionSpace
 from shared.env.trading import Observation
-from shared.evaluation import Evaluation, Policy, evaluate
+from shared.validation.evaluation import Evaluation, Policy, evaluate
 
 ENTER_QUANTILES = (0.6, 0.75, 0.85, 0.92, 0.96, 0.985)
 EXIT_RATIOS = (-0.25, 0.0, 0.25, 0.5, 1.0)  # exit = ratio x enter; 1.0 = no hysteresis

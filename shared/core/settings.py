@@ -159,7 +159,7 @@ class Settings(BaseModel):
     @field_validator("instrument", check_fields=False)
     @classmethod
     def one_instrument_spelling(cls, name: str) -> str:
-        from shared.instruments import get_instrument
+        from shared.core.instruments import get_instrument
 
         return get_instrument(name).name  # GBP_JPY (OANDA's) and GBPJPY are one instrument
 

@@ -1,5 +1,5 @@
 """The paper broker: fills at bid/ask (the feed's mid close +- half the
-spread), books them with the one position accounting (shared.accounting:
+spread), books them with the one position accounting (shared.core.accounting:
 average entry on adds, realised P&L on reduces, closes and flips), keeps its
 account in a JSON file written atomically after every change, so a restart
 resumes it. Orders are idempotent by client id: an id it has seen answers with
@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.accounting import Book, fill
-from shared.brokers.base import BrokerSnapshot, OrderResult, OrderStatus, Quote, TemporaryBrokerError
-from shared.checkpoints import atomic_write_json
+from shared.core.accounting import Book, fill
+from shared.live.brokers.base import BrokerSnapshot, OrderResult, OrderStatus, Quote, TemporaryBrokerError
+from shared.volume.checkpoints import atomic_write_json
 
 
 class PaperBroker:

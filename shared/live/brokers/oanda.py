@@ -14,7 +14,7 @@ looked up, not booked as rejected (and, on the first send, marked
 `existed_before`: an earlier process sent it, its fill is in the position). A 201 can still carry an
 `orderCancelTransaction` (MARKET_HALTED, INSUFFICIENT_MARGIN, BOUNDS_VIOLATION,
 ...): that is recorded as CANCELLED with the reason, not retried. A fill is
-booked as v20 booked it (shared.brokers.oanda_fills: its units, which a
+booked as v20 booked it (shared.live.brokers.oanda_fills: its units, which a
 REDUCE_ONLY order can make fewer than requested, and its official price).
 
 Closes go out with `positionFill: REDUCE_ONLY`, so a close that races a hand
@@ -49,7 +49,9 @@ import requests
 from oandapyV20.endpoints import accounts, orders, positions, pricing, transactions
 from oandapyV20.exceptions import V20Error
 
-from shared.brokers.base import (
+from shared.core.instruments import Instrument, get_instrument
+from shared.core.oanda import is_retryable, request_with_retry
+from shared.live.brokers.base import (
     BrokerSnapshot,
     OperationalBrokerError,
     OrderResult,
@@ -58,9 +60,7 @@ from shared.brokers.base import (
     TemporaryBrokerError,
     UnsupportedAccountError,
 )
-from shared.brokers.oanda_fills import filled, parse_created
-from shared.instruments import Instrument, get_instrument
-from shared.oanda import is_retryable, request_with_retry
+from shared.live.brokers.oanda_fills import filled, parse_created
 
 log = logging.getLogger(__name__)
 ORDER_TAG = "micro-muzero"

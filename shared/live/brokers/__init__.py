@@ -1,6 +1,6 @@
 """Brokers behind one interface: OANDA v20 and a paper broker."""
 
-from shared.brokers.base import (
+from shared.live.brokers.base import (
     Broker,
     BrokerSnapshot,
     OperationalBrokerError,

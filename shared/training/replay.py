@@ -22,8 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from shared.config import ReplayConfig
-from shared.features.spec import WINDOW_BARS
-from shared.selfplay import EpisodeBatch
+from shared.core.feature_spec import WINDOW_BARS
+from shared.training.selfplay import EpisodeBatch
 
 
 @dataclass

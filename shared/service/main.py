@@ -1,4 +1,4 @@
-"""The one way a service process starts. Settings first (shared/settings.py): an
+"""The one way a service process starts. Settings first (shared/core/settings.py): an
 unknown or bad value exits with code 2 naming the variable before anything heavy
 is imported. Then logging, the settings in effect with their sources, and the
 process tuning, then the service itself (`build`): a missing
@@ -13,7 +13,7 @@ from typing import Callable, Mapping, TypeVar
 
 from fastapi import FastAPI
 
-from shared.settings import ConfigError, Settings, load_settings
+from shared.core.settings import ConfigError, Settings, load_settings
 
 STARTUP_ERROR_EXIT_CODE = 2
 
@@ -32,8 +32,8 @@ def run_service(name: str, settings_class: type[S], build: Callable[[S, logging.
     import uvicorn
 
     from shared.features.store import FeatureStoreError
-    from shared.logs import configure_logging
-    from shared.runtime import tune_process
+    from shared.service.logs import configure_logging
+    from shared.service.runtime import tune_process
 
     log = configure_logging(name, settings.log_level)
     log.info("configuration", extra={"fields": {"settings": settings.effective()}})

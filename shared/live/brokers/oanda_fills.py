@@ -12,7 +12,7 @@ here would lose that.
 
 from __future__ import annotations
 
-from shared.brokers.base import OrderResult, OrderStatus
+from shared.live.brokers.base import OrderResult, OrderStatus
 
 
 def _number(value) -> float | None:

@@ -1,4 +1,4 @@
-"""The data command line: python -m shared.data COMMAND --help
+"""The data command line: micro data COMMAND --help
 
   synth      generate the seeded synthetic market into the bar store
   import     import a CSV export (OANDA, HistData, MT4; auto-detected)
@@ -12,7 +12,7 @@
 
 Instrument, granularity, the store (MICRO_DATA_DIR) and the session rules
 (DATA_SESSIONS__LENGTH_BARS, ...) come from the one configuration
-(shared/settings.py: TOML [data] table, .env, environment); flags override them.
+(shared/core/settings.py: TOML [data] table, .env, environment); flags override them.
 """
 
 from __future__ import annotations
@@ -29,12 +29,12 @@ from pydantic import Field
 from tqdm import tqdm
 
 from shared.config import SessionConfig, SyntheticMarketConfig
+from shared.core.instruments import get_instrument
+from shared.core.settings import ConfigError, Settings, load_settings
 from shared.data.bars import check_granularity
 from shared.data.csv_import import BadRowsError, CsvFormatError, read_csv_bars
 from shared.data.store import DEFAULT_DB_NAME, BarStore, write_expected_drift
 from shared.data.synthetic import generate_market
-from shared.instruments import get_instrument
-from shared.settings import ConfigError, Settings, load_settings
 
 # The embedded default market: big enough for sessions in every split and for
 # a visible planted edge, small enough to build in seconds.
@@ -99,8 +99,8 @@ def cmd_import(args: argparse.Namespace) -> None:
 
 
 def cmd_download(args: argparse.Namespace) -> None:
+    from shared.core.oanda import load_credentials, make_api
     from shared.data.oanda_candles import download_candles
-    from shared.oanda import load_credentials, make_api
 
     api = make_api(load_credentials(), timeout_seconds=args.timeout)
     with BarStore(args.db) as store:
@@ -174,7 +174,7 @@ def cmd_prepare(args: argparse.Namespace) -> None:
 
 def build_parser(settings: DataSettings | None = None) -> argparse.ArgumentParser:
     settings = settings or DataSettings()
-    parser = argparse.ArgumentParser(prog="python -m shared.data", description=__doc__,
+    parser = argparse.ArgumentParser(prog="micro data", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--db", type=Path, default=settings.data_dir / DEFAULT_DB_NAME, help="DuckDB file (default %(default)s)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")

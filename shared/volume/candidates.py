@@ -14,10 +14,10 @@ from pathlib import Path
 
 import torch
 
-from shared.checkpoints import sha256_bytes
 from shared.config import ACTION_SPACE_SIZES, EnvConfig, SearchConfig, TrainingConfig
-from shared.features.spec import FEATURE_SPEC_VERSION, POSITION_FEATURES, TEMPORAL_FEATURES, WINDOW_BARS
+from shared.core.feature_spec import FEATURE_SPEC_VERSION, POSITION_FEATURES, TEMPORAL_FEATURES, WINDOW_BARS
 from shared.model import MuZeroNetworks
+from shared.volume.checkpoints import sha256_bytes
 
 
 class CandidateError(ValueError):

@@ -2,7 +2,7 @@
 
 `Trainer.run_iteration()` is one pass; the training service calls it in a
 loop, tests call it directly. Checkpoints follow the volume contract in
-shared/checkpoints.py; resume restores the model, the optimiser, the counters
+shared/volume/checkpoints.py; resume restores the model, the optimiser, the counters
 and every random generator, and the episode counter never goes back (it is at
 least the newest candidate's on disk).
 """
@@ -21,17 +21,17 @@ import duckdb
 import numpy as np
 import torch
 
-from shared.candidates import config_object, read_config
-from shared.checkpoints import CheckpointDir, atomic_write_bytes
 from shared.config import TrainingConfig
+from shared.core.feature_spec import FEATURE_SPEC_VERSION, TEMPORAL_FEATURES
 from shared.env import TradingEnv
-from shared.features.spec import FEATURE_SPEC_VERSION, TEMPORAL_FEATURES
 from shared.features.store import FeatureSet
-from shared.learner import Learner
 from shared.model import MuZeroNetworks, parameter_counts
-from shared.replay import ReplayBuffer
 from shared.search import NetworkSearch
-from shared.selfplay import EpisodeBatch, play_episodes
+from shared.training.learner import Learner
+from shared.training.replay import ReplayBuffer
+from shared.training.selfplay import EpisodeBatch, play_episodes
+from shared.volume.candidates import config_object, read_config
+from shared.volume.checkpoints import CheckpointDir, atomic_write_bytes
 
 log = logging.getLogger(__name__)
 

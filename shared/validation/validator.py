@@ -12,16 +12,16 @@ from typing import Callable
 
 import numpy as np
 
-from shared.candidates import Candidate
-from shared.checkpoints import atomic_write_bytes, atomic_write_json
 from shared.config import GateConfig, ValidationConfig
+from shared.core.instruments import get_instrument
 from shared.data.bars import NS_PER_MINUTE
 from shared.env import TradingEnv
-from shared.evaluation import Evaluation, evaluate, flat_policy, random_policy, raw_network_policy, search_policy
 from shared.features.store import FeatureSet
-from shared.instruments import get_instrument
 from shared.search import NetworkSearch
-from shared.statistics import MonteCarlo, TradeStats, deflated_sharpe, monte_carlo, paired_sign_flip_p, trade_stats
+from shared.validation.evaluation import Evaluation, evaluate, flat_policy, random_policy, raw_network_policy, search_policy
+from shared.validation.statistics import MonteCarlo, TradeStats, deflated_sharpe, monte_carlo, paired_sign_flip_p, trade_stats
+from shared.volume.candidates import Candidate
+from shared.volume.checkpoints import atomic_write_bytes, atomic_write_json
 
 
 class ValidationTimeout(RuntimeError):
