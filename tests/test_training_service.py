@@ -63,6 +63,10 @@ def test_endpoints_pause_kill9_and_resume(data_dir, tmp_path):
     finally:
         service.kill()
 
+    # what a writer killed mid-write leaves; the restarted service clears it (a name check alone
+    # would race with the new process's own checkpoint being written)
+    orphan = volume.training / ".tmp-ckpt-ep99999999.pt.killed"
+    orphan.write_bytes(b"half a checkpoint")
     service = start("services.training", _env(data_dir, checkpoints, port), tmp_path / "training.log")
     try:
         status = wait_for(f"{url}/ready", process=service)
@@ -72,7 +76,7 @@ def test_endpoints_pause_kill9_and_resume(data_dir, tmp_path):
         after = [ep for ep, _ in volume.candidates()]
         assert after == sorted(set(after)), "no repeated checkpoint numbers"
         assert max(after) > max(before)
-        assert not any(p.name.startswith(".tmp-") for p in volume.training.iterdir())
+        assert not orphan.exists(), "the killed writer's temp file is cleared at start"
     finally:
         service.kill()
         service.wait()
