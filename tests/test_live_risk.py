@@ -87,9 +87,38 @@ def test_the_daily_loss_stop_resets_on_the_next_trading_day(features, tmp_path):
     ("2024-03-13 20:59", "2024-03-12 21:00"),  # EDT: the day began at 17:00 New York = 21:00 UTC
     ("2024-03-13 21:00", "2024-03-13 21:00"),
     ("2024-01-10 21:59", "2024-01-09 22:00"),  # EST
+    ("2024-03-11 04:04", "2024-03-10 21:00"),  # regression: 00:04 EDT after the 23-hour Sunday gave 03-09 22:00
+    ("2024-11-04 04:30", "2024-11-03 22:00"),  # the 25-hour Sunday in November
 ])
 def test_trading_days_roll_at_17_new_york(when, start):
     assert trading_day_start(datetime.fromisoformat(when).replace(tzinfo=timezone.utc)) == pd.Timestamp(start)
+
+
+def test_validation_and_live_share_one_trading_day_across_daylight_saving():
+    """Validation's daily P&L groups bars by the days live's loss stop resets on: the vectorised
+    trading_days and trading_day_start both against a plain reading of New York's clock (the date,
+    the one before before 17:00), every 7 minutes across the March and November clock changes and a
+    winter week."""
+    from datetime import timedelta as days_
+
+    from shared.core.calendar import NEW_YORK, trading_days
+
+    stamps = pd.concat([pd.Series(pd.date_range(start, periods=3 * 1440, freq="7min")) for start in
+                        ("2024-03-08 00:00", "2024-10-31 00:00", "2024-01-08 00:00")], ignore_index=True)
+    def new_york_day(t):
+        ny = t.to_pydatetime().replace(tzinfo=timezone.utc).astimezone(NEW_YORK)
+        return ny.date() if ny.hour >= 17 else ny.date() - days_(days=1)
+
+    expected = [new_york_day(t) for t in stamps]
+    days = trading_days(stamps.to_numpy().astype("datetime64[ns]").astype(np.int64))
+    starts = [trading_day_start(t.to_pydatetime().replace(tzinfo=timezone.utc)) for t in stamps]
+    _, by_expected = np.unique(np.array(expected, dtype="datetime64[D]"), return_inverse=True)
+    for got in (days, np.array(starts, dtype="datetime64[ns]")):
+        _, grouping = np.unique(got, return_inverse=True)
+        assert (grouping == by_expected).all()
+    # the summer roll is at 21:00 UTC, not at UTC midnight
+    summer = np.array(["2024-03-13T20:59", "2024-03-13T21:00"], dtype="datetime64[ns]").astype(np.int64)
+    assert np.diff(trading_days(summer))[0] == 1
 
 
 def test_a_restart_in_replay_mode_keeps_exactly_the_bars_before_the_next_decision(features, data_dir, tmp_path):

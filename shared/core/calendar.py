@@ -1,7 +1,10 @@
-"""The FX calendar and the loss caps' settings.
+"""The FX trading day, one definition for every stage.
 
 FX hours run Sunday 17:00 to Friday 17:00 New York; a trading day rolls at
-17:00 New York (so the daily loss stop resets then, in summer and in winter).
+17:00 New York, in summer and in winter: live's daily loss stop resets then,
+and validation sums its daily P&L over the same days. (The bar store's
+weekend detection, shared/data/bars.py, still assumes a fixed 22:00 UTC
+reopening: an hour off in US summer, left for the markets work.)
 """
 
 from __future__ import annotations
@@ -9,9 +12,11 @@ from __future__ import annotations
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import pandas as pd
 
 NEW_YORK = ZoneInfo("America/New_York")
+_NS_PER_HOUR = 3600 * 10**9
 
 
 def market_open(now: datetime) -> bool:
@@ -27,17 +32,25 @@ def market_open(now: datetime) -> bool:
     return True
 
 
+def trading_days(ts_ns: np.ndarray) -> np.ndarray:
+    """The FX trading day of each UTC timestamp (ns), as a day number: days roll at 17:00 New York.
+    Counted on New York's wall clock, so a 23- or 25-hour day at a clock change is still one day."""
+    wall_ns = pd.to_datetime(np.asarray(ts_ns, dtype=np.int64), unit="ns", utc=True).tz_convert(NEW_YORK).tz_localize(None).asi8
+    return (wall_ns - 17 * _NS_PER_HOUR) // (24 * _NS_PER_HOUR)
+
+
+def _day_start(day: int) -> pd.Timestamp:
+    """17:00 New York on the wall-clock date that opens trading day `day`, as naive UTC (17:00 is never
+    skipped or repeated by a clock change)."""
+    wall = pd.Timestamp(int(day) * 24 * _NS_PER_HOUR + 17 * _NS_PER_HOUR, unit="ns")
+    return wall.tz_localize(NEW_YORK).tz_convert("UTC").tz_localize(None)
+
+
 def trading_day_start(now: datetime) -> pd.Timestamp:
-    """The start (UTC, naive) of the FX trading day `now` is in: days roll at 17:00 New York."""
-    ny = pd.Timestamp(now).tz_convert(NEW_YORK)
-    start = ny.replace(hour=17, minute=0, second=0, microsecond=0, nanosecond=0)
-    if ny < start:
-        start = (ny - pd.Timedelta(days=1)).replace(hour=17, minute=0, second=0, microsecond=0, nanosecond=0)
-    return start.tz_convert("UTC").tz_localize(None)
+    """The start (UTC, naive) of the FX trading day `now` is in."""
+    return _day_start(trading_days(np.array([pd.Timestamp(now).value]))[0])
 
 
 def next_trading_day_start(now: datetime) -> pd.Timestamp:
     """When the daily loss stop set at `now` lifts (UTC, naive): the next 17:00 New York."""
-    start = trading_day_start(now).tz_localize("UTC").tz_convert(NEW_YORK)
-    following = (start + pd.Timedelta(hours=12)).replace(hour=17, minute=0)  # DST-proof: the next morning, then 17:00
-    return following.tz_convert("UTC").tz_localize(None)
+    return _day_start(trading_days(np.array([pd.Timestamp(now).value]))[0] + 1)

@@ -13,8 +13,9 @@ from typing import Callable
 import numpy as np
 
 from shared.config import GateConfig, ValidationConfig
+from shared.core.calendar import trading_days
+from shared.core.errors import StopError
 from shared.core.instruments import get_instrument
-from shared.data.bars import NS_PER_MINUTE
 from shared.env import TradingEnv
 from shared.features.store import FeatureSet
 from shared.search import NetworkSearch
@@ -24,7 +25,7 @@ from shared.volume.candidates import Candidate
 from shared.volume.checkpoints import atomic_write_bytes, atomic_write_json
 
 
-class ValidationTimeout(RuntimeError):
+class ValidationTimeout(StopError, RuntimeError):
     pass
 
 
@@ -62,8 +63,7 @@ class ValidationReport:
 
 
 def _daily_pnl(features: FeatureSet, starts: np.ndarray, evaluation: Evaluation) -> np.ndarray:
-    day = features.bars.ts[starts] // (1440 * NS_PER_MINUTE)
-    _, index = np.unique(day, return_inverse=True)
+    _, index = np.unique(trading_days(features.bars.ts[starts]), return_inverse=True)
     return np.bincount(index, weights=evaluation.episode_pnl_pips)
 
 
@@ -104,7 +104,7 @@ def validate(candidate: Candidate, features: FeatureSet, config: ValidationConfi
     mc = None
     if len(searched.trades_pips):
         instrument = get_instrument(features.instrument)
-        days = max(1, len(np.unique(features.bars.ts[starts] // (1440 * NS_PER_MINUTE))))
+        days = max(1, len(np.unique(trading_days(features.bars.ts[starts]))))
         mc = monte_carlo(searched.trades_pips, runs=config.mc_runs, seed=config.seed, pip_size=instrument.pip_size,
                          price=float(np.mean(features.bars.close[starts])),
                          trades_per_year=len(searched.trades_pips) / days * 252)
