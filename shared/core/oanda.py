@@ -22,13 +22,15 @@ import requests
 from oandapyV20.endpoints.apirequest import APIRequest
 from oandapyV20.exceptions import V20Error
 
+from shared.core.errors import StopError
+
 log = logging.getLogger(__name__)
 
 ENVIRONMENTS = ("practice", "live")
 CUSTOM_ENVIRONMENT = "custom"
 
 
-class OandaConfigError(ValueError):
+class OandaConfigError(StopError, ValueError):
     """Missing or malformed OANDA settings: a person must fix the environment."""
 
 

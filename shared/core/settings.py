@@ -36,6 +36,8 @@ from typing import Any, ClassVar, Mapping
 from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError, field_validator
 from pydantic_core import to_jsonable_python
 
+from shared.core.errors import StopError
+
 PREFIXES = {"training": "TRAINING_", "validation": "VALIDATION_", "live": "LIVE_", "data": "DATA_"}
 # fields every service shares: (variable read first, variable read after it, TOML top-level key)
 SHARED_FIELDS = {
@@ -64,7 +66,7 @@ RENAMED = {
 SOURCES = ("default", "file", ".env", "env", "cli", "derived")
 
 
-class ConfigError(ValueError):
+class ConfigError(StopError, ValueError):
     """A setting that cannot be used: the message names the variable or key and the fix."""
 
 

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from shared.core.errors import StopError
 from shared.data.bars import Bars
 
 FORMATS = ("oanda", "histdata", "mt4")
@@ -47,11 +48,11 @@ _PRICE_ALIASES = {
 }
 
 
-class CsvFormatError(ValueError):
+class CsvFormatError(StopError, ValueError):
     """The file is not one of the formats we read."""
 
 
-class BadRowsError(ValueError):
+class BadRowsError(StopError, ValueError):
     """Bad rows were found and the import was not told to skip them."""
 
     def __init__(self, report: "ImportReport") -> None:

@@ -22,6 +22,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from shared.config import SessionConfig
+from shared.core.errors import StopError
 from shared.core.feature_spec import FEATURE_SPEC_VERSION, TEMPORAL_FEATURES
 from shared.core.instruments import get_instrument
 from shared.data.bars import Bars, check_granularity
@@ -56,7 +57,7 @@ FEATURE_SCHEMA = [
 ]
 
 
-class FeatureStoreError(RuntimeError):
+class FeatureStoreError(StopError, RuntimeError):
     """The feature store is missing, empty or was built for something else."""
 
 

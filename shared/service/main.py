@@ -1,9 +1,9 @@
 """The one way a service process starts. Settings first (shared/core/settings.py): an
 unknown or bad value exits with code 2 naming the variable before anything heavy
 is imported. Then logging, the settings in effect with their sources, and the
-process tuning, then the service itself (`build`): a missing
-feature store or credential, or any value the code refuses, exits 2 with the
-reason. Then uvicorn serves it until a graceful stop."""
+process tuning, then the service itself (`build`): a StopError (a missing
+feature store or credential, a refused account) or any value the code refuses
+exits 2 with the reason. Then uvicorn serves it until a graceful stop."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import Callable, Mapping, TypeVar
 
 from fastapi import FastAPI
 
+from shared.core.errors import StopError
 from shared.core.settings import ConfigError, Settings, load_settings
 
 STARTUP_ERROR_EXIT_CODE = 2
@@ -31,7 +32,6 @@ def run_service(name: str, settings_class: type[S], build: Callable[[S, logging.
 
     import uvicorn
 
-    from shared.features.store import FeatureStoreError
     from shared.service.logs import configure_logging
     from shared.service.runtime import tune_process
 
@@ -40,7 +40,7 @@ def run_service(name: str, settings_class: type[S], build: Callable[[S, logging.
     tune_process()
     try:
         app = build(settings, log)
-    except (FeatureStoreError, ValueError, FileNotFoundError) as error:  # OandaConfigError is a ValueError
+    except (StopError, ValueError, FileNotFoundError) as error:  # a person must act: say what, exit 2
         print(f"{name}: cannot start: {error}", file=sys.stderr)
         return STARTUP_ERROR_EXIT_CODE
     uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)

@@ -15,12 +15,13 @@ from pathlib import Path
 import torch
 
 from shared.config import ACTION_SPACE_SIZES, EnvConfig, SearchConfig, TrainingConfig
+from shared.core.errors import StopError
 from shared.core.feature_spec import FEATURE_SPEC_VERSION, POSITION_FEATURES, TEMPORAL_FEATURES, WINDOW_BARS
 from shared.model import MuZeroNetworks
 from shared.volume.checkpoints import sha256_bytes
 
 
-class CandidateError(ValueError):
+class CandidateError(StopError, ValueError):
     """A model file that must not be loaded; `reason` is short and stable."""
 
     def __init__(self, reason: str, detail: str) -> None:

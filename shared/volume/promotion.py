@@ -29,13 +29,14 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from shared.core.errors import StopError
 from shared.core.feature_spec import FEATURE_SPEC_VERSION
 from shared.volume.checkpoints import atomic_write_bytes, atomic_write_json, sha256_bytes, sha256_file
 
 DECISION = Path("validation") / "promotion-decision.json"
 
 
-class PromotionError(ValueError):
+class PromotionError(StopError, ValueError):
     """A promotion that must not happen (bytes that do not match, a different file under the name)."""
 
 

@@ -11,12 +11,14 @@ from dataclasses import asdict, dataclass
 from enum import Enum
 from typing import Protocol
 
+from shared.core.errors import RetryError, StopError
 
-class TemporaryBrokerError(RuntimeError):
+
+class TemporaryBrokerError(RetryError, RuntimeError):
     pass
 
 
-class OperationalBrokerError(RuntimeError):
+class OperationalBrokerError(StopError, RuntimeError):
     pass
 
 
