@@ -169,12 +169,18 @@ class SearchConfig:
     root_selection: Literal["puct", "gumbel"] = "gumbel"  # docs/learning.md: the lever that made it learn
     max_considered_actions: int = 16   # gumbel: k of Gumbel top-k
     gumbel_scale: float = 1.0          # gumbel: scale of the root noise when noise is on
+    gumbel_value_scale: float = 0.1    # gumbel: c_scale of sigma(q) = (maxvisit_init + max N) * c_scale * q
+    gumbel_maxvisit_init: float = 50.0 # gumbel: c_visit of the same transform (Danihelka et al. 2022)
 
     def __post_init__(self) -> None:
         if not 1 <= self.simulations <= 1000:
             raise ValueError("simulations must be in 1..1000")
         if self.root_selection not in ("puct", "gumbel"):
             raise ValueError(f"root_selection must be 'puct' or 'gumbel', got {self.root_selection!r}")
+        if self.max_considered_actions < 1:
+            raise ValueError("max_considered_actions must be at least 1")
+        if self.gumbel_scale < 0 or self.gumbel_value_scale <= 0 or self.gumbel_maxvisit_init < 0:
+            raise ValueError("gumbel_scale and gumbel_maxvisit_init must be >= 0, gumbel_value_scale > 0")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -103,6 +103,8 @@ class NetworkSearch:
             root_selection=config.root_selection,
             max_considered_actions=config.max_considered_actions,
             gumbel_scale=config.gumbel_scale,
+            gumbel_value_scale=config.gumbel_value_scale,
+            gumbel_maxvisit_init=config.gumbel_maxvisit_init,
         )
 
     def _numpy(self, tensor: torch.Tensor) -> np.ndarray:

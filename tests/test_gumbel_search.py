@@ -104,3 +104,48 @@ def test_gumbel_only_outputs_are_refused_under_puct_and_bad_settings_are_named()
         BatchedSearch(1, num_actions=3, root_selection="ucb")
     with pytest.raises(ValueError, match="max_considered_actions"):
         BatchedSearch(1, num_actions=3, root_selection="gumbel", max_considered_actions=0)
+
+
+def test_every_search_setting_reaches_the_rust_search_under_one_name(monkeypatch):
+    """SearchConfig's fields are handed to mcts_rs one to one (the simulation count is the arena's
+    max_simulations), the two Gumbel transform constants included: none falls back to a Rust default."""
+    import dataclasses
+
+    import shared.search
+    from shared.config import NetworkConfig, SearchConfig
+    from shared.env import HOLD_BUY_SELL_CLOSE
+    from shared.model import MuZeroNetworks
+
+    handed = []
+    real = shared.search.BatchedSearch
+
+    def recording(batch_size, **kwargs):
+        handed.append(kwargs)
+        return real(batch_size, **kwargs)
+
+    monkeypatch.setattr(shared.search, "BatchedSearch", recording)
+    config = SearchConfig(simulations=7, dirichlet_alpha=0.3, dirichlet_fraction=0.25, pb_c_init=1.5,
+                          pb_c_base=1000.0, sample_outcomes=True, max_considered_actions=3, gumbel_scale=0.5,
+                          gumbel_value_scale=0.4, gumbel_maxvisit_init=20.0)
+    model = MuZeroNetworks(NetworkConfig(tcn_channels=16, hidden=32)).eval()
+    shared.search.NetworkSearch(model, 2, HOLD_BUY_SELL_CLOSE, config)
+    kwargs = handed[-1]
+    for field in dataclasses.fields(SearchConfig):
+        name = "max_simulations" if field.name == "simulations" else field.name
+        assert kwargs[name] == getattr(config, field.name), field.name
+
+
+def test_the_gumbel_value_scale_sharpens_the_improved_policy():
+    """gumbel_value_scale (c_scale) weighs the completed Q against the prior: larger, greedier."""
+    b, a = 8, 4
+    rewards = np.tile(np.array([[0.0, 0.2, 0.4, 1.0]], np.float32), (b, 1))
+
+    def improved(value_scale: float) -> np.ndarray:
+        search = BatchedSearch(b, num_actions=a, num_outcomes=1, embedding_dim=2, max_simulations=8,
+                               root_selection="gumbel", gumbel_value_scale=value_scale)
+        search.reset(np.zeros((b, 2), np.float32), np.full((b, a), 0.25, np.float32), np.zeros(b, np.float32),
+                     np.ones((b, a), bool), np.arange(b, dtype=np.uint64))
+        run_search(search, *_one_step_problem(search, rewards))
+        return search.improved_policy()
+
+    assert (improved(1.0)[:, 3] > improved(0.01)[:, 3] + 0.1).all()
