@@ -66,8 +66,9 @@ from shared.service.runtime import tune_process
 from shared.training.trainer import Trainer
 from shared.validation.baselines import momentum_signal, play, tune
 from shared.validation.evaluation import evaluate, raw_network_policy, search_policy
+from shared.validation.gate import gate
 from shared.validation.statistics import paired_sign_flip_p
-from shared.validation.validator import gate, validate
+from shared.validation.validator import validate
 from shared.volume.candidates import Candidate, load_candidate
 
 LIVE_SIMULATIONS = 50

@@ -63,7 +63,8 @@ def cmd_service(args: argparse.Namespace) -> int:
 def cmd_validate_one(args: argparse.Namespace) -> int:
     """One report for one checkpoint: validation's replay, statistics and gate, nothing promoted."""
     from shared.features.store import load_feature_set
-    from shared.validation.validator import gate, validate
+    from shared.validation.gate import gate
+    from shared.validation.validator import validate
     from shared.volume.candidates import load_candidate
     from shared.volume.promotion import champion_metrics
 

@@ -17,8 +17,9 @@ from services.validation.config import ValidationSettings
 from services.validation.service import ValidationService
 from shared.config import GateConfig, NetworkConfig, TrainingConfig, ValidationConfig
 from shared.training.trainer import Trainer
+from shared.validation.gate import gate
+from shared.validation.report import ValidationReport
 from shared.validation.statistics import monte_carlo, trade_stats
-from shared.validation.validator import ValidationReport, gate
 from shared.volume.checkpoints import CheckpointDir, ReadySignal, atomic_write_json, sha256_file
 from shared.volume.promotion import (
     PromotionError,
@@ -169,7 +170,7 @@ def test_a_valid_candidate_is_replayed_scored_and_reported(features, tmp_path):
     want = "tie" if raw == report["stats"]["total_pips"] else ("ahead" if report["stats"]["total_pips"] > raw else "behind")
     assert report["search_vs_raw"] == want  # a tie is a tie, not "search did not beat raw"
     assert (tmp_path / "validation" / "results" / "ep00000064.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    rows = service.db.execute("SELECT episode, result FROM validations").fetchall()
+    rows = service.records.db.execute("SELECT episode, result FROM validations").fetchall()
     assert rows == [(64, "failed_gate")]
 
 

@@ -13,7 +13,8 @@ from fastapi import FastAPI
 from services.training.config import TrainingSettings
 from services.training.metrics import LOSSES, TrainingMetrics
 from shared.service.app import Heartbeat, service_app
-from shared.training.trainer import IterationReport, Trainer
+from shared.training.report import IterationReport
+from shared.training.trainer import Trainer
 
 log = logging.getLogger("training")
 

@@ -9,18 +9,20 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-import duckdb
 from fastapi import FastAPI
 
 from services.validation.config import ValidationSettings
 from services.validation.metrics import ValidationMetrics
+from services.validation.records import ValidationRecords, result_name
 from shared.config import ValidationConfig
 from shared.features.store import FeatureSet
 from shared.model import select_device
 from shared.service.app import Heartbeat, service_app
 from shared.service.watch import VolumeWatcher
 from shared.validation.baselines import Reference, reference_on
-from shared.validation.validator import ValidationTimeout, gate, plain, validate, write_plot, write_result
+from shared.validation.gate import gate
+from shared.validation.report import plain, write_plot, write_result
+from shared.validation.validator import ValidationTimeout, validate
 from shared.volume.candidates import CandidateError, load_candidate
 from shared.volume.checkpoints import CANDIDATE_RE, ReadySignal, clean_orphans
 from shared.volume.promotion import (
@@ -42,10 +44,6 @@ class _Interrupted(Exception):
     pass
 
 
-def result_name(episode: int) -> str:
-    return f"ep{episode:08d}.json"
-
-
 class ValidationService:
     def __init__(self, settings: ValidationSettings, features: FeatureSet, config: ValidationConfig) -> None:
         self.settings = settings
@@ -59,16 +57,8 @@ class ValidationService:
         clean_orphans(self.results)
         clean_orphans(self.root / "promoted")
         self.device = select_device(settings.device)
-        self.db = duckdb.connect(str(self.root / "validation" / "validations.duckdb"))
-        self.db.execute(
-            """CREATE TABLE IF NOT EXISTS validations (
-                   recorded_at TIMESTAMP, episode BIGINT, result VARCHAR, reason VARCHAR, sha256 VARCHAR,
-                   seconds DOUBLE, trades BIGINT, total_pips DOUBLE, expectancy_pips DOUBLE, win_rate DOUBLE,
-                   profit_factor DOUBLE, max_drawdown_pips DOUBLE, sqn DOUBLE, sqn_100 DOUBLE, sharpe_daily DOUBLE,
-                   trade_ratio DOUBLE, quality DOUBLE, mc_p5_final_pips DOUBLE, car25 DOUBLE, safe_f DOUBLE,
-                   search_beats_raw BOOLEAN)"""
-        )
         self.metrics = ValidationMetrics()
+        self.records = ValidationRecords(self.root / "validation" / "validations.duckdb", self.results, self.metrics)
         self.status = "starting"
         self.heartbeat = Heartbeat(self.metrics.heartbeat, settings.stall_seconds, log)
         self.current: dict | None = None
@@ -158,8 +148,7 @@ class ValidationService:
             self.current["progress"] = round(fraction, 4)
             self.metrics.progress.set(fraction)
 
-        tried = self.db.execute("SELECT count(*) FROM validations WHERE result IN ('promoted', 'failed_gate')"
-                                ).fetchall()[0][0] + 1
+        tried = self.records.judged() + 1
         try:
             report = validate(candidate, self.features, self.config, progress=progress, trials=tried)
         except _Interrupted:
@@ -243,41 +232,11 @@ class ValidationService:
 
     def write_record(self, payload: dict, stats: dict | None) -> None:
         """The result file, a row in validations.duckdb, the metrics; `stats` is TradeStats.to_dict()."""
-        episode, result, reason, seconds = payload["episode"], payload["result"], payload["reason"], payload["seconds"]
-        write_result(self.results / result_name(episode), payload)
-        report = payload.get("report") or {}
-        s = stats or report.get("stats")
-        mc = report.get("monte_carlo")
-        self.db.execute(
-            "INSERT INTO validations VALUES (now()::TIMESTAMP, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [episode, result, reason, report.get("sha256"), seconds]
-            + [s.get(k) if s else None for k in ("trades", "total_pips", "expectancy_pips", "win_rate", "profit_factor",
-                                                 "max_drawdown_pips", "sqn", "sqn_100", "sharpe_daily", "trade_ratio",
-                                                 "quality")]
-            + [mc["final_pips"]["5"] if mc else None, mc.get("car25") if mc else None, mc.get("safe_f") if mc else None,
-               report.get("search_beats_raw")],
-        )
-        m = self.metrics
-        m.validations.labels(result=result).inc()
-        if result in ("promoted", "failed_gate", "timeout", "error"):
-            m.duration.observe(seconds)
-        fractions = payload.get("baselines") or {}
-        if fractions.get("fraction_of_oracle") is not None:
-            m.fraction_of_oracle.set(fractions["fraction_of_oracle"])
-        if fractions.get("fraction_of_momentum") is not None:
-            m.fraction_of_momentum.set(fractions["fraction_of_momentum"])
-        if s is not None:
-            m.last_expectancy.set(s["expectancy_pips"])
-            m.last_win_rate.set(s["win_rate"])
-            m.last_trade_ratio.set(s["trade_ratio"])
-            m.last_drawdown.set(s["max_drawdown_pips"])
-            for stat in ("trades", "total_pips", "quality"):
-                m.last.labels(stat=stat).set(s[stat])
-            m.last.labels(stat="sqn_100").set(s["sqn_100"] or 0.0)
+        self.records.write(payload, stats)
         self.last_result = {k: v for k, v in payload.items() if k != "report"}
         self.current = None
-        log.info("candidate", extra={"fields": {"episode": episode, "result": result, "reason": reason,
-                                                "seconds": round(seconds, 1)}})
+        log.info("candidate", extra={"fields": {"episode": payload["episode"], "result": payload["result"],
+                                                "reason": payload["reason"], "seconds": round(payload["seconds"], 1)}})
 
     def health(self) -> tuple[bool, dict]:
         age = self.heartbeat.age_seconds

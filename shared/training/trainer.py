@@ -1,94 +1,37 @@
 """The training loop, top to bottom: collect E episodes, learn, checkpoint.
 
 `Trainer.run_iteration()` is one pass; the training service calls it in a
-loop, tests call it directly. Checkpoints follow the volume contract in
-shared/volume/checkpoints.py; resume restores the model, the optimiser, the counters
-and every random generator, and the episode counter never goes back (it is at
-least the newest candidate's on disk).
+loop, tests call it directly. Checkpoints follow the volume contract
+(shared.volume: the layout in checkpoints, the file in candidates); resume
+is shared.training.resume, the report and its table shared.training.report.
 """
 
 from __future__ import annotations
 
-import io
-import json
 import logging
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-import duckdb
 import numpy as np
 import torch
 
 from shared.config import TrainingConfig
-from shared.core.feature_spec import FEATURE_SPEC_VERSION, TEMPORAL_FEATURES
+from shared.core.feature_spec import FEATURE_SPEC_VERSION
 from shared.env import TradingEnv
 from shared.features.store import FeatureSet
 from shared.model import MuZeroNetworks, parameter_counts
 from shared.search import NetworkSearch
 from shared.training.learner import Learner
 from shared.training.replay import ReplayBuffer
-from shared.training.selfplay import EpisodeBatch, play_episodes
-from shared.volume.candidates import config_object, read_config
+from shared.training.report import IterationReport, IterationTable, trade_statistics
+from shared.training.resume import restore, resume_payload
+from shared.training.selfplay import play_episodes
+from shared.volume.candidates import candidate_payload, serialize, whole_candidate
 from shared.volume.checkpoints import CheckpointDir, atomic_write_bytes
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class IterationReport:
-    episode: int
-    learner_steps: int
-    collect_seconds: float
-    learn_seconds: float
-    episodes: int
-    trades: int                 # closed trades; each was one entry (episodes close what is open)
-    expectancy_pips: float
-    win_rate: float
-    trade_ratio: float
-    pnl_pips_mean: float
-    action_share: list[float]
-    losses: dict[str, float]
-    checkpoint: str | None
-    replay_episodes: int
-    decisions: int = 0
-
-    @property
-    def entries(self) -> int:
-        return self.trades
-
-    @property
-    def episodes_per_hour(self) -> float:
-        seconds = self.collect_seconds + self.learn_seconds
-        return self.episodes / seconds * 3600 if seconds > 0 else 0.0
-
-
-def trade_statistics(batch: EpisodeBatch) -> tuple[int, float, float, float, list[float]]:
-    """(trades, expectancy in pips, win rate, trade ratio, action shares)."""
-    trades = [p for episode in batch.trades_pips for p in episode]
-    counts = batch.action_counts.sum(axis=0).astype(float)
-    share = (counts / counts.sum()).tolist() if counts.sum() else [0.0] * len(counts)
-    expectancy = float(np.mean(trades)) if trades else 0.0
-    win_rate = float(np.mean([p > 0 for p in trades])) if trades else 0.0
-    changes = batch.position_changes.sum() if batch.position_changes is not None else 0
-    trade_ratio = float(changes / counts.sum()) if counts.sum() else 0.0  # share of decisions that were orders
-    return len(trades), expectancy, win_rate, trade_ratio, share
-
-
-def _candidate_payload(data: bytes) -> dict | None:
-    """A candidate file's payload (tensors and plain data only), or None if it does not load."""
-    try:
-        payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except Exception:  # noqa: BLE001 - any failure: not a whole candidate
-        return None
-    return payload if isinstance(payload, dict) and payload.get("kind") == "micro-muzero-candidate" else None
-
-
-def serialize(payload: dict) -> bytes:
-    buffer = io.BytesIO()
-    torch.save(payload, buffer)
-    return buffer.getvalue()
 
 
 class Trainer:
@@ -121,73 +64,24 @@ class Trainer:
         if removed:
             log.warning("removed %d orphaned temp files from an interrupted write: %s", len(removed),
                         ", ".join(p.name for p in removed))
-        self.metrics_db = duckdb.connect(str(self.volume.training / "metrics.duckdb"))
-        self.metrics_db.execute(
-            """CREATE TABLE IF NOT EXISTS iterations (
-                   recorded_at TIMESTAMP, episode BIGINT, learner_steps BIGINT, episodes_per_hour DOUBLE,
-                   expectancy_pips DOUBLE, win_rate DOUBLE, trade_ratio DOUBLE, pnl_pips_mean DOUBLE,
-                   trades BIGINT, action_share VARCHAR, losses VARCHAR, checkpoint VARCHAR, replay_episodes BIGINT)"""
-        )
-        signalled, dropped = self.volume.repair_signals(_candidate_payload)
+        self.iterations = IterationTable(self.volume.training / "metrics.duckdb")
+        signalled, dropped = self.volume.repair_signals(whole_candidate)
         for path in signalled:
             log.warning("signalled %s: written before a stop that came before its .ready", path.name)
         for path in dropped:
             log.warning("removed %s: it does not load (a write cut short)", path.name)
         self.volume.prune(config.keep_checkpoints)
-        self.resumed = self._resume()
+        self.resumed = restore(self)
 
     # --- checkpoints ---------------------------------------------------------------
 
     def model_payload(self) -> dict:
-        """What a candidate holds: everything validation and live need, nothing secret."""
-        return {
-            "kind": "micro-muzero-candidate",
-            "episode": self.episode,
-            "learner_steps": self.learner.steps,
-            "model_state": self.model.state_dict(),
-            "config": config_object(self.config, self.config_sources),
-            "feature_spec_version": FEATURE_SPEC_VERSION,
-            "feature_names": list(TEMPORAL_FEATURES),
-            "instrument": self.features.instrument,
-            "granularity": self.features.granularity,
-            "config_hash": self.config.config_hash(),
-        }
+        return candidate_payload(self.model, self.config, self.config_sources, episode=self.episode,
+                                 learner_steps=self.learner.steps, instrument=self.features.instrument,
+                                 granularity=self.features.granularity)
 
     def resume_payload(self) -> dict:
-        payload = self.model_payload()
-        payload.update(
-            kind="micro-muzero-resume",
-            optimizer_state=self.learner.optimizer.state_dict(),
-            last_checkpoint_episode=self.last_checkpoint_episode,
-            checkpoints_written=self.checkpoints_written,
-            numpy_rng=self.rng.bit_generator.state,
-            torch_rng=torch.get_rng_state(),
-        )
-        return payload
-
-    def _resume(self) -> bool:
-        newest_candidate = max((ep for ep, _ in self.volume.candidates()), default=0)
-        if not self.volume.latest.exists():
-            self.episode = self.last_checkpoint_episode = self.saved_episode = newest_candidate
-            return False
-        state = torch.load(self.volume.latest, map_location=self.device, weights_only=True)  # tensors and plain data only
-        if state.get("feature_spec_version") != FEATURE_SPEC_VERSION:
-            raise ValueError(f"{self.volume.latest} was written with feature spec {state.get('feature_spec_version')}, "
-                             f"this code uses {FEATURE_SPEC_VERSION}: move it away to start afresh")
-        if read_config(state, self.volume.latest.name).network != self.config.network:
-            raise ValueError(f"{self.volume.latest} holds another network architecture; "
-                             "move it away or restore the settings it was trained with")
-        self.model.load_state_dict(state["model_state"])
-        self.learner.optimizer.load_state_dict(state["optimizer_state"])
-        self.learner.steps = int(state["learner_steps"])
-        self.rng.bit_generator.state = state["numpy_rng"]
-        torch.set_rng_state(state["torch_rng"])
-        self.checkpoints_written = int(state.get("checkpoints_written", 0))
-        # never go back: a candidate written after the last resume state still counts
-        self.episode = self.saved_episode = max(int(state["episode"]), newest_candidate)
-        self.last_checkpoint_episode = max(int(state["last_checkpoint_episode"]), newest_candidate)
-        log.info("resumed at episode %d (learner step %d)", self.episode, self.learner.steps)
-        return True
+        return resume_payload(self)
 
     def write_checkpoint(self) -> str:
         data = serialize(self.model_payload())
@@ -239,11 +133,7 @@ class Trainer:
             trade_ratio=trade_ratio, pnl_pips_mean=float(batch.pnl_pips.mean()), action_share=share, losses=losses,
             checkpoint=checkpoint, replay_episodes=len(self.replay), decisions=int(batch.action_counts.sum()),
         )
-        self.metrics_db.execute(
-            "INSERT INTO iterations VALUES (now()::TIMESTAMP, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [report.episode, report.learner_steps, report.episodes_per_hour, expectancy, win_rate, trade_ratio,
-             report.pnl_pips_mean, trades, json.dumps(share), json.dumps(losses), checkpoint, report.replay_episodes],
-        )
+        self.iterations.insert(report)
         return report
 
     def describe(self) -> str:
@@ -251,5 +141,5 @@ class Trainer:
         return "parameters: " + ", ".join(f"{name} {count:,}" for name, count in counts.items())
 
     def close(self) -> None:
-        self.metrics_db.close()
+        self.iterations.close()
 

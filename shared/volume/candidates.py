@@ -1,4 +1,11 @@
-"""Loading a candidate or promoted model, verified before anything uses it:
+"""The candidate file, written and read here and nowhere else.
+
+Writing: `candidate_payload` is everything validation and live need (the
+weights, the one config object, the feature spec, the market), nothing secret;
+`serialize` turns it into the bytes a checkpoint holds; `whole_candidate` tells
+a complete file from a write cut short.
+
+Loading a candidate or promoted model, verified before anything uses it:
 the file exists, its sha256 matches the signal, it loads as tensors and plain
 data only (`weights_only=True`: a file another container wrote never runs
 pickle code here), it was built for this feature spec, and its weights fit
@@ -93,6 +100,41 @@ def check_architecture(training: dict, name: str) -> None:
         if key in network and network[key] != want:
             raise CandidateError("architecture_mismatch", f"{name}: its network has {key}={network[key]}, "
                                  f"this system's feature spec and {space} space need {want}")
+
+
+CANDIDATE_KIND = "micro-muzero-candidate"
+
+
+def candidate_payload(model: MuZeroNetworks, config: TrainingConfig, sources: dict[str, str], *, episode: int,
+                      learner_steps: int, instrument: str, granularity: str) -> dict:
+    """What a candidate holds: everything validation and live need, nothing secret."""
+    return {
+        "kind": CANDIDATE_KIND,
+        "episode": episode,
+        "learner_steps": learner_steps,
+        "model_state": model.state_dict(),
+        "config": config_object(config, sources),
+        "feature_spec_version": FEATURE_SPEC_VERSION,
+        "feature_names": list(TEMPORAL_FEATURES),
+        "instrument": instrument,
+        "granularity": granularity,
+        "config_hash": config.config_hash(),
+    }
+
+
+def serialize(payload: dict) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    return buffer.getvalue()
+
+
+def whole_candidate(data: bytes) -> dict | None:
+    """A candidate file's payload (tensors and plain data only), or None if it does not load."""
+    try:
+        payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - any failure: not a whole candidate
+        return None
+    return payload if isinstance(payload, dict) and payload.get("kind") == CANDIDATE_KIND else None
 
 
 def load_candidate(path: Path, expected_sha256: str | None = None, device: torch.device | None = None) -> Candidate:
