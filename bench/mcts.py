@@ -2,6 +2,8 @@
 
 python -m bench.mcts [--repeats N]
 
+Both searches run pUCT (the reference implements nothing else) with
+shared.config.SearchConfig's other defaults and 50 simulations.
 The network is the same for every row: float32, 256-d,
   afterstate: after = tanh(emb @ W_as + E_a[action]); (chance_logits[3], afterstate_value) = after @ H_as
   dynamics:   next = tanh(after @ W_dyn + E_c[outcome]); (policy_logits[4], value, reward) = next @ H_s
@@ -27,8 +29,10 @@ import numpy as np  # noqa: E402
 from mcts_rs.reference import ReferenceSearch  # noqa: E402
 
 from mcts_rs import BatchedSearch, run_search  # noqa: E402
+from shared.config import SearchConfig  # noqa: E402
 
 DIM, ACTIONS, OUTCOMES, SIMS = 256, 4, 3, 50
+CONFIG = SearchConfig(simulations=SIMS, root_selection="puct")
 
 
 class TrivialNetwork:
@@ -70,7 +74,7 @@ class TrivialNetwork:
 
 
 def bench_batch(net: TrivialNetwork, batch: int, repeats: int, reference_repeats: int) -> dict:
-    search = BatchedSearch(batch, embedding_dim=DIM, max_simulations=SIMS)
+    search = BatchedSearch(batch, CONFIG, num_actions=ACTIONS, num_outcomes=OUTCOMES, embedding_dim=DIM)
     emb, priors, values, legal = net.roots(batch, seed=batch)
     seeds = np.arange(batch, dtype=np.uint64)
     walls, nets = [], []
@@ -86,12 +90,12 @@ def bench_batch(net: TrivialNetwork, batch: int, repeats: int, reference_repeats
     wall = statistics.median(walls)
     network_fraction = sum(nets) / sum(walls)
 
-    reference = ReferenceSearch()
+    reference = ReferenceSearch(CONFIG, num_actions=ACTIONS, num_outcomes=OUTCOMES)
     ref_walls = []
     for _ in range(reference_repeats):
         t0 = time.perf_counter()
         for b in range(batch):
-            reference.run(emb[b], priors[b], float(values[b]), legal[b], net.afterstate, net.dynamics, SIMS)
+            reference.run(emb[b], priors[b], float(values[b]), legal[b], net.afterstate, net.dynamics)
         ref_walls.append(time.perf_counter() - t0)
     return {
         "bench": "mcts",

@@ -86,26 +86,11 @@ class NetworkSearch:
         return self._trees[batch_size]
 
     def _new_tree(self, batch_size: int) -> BatchedSearch:
-        model, config = self.model, self.config
-        return BatchedSearch(
-            batch_size,
-            num_actions=model.config.num_actions,
-            num_outcomes=model.config.num_outcomes,
-            embedding_dim=model.config.hidden,
-            max_simulations=config.simulations,
-            discount=config.discount,
-            pb_c_init=config.pb_c_init,
-            pb_c_base=config.pb_c_base,
-            dirichlet_alpha=config.dirichlet_alpha,
-            dirichlet_fraction=config.dirichlet_fraction,
-            sample_outcomes=config.sample_outcomes,
-            position_transitions=self.space.transitions(),
-            root_selection=config.root_selection,
-            max_considered_actions=config.max_considered_actions,
-            gumbel_scale=config.gumbel_scale,
-            gumbel_value_scale=config.gumbel_value_scale,
-            gumbel_maxvisit_init=config.gumbel_maxvisit_init,
-        )
+        # the arena reads every SearchConfig field itself, under the same names
+        network = self.model.config
+        return BatchedSearch(batch_size, self.config, num_actions=network.num_actions,
+                             num_outcomes=network.num_outcomes, embedding_dim=network.hidden,
+                             position_transitions=self.space.transitions())
 
     def _numpy(self, tensor: torch.Tensor) -> np.ndarray:
         return np.ascontiguousarray(tensor.detach().to("cpu", torch.float32).numpy())

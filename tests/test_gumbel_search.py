@@ -2,13 +2,16 @@
 `gumbel_muzero_policy` (fixture made by tests/data/make_gumbel_reference.py),
 and its use as a search setting."""
 
+import dataclasses
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from mcts_rs import BatchedSearch, run_search
+from shared.config import SearchConfig
 
 REFERENCE = json.loads((Path(__file__).parent / "data" / "gumbel_mctx_reference.json").read_text())
 
@@ -58,9 +61,8 @@ def test_matches_mctx_gumbel_muzero_policy(key):
     priors = np.exp(masked - masked.max(axis=1, keepdims=True))
     priors = (priors / priors.sum(axis=1, keepdims=True)).astype(np.float32)
     rewards = np.array([c["rewards"] for c in cases], np.float32)
-    search = BatchedSearch(b, num_actions=num_actions, num_outcomes=1, embedding_dim=2,
-                           max_simulations=num_simulations, root_selection="gumbel",
-                           max_considered_actions=considered)
+    config = SearchConfig(simulations=num_simulations, root_selection="gumbel", max_considered_actions=considered)
+    search = BatchedSearch(b, config, num_actions=num_actions, num_outcomes=1, embedding_dim=2)
     search.reset(np.zeros((b, 2), np.float32), priors, np.array([c["root_value"] for c in cases], np.float32), legal,
                  np.arange(b, dtype=np.uint64), gumbel=np.array([c["gumbel"] for c in cases], np.float32))
     run_search(search, *_one_step_problem(search, rewards))
@@ -78,8 +80,8 @@ def test_gumbel_noise_is_seeded_and_off_without_noise():
     legal = np.ones((b, a), bool)
 
     def run(seed: int, add_noise: bool):
-        search = BatchedSearch(b, num_actions=a, num_outcomes=1, embedding_dim=2, max_simulations=4,
-                               root_selection="gumbel")
+        search = BatchedSearch(b, SearchConfig(simulations=4, root_selection="gumbel"), num_actions=a,
+                               num_outcomes=1, embedding_dim=2)
         search.reset(np.zeros((b, 2), np.float32), priors, np.zeros(b, np.float32), legal,
                      np.full(b, seed, np.uint64), add_noise=add_noise)
         run_search(search, *_one_step_problem(search, rewards))
@@ -94,23 +96,27 @@ def test_gumbel_noise_is_seeded_and_off_without_noise():
 
 
 def test_gumbel_only_outputs_are_refused_under_puct_and_bad_settings_are_named():
-    search = BatchedSearch(1, num_actions=3, num_outcomes=1, embedding_dim=2, max_simulations=2)
+    search = BatchedSearch(1, SearchConfig(simulations=2, root_selection="puct"), num_actions=3, num_outcomes=1,
+                           embedding_dim=2)
     search.reset(np.zeros((1, 2), np.float32), np.full((1, 3), 1 / 3, np.float32), np.zeros(1, np.float32),
                  np.ones((1, 3), bool), np.zeros(1, np.uint64))
     run_search(search, *_one_step_problem(search, np.zeros((1, 3), np.float32)))
     with pytest.raises(ValueError, match="root_selection='gumbel'"):
         search.improved_policy()
+    # SearchConfig refuses these itself; the binding names them too, for any config object
+    def settings(**changes):
+        return SimpleNamespace(**{**dataclasses.asdict(SearchConfig()), **changes})
+
     with pytest.raises(ValueError, match="root_selection"):
-        BatchedSearch(1, num_actions=3, root_selection="ucb")
+        BatchedSearch(1, settings(root_selection="ucb"), num_actions=3, num_outcomes=1, embedding_dim=2)
     with pytest.raises(ValueError, match="max_considered_actions"):
-        BatchedSearch(1, num_actions=3, root_selection="gumbel", max_considered_actions=0)
+        BatchedSearch(1, settings(max_considered_actions=0), num_actions=3, num_outcomes=1, embedding_dim=2)
 
 
 def test_every_search_setting_reaches_the_rust_search_under_one_name(monkeypatch):
-    """SearchConfig's fields are handed to mcts_rs one to one (the simulation count is the arena's
-    max_simulations), the two Gumbel transform constants included: none falls back to a Rust default."""
-    import dataclasses
-
+    """NetworkSearch hands mcts_rs its SearchConfig itself, and the binding reads every field of it under
+    the field's own name (tests/test_mcts_search.py: any one missing is refused), the two Gumbel
+    transform constants included: none falls back to a Rust default."""
     import shared.search
     from shared.config import NetworkConfig, SearchConfig
     from shared.env import HOLD_BUY_SELL_CLOSE
@@ -119,20 +125,27 @@ def test_every_search_setting_reaches_the_rust_search_under_one_name(monkeypatch
     handed = []
     real = shared.search.BatchedSearch
 
-    def recording(batch_size, **kwargs):
-        handed.append(kwargs)
-        return real(batch_size, **kwargs)
+    def recording(batch_size, config, **kwargs):
+        handed.append(config)
+        return real(batch_size, config, **kwargs)
 
     monkeypatch.setattr(shared.search, "BatchedSearch", recording)
     config = SearchConfig(simulations=7, dirichlet_alpha=0.3, dirichlet_fraction=0.25, pb_c_init=1.5,
                           pb_c_base=1000.0, sample_outcomes=True, max_considered_actions=3, gumbel_scale=0.5,
                           gumbel_value_scale=0.4, gumbel_maxvisit_init=20.0)
     model = MuZeroNetworks(NetworkConfig(tcn_channels=16, hidden=32)).eval()
-    shared.search.NetworkSearch(model, 2, HOLD_BUY_SELL_CLOSE, config)
-    kwargs = handed[-1]
-    for field in dataclasses.fields(SearchConfig):
-        name = "max_simulations" if field.name == "simulations" else field.name
-        assert kwargs[name] == getattr(config, field.name), field.name
+    search = shared.search.NetworkSearch(model, 2, HOLD_BUY_SELL_CLOSE, config)
+    assert handed == [config] and handed[0] is config
+    assert search.tree.simulations == config.simulations
+    read = []
+
+    class Recording:
+        def __getattr__(self, name):
+            read.append(name)
+            return getattr(config, name)
+
+    BatchedSearch(2, Recording(), num_actions=4, num_outcomes=3, embedding_dim=2)
+    assert sorted(read) == sorted(field.name for field in dataclasses.fields(SearchConfig))
 
 
 def test_the_gumbel_value_scale_sharpens_the_improved_policy():
@@ -141,8 +154,8 @@ def test_the_gumbel_value_scale_sharpens_the_improved_policy():
     rewards = np.tile(np.array([[0.0, 0.2, 0.4, 1.0]], np.float32), (b, 1))
 
     def improved(value_scale: float) -> np.ndarray:
-        search = BatchedSearch(b, num_actions=a, num_outcomes=1, embedding_dim=2, max_simulations=8,
-                               root_selection="gumbel", gumbel_value_scale=value_scale)
+        config = SearchConfig(simulations=8, root_selection="gumbel", gumbel_value_scale=value_scale)
+        search = BatchedSearch(b, config, num_actions=a, num_outcomes=1, embedding_dim=2)
         search.reset(np.zeros((b, 2), np.float32), np.full((b, a), 0.25, np.float32), np.zeros(b, np.float32),
                      np.ones((b, a), bool), np.arange(b, dtype=np.uint64))
         run_search(search, *_one_step_problem(search, rewards))

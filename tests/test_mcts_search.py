@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -11,8 +13,22 @@ from hypothesis import strategies as st
 from mcts_rs.reference import ReferenceSearch
 
 from mcts_rs import BatchedSearch, run_search
+from shared.config import SearchConfig
 
 DIM, ACTIONS, OUTCOMES = 8, 4, 3
+
+
+def puct(simulations: int = 50, **settings) -> SearchConfig:
+    """pUCT (what the reference implements), the other settings SearchConfig's own."""
+    return SearchConfig(simulations=simulations, root_selection="puct", **settings)
+
+
+def make_search(batch: int, config, **kwargs) -> BatchedSearch:
+    return BatchedSearch(batch, config, num_actions=ACTIONS, num_outcomes=OUTCOMES, embedding_dim=DIM, **kwargs)
+
+
+def reference_search(config: SearchConfig, **kwargs) -> ReferenceSearch:
+    return ReferenceSearch(config, num_actions=ACTIONS, num_outcomes=OUTCOMES, **kwargs)
 
 
 class RowwiseNetwork:
@@ -54,8 +70,8 @@ def make_roots(batch: int, seed: int, legal: np.ndarray | None = None):
     return emb, priors, values, legal
 
 
-def rust_search(net, emb, priors, values, legal, sims, **kwargs):
-    search = BatchedSearch(len(emb), embedding_dim=DIM, max_simulations=sims, **kwargs)
+def rust_search(net, emb, priors, values, legal, sims, **settings):
+    search = make_search(len(emb), puct(sims, **settings))
     search.reset(emb, priors, values, legal, np.arange(len(emb), dtype=np.uint64))
     run_search(search, net.afterstate, net.dynamics)
     return search
@@ -74,9 +90,9 @@ def test_rust_and_reference_give_identical_visit_counts(batch, sims, seed, disco
     search = rust_search(net, emb, priors, values, legal, sims, discount=discount)
     counts = search.root_visit_counts()
     root_values = search.root_values()
-    reference = ReferenceSearch(discount=discount)
+    reference = reference_search(puct(sims, discount=discount))
     for b in range(batch):
-        root, ref_counts = reference.run(emb[b], priors[b], float(values[b]), legal[b], net.afterstate, net.dynamics, sims)
+        root, ref_counts = reference.run(emb[b], priors[b], float(values[b]), legal[b], net.afterstate, net.dynamics)
         assert counts[b].tolist() == ref_counts, f"root {b}"
         assert root_values[b] == pytest.approx(root.mean(), rel=1e-6, abs=1e-6)
 
@@ -101,13 +117,13 @@ def test_rust_and_reference_agree_with_position_rules(batch, sims, seed, positio
     net = RowwiseNetwork(seed)
     emb, priors, values, _ = make_roots(batch, seed)
     legal = (rules[:, root_positions] >= 0).T.copy()
-    search = BatchedSearch(batch, embedding_dim=DIM, max_simulations=sims, position_transitions=rules)
+    search = make_search(batch, puct(sims), position_transitions=rules)
     search.reset(emb, priors, values, legal, np.arange(batch, dtype=np.uint64), root_positions=root_positions)
     run_search(search, net.afterstate, net.dynamics)
-    reference = ReferenceSearch(position_transitions=rules)
+    reference = reference_search(puct(sims), position_transitions=rules)
     for b in range(batch):
         _, ref_counts = reference.run(emb[b], priors[b], float(values[b]), legal[b], net.afterstate, net.dynamics,
-                                      sims, root_position=int(root_positions[b]))
+                                      root_position=int(root_positions[b]))
         assert search.root_visit_counts()[b].tolist() == ref_counts, f"root {b}"
 
 
@@ -139,7 +155,7 @@ def test_position_rules_mask_actions_deep_in_the_tree():
         logits[:, 3] += 5.0  # CLOSE
         return nxt, logits, value, reward
 
-    search = BatchedSearch(3, embedding_dim=DIM, max_simulations=200, position_transitions=rules)
+    search = make_search(3, puct(200), position_transitions=rules)
     search.reset(emb, priors, values, legal, np.arange(3, dtype=np.uint64), root_positions=root_positions)
     run_search(search, net.afterstate, eager_to_break_rules)
     seen: list[tuple[int, int]] = []
@@ -156,12 +172,12 @@ def test_position_rules_are_checked():
     emb, priors, values, _ = make_roots(1, seed=1)
     seeds = np.zeros(1, dtype=np.uint64)
     with pytest.raises(ValueError, match="one row per action"):
-        BatchedSearch(1, embedding_dim=DIM, position_transitions=rules[:3])
+        make_search(1, puct(), position_transitions=rules[:3])
     with pytest.raises(ValueError, match="position index"):
-        BatchedSearch(1, embedding_dim=DIM, position_transitions=np.where(rules == 1, 7, rules))
+        make_search(1, puct(), position_transitions=np.where(rules == 1, 7, rules))
     with pytest.raises(ValueError, match="allow no action from position 1"):
-        BatchedSearch(1, embedding_dim=DIM, position_transitions=np.array([[0, -1], [1, -1], [-1, -1], [-1, -1]]))
-    search = BatchedSearch(1, embedding_dim=DIM, position_transitions=rules)
+        make_search(1, puct(), position_transitions=np.array([[0, -1], [1, -1], [-1, -1], [-1, -1]]))
+    search = make_search(1, puct(), position_transitions=rules)
     flat_legal = np.array([[True, True, False, False]])
     with pytest.raises(ValueError, match="needs root_positions"):
         search.reset(emb, priors, values, flat_legal, seeds)
@@ -171,7 +187,7 @@ def test_position_rules_are_checked():
         search.reset(emb, priors, values, flat_legal, seeds, root_positions=np.array([2]))
     search.reset(emb, priors, values, flat_legal, seeds, root_positions=np.array([0]))
     with pytest.raises(ValueError, match="no position_transitions"):
-        BatchedSearch(1, embedding_dim=DIM).reset(emb, priors, values, flat_legal, seeds, root_positions=np.array([0]))
+        make_search(1, puct()).reset(emb, priors, values, flat_legal, seeds, root_positions=np.array([0]))
 
 
 def test_root_result_is_independent_of_batch_position_and_neighbours():
@@ -191,7 +207,7 @@ def test_root_result_is_independent_of_batch_position_and_neighbours():
 def test_each_network_called_once_per_step_on_only_its_own_leaves():
     net = RowwiseNetwork(1)
     emb, priors, values, legal = make_roots(16, seed=1)
-    search = BatchedSearch(16, embedding_dim=DIM, max_simulations=50)
+    search = make_search(16, puct(50))
     search.reset(emb, priors, values, legal, np.arange(16, dtype=np.uint64))
     steps, rows = 0, 0
     while True:
@@ -266,7 +282,7 @@ def test_noise_and_sampled_outcomes_are_reproducible_for_a_seed():
     emb, priors, values, legal = make_roots(4, seed=6)
 
     def run(seed: int):
-        search = BatchedSearch(4, embedding_dim=DIM, max_simulations=40, sample_outcomes=True)
+        search = make_search(4, puct(40, sample_outcomes=True))
         search.reset(emb, priors, values, legal, np.full(4, seed, dtype=np.uint64), add_noise=True)
         run_search(search, net.afterstate, net.dynamics)
         return search.root_visit_counts(), search.choose_actions(1.0)
@@ -282,7 +298,7 @@ def test_noise_and_sampled_outcomes_are_reproducible_for_a_seed():
 @pytest.fixture
 def search_and_roots():
     emb, priors, values, legal = make_roots(2, seed=9)
-    return BatchedSearch(2, embedding_dim=DIM, max_simulations=5), (emb, priors, values, legal, np.arange(2, dtype=np.uint64))
+    return make_search(2, puct(5)), (emb, priors, values, legal, np.arange(2, dtype=np.uint64))
 
 
 @pytest.mark.parametrize(
@@ -309,13 +325,41 @@ def test_bad_root_inputs_raise_value_error(search_and_roots, index, bad, message
 
 def test_bad_construction_raises_value_error():
     with pytest.raises(ValueError, match="discount"):
-        BatchedSearch(1, discount=1.5)
+        make_search(1, puct(discount=1.5))
     with pytest.raises(ValueError, match="batch_size"):
-        BatchedSearch(0)
-    with pytest.raises(ValueError, match="num_simulations"):
-        search = BatchedSearch(1, embedding_dim=DIM, max_simulations=3)
+        make_search(0, puct())
+    with pytest.raises(ValueError, match="simulations_this_search"):
+        search = make_search(1, puct(3))
         emb, priors, values, legal = make_roots(1, 0)
-        search.reset(emb, priors, values, legal, np.zeros(1, dtype=np.uint64), num_simulations=4)
+        search.reset(emb, priors, values, legal, np.zeros(1, dtype=np.uint64), simulations_this_search=4)
+    with pytest.raises(TypeError):
+        BatchedSearch(1, puct(), embedding_dim=DIM)  # the network's shape has no default either
+
+
+def _settings(**changes) -> SimpleNamespace:
+    """SearchConfig's fields on a plain object, some changed or (None) removed."""
+    fields = {**dataclasses.asdict(puct(4)), **changes}
+    return SimpleNamespace(**{name: value for name, value in fields.items() if value is not None})
+
+
+@pytest.mark.parametrize("name", [f.name for f in dataclasses.fields(SearchConfig)])
+def test_every_search_config_field_is_read_by_the_binding(name):
+    """The binding reads each SearchConfig field itself, under the field's name, with no default:
+    an object without any one of them is refused naming it, as is one of the wrong type."""
+    make_search(1, _settings())  # every field present: accepted
+    with pytest.raises(ValueError, match=f'config has no attribute "{name}"'):
+        make_search(1, _settings(**{name: None}))
+    with pytest.raises(ValueError, match=rf"config\.{name} must be"):
+        make_search(1, _settings(**{name: object()}))
+
+
+def test_mistyped_settings_are_named_not_coerced():
+    for name, value in [("simulations", 5.0), ("simulations", True), ("max_considered_actions", "4"),
+                        ("discount", "0.9"), ("gumbel_scale", True), ("sample_outcomes", 1), ("root_selection", 1)]:
+        with pytest.raises(ValueError, match=rf"config\.{name} must be"):
+            make_search(1, _settings(**{name: value}))
+    search = make_search(1, _settings(simulations=np.int64(7), discount=1, pb_c_base=np.float32(100.0)))
+    assert search.simulations == 7
 
 
 def test_protocol_misuse_raises_value_error(search_and_roots):

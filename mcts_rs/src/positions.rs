@@ -5,7 +5,7 @@
 //! positions). With these rules the search masks illegal actions at every
 //! decision node, not only at the root (BUY while long, CLOSE while flat).
 
-use crate::search::SearchError;
+use crate::error::SearchError;
 
 /// Marks an action that is not allowed from a position.
 pub const ILLEGAL: i64 = -1;

@@ -1,70 +1,21 @@
 //! Thin PyO3 layer: converts numpy arrays, releases the GIL around the search
 //! and maps every error to `ValueError`. No search logic lives here.
 
-use std::borrow::Cow;
+#[path = "python_arrays.rs"]
+mod arrays;
+#[path = "python_config.rs"]
+mod config;
 
-use numpy::{PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
+use numpy::{PyArray1, PyArray2, PyArrayMethods};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
-use crate::gumbel::GumbelConfig;
-use crate::positions::PositionRules;
-use crate::search::{all_finite, Forest, LeafKind, RootInputs, SearchConfig, SearchError};
-
-fn to_py(e: SearchError) -> PyErr {
-    PyValueError::new_err(e.0)
-}
-
-fn describe(obj: &Bound<'_, PyAny>) -> String {
-    let dtype = obj.getattr("dtype").map(|d| d.to_string()).unwrap_or_else(|_| "no dtype".into());
-    let shape = obj.getattr("shape").map(|s| s.to_string()).unwrap_or_else(|_| "no shape".into());
-    format!("{} with dtype {dtype} and shape {shape}", obj.get_type().name().map(|n| n.to_string()).unwrap_or_default())
-}
-
-fn array2<'py, T: numpy::Element>(
-    obj: &Bound<'py, PyAny>,
-    name: &str,
-    dtype: &str,
-    rows: usize,
-    cols: usize,
-) -> PyResult<PyReadonlyArray2<'py, T>> {
-    let arr: PyReadonlyArray2<'py, T> = obj.extract().map_err(|_| {
-        PyValueError::new_err(format!("{name} must be a 2-d numpy array of {dtype}, got {}", describe(obj)))
-    })?;
-    if arr.shape() != [rows, cols] {
-        return Err(PyValueError::new_err(format!(
-            "{name} must have shape ({rows}, {cols}), got {:?}",
-            arr.shape()
-        )));
-    }
-    Ok(arr)
-}
-
-fn array1<'py, T: numpy::Element>(
-    obj: &Bound<'py, PyAny>,
-    name: &str,
-    dtype: &str,
-    len: usize,
-) -> PyResult<PyReadonlyArray1<'py, T>> {
-    let arr: PyReadonlyArray1<'py, T> = obj.extract().map_err(|_| {
-        PyValueError::new_err(format!("{name} must be a 1-d numpy array of {dtype}, got {}", describe(obj)))
-    })?;
-    if arr.len() != len {
-        return Err(PyValueError::new_err(format!("{name} must have shape ({len},), got {:?}", arr.shape())));
-    }
-    Ok(arr)
-}
-
-/// The array's elements in row-major order: borrowed when contiguous, copied
-/// when strided (a column slice of a network's output, say).
-fn elems<'a, T: numpy::Element + Copy, D: numpy::ndarray::Dimension>(
-    arr: &'a numpy::PyReadonlyArray<'_, T, D>,
-) -> Cow<'a, [T]> {
-    match arr.as_slice() {
-        Ok(s) => Cow::Borrowed(s),
-        Err(_) => Cow::Owned(arr.as_array().iter().copied().collect()),
-    }
-}
+use self::arrays::{array1, array2, elems, to_py};
+use self::config::{position_rules, search_config};
+use crate::error::SearchError;
+use crate::roots::RootInputs;
+use crate::search::all_finite;
+use crate::tree::{Forest, LeafKind};
 
 /// Batched stochastic MuZero search over `batch_size` roots. See the package
 /// docstring and `__init__.pyi` for the protocol.
@@ -140,77 +91,22 @@ fn select_into(
 
 #[pymethods]
 impl PyBatchedSearch {
+    /// `config` is a `shared.config.SearchConfig` (any object with its
+    /// fields): every field is read by attribute under its own name, none
+    /// has a default here. The shape of the networks comes separately.
     #[new]
-    #[pyo3(signature = (batch_size, *, num_actions=4, num_outcomes=3, embedding_dim=256, max_simulations=50,
-                        discount=0.997, pb_c_init=1.25, pb_c_base=19652.0, dirichlet_alpha=1.0,
-                        dirichlet_fraction=0.5, sample_outcomes=false, position_transitions=None,
-                        root_selection="puct", max_considered_actions=16, gumbel_scale=1.0,
-                        gumbel_value_scale=0.1, gumbel_maxvisit_init=50.0))]
-    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (batch_size, config, *, num_actions, num_outcomes, embedding_dim, position_transitions=None))]
     fn new(
         py: Python<'_>,
         batch_size: usize,
+        config: &Bound<'_, PyAny>,
         num_actions: usize,
         num_outcomes: usize,
         embedding_dim: usize,
-        max_simulations: usize,
-        discount: f64,
-        pb_c_init: f64,
-        pb_c_base: f64,
-        dirichlet_alpha: f64,
-        dirichlet_fraction: f64,
-        sample_outcomes: bool,
         position_transitions: Option<&Bound<'_, PyAny>>,
-        root_selection: &str,
-        max_considered_actions: usize,
-        gumbel_scale: f64,
-        gumbel_value_scale: f64,
-        gumbel_maxvisit_init: f64,
     ) -> PyResult<Self> {
-        let gumbel = match root_selection {
-            "puct" => None,
-            "gumbel" => Some(GumbelConfig {
-                max_considered_actions,
-                gumbel_scale,
-                value_scale: gumbel_value_scale,
-                maxvisit_init: gumbel_maxvisit_init,
-            }),
-            other => {
-                return Err(PyValueError::new_err(format!("root_selection must be 'puct' or 'gumbel', got {other:?}")))
-            }
-        };
-        let positions = match position_transitions {
-            None => None,
-            Some(obj) => {
-                let table: PyReadonlyArray2<i64> = obj.extract().map_err(|_| {
-                    PyValueError::new_err(format!(
-                        "position_transitions must be a 2-d numpy array of int64, got {}",
-                        describe(obj)
-                    ))
-                })?;
-                let [rows, cols] = [table.shape()[0], table.shape()[1]];
-                if rows != num_actions {
-                    return Err(PyValueError::new_err(format!(
-                        "position_transitions must have one row per action ({num_actions}), got {rows}"
-                    )));
-                }
-                Some(PositionRules::new(num_actions, cols, elems(&table).into_owned()).map_err(to_py)?)
-            }
-        };
-        let cfg = SearchConfig {
-            num_actions,
-            num_outcomes,
-            embedding_dim,
-            max_simulations,
-            discount,
-            pb_c_init,
-            pb_c_base,
-            dirichlet_alpha,
-            dirichlet_fraction,
-            sample_outcomes,
-            positions,
-            gumbel,
-        };
+        let mut cfg = search_config(config, num_actions, num_outcomes, embedding_dim)?;
+        cfg.positions = position_transitions.map(|t| position_rules(t, num_actions)).transpose()?;
         let forest = Forest::new(batch_size, cfg).map_err(to_py)?;
         let ints = || PyArray1::<i64>::zeros(py, batch_size, false).unbind();
         let floats = || PyArray2::<f32>::zeros(py, [batch_size, embedding_dim], false).unbind();
@@ -247,13 +143,15 @@ impl PyBatchedSearch {
     fn embedding_dim(&self) -> usize {
         self.forest.cfg.embedding_dim
     }
-    #[getter]
-    fn max_simulations(&self) -> usize {
-        self.forest.cfg.max_simulations
-    }
+    /// The config's simulations: the most a search may run.
     #[getter]
     fn simulations(&self) -> usize {
-        self.forest.simulations()
+        self.forest.cfg.simulations
+    }
+    /// Simulations started by the root that started the fewest.
+    #[getter]
+    fn simulations_started(&self) -> usize {
+        self.forest.simulations_started()
     }
     #[getter]
     fn afterstate_roots(&self, py: Python<'_>) -> Py<PyArray1<i64>> {
@@ -288,7 +186,7 @@ impl PyBatchedSearch {
         self.state_inputs.clone_ref(py)
     }
 
-    #[pyo3(signature = (root_embeddings, root_priors, root_values, legal_mask, seeds, *, num_simulations=None, add_noise=false,
+    #[pyo3(signature = (root_embeddings, root_priors, root_values, legal_mask, seeds, *, simulations_this_search=None, add_noise=false,
                         root_positions=None, gumbel=None))]
     #[allow(clippy::too_many_arguments)]
     fn reset(
@@ -299,7 +197,7 @@ impl PyBatchedSearch {
         root_values: &Bound<'_, PyAny>,
         legal_mask: &Bound<'_, PyAny>,
         seeds: &Bound<'_, PyAny>,
-        num_simulations: Option<usize>,
+        simulations_this_search: Option<usize>,
         add_noise: bool,
         root_positions: Option<&Bound<'_, PyAny>>,
         gumbel: Option<&Bound<'_, PyAny>>,
@@ -316,7 +214,7 @@ impl PyBatchedSearch {
         let gumbel = gumbel.map(|g| array2::<f32>(g, "gumbel", "float32", b, a)).transpose()?;
         let gumbel = gumbel.as_ref().map(elems);
         let inputs = RootInputs {
-            num_simulations: num_simulations.unwrap_or(self.forest.cfg.max_simulations),
+            simulations_this_search: simulations_this_search.unwrap_or(self.forest.cfg.simulations),
             embeddings: &emb,
             priors: &priors,
             values: &values,
@@ -495,7 +393,7 @@ impl PyBatchedSearch {
 #[pymodule]
 fn _mcts_rs(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyBatchedSearch>()?;
-    m.add("DECISION", crate::search::DECISION)?;
-    m.add("CHANCE", crate::search::CHANCE)?;
+    m.add("DECISION", crate::tree::DECISION)?;
+    m.add("CHANCE", crate::tree::CHANCE)?;
     Ok(())
 }

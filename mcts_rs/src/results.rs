@@ -3,7 +3,8 @@
 
 use rand::Rng;
 
-use crate::search::{fail, Forest, SearchError, DECISION, ROOT, UNEXPANDED};
+use crate::error::{fail, SearchError};
+use crate::tree::{Forest, DECISION, ROOT, UNEXPANDED};
 
 impl Forest {
     fn check_complete(&self) -> Result<(), SearchError> {
@@ -194,7 +195,7 @@ impl Forest {
     }
 
     /// Simulations started by the root that started the fewest.
-    pub fn simulations(&self) -> usize {
+    pub fn simulations_started(&self) -> usize {
         self.sims_done.iter().copied().min().unwrap_or(0)
     }
 }

@@ -1,7 +1,10 @@
 use super::*;
+use crate::config::SearchConfig;
+use crate::positions::PositionRules;
+use crate::roots::RootInputs;
 
 fn forest(b: usize, sims: usize) -> Forest {
-    let cfg = SearchConfig { embedding_dim: 2, max_simulations: sims, ..SearchConfig::default() };
+    let cfg = SearchConfig { embedding_dim: 2, simulations: sims, ..SearchConfig::default() };
     Forest::new(b, cfg).unwrap()
 }
 
@@ -12,7 +15,7 @@ fn reset(f: &mut Forest, legal: &[bool]) {
     let values = vec![1.0f32; b];
     let seeds: Vec<u64> = (0..b as u64).collect();
     let inputs = RootInputs {
-        num_simulations: f.cfg.max_simulations,
+        simulations_this_search: f.cfg.simulations,
         embeddings: &emb,
         priors: &priors,
         values: &values,
@@ -109,14 +112,14 @@ fn replayed_position(f: &Forest, rules: &PositionRules, b: usize, node: usize, r
 
 #[test]
 fn position_rules_mask_every_decision_node() {
-    let cfg = SearchConfig { embedding_dim: 2, max_simulations: 200, positions: Some(hold_buy_sell_close()),
+    let cfg = SearchConfig { embedding_dim: 2, simulations: 200, positions: Some(hold_buy_sell_close()),
                              ..SearchConfig::default() };
     let rules = hold_buy_sell_close();
     let mut f = Forest::new(3, cfg).unwrap();
     // roots: short, flat, long, each with exactly what its position allows
     let legal = [true, false, false, true, true, true, true, false, true, false, false, true];
     let inputs = RootInputs {
-        num_simulations: 200,
+        simulations_this_search: 200,
         embeddings: &[0.5; 6],
         priors: &[0.25; 12],
         values: &[1.0; 3],
@@ -159,11 +162,11 @@ fn position_rules_mask_every_decision_node() {
 
 #[test]
 fn root_positions_must_match_the_rules() {
-    let cfg = SearchConfig { embedding_dim: 2, max_simulations: 5, positions: Some(hold_buy_sell_close()),
+    let cfg = SearchConfig { embedding_dim: 2, simulations: 5, positions: Some(hold_buy_sell_close()),
                              ..SearchConfig::default() };
     let mut f = Forest::new(1, cfg).unwrap();
     let inputs = |legal: &'static [bool], positions: Option<&'static [i64]>| RootInputs {
-        num_simulations: 5,
+        simulations_this_search: 5,
         embeddings: &[0.0, 0.0],
         priors: &[0.25; 4],
         values: &[0.0],
@@ -214,7 +217,7 @@ fn bad_root_inputs_are_rejected() {
     let mut f = forest(1, 5);
     let emb = [0.0f32; 2];
     let inputs = |priors: &'static [f32], legal: &'static [bool], sims: usize| RootInputs {
-        num_simulations: sims,
+        simulations_this_search: sims,
         embeddings: &[0.0, 0.0],
         priors,
         values: &[0.0],
@@ -229,7 +232,7 @@ fn bad_root_inputs_are_rejected() {
     assert!(f.reset(&inputs(&[0.5, -0.1, 0.3, 0.3], &[true; 4], 5)).is_err(), "negative prior");
     assert!(f.reset(&inputs(&[0.5, f32::NAN, 0.3, 0.3], &[true; 4], 5)).is_err(), "NaN prior");
     assert!(f.reset(&inputs(&[0.0, 1.0, 0.0, 0.0], &[true, false, true, true], 5)).is_err(), "no legal mass");
-    assert!(f.reset(&inputs(&[0.25; 4], &[true; 4], 6)).is_err(), "more than max_simulations");
+    assert!(f.reset(&inputs(&[0.25; 4], &[true; 4], 6)).is_err(), "more than the config's simulations");
     assert!(f.reset(&inputs(&[0.25; 4], &[true; 4], 5)).is_ok());
 }
 

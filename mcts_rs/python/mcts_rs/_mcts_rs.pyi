@@ -1,6 +1,6 @@
 """Type stubs for the compiled search (see `src/python.rs`)."""
 
-from typing import final
+from typing import Protocol, final
 
 import numpy as np
 import numpy.typing as npt
@@ -10,28 +10,46 @@ __all__ = ["BatchedSearch", "CHANCE", "DECISION"]
 DECISION: int
 CHANCE: int
 
+class _SearchSettings(Protocol):
+    """What BatchedSearch reads from its config: `shared.config.SearchConfig`'s
+    fields, by attribute under the same names (stub-only, not in the module)."""
+
+    @property
+    def simulations(self) -> int: ...
+    @property
+    def discount(self) -> float: ...
+    @property
+    def pb_c_init(self) -> float: ...
+    @property
+    def pb_c_base(self) -> float: ...
+    @property
+    def dirichlet_alpha(self) -> float: ...
+    @property
+    def dirichlet_fraction(self) -> float: ...
+    @property
+    def sample_outcomes(self) -> bool: ...
+    @property
+    def root_selection(self) -> str: ...
+    @property
+    def max_considered_actions(self) -> int: ...
+    @property
+    def gumbel_scale(self) -> float: ...
+    @property
+    def gumbel_value_scale(self) -> float: ...
+    @property
+    def gumbel_maxvisit_init(self) -> float: ...
+
 @final
 class BatchedSearch:
     def __new__(
         cls,
         batch_size: int,
+        config: _SearchSettings,
         *,
-        num_actions: int = 4,
-        num_outcomes: int = 3,
-        embedding_dim: int = 256,
-        max_simulations: int = 50,
-        discount: float = 0.997,
-        pb_c_init: float = 1.25,
-        pb_c_base: float = 19652.0,
-        dirichlet_alpha: float = 1.0,
-        dirichlet_fraction: float = 0.5,
-        sample_outcomes: bool = False,
+        num_actions: int,
+        num_outcomes: int,
+        embedding_dim: int,
         position_transitions: npt.NDArray[np.int64] | None = None,
-        root_selection: str = "puct",
-        max_considered_actions: int = 16,
-        gumbel_scale: float = 1.0,
-        gumbel_value_scale: float = 0.1,
-        gumbel_maxvisit_init: float = 50.0,
     ) -> BatchedSearch: ...
     @property
     def batch_size(self) -> int: ...
@@ -42,9 +60,9 @@ class BatchedSearch:
     @property
     def embedding_dim(self) -> int: ...
     @property
-    def max_simulations(self) -> int: ...
-    @property
     def simulations(self) -> int: ...
+    @property
+    def simulations_started(self) -> int: ...
     # Leaf buffers [B] / [B, D]; rows [:n] are valid after select().
     @property
     def afterstate_roots(self) -> npt.NDArray[np.int64]: ...
@@ -70,7 +88,7 @@ class BatchedSearch:
         legal_mask: npt.NDArray[np.bool_],
         seeds: npt.NDArray[np.uint64],
         *,
-        num_simulations: int | None = None,
+        simulations_this_search: int | None = None,
         add_noise: bool = False,
         root_positions: npt.NDArray[np.int64] | None = None,
         gumbel: npt.NDArray[np.float32] | None = None,

@@ -1,9 +1,10 @@
 """Plain-Python stochastic MuZero search: the readable oracle for the Rust tree.
 
 One root at a time, one object per node, one network call per leaf. It
-implements exactly the algorithm of `src/search.rs`, in float64 with the same
-order of operations, so that with noise off and deterministic chance selection
-both give identical visit counts:
+implements exactly the pUCT search of `src/search.rs` and
+`src/action_selection.rs`, in float64 with the same order of operations, so
+that with noise off and deterministic chance selection both give identical
+visit counts for the same config:
 
 * decision node: pUCT  score(a) = Qn(a) + P(a) * sqrt(N) / (1 + N(a)) * (c1 + ln((N + c2 + 1) / c2))
   where Qn is the chance child's mean return min-max normalised over the
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -54,25 +56,32 @@ def _softmax(logits: np.ndarray) -> list[float]:
 
 
 class ReferenceSearch:
-    """Search for one root with the same defaults as `BatchedSearch`."""
+    """Search for one root, configured like `BatchedSearch`: `config` is a
+    `shared.config.SearchConfig` (any object with its fields), of which the
+    reference reads what it implements (`simulations`, `discount`,
+    `pb_c_init`, `pb_c_base`) and refuses what it does not (Gumbel root
+    selection, sampled outcomes)."""
 
     def __init__(
         self,
+        config: Any,
         *,
-        num_actions: int = 4,
-        num_outcomes: int = 3,
-        discount: float = 0.997,
-        pb_c_init: float = 1.25,
-        pb_c_base: float = 19652.0,
+        num_actions: int,
+        num_outcomes: int,
         position_transitions: np.ndarray | None = None,
     ) -> None:
+        if config.root_selection != "puct":
+            raise ValueError(f"the reference implements pUCT only, got root_selection={config.root_selection!r}")
+        if config.sample_outcomes:
+            raise ValueError("the reference selects chance outcomes deterministically: sample_outcomes must be False")
         self.num_actions = num_actions
         self.num_outcomes = num_outcomes
         # [A, P] position index after each action from each position, -1 if illegal
         self.transitions = None if position_transitions is None else np.asarray(position_transitions, dtype=np.int64)
-        self.discount = discount
-        self.pb_c_init = pb_c_init
-        self.pb_c_base = pb_c_base
+        self.simulations = int(config.simulations)
+        self.discount = float(config.discount)
+        self.pb_c_init = float(config.pb_c_init)
+        self.pb_c_base = float(config.pb_c_base)
 
     def run(
         self,
@@ -82,16 +91,15 @@ class ReferenceSearch:
         legal_mask: np.ndarray,
         afterstate_fn: AfterstateFn,
         dynamics_fn: DynamicsFn,
-        num_simulations: int,
         root_position: int = 0,
     ) -> tuple[Node, list[int]]:
-        """Returns the root and its visit counts per action."""
+        """Runs the config's simulations; returns the root and its visit counts per action."""
         self.legal, self.min_q, self.max_q = [bool(x) for x in legal_mask], math.inf, -math.inf
         root = Node(True, root_embedding, [float(p) for p in root_priors], visits=1, value_sum=float(root_value),
                     position=root_position)
         self._restrict_prior_to_legal(root, is_root=True)
 
-        for _ in range(num_simulations):
+        for _ in range(self.simulations):
             node = root
             while True:
                 if node.is_decision:
