@@ -26,7 +26,7 @@ from shared.search import NetworkSearch
 from shared.training.learner import Learner
 from shared.training.replay import ReplayBuffer
 from shared.training.report import IterationReport, IterationTable, trade_statistics
-from shared.training.resume import restore, resume_payload
+from shared.training.resume import Counters, restore, resume_payload
 from shared.training.selfplay import play_episodes
 from shared.volume.candidates import candidate_payload, serialize, whole_candidate
 from shared.volume.checkpoints import CheckpointDir, atomic_write_bytes
@@ -71,7 +71,10 @@ class Trainer:
         for path in dropped:
             log.warning("removed %s: it does not load (a write cut short)", path.name)
         self.volume.prune(config.keep_checkpoints)
-        self.resumed = restore(self)
+        counters, self.resumed = restore(self.volume, self.learner, self.rng, config.network, self.device)
+        self.episode = self.saved_episode = counters.episode
+        self.last_checkpoint_episode = counters.last_checkpoint_episode
+        self.checkpoints_written = counters.checkpoints_written
 
     # --- checkpoints ---------------------------------------------------------------
 
@@ -81,7 +84,8 @@ class Trainer:
                                  granularity=self.features.granularity)
 
     def resume_payload(self) -> dict:
-        return resume_payload(self)
+        counters = Counters(self.episode, self.last_checkpoint_episode, self.checkpoints_written)
+        return resume_payload(self.model_payload(), self.learner, self.rng, counters)
 
     def write_checkpoint(self) -> str:
         data = serialize(self.model_payload())
