@@ -29,7 +29,7 @@ assert get_args(ActionSpaceName) == tuple(ACTION_SPACE_SIZES)
 @dataclass(frozen=True)
 class SyntheticMarketConfig:
     instrument: str = "GBPJPY"
-    start: str = "2024-01-07"            # the first week opens at the first Sunday 22:00 UTC on or after this
+    start: str = "2024-01-07"            # FX: the first week opens at the first Sunday 17:00 New York on or after this
     weeks: int = 8                       # trading weeks to generate (7,200 M1 bars each before gaps)
     seed: int = 7
     start_price: float = 170.0
@@ -101,6 +101,30 @@ class SessionConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+# Session settings that differ by bar size; SessionConfig's own defaults are M1's. An episode is
+# about one trading day from M5 to H1, two days at H4 and four weeks of daily bars; a gap breaks a
+# session when it is longer than a few bars (daily bars: longer than a long weekend); train
+# sessions overlap, evaluation sessions do not. A value a user sets wins over these.
+SESSION_DEFAULTS_BY_BAR_SIZE: dict[str, dict[str, int]] = {
+    "M1": {},
+    "M5": {"length_bars": 288, "max_gap_minutes": 30, "train_stride_bars": 12, "eval_stride_bars": 288},
+    "M15": {"length_bars": 96, "max_gap_minutes": 90, "train_stride_bars": 4, "eval_stride_bars": 96},
+    "M30": {"length_bars": 48, "max_gap_minutes": 180, "train_stride_bars": 2, "eval_stride_bars": 48},
+    "H1": {"length_bars": 24, "max_gap_minutes": 360, "train_stride_bars": 2, "eval_stride_bars": 24,
+           "purge_minutes": 2 * 1440},
+    "H4": {"length_bars": 12, "max_gap_minutes": 1440, "train_stride_bars": 1, "eval_stride_bars": 12,
+           "purge_minutes": 4 * 1440},
+    "D": {"length_bars": 20, "max_gap_minutes": 4 * 1440, "train_stride_bars": 1, "eval_stride_bars": 20,
+          "purge_minutes": 14 * 1440},
+}
+
+
+def session_config_for(granularity: str, config: SessionConfig, set_by_user: set[str] = frozenset()) -> SessionConfig:
+    """`config` with the bar size's defaults for every field the user did not set."""
+    defaults = SESSION_DEFAULTS_BY_BAR_SIZE.get(granularity, {})
+    return replace(config, **{name: value for name, value in defaults.items() if name not in set_by_user})
 
 
 Reward = Literal["pnl", "amddp1"]

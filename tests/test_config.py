@@ -142,7 +142,7 @@ def test_the_market_is_shared_and_a_service_may_override_it(tmp_path):
     ({"TRAINING_LEARNER__LEARNING_RATE": "-1"}, "learning_rate.*TRAINING_LEARNER__LEARNING_RATE"),
     ({"TRAINING_SEARCH__SIMULATIONS": "many"}, "TRAINING_SEARCH__SIMULATIONS.*valid integer"),
     ({"TRAINING_ENV__ACTION_SPACE": "options"}, "TRAINING_ENV__ACTION_SPACE"),
-    ({"TRAINING_INSTRUMENT": "XAUUSD"}, "TRAINING_INSTRUMENT.*unknown instrument"),
+    ({"TRAINING_INSTRUMENT": "XAGUSD"}, "TRAINING_INSTRUMENT.*unknown instrument"),
     ({"TRAINING_NETWORK__NUM_ACTIONS": "5"}, "unknown setting TRAINING_NETWORK__NUM_ACTIONS"),  # derived, not a knob
 ])
 def test_unknown_names_and_bad_values_are_named(environ, message):

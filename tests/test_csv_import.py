@@ -1,4 +1,4 @@
-"""CSV import: the three formats, auto-detection, and every bad-row case."""
+"""CSV import: the OANDA, HistData and MT4 shapes, auto-detection, and every bad-row case."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 
 from shared.cli.data import main as data_cli
-from shared.data.csv_import import BadRowsError, CsvFormatError, detect_format, read_csv_bars
+from shared.data.csv_import import BadRowsError, CsvFormatError
+from shared.data.importers import read_bars
 from shared.data.store import BarStore
 
 OANDA = """time,volume,mid_o,mid_h,mid_l,mid_c,complete
@@ -19,6 +20,11 @@ HISTDATA = """20240108 000000;185.100;185.200;185.000;185.150;0
 MT4 = """2024.01.08,00:00,185.100,185.200,185.000,185.150,12
 2024.01.08,00:01,185.150,185.300,185.100,185.200,9
 """
+
+
+def read_csv_bars(path, *, fmt="auto", skip_bad=False, tz_offset_hours=None):
+    imported = read_bars(path, fmt=fmt, skip_bad=skip_bad, tz_offset_hours=tz_offset_hours, granularity="M1")
+    return imported.bars, imported.report
 
 
 def _write(tmp_path, text: str, name: str = "bars.csv"):
@@ -62,7 +68,7 @@ def test_mt4_server_time_offset(tmp_path):
         ("20240108 000100;185.1;185.2;185.0;185.1;0", "duplicate timestamp"),
         ("20240107 235900;185.1;185.2;185.0;185.1;0", "out of order"),
         ("20240108 002x00;185.1;185.2;185.0;185.1;0", "timestamp"),
-        ("20240108 000200;185.1;185.2;185.0;185.1", "timestamp or wrong number of fields"),
+        ("20240108 000200;185.1;185.2;185.0;185.1", "wrong number of fields"),
     ],
 )
 def test_every_bad_row_is_reported_with_its_line_and_nothing_imported(tmp_path, line, reason):
@@ -107,10 +113,19 @@ def test_empty_and_missing_files(tmp_path):
         read_csv_bars(_write(tmp_path, HISTDATA), fmt="excel")
 
 
-def test_detect_format_directly():
-    assert detect_format(HISTDATA.splitlines()[0]) == "histdata"
-    assert detect_format(MT4.splitlines()[0]) == "mt4"
-    assert detect_format("\ufefftime,o,h,l,c,volume") == "oanda"
+def test_short_columns_and_a_byte_order_mark_read_as_oanda(tmp_path):
+    path = tmp_path / "bom.csv"
+    path.write_bytes("\ufefftime,o,h,l,c,volume\n2024-01-08T00:00:00Z,1,2,0.5,1.5,3\n".encode())
+    _, report = read_csv_bars(path)
+    assert report.format == "oanda" and report.good == 1
+
+
+def test_a_forced_format_that_does_not_fit_is_a_clear_error(tmp_path):
+    """Regression: --format oanda on a headerless file ended in a StopIteration traceback."""
+    with pytest.raises(CsvFormatError, match="--format oanda does not fit .* reads as histdata"):
+        read_csv_bars(_write(tmp_path, HISTDATA), fmt="oanda")
+    with pytest.raises(CsvFormatError, match="--format mt4 does not fit .*unknown CSV format"):
+        read_csv_bars(_write(tmp_path, "2024-01-08;1;2\n"), fmt="mt4")
 
 
 def test_cli_import_refuses_bad_rows_and_writes_nothing(tmp_path, capsys):

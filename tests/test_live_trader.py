@@ -51,7 +51,8 @@ def test_live_features_equal_batch_features(features, trading_model, tmp_path):
 
 
 def test_orders_are_placed_and_journaled_once(features, trading_model, tmp_path):
-    feed, broker, journal, trader = _setup(features, trading_model, tmp_path)
+    # a model that trades every bar pays the spread every two: no daily loss stop in these 40 bars
+    feed, broker, journal, trader = _setup(features, trading_model, tmp_path, risk=RiskConfig(max_daily_loss_pips=1e6))
     assert trader.on_bar(feed.next_bars(), _now(feed)).reason == "not_reconciled"
     trader.reconcile()
     for _ in range(40):

@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 from shared.cli.data import main as data_cli
 from shared.config import SessionConfig, SyntheticMarketConfig
 from shared.core.accounting import Book, fill, mark
-from shared.data.bars import NS_PER_MINUTE, TRADING_WEEK_MINUTES, Bars, minute_of_trading_week
+from shared.core.calendar import FX
+from shared.data.bars import NS_PER_MINUTE, Bars
 from shared.data.store import BarStore
 from shared.data.synthetic import generate_bars
 from shared.features import FEATURE_SPEC_VERSION, TEMPORAL_FEATURES
@@ -96,7 +97,7 @@ def test_split_is_by_time_with_a_purge_gap_and_no_overlap(market_bars):
     for starts in splits.values():
         idx = starts[:, None] + np.arange(cfg.length_bars)
         assert np.diff(market_bars.ts[idx], axis=1).max() <= 10 * NS_PER_MINUTE
-        assert (minute_of_trading_week(market_bars.ts[idx]) < TRADING_WEEK_MINUTES).all()
+        assert (~FX.closed(market_bars.ts[idx])).all()
 
 
 def test_walk_forward_windows_are_consecutive_anchored_and_leave_test_alone(market_bars):
@@ -161,7 +162,7 @@ def test_synthetic_market_is_seeded_gbpjpy_like_and_closed_at_weekends():
     a, b = generate_bars(config), generate_bars(config)
     np.testing.assert_array_equal(a.close, b.close)
     assert not np.array_equal(a.close, generate_bars(SyntheticMarketConfig(weeks=3, seed=6)).close)
-    assert (minute_of_trading_week(a.ts) < TRADING_WEEK_MINUTES).all()
+    assert (~FX.closed(a.ts)).all()
     assert 140 <= a.low.min() and a.high.max() <= 200
     assert np.all(a.high >= np.maximum(a.open, a.close)) and np.all(a.low <= np.minimum(a.open, a.close))
     np.testing.assert_array_equal(np.round(a.close, 3), a.close)  # quoted to a pipette

@@ -35,11 +35,12 @@ def build(settings: LiveSettings, log: logging.Logger) -> FastAPI:
         spread = instrument.spread_pips if settings.spread_pips is None else settings.spread_pips
         broker = PaperBroker(settings.live_dir / "paper.json", spread_pips=spread, pip_size=instrument.pip_size)
     if settings.feed == "oanda":
-        feed = OandaCandleFeed(api, instrument.name)
+        feed = OandaCandleFeed(api, instrument.name, granularity=settings.granularity)
     else:
-        features = load_feature_set(settings.db_path, instrument.name)
+        features = load_feature_set(settings.db_path, instrument.name, settings.granularity)
         start = int(features.require_sessions(settings.replay_split)[0])
-        feed = ReplayFeed(features.bars, start, bars_per_second=settings.replay_bars_per_second)
+        feed = ReplayFeed(features.bars, start, bars_per_second=settings.replay_bars_per_second,
+                          granularity=settings.granularity)
     journal = Journal(settings.live_dir / "journal.duckdb")
     log.info("starting", extra={"fields": {"broker": settings.broker, "feed": settings.feed,
                                            "simulations": settings.simulations}})

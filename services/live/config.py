@@ -25,6 +25,7 @@ class LiveSettings(Settings):
     checkpoint_dir: Path = Field(Path("runtime/checkpoints"), description="the shared volume")
     data_dir: Path = Field(Path("data"), description="where market.duckdb lives")
     instrument: str = "GBPJPY"
+    granularity: str = Field("M1", description="the bar size live decides on; a model trained on another is refused")
     host: str = "0.0.0.0"
     port: int = Field(8003, ge=1, le=65535)
     broker: Literal["paper", "oanda"] = "paper"

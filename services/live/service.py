@@ -13,7 +13,8 @@ from fastapi import FastAPI
 
 from services.live.config import LiveSettings
 from services.live.metrics import LiveMetrics
-from shared.core.calendar import market_open
+from shared.core.calendar import calendar_named
+from shared.core.instruments import get_instrument
 from shared.env.actions import HOLD_BUY_SELL_CLOSE
 from shared.live.brokers import Broker, OperationalBrokerError, TemporaryBrokerError, UnsupportedAccountError
 from shared.live.journal import Journal
@@ -36,6 +37,7 @@ class LiveService:
         self.journal = journal
         self.metrics = LiveMetrics(HOLD_BUY_SELL_CLOSE.actions)
         self.trader: LiveTrader | None = None
+        self.calendar = calendar_named(get_instrument(settings.instrument).calendar)
         self.status = "waiting_for_model"
         self.heartbeat = Heartbeat(self.metrics.heartbeat, settings.stall_seconds, log)
         self.stop = threading.Event()
@@ -69,9 +71,9 @@ class LiveService:
                 raise CandidateError("instrument_mismatch", f"{pointer.model} trades {trades}, "
                                                             f"this service {self.settings.instrument}")
             granularity = candidate.payload.get("granularity")
-            if granularity not in (None, "M1"):
+            if granularity not in (None, self.settings.granularity):
                 raise CandidateError("granularity_mismatch", f"{pointer.model} was trained on {granularity} bars, "
-                                                             "live trades M1")
+                                                             f"this service trades {self.settings.granularity}")
             return candidate
         except CandidateError as error:
             self.metrics.swaps.labels(result="refused").inc()
@@ -172,7 +174,7 @@ class LiveService:
         with self.lock:
             self.trader = LiveTrader(s.instrument, self.broker, self.journal, candidate, self.feed.history(),
                                      simulations=s.simulations, risk=s.risk, control_dir=s.checkpoint_dir / "control",
-                                     spread_pips=s.spread_pips, on_order=self.count_order)
+                                     spread_pips=s.spread_pips, granularity=s.granularity, on_order=self.count_order)
         self.metrics.model_loaded(self.trader.version)
         return self.trader
 
@@ -204,7 +206,7 @@ class LiveService:
             self.count_broker_error(error)
         self.update_risk_metrics(now)
         self.metrics.feed_clock.set(now.timestamp())
-        self.metrics.market_open.set(1 if market_open(now) else 0)
+        self.metrics.market_open.set(1 if self.calendar.market_open(now) else 0)
 
     def update_risk_metrics(self, now: datetime) -> None:
         t, m = self.trader, self.metrics
@@ -260,7 +262,7 @@ class LiveService:
         now = self.now()
         self.metrics.last_bar.set(int(bar.ts[-1]) / 1e9)
         self.metrics.feed_clock.set(now.timestamp())
-        self.metrics.market_open.set(1 if market_open(now) else 0)
+        self.metrics.market_open.set(1 if self.calendar.market_open(now) else 0)
         try:
             spread = self.feed.last_spread_pips if self.feed.last_spread_pips is not None else t.spread_pips
             with self.lock:

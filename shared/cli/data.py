@@ -1,7 +1,7 @@
 """The data command line: micro data COMMAND --help
 
   synth      generate the seeded synthetic market into the bar store
-  import     import a CSV export (OANDA, HistData, MT4; auto-detected)
+  import     import candle files (OANDA, pandas, yfinance, Dukascopy, MT4/5, HistData, freqtrade, ...)
   download   download OANDA v20 candles (token from OANDA_TOKEN / OANDA_TOKEN_FILE)
   gaps       report gaps in the stored bars
   features   build the feature store (features, outcomes, sessions, split)
@@ -28,13 +28,15 @@ from typing import ClassVar
 from pydantic import Field
 from tqdm import tqdm
 
-from shared.config import SessionConfig, SyntheticMarketConfig
-from shared.core.instruments import get_instrument
+from shared.config import SessionConfig, SyntheticMarketConfig, session_config_for
+from shared.core.errors import RetryError, StopError
+from shared.core.instruments import INSTRUMENTS, get_instrument
 from shared.core.settings import ConfigError, Settings, load_settings
-from shared.data.bars import check_granularity
-from shared.data.csv_import import BadRowsError, CsvFormatError, read_csv_bars
+from shared.data.bars import parse_granularity
+from shared.data.importers import SHAPES, read_path
+from shared.data.importers.names import freqtrade_name
 from shared.data.store import DEFAULT_DB_NAME, BarStore, write_expected_drift
-from shared.data.synthetic import generate_market
+from shared.data.synthetic import generate_market, synthetic_market_for
 
 # The embedded default market: big enough for sessions in every split and for
 # a visible planted edge, small enough to build in seconds.
@@ -51,6 +53,11 @@ class DataSettings(Settings):
     granularity: str = "M1"
     sessions: SessionConfig = Field(default_factory=SessionConfig)
 
+    def sessions_for(self, granularity: str) -> SessionConfig:
+        """The session settings for this bar size: what the user set, else the bar size's defaults."""
+        set_by_user = {name.removeprefix("sessions.") for name in self.sources() if name.startswith("sessions.")}
+        return session_config_for(parse_granularity(granularity), self.sessions, set_by_user)
+
     @property
     def market_configured(self) -> bool:
         """A user named a market (the instrument or the bar size): the demo is not wanted."""
@@ -62,10 +69,8 @@ def _print(message: str) -> None:
 
 
 def cmd_synth(args: argparse.Namespace) -> None:
-    config = SyntheticMarketConfig(
-        instrument=get_instrument(args.instrument).name, start=args.start, weeks=args.weeks, seed=args.seed,
-        edge_strength=args.edge,
-    )
+    config = synthetic_market_for(args.instrument, start=args.start, weeks=args.weeks, seed=args.seed,
+                                  edge_strength=args.edge)
     _synth(args.db, config, args.quiet)
 
 
@@ -82,30 +87,60 @@ def _synth(db: Path, config: SyntheticMarketConfig, quiet: bool) -> None:
 
 
 def cmd_import(args: argparse.Namespace) -> None:
-    instrument = get_instrument(args.instrument).name
-    check_granularity(args.granularity)
-    bars, report = read_csv_bars(args.path, fmt=args.format, skip_bad=args.skip_bad, tz_offset_hours=args.tz_offset_hours)
-    if report.bad_rows:
-        _print(report.describe(limit=50))
-        _print(f"skipped {len(report.bad_rows)} bad rows (--skip-bad)")
-    with BarStore(args.db) as store:
-        chunk = 100_000
-        inserted = updated = 0
-        for start in tqdm(range(0, len(bars), chunk), desc=f"import {Path(args.path).name}", unit="chunk",
-                          disable=args.quiet):
-            result = store.upsert(instrument, args.granularity, bars[start : start + chunk])
-            inserted, updated = inserted + result.inserted, updated + result.updated
-    _print(f"imported {len(bars)} {instrument} {args.granularity} bars ({report.format}): {inserted} new, {updated} replaced")
+    settings: DataSettings = args.settings
+    instrument = args.instrument
+    if instrument is None and args.path.is_file() and freqtrade_name(args.path.name) is None:
+        if not settings.market_configured:
+            raise ValueError(f"name the instrument of {args.path} with --instrument (known: {', '.join(INSTRUMENTS)})")
+        instrument = settings.instrument
+    imported = read_path(args.path, fmt=args.format, instrument=instrument, granularity=args.granularity,
+                         skip_bad=args.skip_bad, tz=args.tz, tz_offset_hours=args.tz_offset_hours)
+    for item in imported.files:
+        _print(item.report.describe(limit=50))
+        if item.report.bad_rows:
+            _print(f"skipped {len(item.report.bad_rows)} bad rows (--skip-bad)")
+    if imported.skipped:
+        _print(f"skipped (not PAIR-TIMEFRAME candle files): {', '.join(imported.skipped)}")
+    with BarStore(args.db) as store:  # every file in one transaction: a failure writes nothing
+        results = store.upsert_many([(i.report.instrument, i.report.granularity, i.bars) for i in imported.files])
+    for item, result in zip(imported.files, results):
+        report = item.report
+        _print(f"imported {len(item.bars)} {report.instrument} {report.granularity} bars ({report.format}): "
+               f"{result.inserted} new, {result.updated} replaced")
+
+
+class OandaUnreachableError(RetryError, RuntimeError):
+    """The network or OANDA is down (after the bounded retries): nothing to fix in the command, try again later."""
+
+
+class OandaRefusedError(StopError, RuntimeError):
+    """OANDA answered with an error a person must look at (a bad token, an unknown instrument)."""
 
 
 def cmd_download(args: argparse.Namespace) -> None:
+    import requests
+    from oandapyV20.exceptions import V20Error
+
     from shared.core.oanda import load_credentials, make_api
     from shared.data.oanda_candles import download_candles
 
-    api = make_api(load_credentials(), timeout_seconds=args.timeout)
-    with BarStore(args.db) as store:
-        result = download_candles(api, store, args.instrument, args.granularity, start=args.start, end=args.end,
-                                  progress=not args.quiet)
+    credentials = load_credentials()
+    api = make_api(credentials, timeout_seconds=args.timeout)
+    try:
+        with BarStore(args.db) as store:
+            result = download_candles(api, store, args.instrument, args.granularity, start=args.start, end=args.end,
+                                      progress=not args.quiet)
+    except (requests.ConnectionError, requests.Timeout) as error:
+        raise OandaUnreachableError(
+            f"cannot reach OANDA ({credentials.environment}): {type(error).__name__}; check the network and run the "
+            "download again (it resumes after the last stored bar)"
+        ) from None
+    except V20Error as error:
+        retry_later = int(error.code) == 429 or int(error.code) >= 500
+        raise (OandaUnreachableError if retry_later else OandaRefusedError)(
+            f"OANDA answered HTTP {error.code}" + ("; run the download again later" if retry_later else
+                                                    ": check OANDA_TOKEN, OANDA_ENV and the instrument")
+        ) from None
     _print(f"downloaded {result.candles} complete candles in {result.requests} requests "
            f"({result.first} .. {result.last}); {result.incomplete_skipped} forming candle(s) left for later")
 
@@ -125,9 +160,10 @@ def cmd_gaps(args: argparse.Namespace) -> None:
 
 
 def cmd_features(args: argparse.Namespace) -> None:
-    from shared.features.store import build_feature_store
+    from shared.features.store import FeatureStoreError, build_feature_store
 
-    sessions = args.settings.sessions
+    args.granularity = parse_granularity(args.granularity)
+    sessions = args.settings.sessions_for(args.granularity)
     if args.walk_forward_windows is not None:
         sessions = replace(sessions, walk_forward_windows=args.walk_forward_windows,
                            walk_forward_window=args.walk_forward_window or 0)
@@ -135,6 +171,16 @@ def cmd_features(args: argparse.Namespace) -> None:
                                  progress=not args.quiet)
     _print(f"feature store: {report.bars} bars, sessions {json.dumps(report.sessions)} "
            f"(features computed in {report.seconds_features:.2f}s) -> {args.db}")
+    _print(f"sessions: {report.session_config.length_bars} bars, gaps up to {report.session_config.max_gap_minutes} min, "
+           f"train every {report.session_config.train_stride_bars} bars ({args.granularity} settings; "
+           f"DATA_SESSIONS__... to change)")
+    if report.why_no_sessions:
+        lines = "\n  ".join(report.why_no_sessions)
+        empty = [split for split, count in report.sessions.items() if not count]
+        message = f"no {' or '.join(empty)} sessions in {args.instrument} {args.granularity}:\n  {lines}"
+        if {"train", "validation"} & set(empty):  # nothing can train or be validated
+            raise FeatureStoreError(message)
+        _print("warning: " + message)
 
 
 def cmd_info(args: argparse.Namespace) -> None:
@@ -188,13 +234,21 @@ def build_parser(settings: DataSettings | None = None) -> argparse.ArgumentParse
     p.add_argument("--edge", type=float, default=0.0, help="planted edge strength, 0 = none (see shared/data/synthetic.py)")
     p.set_defaults(func=cmd_synth)
 
-    p = sub.add_parser("import", help="import a CSV file")
-    p.add_argument("path", type=Path)
-    p.add_argument("--instrument", required=not settings.market_configured, default=settings.instrument)
-    p.add_argument("--granularity", default=settings.granularity)
-    p.add_argument("--format", default="auto", choices=["auto", "oanda", "histdata", "mt4"])
+    p = sub.add_parser("import", help="import a candle file, or a freqtrade data folder",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="The shape is detected (--format insists on one):\n"
+                       + "\n".join(f"  {name:10} {what}" for name, what in SHAPES.items()))
+    p.add_argument("path", type=Path, help="a file (CSV, gzip, Parquet, Feather, JSON) or a freqtrade data folder")
+    p.add_argument("--instrument", default=None,
+                   help="the instrument (a folder's file names give theirs; then this picks one of them)")
+    p.add_argument("--granularity", default=None,
+                   help="M1, 5m, 1h, H4, D, daily, ... (default: inferred from the stamps; a disagreement is an error)")
+    p.add_argument("--format", default="auto", choices=["auto", *SHAPES])
     p.add_argument("--skip-bad", action="store_true", help="import the good rows and report the bad ones")
-    p.add_argument("--tz-offset-hours", type=float, default=0.0, help="MT4 server time, hours ahead of UTC")
+    p.add_argument("--tz", default=None, metavar="ZONE",
+                   help="zone of naive stamps: an IANA name with its DST rules (Europe/Helsinki, EET) or UTC+2")
+    p.add_argument("--tz-offset-hours", type=float, default=None,
+                   help="naive stamps are this many hours ahead of UTC (a fixed offset, no DST)")
     p.set_defaults(func=cmd_import)
 
     p = sub.add_parser("download", help="download OANDA candles")
@@ -239,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     args.settings = settings
     try:
         args.func(args)
-    except (BadRowsError, CsvFormatError, FileNotFoundError, ValueError, RuntimeError) as error:
+    except (StopError, RetryError, FileNotFoundError, ValueError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0

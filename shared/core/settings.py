@@ -36,6 +36,7 @@ from typing import Any, ClassVar, Mapping
 from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError, field_validator
 from pydantic_core import to_jsonable_python
 
+from shared.core.env_file import env_file_path, read_env_file
 from shared.core.errors import StopError
 
 PREFIXES = {"training": "TRAINING_", "validation": "VALIDATION_", "live": "LIVE_", "data": "DATA_"}
@@ -51,6 +52,7 @@ OTHER_VARIABLES = {
     "MICRO_CONFIG": "the TOML file",
     "MICRO_ENV_FILE": "the .env file (default ./.env)",
     "MICRO_DEVICE": "cpu, cuda, cuda:N or mps for every service (shared/model/networks.py)",
+    "MICRO_INSTRUMENTS": "a TOML instrument table added to the built-in one (shared/core/instruments.toml)",
     "MICRO_DOCKER": "the container tests' docker command",
     "MICRO_TEST_IMAGE": "the container tests' image",
     "MICRO_TEST_DATA_DIR": "the container tests' data folder",
@@ -204,12 +206,6 @@ def _settings_classes() -> list[type[Settings]]:
     return found
 
 
-def read_env_file(path: Path) -> dict[str, str]:
-    from dotenv import dotenv_values
-
-    return {k: v for k, v in dotenv_values(path).items() if v is not None} if path.is_file() else {}
-
-
 def _closest(name: str, candidates: set[str] | list[str]) -> str:
     match = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.5)
     return f" (did you mean {match[0]}?)" if match else ""
@@ -277,7 +273,7 @@ def load_settings(cls: type[Settings], environ: Mapping[str, str] | None = None,
                   cli: Mapping[str, str] | None = None) -> Settings:
     """The settings in effect for `cls`, or a ConfigError saying what to fix."""
     environ = dict(os.environ if environ is None else environ)
-    env_path = Path(environ.get("MICRO_ENV_FILE", ".env"))
+    env_path = env_file_path(environ)
     dotenv = read_env_file(env_path)
     _check_variables(cls, environ, "the environment")
     _check_variables(cls, dotenv, str(env_path))

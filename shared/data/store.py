@@ -9,6 +9,8 @@ changes nothing, writing a corrected bar replaces it.
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,11 +18,11 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from shared.core.calendar import calendar_named, closure_steps
+from shared.core.errors import StopError
+from shared.core.instruments import get_instrument
 from shared.data.bars import (
     NS_PER_MINUTE,
-    WEEK_MINUTES,
-    WEEK_OPEN_OFFSET_MINUTES,
-    WEEKEND_CLOSED_MINUTES,
     Bars,
     check_granularity,
 )
@@ -46,6 +48,10 @@ CREATE TABLE IF NOT EXISTS bars (
     PRIMARY KEY (instrument, granularity, ts)
 )
 """
+
+
+class StoreBusyError(StopError, RuntimeError):
+    """The store file is locked by another process (DuckDB allows one writer, or several readers)."""
 
 
 @dataclass(frozen=True)
@@ -74,7 +80,15 @@ class BarStore:
             raise FileNotFoundError(f"bar store {self.path} does not exist; create it with `micro data`")
         if not read_only:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.con = duckdb.connect(str(self.path), read_only=read_only)
+        try:
+            self.con = duckdb.connect(str(self.path), read_only=read_only)
+        except duckdb.IOException as error:
+            if "lock" not in str(error).lower():
+                raise
+            pid = re.search(r"PID (\d+)", str(error))
+            held_by = f" (pid {pid.group(1)})" if pid else ""
+            raise StoreBusyError(f"the store {self.path} is open in another process{held_by} — stop it or use another --db"
+                                 ) from None
         if not read_only:
             self.con.execute(BARS_SCHEMA)
 
@@ -89,17 +103,35 @@ class BarStore:
 
     def upsert(self, instrument: str, granularity: str, bars: Bars) -> UpsertResult:
         """Insert new bars and replace stored ones with the same key, in one transaction."""
-        check_granularity(granularity)
-        if len(bars) == 0:
+        return self.upsert_many([(instrument, granularity, bars)])[0]
+
+    def upsert_many(self, batches: Sequence[tuple[str, str, Bars]]) -> list[UpsertResult]:
+        """Upsert (instrument, granularity, bars) batches in ONE transaction: all are written or none."""
+        frames = []
+        for instrument, granularity, bars in batches:
+            check_granularity(granularity)
+            frame = bars.to_frame()
+            if frame["ts"].duplicated().any():
+                raise ValueError("bars to upsert contain duplicate timestamps")
+            frame.insert(0, "granularity", granularity)
+            frame.insert(0, "instrument", instrument)
+            frames.append(frame)
+        results = []
+        self.con.execute("BEGIN TRANSACTION")
+        try:
+            for frame in frames:
+                results.append(self._upsert_frame(frame))
+            self.con.execute("COMMIT")
+        except Exception:
+            self.con.execute("ROLLBACK")
+            raise
+        return results
+
+    def _upsert_frame(self, frame: pd.DataFrame) -> UpsertResult:
+        if len(frame) == 0:
             return UpsertResult(0, 0)
-        frame = bars.to_frame()
-        if frame["ts"].duplicated().any():
-            raise ValueError("bars to upsert contain duplicate timestamps")
-        frame.insert(0, "granularity", granularity)
-        frame.insert(0, "instrument", instrument)
         self.con.register("incoming_bars", frame)
         try:
-            self.con.execute("BEGIN TRANSACTION")
             existing = self.con.execute(
                 """SELECT count(*) FROM bars b JOIN incoming_bars i
                    ON b.instrument = i.instrument AND b.granularity = i.granularity AND b.ts = i.ts"""
@@ -111,10 +143,6 @@ class BarStore:
                        open = excluded.open, high = excluded.high, low = excluded.low,
                        close = excluded.close, volume = excluded.volume"""
             )
-            self.con.execute("COMMIT")
-        except Exception:
-            self.con.execute("ROLLBACK")
-            raise
         finally:
             self.con.unregister("incoming_bars")
         return UpsertResult(inserted=len(frame) - existing, updated=existing)
@@ -159,13 +187,12 @@ class BarStore:
         minutes = bars.ts // NS_PER_MINUTE
         missing = np.diff(minutes) // step - 1
         found = np.flatnonzero(missing >= min_missing_bars)
-        week = (minutes - WEEK_OPEN_OFFSET_MINUTES) // WEEK_MINUTES
+        # the market's own closure (the FX weekend on New York's clock), with an hour's slack for a
+        # thin Friday close or Sunday open
+        closure = closure_steps(calendar_named(get_instrument(instrument).calendar), bars.ts, step)
         gaps = []
         for i in found:
-            # A weekend gap crosses into the next trading week and is no longer
-            # than the closure plus an hour's slack (thin Friday close, Sunday open).
-            missing_minutes = int(minutes[i + 1] - minutes[i]) - step
-            weekend = week[i + 1] != week[i] and missing_minutes <= WEEKEND_CLOSED_MINUTES + 60
+            weekend = closure[i]
             gaps.append(
                 Gap(
                     after=pd.Timestamp(bars.ts[i]),

@@ -1,6 +1,8 @@
-"""A seeded synthetic market that looks like GBPJPY M1: the embedded default.
+"""A seeded synthetic market that looks like GBPJPY M1 (the embedded default), or any instrument of
+the table on its own calendar: the FX week (Sunday 17:00 to Friday 17:00 New York, so 22:00 UTC
+in winter and 21:00 in US summer) or crypto's 24/7 (no weekend, no weekend jump).
 
-Per minute t of the FX week (Sunday 22:00 to Friday 22:00 UTC), in pips:
+Per minute t of the market's week, in pips:
 
     sigma_t  = base_volatility * activity(hour_t) * regime_t
     eps_t    ~ Student-t(tail_dof), scaled to unit variance        (fat tails)
@@ -31,30 +33,15 @@ import numpy as np
 import pandas as pd
 
 from shared.config import SyntheticMarketConfig
+from shared.core.calendar import calendar_named
 from shared.core.instruments import get_instrument
-from shared.data.bars import (
-    NS_PER_MINUTE,
-    TRADING_WEEK_MINUTES,
-    WEEK_MINUTES,
-    WEEK_OPEN_OFFSET_MINUTES,
-    Bars,
-)
+from shared.data.bars import NS_PER_MINUTE, TRADING_WEEK_MINUTES, WEEK_MINUTES, Bars
 
 
 def intraday_activity(hour_utc: np.ndarray) -> np.ndarray:
     """Volatility multiplier by hour of day (UTC), mean about 1 over a day."""
     raw = 0.45 + 0.55 * np.exp(-(((hour_utc - 8.0) / 2.0) ** 2)) + 0.9 * np.exp(-(((hour_utc - 14.0) / 2.5) ** 2))
     return raw / 0.7
-
-
-def first_week_open(start: str) -> pd.Timestamp:
-    ts = pd.Timestamp(start)
-    ts = ts.tz_convert("UTC").tz_localize(None) if ts.tzinfo is not None else ts
-    minutes = int(ts.value // NS_PER_MINUTE)
-    into_week = (minutes - WEEK_OPEN_OFFSET_MINUTES) % WEEK_MINUTES
-    if into_week:
-        minutes += WEEK_MINUTES - into_week
-    return pd.Timestamp(minutes * NS_PER_MINUTE)
 
 
 @numba.njit(cache=True)
@@ -84,6 +71,26 @@ def _price_path(sigma, eps, drift_signal, edge, week_start, weekend_jump, start,
     return open_, close
 
 
+def synthetic_market_for(instrument: str, **settings) -> SyntheticMarketConfig:
+    """The default market (GBPJPY-like) carried to another instrument of the table: prices around its
+    typical price in the same band, volatility and weekend jump in the same ratio to its spread, so
+    the planted edge is as worth trading after costs. GBPJPY gets exactly the defaults."""
+    inst = get_instrument(instrument)
+    base = SyntheticMarketConfig()
+    reference = get_instrument(base.instrument)
+    price_scale = (inst.typical_price or reference.typical_price) / reference.typical_price
+    pip_scale = inst.spread_pips / reference.spread_pips
+    scaled = {
+        "instrument": inst.name,
+        "start_price": base.start_price * price_scale,
+        "price_floor": base.price_floor * price_scale,
+        "price_ceiling": base.price_ceiling * price_scale,
+        "base_volatility_pips": base.base_volatility_pips * pip_scale,
+        "weekend_jump_pips": base.weekend_jump_pips * pip_scale,
+    }
+    return SyntheticMarketConfig(**{**scaled, **settings})
+
+
 def generate_bars(config: SyntheticMarketConfig, *, max_bars: int | None = None) -> Bars:
     """Generate the market described by `config` (deterministic for a seed)."""
     return generate_market(config, max_bars=max_bars)[0]
@@ -98,9 +105,10 @@ def generate_market(config: SyntheticMarketConfig, *, max_bars: int | None = Non
     pip = instrument.pip_size
     rng = np.random.default_rng(config.seed)
 
-    week_open = first_week_open(config.start).value // NS_PER_MINUTE
-    minute_in_week = np.arange(TRADING_WEEK_MINUTES, dtype=np.int64)
-    minutes = (week_open + np.arange(config.weeks, dtype=np.int64)[:, None] * WEEK_MINUTES + minute_in_week).ravel()
+    calendar = calendar_named(instrument.calendar)
+    week_opens = calendar.week_opens(pd.Timestamp(config.start), config.weeks) // NS_PER_MINUTE
+    week_minutes = WEEK_MINUTES if calendar.always_open else TRADING_WEEK_MINUTES
+    minutes = (week_opens[:, None] + np.arange(week_minutes, dtype=np.int64)).ravel()
     n = len(minutes)
 
     hour = ((minutes % 1440) / 60.0).astype(np.float64)
@@ -116,7 +124,8 @@ def generate_market(config: SyntheticMarketConfig, *, max_bars: int | None = Non
     drift_signal = np.tanh(past / np.sqrt(k))
 
     week_start = np.zeros(n, dtype=np.bool_)
-    week_start[TRADING_WEEK_MINUTES::TRADING_WEEK_MINUTES] = True
+    if not calendar.always_open:  # a gap over the weekend closure
+        week_start[week_minutes::week_minutes] = True
     weekend_jump = rng.normal(0.0, config.weekend_jump_pips, size=n)
 
     open_, close = _price_path(

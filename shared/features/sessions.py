@@ -3,7 +3,9 @@
 A session is `length_bars` consecutive bars (360: six hours of M1) that
 * starts at or after WARMUP_BARS, so every feature lookback is full,
 * has no gap longer than `max_gap_minutes` between consecutive bars,
-* has no bar while the FX market is closed (Friday 22:00 to Sunday 22:00 UTC),
+* has no bar while the instrument's market is closed (FX: Friday 17:00 to
+  Sunday 17:00 New York, shared/core/calendar.py; crypto never closes; a bar is
+  closed when all of it is, so a daily bar stamped Sunday evening is open),
 * starts after a live market: the mean bar range of the `length_bars` bars up
   to and including its first bar is at least `min_mean_bar_range_pips` (dead
   markets teach nothing).
@@ -38,22 +40,28 @@ from __future__ import annotations
 import numpy as np
 
 from shared.config import SessionConfig
-from shared.data.bars import NS_PER_MINUTE, TRADING_WEEK_MINUTES, minute_of_trading_week
+from shared.core.calendar import FX, MarketCalendar, bar_in_closed_market
+from shared.data.bars import NS_PER_MINUTE
 
 SPLITS = ("train", "validation", "test")
 
 
-def valid_session_starts(ts_ns: np.ndarray, high: np.ndarray, low: np.ndarray, pip: float, cfg: SessionConfig) -> np.ndarray:
-    """Bool [N]: a session of cfg.length_bars may start at this bar."""
+def session_start_checks(ts_ns: np.ndarray, high: np.ndarray, low: np.ndarray, pip: float,
+                         cfg: SessionConfig, bar_minutes: int = 1,
+                         calendar: MarketCalendar = FX) -> dict[str, np.ndarray]:
+    """Bool [N] per rule: may a session of cfg.length_bars start at this bar, by that rule alone.
+    A start is valid when every rule says yes (`valid_session_starts`); `why_no_sessions` reads
+    the rules one by one to say which setting keeps the sessions out."""
     n, length = len(ts_ns), cfg.length_bars
-    valid = np.zeros(n, dtype=bool)
+    names = ("enough_bars", "warmup", "no_gap", "market_open", "live_market")
     if n < length:
-        return valid
+        return {name: np.zeros(n, dtype=bool) for name in names}
     minutes = ts_ns // NS_PER_MINUTE
     # bad_step[i]: the step from bar i-1 to bar i is a gap that breaks a session
     bad_step = np.zeros(n, dtype=np.int64)
     bad_step[1:] = np.diff(minutes) > cfg.max_gap_minutes
-    closed = (minute_of_trading_week(ts_ns) >= TRADING_WEEK_MINUTES).astype(np.int64)
+    # a bar is in the closed market when all of it is: a daily bar stamped Sunday evening is open
+    closed = bar_in_closed_market(calendar, ts_ns, bar_minutes).astype(np.int64)
     bar_range = (high - low) / pip
 
     def window_sum(x: np.ndarray, skip_first: bool) -> np.ndarray:
@@ -66,15 +74,83 @@ def valid_session_starts(ts_ns: np.ndarray, high: np.ndarray, low: np.ndarray, p
     c = np.concatenate([[0.0], np.cumsum(bar_range)])
     s_index = np.arange(n - length + 1)
     trailing_range = (c[s_index + 1] - c[np.maximum(s_index + 1 - length, 0)]) / length
-    starts_ok = (
-        (window_sum(bad_step, skip_first=True) == 0)        # timestamps only: the data is complete
-        & (window_sum(closed, skip_first=False) == 0)       # timestamps only: the calendar
-        & (trailing_range >= cfg.min_mean_bar_range_pips)   # prices up to the start only
-        & (s_index >= length - 1)                           # a full trailing window
-    )
-    starts_ok[: cfg.warmup_bars] = False
-    valid[: n - length + 1] = starts_ok
-    return valid
+
+    def padded(rule: np.ndarray) -> np.ndarray:
+        out = np.zeros(n, dtype=bool)  # the last length - 1 bars cannot start a whole session
+        out[: n - length + 1] = rule
+        return out
+
+    warmup = np.arange(n) >= cfg.warmup_bars
+    return {
+        "enough_bars": padded(s_index >= length - 1),                              # a full trailing window
+        "warmup": warmup,                                                            # every feature lookback full
+        "no_gap": padded(window_sum(bad_step, skip_first=True) == 0),              # timestamps only: complete data
+        "market_open": padded(window_sum(closed, skip_first=False) == 0),          # timestamps only: the calendar
+        "live_market": padded(trailing_range >= cfg.min_mean_bar_range_pips),      # prices up to the start only
+    }
+
+
+def valid_session_starts(ts_ns: np.ndarray, high: np.ndarray, low: np.ndarray, pip: float, cfg: SessionConfig,
+                         bar_minutes: int = 1, calendar: MarketCalendar = FX) -> np.ndarray:
+    """Bool [N]: a session of cfg.length_bars may start at this bar."""
+    checks = session_start_checks(ts_ns, high, low, pip, cfg, bar_minutes, calendar)
+    return np.logical_and.reduce(list(checks.values()))
+
+
+# Each rule, what it needs, and the settings (DATA_SESSIONS__...) that loosen it.
+_RULE_ADVICE = {
+    "enough_bars": "a session needs length_bars bars before and from its start: load more bars or lower "
+                   "DATA_SESSIONS__LENGTH_BARS",
+    "warmup": "the first warmup_bars bars fill the features' lookbacks: load more history",
+    "no_gap": "no step between consecutive bars may exceed max_gap_minutes: raise DATA_SESSIONS__MAX_GAP_MINUTES "
+              "(or repair the gaps: micro data gaps)",
+    "market_open": "a session may hold no bar while the market is closed (the FX weekend): sessions longer than a "
+                   "trading week never fit; lower DATA_SESSIONS__LENGTH_BARS",
+    "live_market": "the mean bar range before the start must be at least min_mean_bar_range_pips: lower "
+                   "DATA_SESSIONS__MIN_MEAN_BAR_RANGE_PIPS",
+}
+
+
+def why_no_sessions(ts_ns: np.ndarray, high: np.ndarray, low: np.ndarray, pip: float, cfg: SessionConfig,
+                    sessions: dict[str, np.ndarray], bar_minutes: int = 1,
+                    calendar: MarketCalendar = FX) -> list[str]:
+    """For each split without sessions, why, and the setting that would change it; [] when every split has some."""
+    empty = [name for name in SPLITS if not len(sessions.get(name, ()))]
+    if not empty:
+        return []
+    n = len(ts_ns)
+    checks = session_start_checks(ts_ns, high, low, pip, cfg, bar_minutes, calendar)
+    steps = np.diff(ts_ns // NS_PER_MINUTE)
+    typical_step = int(np.median(steps)) if len(steps) else 0
+    lines = [f"{n} bars, typical step {typical_step} min; sessions of {cfg.length_bars} bars "
+             f"(about {cfg.length_bars * typical_step / 60:.0f} hours), gaps up to {cfg.max_gap_minutes} min, "
+             f"warm-up {cfg.warmup_bars} bars"]
+    if n < cfg.warmup_bars + cfg.length_bars:
+        lines.append(f"too few bars: {n} < warmup_bars {cfg.warmup_bars} + length_bars {cfg.length_bars}: "
+                     f"load more history or lower DATA_SESSIONS__LENGTH_BARS")
+        return lines
+    if typical_step > cfg.max_gap_minutes:
+        lines.append(f"the bars are {typical_step} min apart but max_gap_minutes is {cfg.max_gap_minutes}: every step "
+                     f"is a gap; set the bar size (--granularity / MICRO_GRANULARITY) so its session defaults apply, "
+                     f"or raise DATA_SESSIONS__MAX_GAP_MINUTES")
+    passing = np.ones(n, dtype=bool)
+    for rule, ok in checks.items():  # in order: how many starts each rule removes from those left
+        removed = int((passing & ~ok).sum())
+        passing &= ok
+        if removed:
+            lines.append(f"{rule}: rules out {removed} of {n} bars as a start ({_RULE_ADVICE[rule]})")
+    valid = int(passing.sum())
+    lines.append(f"{valid} bars can start a session")
+    if valid:
+        t0, t1 = int(ts_ns[0]), int(ts_ns[-1])
+        days = (t1 - t0) / (NS_PER_MINUTE * 1440)
+        for name in empty:
+            fraction = {"train": cfg.train_fraction, "validation": cfg.validation_fraction,
+                        "test": 1 - cfg.train_fraction - cfg.validation_fraction}[name]
+            lines.append(f"the {name} split is {fraction:.0%} of {days:.1f} days ({fraction * days:.1f} days, less "
+                         f"purge_minutes {cfg.purge_minutes}) and no valid start lies inside it with its whole session: "
+                         f"load more bars, or change DATA_SESSIONS__TRAIN_FRACTION / VALIDATION_FRACTION / PURGE_MINUTES")
+    return lines
 
 
 def split_sessions(ts_ns: np.ndarray, valid: np.ndarray, cfg: SessionConfig) -> dict[str, np.ndarray]:

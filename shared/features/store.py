@@ -14,7 +14,7 @@ Loaders refuse a feature set written under another FEATURE_SPEC_VERSION.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -22,13 +22,14 @@ import pandas as pd
 from tqdm import tqdm
 
 from shared.config import SessionConfig
+from shared.core.calendar import calendar_named
 from shared.core.errors import StopError
 from shared.core.feature_spec import FEATURE_SPEC_VERSION, TEMPORAL_FEATURES
 from shared.core.instruments import get_instrument
 from shared.data.bars import Bars, check_granularity
 from shared.data.store import BarStore
 from shared.features.micro import market_outcomes, temporal_features
-from shared.features.sessions import SPLITS, split_sessions, valid_session_starts
+from shared.features.sessions import SPLITS, split_sessions, valid_session_starts, why_no_sessions
 
 FEATURE_SCHEMA = [
     """CREATE TABLE IF NOT EXISTS feature_sets (
@@ -85,7 +86,8 @@ class FeatureSet:
         if len(starts) == 0:
             raise FeatureStoreError(
                 f"the {split} split of {self.instrument} {self.granularity} has no sessions; "
-                "load more bars or loosen the session settings, then rebuild the feature store"
+                "`micro data features` says why and which DATA_SESSIONS__ setting changes it: "
+                "load more bars or change the session settings, then rebuild the feature store"
             )
         return starts
 
@@ -95,6 +97,8 @@ class BuildReport:
     bars: int
     sessions: dict[str, int]
     seconds_features: float
+    session_config: SessionConfig = SessionConfig()
+    why_no_sessions: list[str] = field(default_factory=list)  # [] when every split has sessions
 
 
 def build_feature_store(
@@ -109,7 +113,7 @@ def build_feature_store(
     import time
 
     inst = get_instrument(instrument)
-    check_granularity(granularity)
+    bar_minutes = check_granularity(granularity)
     steps = tqdm(total=4, desc=f"features {inst.name} {granularity}", unit="step", disable=not progress)
     with BarStore(db_path) as store:
         bars = store.load(inst.name, granularity)
@@ -122,8 +126,11 @@ def build_feature_store(
         outcomes = market_outcomes(bars, inst.pip_size)
         seconds = time.perf_counter() - t0
         steps.update(1)
-        valid = valid_session_starts(bars.ts, bars.high, bars.low, inst.pip_size, session_config)
+        calendar = calendar_named(inst.calendar)
+        valid = valid_session_starts(bars.ts, bars.high, bars.low, inst.pip_size, session_config, bar_minutes, calendar)
         sessions = split_sessions(bars.ts, valid, session_config)
+        why = why_no_sessions(bars.ts, bars.high, bars.low, inst.pip_size, session_config, sessions, bar_minutes,
+                              calendar)
         steps.update(1)
 
         frame = bars.to_frame()
@@ -177,7 +184,8 @@ def build_feature_store(
             con.unregister("new_sessions")
         steps.update(1)
     steps.close()
-    return BuildReport(bars=len(bars), sessions=counts, seconds_features=seconds)
+    return BuildReport(bars=len(bars), sessions=counts, seconds_features=seconds, session_config=session_config,
+                       why_no_sessions=why)
 
 
 def load_feature_set(db_path: str | Path, instrument: str, granularity: str = "M1") -> FeatureSet:

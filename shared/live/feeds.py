@@ -1,5 +1,5 @@
 """Bar feeds for the live service: a replay of held-out bars (the local
-default) and OANDA M1 candles (complete candles only, polled)."""
+default) and OANDA candles of the model's bar size (complete candles only, polled)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from oandapyV20.endpoints.instruments import InstrumentsCandles
 
 from shared.core.instruments import get_instrument
 from shared.core.oanda import request_with_retry
-from shared.data.bars import NS_PER_MINUTE, Bars
+from shared.data.bars import NS_PER_MINUTE, Bars, check_granularity
 from shared.data.oanda_candles import candles_to_bars
 
 
@@ -23,11 +23,12 @@ class ReplayFeed:
 
     last_spread_pips = None  # held-out bars carry no spread: the paper broker's applies
 
-    def __init__(self, bars: Bars, start: int, *, bars_per_second: float = 0.0,
+    def __init__(self, bars: Bars, start: int, *, bars_per_second: float = 0.0, granularity: str = "M1",
                  sleep: Callable[[float], None] = time.sleep) -> None:
         if not 0 < start <= len(bars):
             raise ValueError(f"replay start {start} outside 1..{len(bars)}")
         self.bars = bars
+        self.bar_ns = check_granularity(granularity) * NS_PER_MINUTE
         self.position = start
         self.interval = 1.0 / bars_per_second if bars_per_second > 0 else 0.0
         self.sleep = sleep
@@ -53,7 +54,7 @@ class ReplayFeed:
 
     def now_ns(self) -> int:
         last = min(self.position, len(self.bars)) - 1
-        return int(self.bars.ts[last]) + NS_PER_MINUTE
+        return int(self.bars.ts[last]) + self.bar_ns
 
     @property
     def exhausted(self) -> bool:
@@ -61,19 +62,22 @@ class ReplayFeed:
 
 
 class OandaCandleFeed:
-    """Complete M1 candles, polled, with bid and ask so the spread is known. A
+    """Complete candles of one bar size, polled, with bid and ask so the spread is known. A
     candle whose `complete` flag is late is not used: the next poll asks for
     it again."""
 
-    def __init__(self, api: oandapyV20.API, instrument: str, *, history_bars: int = 2000) -> None:
+    def __init__(self, api: oandapyV20.API, instrument: str, *, history_bars: int = 2000,
+                 granularity: str = "M1") -> None:
         self.api = api
+        self.granularity = granularity
+        self.bar_ns = check_granularity(granularity) * NS_PER_MINUTE
         self.instrument = get_instrument(instrument)
         self.history_bars = history_bars
         self.last_ts: int | None = None
         self.last_spread_pips: float | None = None
 
     def _candles(self, params: dict) -> Bars:
-        params = {"granularity": "M1", "price": "MBA", **params}
+        params = {"granularity": self.granularity, "price": "MBA", **params}
         response = request_with_retry(self.api, InstrumentsCandles(self.instrument.oanda_name, params=params))
         complete = []
         for candle in response.get("candles", []):
@@ -97,7 +101,7 @@ class OandaCandleFeed:
     def next_bars(self) -> Bars:
         if self.last_ts is None:
             return self.history()[-1:]
-        start = pd.Timestamp(self.last_ts + NS_PER_MINUTE).strftime("%Y-%m-%dT%H:%M:%S.000000000Z")
+        start = pd.Timestamp(self.last_ts + self.bar_ns).strftime("%Y-%m-%dT%H:%M:%S.000000000Z")
         bars = self._candles({"from": start, "count": 500})
         if len(bars):
             self.last_ts = int(bars.ts[-1])

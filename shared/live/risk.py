@@ -1,6 +1,6 @@
 """The loss caps, which come first and also run on the service's timer, so they act when no bar
 arrives: the kill switch (`control/live.flatten`: flatten and stand aside while it exists), the
-daily loss limit (flatten, stop until the next trading day, which starts at 17:00 New York) and a
+daily loss limit (flatten, stop until the instrument's next trading day: 17:00 New York for FX) and a
 stalled feed (a position open while the market is open and no bar for `flatten_stale_seconds`:
 flatten). On the timer open P&L is valued at the broker's price, never at the last bar's. A cap
 is done only when the broker reports flat: until then every call reads the broker's position and
@@ -17,8 +17,7 @@ from typing import Callable
 import pandas as pd
 
 from shared.config import RiskConfig
-from shared.core.calendar import market_open, next_trading_day_start, trading_day_start
-from shared.data.bars import NS_PER_MINUTE
+from shared.core.calendar import MarketCalendar
 from shared.live.brokers import OrderStatus, client_order_id
 from shared.live.journal import DecisionRow
 from shared.live.position import BrokerPosition
@@ -30,6 +29,8 @@ class LossCaps(BrokerPosition):
     """The loss caps of LiveTrader; `_init_caps` sets their state."""
 
     risk: RiskConfig
+    calendar: MarketCalendar
+    bar_ns: int
     control_dir: Path | None
     clock: Callable[[], float]
 
@@ -49,14 +50,14 @@ class LossCaps(BrokerPosition):
         return self.position * (price - float(self.book.entry_price[0])) / self.instrument.pip_size
 
     def daily_pnl_pips(self, now: datetime, price: float | None = None) -> float:
-        day = trading_day_start(now)
+        day = self.calendar.trading_day_start(now)
         if self.realized_day != day:  # a new trading day (or a restart): start from what the journal says
             self.realized_day, self.realized_today = day, self.journal.realized_since(day)
         return self.realized_today + self.unrealized_pips(price)
 
     def stopped_for_the_day(self, now: datetime) -> bool:
         """The daily-loss stop holds for the rest of its trading day only."""
-        return self.stopped_day is not None and self.stopped_day == trading_day_start(now)
+        return self.stopped_day is not None and self.stopped_day == self.calendar.trading_day_start(now)
 
     def stop_state(self) -> str:
         """off, stopping (a cap is on and the broker has not said flat) or stopped (flat)."""
@@ -88,18 +89,18 @@ class LossCaps(BrokerPosition):
             return "kill_switch"
         if self.stopped_for_the_day(now):
             return "daily_loss_limit"
-        if self.position != 0 and bar_close is None and market_open(now) and len(self.bars) and \
-                (pd.Timestamp(now).value - (int(self.bars.ts[-1]) + NS_PER_MINUTE)) / 1e9 > self.risk.flatten_stale_seconds:
+        if self.position != 0 and bar_close is None and self.calendar.market_open(now) and len(self.bars) and \
+                (pd.Timestamp(now).value - (int(self.bars.ts[-1]) + self.bar_ns)) / 1e9 > self.risk.flatten_stale_seconds:
             return "stale_feed"
         price = bar_close
         if price is None and self.position != 0 and self.entry_known:
             price = self.broker.quote(self.instrument.name).exit_price(self.position)  # never the stale bar's
         pnl = self.daily_pnl_pips(now, price)
         if pnl <= -self.risk.max_daily_loss_pips:
-            self.stopped_day = trading_day_start(now)
-            until = next_trading_day_start(now)
+            self.stopped_day = self.calendar.trading_day_start(now)
+            until = self.calendar.next_trading_day_start(now)
             log.error("daily loss %.1f pips reached the limit of %.1f: flattening and stopped until %s UTC "
-                      "(17:00 New York)", pnl, self.risk.max_daily_loss_pips, until)
+                      "(the next %s trading day)", pnl, self.risk.max_daily_loss_pips, until, self.calendar.name)
             self.journal.event("daily_loss_stop", {"pnl_pips": pnl, "until_utc": str(until)})
             return "daily_loss_limit"
         return None

@@ -36,10 +36,10 @@ import pandas as pd
 
 from shared.config import RiskConfig
 from shared.core.accounting import mark
-from shared.core.calendar import NEW_YORK, market_open, next_trading_day_start, trading_day_start
+from shared.core.calendar import NEW_YORK, calendar_named, market_open, trading_day_start
 from shared.core.feature_spec import WARMUP_BARS, WINDOW_BARS
 from shared.core.instruments import get_instrument
-from shared.data.bars import NS_PER_MINUTE, Bars
+from shared.data.bars import NS_PER_MINUTE, Bars, check_granularity
 from shared.env.actions import ACTION_SPACES
 from shared.features.micro import temporal_features
 from shared.features.position import position_features
@@ -73,10 +73,12 @@ def model_version(candidate: Candidate) -> str:
 class LiveTrader(LossCaps):
     def __init__(self, instrument: str, broker: Broker, journal: Journal, candidate: Candidate, history: Bars, *,
                  simulations: int = 50, risk: RiskConfig = RiskConfig(), control_dir: Path | None = None,
-                 spread_pips: float | None = None,
+                 spread_pips: float | None = None, granularity: str = "M1",
                  on_order: Callable[[OrderResult], None] = lambda order: None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.instrument = get_instrument(instrument)
+        self.calendar = calendar_named(self.instrument.calendar)  # market hours, the daily stop's day
+        self.bar_ns = check_granularity(granularity) * NS_PER_MINUTE  # a bar is decided when it closes
         self.broker = broker
         self.journal = journal
         self.risk = risk
@@ -87,7 +89,7 @@ class LiveTrader(LossCaps):
         self.spread_pips = self.instrument.spread_pips if spread_pips is None else spread_pips
         self.bars = history[-BUFFER_BARS:]
         if hasattr(broker, "mark") and len(self.bars):  # the paper broker's market is the feed's
-            broker.mark(float(self.bars.close[-1]), int(self.bars.ts[-1]) + NS_PER_MINUTE)
+            broker.mark(float(self.bars.close[-1]), int(self.bars.ts[-1]) + self.bar_ns)
         self._install(candidate)  # the model version names the client ids
         self._init_position()  # the one position accounting, as the environment and the paper broker
         self._init_caps()
@@ -117,7 +119,7 @@ class LiveTrader(LossCaps):
             (bar.ts, bar.open, bar.high, bar.low, bar.close, bar.volume))))
         ts = int(bar.ts[-1])
         if hasattr(self.broker, "mark"):
-            self.broker.mark(float(bar.close[-1]), ts + NS_PER_MINUTE)
+            self.broker.mark(float(bar.close[-1]), ts + self.bar_ns)
         if self.position != 0:
             mark(self.book, np.array([float(bar.close[-1])]), self.instrument.pip_size)
         if self.staged is not None:
@@ -140,9 +142,9 @@ class LiveTrader(LossCaps):
         stop = self.risk_check(ts, now, bar_close=float(self.bars.close[-1]))
         if stop is not None:
             return stop
-        if not market_open(now):
+        if not self.calendar.market_open(now):
             return "market_closed"
-        age_bars = (pd.Timestamp(now).value - (ts + NS_PER_MINUTE)) / NS_PER_MINUTE
+        age_bars = (pd.Timestamp(now).value - (ts + self.bar_ns)) / self.bar_ns
         if age_bars > self.risk.stale_bars:
             return "stale_data"
         if spread_pips is not None and spread_pips > self.risk.max_spread_pips:
@@ -208,7 +210,7 @@ class LiveTrader(LossCaps):
             "both_sides_open": self.both_sides_open,
             "last_bar": str(pd.Timestamp(int(self.bars.ts[-1]))) if len(self.bars) else None,
             "stopped_for_the_day": str(self.stopped_day) if self.stopped_day is not None else None,
-            "stopped_until_utc": str(next_trading_day_start(self.stopped_day.tz_localize("UTC")))
+            "stopped_until_utc": str(self.calendar.next_trading_day_start(self.stopped_day.tz_localize("UTC")))
                                  if self.stopped_day is not None else None,
             "loss_cap": self.stop_reason, "loss_cap_state": self.stop_state(), "flatten_attempts": self.flatten_attempts,
             "unknown_orders": self.unknown_orders,

@@ -12,7 +12,7 @@ from typing import Callable
 import numpy as np
 
 from shared.config import ValidationConfig
-from shared.core.calendar import trading_days
+from shared.core.calendar import calendar_named
 from shared.core.errors import StopError
 from shared.core.instruments import get_instrument
 from shared.env import TradingEnv
@@ -28,8 +28,13 @@ class ValidationTimeout(StopError, RuntimeError):
     pass
 
 
+def _trading_days(features: FeatureSet, starts: np.ndarray) -> np.ndarray:
+    """The trading day each session starts in, on the instrument's calendar."""
+    return calendar_named(get_instrument(features.instrument).calendar).trading_days(features.bars.ts[starts])
+
+
 def _daily_pnl(features: FeatureSet, starts: np.ndarray, evaluation: Evaluation) -> np.ndarray:
-    _, index = np.unique(trading_days(features.bars.ts[starts]), return_inverse=True)
+    _, index = np.unique(_trading_days(features, starts), return_inverse=True)
     return np.bincount(index, weights=evaluation.episode_pnl_pips)
 
 
@@ -70,10 +75,11 @@ def validate(candidate: Candidate, features: FeatureSet, config: ValidationConfi
     mc = None
     if len(searched.trades_pips):
         instrument = get_instrument(features.instrument)
-        days = max(1, len(np.unique(trading_days(features.bars.ts[starts]))))
+        calendar = calendar_named(instrument.calendar)
+        days = max(1, len(np.unique(_trading_days(features, starts))))
         mc = monte_carlo(searched.trades_pips, runs=config.mc_runs, seed=config.seed, pip_size=instrument.pip_size,
                          price=float(np.mean(features.bars.close[starts])),
-                         trades_per_year=len(searched.trades_pips) / days * 252)
+                         trades_per_year=len(searched.trades_pips) / days * calendar.days_per_year)
     equity = np.concatenate([[0.0], np.cumsum(searched.trades_pips)]).tolist()
     return ValidationReport(
         episode=candidate.episode, sha256=candidate.sha256, sessions=len(starts),

@@ -1,0 +1,177 @@
+"""Markets as data: the calendars (FX on New York's clock, crypto 24/7), the instrument table a user
+extends by a file, and the synthetic market on each calendar."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from shared.config import NetworkConfig, SessionConfig, TrainingConfig, ValidationConfig
+from shared.core.calendar import CRYPTO, FX, closure_steps
+from shared.core.instruments import INSTRUMENTS, InstrumentTableError, get_instrument, load_instruments
+from shared.data.bars import NS_PER_MINUTE
+from shared.data.store import BarStore, write_expected_drift
+from shared.data.synthetic import generate_market, synthetic_market_for
+from shared.features.store import build_feature_store, load_feature_set
+
+ROOT = Path(__file__).resolve().parents[1]
+NEW_YORK = ZoneInfo("America/New_York")
+
+
+def _fx_open_by_hand(now: datetime) -> bool:
+    ny = now.astimezone(NEW_YORK)
+    weekday, minutes = ny.weekday(), ny.hour * 60 + ny.minute
+    return not (weekday == 5 or (weekday == 6 and minutes < 17 * 60) or (weekday == 4 and minutes >= 17 * 60))
+
+
+def test_the_fx_calendar_follows_new_york_through_both_clock_changes():
+    stamps = pd.date_range("2024-01-01", "2025-01-01", freq="17min", tz="UTC").as_unit("ns")
+    closed = FX.closed(stamps.asi8)
+    assert [not c for c in closed] == [_fx_open_by_hand(t.to_pydatetime()) for t in stamps]
+    # the week opens at 22:00 UTC in winter and 21:00 UTC in US summer
+    opens = pd.to_datetime(FX.week_opens(pd.Timestamp("2024-03-01"), 3))
+    assert [str(t) for t in opens] == ["2024-03-03 22:00:00", "2024-03-10 21:00:00", "2024-03-17 21:00:00"]
+
+
+def test_crypto_never_closes_and_its_day_rolls_at_midnight_utc():
+    saturday = datetime(2024, 6, 8, 12, tzinfo=timezone.utc)
+    assert CRYPTO.market_open(saturday) and not FX.market_open(saturday)
+    assert not CRYPTO.closed(pd.date_range("2024-01-01", periods=10_000, freq="7min").as_unit("ns").asi8).any()
+    assert CRYPTO.trading_day_start(saturday) == pd.Timestamp("2024-06-08 00:00")
+    assert CRYPTO.next_trading_day_start(saturday) == pd.Timestamp("2024-06-09 00:00")
+    assert FX.trading_day_start(datetime(2024, 6, 7, 20, 30, tzinfo=timezone.utc)) == pd.Timestamp("2024-06-06 21:00")
+
+
+def test_a_summer_weekend_is_a_closure_not_an_outage(tmp_path):
+    # hourly EURUSD in June: the last bar Friday 20:00 UTC, the next Sunday 21:00 UTC (17:00 New York)
+    ts = pd.to_datetime(["2024-06-07 19:00", "2024-06-07 20:00", "2024-06-09 21:00", "2024-06-09 22:00",
+                         "2024-06-10 03:00"]).as_unit("ns").asi8
+    assert closure_steps(FX, ts, 60).tolist() == [False, True, False, False]
+    assert not closure_steps(CRYPTO, ts, 60).any()
+    closes = np.linspace(1.08, 1.09, len(ts))
+    with BarStore(tmp_path / "m.duckdb") as store:
+        from shared.data.bars import Bars
+
+        store.upsert("EURUSD", "H1", Bars(ts, closes, closes + 0.001, closes - 0.001, closes, np.ones(len(ts))))
+        gaps = store.gaps("EURUSD", "H1")
+    assert [(str(g.after), g.weekend) for g in gaps] == [("2024-06-07 20:00:00", True), ("2024-06-09 22:00:00", False)]
+
+
+def test_the_instrument_table_is_data_and_a_user_file_extends_it(tmp_path):
+    assert {"EURUSD", "GBPJPY", "XAUUSD", "BTCUSD", "ETHUSDT"} <= set(INSTRUMENTS)
+    assert get_instrument("BTC/USD").calendar == "crypto" and get_instrument("EUR_USD").calendar == "fx"
+    table = tmp_path / "mine.toml"
+    table.write_text('[SOLUSD]\npip_size = 0.01\nspread_pips = 10.0\nprice_decimals = 3\ntypical_price = 150.0\n'
+                     'quote_currency = "USD"\ncalendar = "crypto"\nkind = "crypto"\n'
+                     '[EURUSD]\npip_size = 0.0001\nspread_pips = 0.6\nprice_decimals = 5\ntypical_price = 1.1\n')
+    instruments = load_instruments(table)
+    assert instruments["SOLUSD"].calendar == "crypto" and instruments["EURUSD"].spread_pips == 0.6
+    assert instruments["GBPJPY"] == INSTRUMENTS["GBPJPY"]  # the built-in rest stays
+    # read by every process that imports the table, named by MICRO_INSTRUMENTS
+    done = subprocess.run([sys.executable, "-c", "from shared.core.instruments import get_instrument as g; "
+                           "print(g('SOL_USD').spread_pips, g('EURUSD').spread_pips)"],
+                          cwd=ROOT, env={**os.environ, "MICRO_INSTRUMENTS": str(table)}, capture_output=True, text=True)
+    assert done.stdout.split() == ["10.0", "0.6"], done.stderr
+    # or in the .env file, relative to it (the services read their .env themselves)
+    (tmp_path / "project.env").write_text("MICRO_INSTRUMENTS=mine.toml\n")
+    environ = {k: v for k, v in os.environ.items() if k != "MICRO_INSTRUMENTS"}
+    done = subprocess.run([sys.executable, "-c", "from shared.core.instruments import get_instrument as g; "
+                           "print(g('SOLUSD').calendar)"], cwd=ROOT, capture_output=True, text=True,
+                          env={**environ, "MICRO_ENV_FILE": str(tmp_path / "project.env")})
+    assert done.stdout.strip() == "crypto", done.stderr
+
+
+@pytest.mark.parametrize("text,message", [
+    ('[XYZ]\npip_size = 1.0\nspread_pips = 1.0\nprice_decimals = 2\npip = 3\n', "unknown keys pip"),
+    ('[XYZ]\npip_size = 1.0\nspread_pips = 1.0\nprice_decimals = 2\ncalendar = "lse"\n', "calendar must be one of"),
+    ('[XYZ]\npip_size = 0\nspread_pips = 1.0\nprice_decimals = 2\n', "pip_size must be positive"),
+    ('[XYZ]\nspread_pips = 1.0\nprice_decimals = 2\n', "pip_size"),
+    ('XYZ = 3\n', "must be a table"),
+    ('[XYZ\n', "not TOML"),
+])
+def test_a_bad_instrument_table_names_the_entry(tmp_path, text, message):
+    table = tmp_path / "bad.toml"
+    table.write_text(text)
+    with pytest.raises(InstrumentTableError, match=message) as caught:
+        load_instruments(table)
+    assert str(table) in str(caught.value)
+
+
+def test_the_default_market_carried_to_another_instrument_keeps_its_proportions():
+    from shared.config import SyntheticMarketConfig
+
+    assert synthetic_market_for("GBPJPY") == SyntheticMarketConfig()
+    btc = synthetic_market_for("BTCUSD", weeks=1)
+    assert btc.start_price == 40_000 and btc.base_volatility_pips / 20.0 == SyntheticMarketConfig().base_volatility_pips / 4.0
+
+
+def test_the_fx_synthetic_market_opens_on_new_yorks_clock():
+    bars, _ = generate_market(synthetic_market_for("GBPJPY", start="2024-03-03", weeks=2, missing_bar_probability=0.0,
+                                                   outages_per_week=0.0))
+    first = pd.Timestamp(int(bars.ts[0]))
+    second_week = pd.Timestamp(int(bars.ts[5 * 1440]))
+    assert (str(first), str(second_week)) == ("2024-03-03 22:00:00", "2024-03-10 21:00:00")
+    assert not FX.closed(bars.ts).any()
+
+
+def crypto_store(tmp_path, weeks: int = 3):
+    config = synthetic_market_for("BTCUSD", weeks=weeks, edge_strength=0.3)
+    bars, drift = generate_market(config)
+    db = tmp_path / "market.duckdb"
+    with BarStore(db) as store:
+        store.upsert("BTCUSD", "M1", bars)
+        write_expected_drift(store, "BTCUSD", "M1", bars.ts, drift)
+    build_feature_store(db, "BTCUSD", "M1", session_config=SessionConfig(), progress=False)
+    return db, bars
+
+
+def test_the_crypto_market_trades_through_the_weekend_and_validates(tmp_path):
+    from shared.training.trainer import Trainer
+    from shared.validation.validator import validate
+    from shared.volume.candidates import load_candidate
+
+    db, bars = crypto_store(tmp_path)
+    assert np.diff(bars.ts).max() <= 46 * NS_PER_MINUTE  # no weekend: only missing bars and outages
+    saturdays = pd.to_datetime(bars.ts).day_of_week == 5
+    assert saturdays.sum() > 1000 and 30_000 < bars.close.mean() < 50_000
+    features = load_feature_set(db, "BTCUSD", "M1")
+    session_days = pd.to_datetime(features.bars.ts[np.concatenate(list(features.sessions.values()))]).day_of_week
+    assert (session_days >= 5).any(), "sessions on Saturday and Sunday"
+    trainer = Trainer(features, tmp_path / "ck", TrainingConfig(network=NetworkConfig(tcn_channels=8, hidden=16),
+                                                                 episodes_per_iteration=2, checkpoint_interval_episodes=2))
+    try:
+        report = trainer.run_iteration()
+    finally:
+        trainer.close()
+    candidate = load_candidate(tmp_path / "ck" / "training" / report.checkpoint)
+    assert candidate.payload["instrument"] == "BTCUSD"
+    result = validate(candidate, features, ValidationConfig(simulations=2, mc_runs=20, max_sessions=2))
+    assert result.sessions == 2 and result.stats.trades >= 0
+
+
+def test_a_crypto_trader_decides_on_saturday_an_fx_trader_stands_aside(tmp_path):
+    from shared.live.brokers.paper import PaperBroker
+    from shared.live.journal import Journal
+    from shared.live.trader import LiveTrader
+    from tests.live_helpers import load, trading_checkpoint
+
+    db, _ = crypto_store(tmp_path)
+    features = load_feature_set(db, "BTCUSD", "M1")
+    model = load(trading_checkpoint(features, tmp_path / "ck", 64))
+    saturday = np.flatnonzero(pd.to_datetime(features.bars.ts).day_of_week == 5)
+    at = int(saturday[len(saturday) // 2])
+    trader = LiveTrader("BTCUSD", PaperBroker(tmp_path / "paper.json", spread_pips=20.0, pip_size=1.0),
+                        Journal(tmp_path / "journal.duckdb"), model, features.bars[:at], simulations=2)
+    trader.reconcile()
+    now = datetime.fromtimestamp((int(features.bars.ts[at]) + NS_PER_MINUTE) / 1e9, timezone.utc)
+    decision = trader.on_bar(features.bars[at:at + 1], now)
+    assert decision.reason != "market_closed" and decision.status in ("FILLED", "no_order")
+    assert trader.calendar is CRYPTO and not FX.market_open(now)
