@@ -204,6 +204,33 @@ def test_root_result_is_independent_of_batch_position_and_neighbours():
         assert shuffled.root_visit_counts()[pos].tolist() == together.root_visit_counts()[b].tolist()
 
 
+@pytest.mark.parametrize("root_selection", ["puct", "gumbel"])
+@pytest.mark.parametrize("sample_outcomes", [False, True])
+def test_a_batched_search_equals_one_search_per_root_with_noise_and_sampling(root_selection, sample_outcomes):
+    """Many instruments searched in one call: each root's result is the one it gets alone (the bug
+    class of a batched traversal leaking values, noise or random draws from one root into another)."""
+    net = RowwiseNetwork(11)
+    emb, priors, values, legal = make_roots(6, seed=5)
+    seeds = np.array([91, 7, 2**40 + 3, 0, 55, 12], dtype=np.uint64)
+    config = SearchConfig(simulations=24, root_selection=root_selection, sample_outcomes=sample_outcomes)
+
+    def search(rows: np.ndarray) -> BatchedSearch:
+        tree = make_search(len(rows), config)
+        tree.reset(emb[rows], priors[rows], values[rows], legal[rows], seeds[rows], add_noise=True)
+        run_search(tree, net.afterstate, net.dynamics)
+        return tree
+
+    together = search(np.arange(6))
+    for b in range(6):
+        alone = search(np.array([b]))
+        assert alone.root_visit_counts()[0].tolist() == together.root_visit_counts()[b].tolist()
+        assert alone.root_values()[0] == together.root_values()[b]
+        assert alone.tree_json(0, max_depth=8) == together.tree_json(b, max_depth=8)
+        if root_selection == "gumbel":
+            assert alone.gumbel_actions()[0] == together.gumbel_actions()[b]
+            np.testing.assert_array_equal(alone.improved_policy()[0], together.improved_policy()[b])
+
+
 def test_each_network_called_once_per_step_on_only_its_own_leaves():
     net = RowwiseNetwork(1)
     emb, priors, values, legal = make_roots(16, seed=1)
