@@ -1,9 +1,15 @@
 """Does the agent learn the planted edge? Measured on a test split nothing selects on.
 
 python -m bench.learning [--episodes N] [--validate-every K] [--seed S] [--quick] [--walk-forward W]
+                         [--instrument X] [--granularity G] [--weeks W]
 
 The default market (`micro data demo`: 12 weeks, edge 0.3, GBPJPY
 4-pip spread) and the default networks and training settings of the service.
+`--instrument` carries that market to another instrument of the table on its
+calendar (BTCUSD: 24/7, 20-pip spread, `synthetic_market_for`), `--granularity`
+to another bar size (its session defaults; volatility per bar grows with the
+square root of its minutes), `--weeks` sets its length (H1 needs about 40 weeks:
+its 1,500-bar warm-up alone is 12.5).
 Training runs from scratch for N episodes (seeded). Every K episodes the
 newest candidate is validated the way the validation service does it
 (validation split, `VALIDATION_SIMULATIONS` of the demo (10), the service's
@@ -50,11 +56,21 @@ import numpy as np
 import torch
 
 from shared.cli.data import DEMO_MARKET
-from shared.config import SELECTIONS, EnvConfig, GateConfig, SessionConfig, TrainingConfig, ValidationConfig
+from shared.config import (
+    SELECTIONS,
+    EnvConfig,
+    GateConfig,
+    SessionConfig,
+    TrainingConfig,
+    ValidationConfig,
+    session_config_for,
+)
+from shared.core.calendar import calendar_named
 from shared.core.feature_spec import WINDOW_BARS
 from shared.core.instruments import get_instrument
+from shared.data.bars import check_granularity, parse_granularity
 from shared.data.store import BarStore
-from shared.data.synthetic import generate_market
+from shared.data.synthetic import generate_market, synthetic_market_for
 from shared.env import ACTION_SPACES, TradingEnv
 from shared.features.position import NUM_POSITION
 from shared.features.sessions import split_sessions, valid_session_starts
@@ -161,9 +177,10 @@ def train_and_select(args, features: FeatureSet, config: TrainingConfig, root: P
 
 def window_features(features: FeatureSet, windows: int, window: int) -> FeatureSet:
     """The feature set with walk-forward window `window` of `windows` as its split."""
-    cfg = SessionConfig(walk_forward_windows=windows, walk_forward_window=window)
-    bars = features.bars
-    valid = valid_session_starts(bars.ts, bars.high, bars.low, get_instrument(features.instrument).pip_size, cfg)
+    cfg = replace(features.session_config, walk_forward_windows=windows, walk_forward_window=window)
+    bars, instrument = features.bars, get_instrument(features.instrument)
+    valid = valid_session_starts(bars.ts, bars.high, bars.low, instrument.pip_size, cfg,
+                                 check_granularity(features.granularity), calendar_named(instrument.calendar))
     return replace(features, sessions=split_sessions(bars.ts, valid, cfg))
 
 
@@ -171,7 +188,7 @@ def walk_forward(args, features: FeatureSet, drift: np.ndarray, config: Training
                  test: np.ndarray, started: float) -> dict:
     """One training per window; each window's champion on the block after its validation block."""
     env = TradingEnv(features, EnvConfig())
-    momentum = momentum_signal(features.bars.close, 0.01)
+    momentum = momentum_signal(features.bars.close, env.pip)
     rows, last = [], None
     for k in range(args.walk_forward):
         fs = window_features(features, args.walk_forward, k)
@@ -210,6 +227,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epsilon", type=float, default=None, help="self-play's chance of a random action")
     parser.add_argument("--root-selection", choices=("puct", "gumbel"), default=None, help="the search's root rule")
     parser.add_argument("--simulations", type=int, default=None, help="self-play simulations per decision")
+    parser.add_argument("--instrument", default=DEMO_MARKET.instrument, help="the demo market carried to this instrument")
+    parser.add_argument("--granularity", default="M1", help="the bar size of the market (M1, M5, H1, ...)")
+    parser.add_argument("--weeks", type=int, default=DEMO_MARKET.weeks, help="weeks of market generated")
     parser.add_argument("--walk-forward", type=int, default=0, metavar="W",
                         help="W walk-forward windows, one training each (0: the plain split)")
     args = parser.parse_args(argv)
@@ -220,11 +240,15 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="learning-") as tmp:
         root = Path(tmp)
         db = root / "market.duckdb"
-        bars, drift = generate_market(DEMO_MARKET)
+        granularity = parse_granularity(args.granularity)
+        market = synthetic_market_for(args.instrument, weeks=args.weeks, seed=DEMO_MARKET.seed,
+                                      edge_strength=DEMO_MARKET.edge_strength, granularity=granularity)
+        bars, drift = generate_market(market)
         with BarStore(db) as store:
-            store.upsert(DEMO_MARKET.instrument, "M1", bars)
-        build_feature_store(db, DEMO_MARKET.instrument, progress=False)
-        features = load_feature_set(db, DEMO_MARKET.instrument)
+            store.upsert(market.instrument, granularity, bars)
+        build_feature_store(db, market.instrument, granularity, session_config=session_config_for(
+            granularity, SessionConfig()), progress=False)
+        features = load_feature_set(db, market.instrument, granularity)
         if not np.array_equal(features.bars.ts, bars.ts):
             raise SystemExit("the feature store's bars are not the generated ones")
         test = features.require_sessions("test")
@@ -234,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
         env = TradingEnv(features, EnvConfig())
 
         log("tuning the oracle and momentum rules on the train split ...")
-        momentum = momentum_signal(features.bars.close, 0.01)
+        momentum = momentum_signal(features.bars.close, env.pip)
         baselines = {}
         for name, signal in (("oracle", drift), ("momentum", momentum)):
             rule = tune(env, signal, train, name)
@@ -270,7 +294,8 @@ def main(argv: list[str] | None = None) -> int:
             log(f"{name} champion on the test split: {ablation[name]}")
         chosen = ablation[DEFAULT_SELECTION]
         agent_pips = chosen["agent_test_pips"]
-        out = {"bench": "learning", "episodes": episodes, "validated": validated,
+        out = {"bench": "learning", "instrument": market.instrument, "granularity": granularity, "weeks": args.weeks,
+               "episodes": episodes, "validated": validated,
                "selection": DEFAULT_SELECTION, "levers": levers, "wall_seconds": round(time.monotonic() - started, 1),
                **chosen,
                "oracle_test_pips": round(oracle.total_pips, 1), "oracle_test_trades": len(oracle.trades_pips),

@@ -31,19 +31,20 @@ class SyntheticMarketConfig:
     instrument: str = "GBPJPY"
     start: str = "2024-01-07"            # FX: the first week opens at the first Sunday 17:00 New York on or after this
     weeks: int = 8                       # trading weeks to generate (7,200 M1 bars each before gaps)
+    granularity: str = "M1"              # the bar size generated: volatility per bar grows with sqrt(its minutes)
     seed: int = 7
     start_price: float = 170.0
     price_floor: float = 140.0
     price_ceiling: float = 200.0
-    base_volatility_pips: float = 2.0    # per-bar std at average activity in the normal regime
+    base_volatility_pips: float = 2.0    # per-minute std at average activity in the normal regime
     tail_dof: float = 4.0                # Student-t degrees of freedom of the shocks
     regime_multipliers: tuple[float, ...] = (0.6, 1.0, 1.8)
-    regime_mean_bars: float = 2_880.0    # mean stay in one volatility regime (two days)
+    regime_mean_bars: float = 2_880.0    # mean stay in one volatility regime, in M1 bars (two days) at any bar size
     weekend_jump_pips: float = 15.0      # std of the Sunday open against Friday's close
     missing_bar_probability: float = 0.002
     outages_per_week: float = 0.5
     edge_strength: float = 0.0           # 0 = no predictable component
-    edge_lookback_bars: int = 15
+    edge_lookback_bars: int = 15         # in bars of the bar size generated
 
     def __post_init__(self) -> None:
         get_instrument(self.instrument)

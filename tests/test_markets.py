@@ -175,3 +175,22 @@ def test_a_crypto_trader_decides_on_saturday_an_fx_trader_stands_aside(tmp_path)
     decision = trader.on_bar(features.bars[at:at + 1], now)
     assert decision.reason != "market_closed" and decision.status in ("FILLED", "no_order")
     assert trader.calendar is CRYPTO and not FX.market_open(now)
+
+
+def test_the_synthetic_market_at_another_bar_size(tmp_path, monkeypatch):
+    from shared.cli.data import main as data_main
+
+    config = synthetic_market_for("EURUSD", granularity="H1", weeks=2, missing_bar_probability=0.0, outages_per_week=0.0)
+    bars, drift = generate_market(config)
+    assert len(bars) == 2 * 120 and set(np.diff(bars.ts[:120])) == {60 * NS_PER_MINUTE}
+    minute_bars, _ = generate_market(synthetic_market_for("EURUSD", weeks=2, missing_bar_probability=0.0,
+                                                          outages_per_week=0.0))
+    # an hour moves about sqrt(60) minutes' worth
+    ratio = np.std(np.diff(bars.close)) / np.std(np.diff(minute_bars.close))
+    assert 5 < ratio < 11
+    monkeypatch.setenv("MICRO_ENV_FILE", str(tmp_path / "absent.env"))
+    db = tmp_path / "market.duckdb"
+    assert data_main(["--quiet", "--db", str(db), "synth", "--instrument", "EURUSD", "--granularity", "1h",
+                      "--weeks", "3"]) == 0
+    with BarStore(db, read_only=True) as store:
+        assert store.summary()[["instrument", "granularity", "bars"]].values.tolist()[0][:2] == ["EURUSD", "H1"]

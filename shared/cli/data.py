@@ -70,7 +70,7 @@ def _print(message: str) -> None:
 
 def cmd_synth(args: argparse.Namespace) -> None:
     config = synthetic_market_for(args.instrument, start=args.start, weeks=args.weeks, seed=args.seed,
-                                  edge_strength=args.edge)
+                                  edge_strength=args.edge, granularity=parse_granularity(args.granularity))
     _synth(args.db, config, args.quiet)
 
 
@@ -80,10 +80,11 @@ def _synth(db: Path, config: SyntheticMarketConfig, quiet: bool) -> None:
         bars, drift = generate_market(config)
         bar.update(1)
         with BarStore(db) as store:
-            result = store.upsert(config.instrument, "M1", bars)
-            write_expected_drift(store, config.instrument, "M1", bars.ts, drift)  # for the oracle baseline
+            result = store.upsert(config.instrument, config.granularity, bars)
+            write_expected_drift(store, config.instrument, config.granularity, bars.ts, drift)  # for the oracle baseline
         bar.update(1)
-    _print(f"synthetic {config.instrument} M1: {len(bars)} bars, {result.inserted} new, {result.updated} replaced -> {db}")
+    _print(f"synthetic {config.instrument} {config.granularity}: {len(bars)} bars, {result.inserted} new, "
+           f"{result.updated} replaced -> {db}")
 
 
 def cmd_import(args: argparse.Namespace) -> None:
@@ -232,6 +233,7 @@ def build_parser(settings: DataSettings | None = None) -> argparse.ArgumentParse
     p.add_argument("--weeks", type=int, default=SyntheticMarketConfig.weeks)
     p.add_argument("--seed", type=int, default=SyntheticMarketConfig.seed)
     p.add_argument("--edge", type=float, default=0.0, help="planted edge strength, 0 = none (see shared/data/synthetic.py)")
+    p.add_argument("--granularity", default="M1", help="the bar size generated (M1, M5, H1, D, or 5m, 1h, ...)")
     p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser("import", help="import a candle file, or a freqtrade data folder",

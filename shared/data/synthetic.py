@@ -35,7 +35,7 @@ import pandas as pd
 from shared.config import SyntheticMarketConfig
 from shared.core.calendar import calendar_named
 from shared.core.instruments import get_instrument
-from shared.data.bars import NS_PER_MINUTE, TRADING_WEEK_MINUTES, WEEK_MINUTES, Bars
+from shared.data.bars import NS_PER_MINUTE, TRADING_WEEK_MINUTES, WEEK_MINUTES, Bars, check_granularity
 
 
 def intraday_activity(hour_utc: np.ndarray) -> np.ndarray:
@@ -106,15 +106,18 @@ def generate_market(config: SyntheticMarketConfig, *, max_bars: int | None = Non
     rng = np.random.default_rng(config.seed)
 
     calendar = calendar_named(instrument.calendar)
+    bar_minutes = check_granularity(config.granularity)
     week_opens = calendar.week_opens(pd.Timestamp(config.start), config.weeks) // NS_PER_MINUTE
     week_minutes = WEEK_MINUTES if calendar.always_open else TRADING_WEEK_MINUTES
-    minutes = (week_opens[:, None] + np.arange(week_minutes, dtype=np.int64)).ravel()
+    bars_per_week = week_minutes // bar_minutes
+    minutes = (week_opens[:, None] + np.arange(bars_per_week, dtype=np.int64) * bar_minutes).ravel()
     n = len(minutes)
 
     hour = ((minutes % 1440) / 60.0).astype(np.float64)
     multipliers = np.asarray(config.regime_multipliers, dtype=np.float64)
-    regime = _regimes(rng, n, len(multipliers), config.regime_mean_bars)
-    sigma = config.base_volatility_pips * intraday_activity(hour) * multipliers[regime]
+    regime = _regimes(rng, n, len(multipliers), max(1.0, config.regime_mean_bars / bar_minutes))
+    # a bar of m minutes moves as m independent minutes would (the sqrt is exactly 1 at M1)
+    sigma = config.base_volatility_pips * np.sqrt(bar_minutes) * intraday_activity(hour) * multipliers[regime]
 
     dof = config.tail_dof
     eps = rng.standard_t(dof, size=n) / np.sqrt(dof / (dof - 2.0))
@@ -125,7 +128,7 @@ def generate_market(config: SyntheticMarketConfig, *, max_bars: int | None = Non
 
     week_start = np.zeros(n, dtype=np.bool_)
     if not calendar.always_open:  # a gap over the weekend closure
-        week_start[week_minutes::week_minutes] = True
+        week_start[bars_per_week::bars_per_week] = True
     weekend_jump = rng.normal(0.0, config.weekend_jump_pips, size=n)
 
     open_, close = _price_path(
@@ -142,7 +145,7 @@ def generate_market(config: SyntheticMarketConfig, *, max_bars: int | None = Non
     keep = rng.random(n) >= config.missing_bar_probability
     outages = rng.poisson(config.outages_per_week * config.weeks)
     for start, length in zip(rng.integers(0, n, size=outages), rng.integers(15, 46, size=outages)):
-        keep[start : start + length] = False
+        keep[start : start + max(1, int(length) // bar_minutes)] = False  # 15-45 minutes
 
     ts = minutes[keep] * NS_PER_MINUTE
     bars = Bars(ts, open_[keep], high[keep], low[keep], close[keep], volume[keep])
