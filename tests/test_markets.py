@@ -75,14 +75,14 @@ def test_the_instrument_table_is_data_and_a_user_file_extends_it(tmp_path):
     instruments = load_instruments(table)
     assert instruments["SOLUSD"].calendar == "crypto" and instruments["EURUSD"].spread_pips == 0.6
     assert instruments["GBPJPY"] == INSTRUMENTS["GBPJPY"]  # the built-in rest stays
-    # read by every process that imports the table, named by MICRO_INSTRUMENTS
+    # read by every process that imports the table, named by MICRO_INSTRUMENT_TABLE
     done = subprocess.run([sys.executable, "-c", "from shared.core.instruments import get_instrument as g; "
                            "print(g('SOL_USD').spread_pips, g('EURUSD').spread_pips)"],
-                          cwd=ROOT, env={**os.environ, "MICRO_INSTRUMENTS": str(table)}, capture_output=True, text=True)
+                          cwd=ROOT, env={**os.environ, "MICRO_INSTRUMENT_TABLE": str(table)}, capture_output=True, text=True)
     assert done.stdout.split() == ["10.0", "0.6"], done.stderr
     # or in the .env file, relative to it (the services read their .env themselves)
-    (tmp_path / "project.env").write_text("MICRO_INSTRUMENTS=mine.toml\n")
-    environ = {k: v for k, v in os.environ.items() if k != "MICRO_INSTRUMENTS"}
+    (tmp_path / "project.env").write_text("MICRO_INSTRUMENT_TABLE=mine.toml\n")
+    environ = {k: v for k, v in os.environ.items() if k != "MICRO_INSTRUMENT_TABLE"}
     done = subprocess.run([sys.executable, "-c", "from shared.core.instruments import get_instrument as g; "
                            "print(g('SOLUSD').calendar)"], cwd=ROOT, capture_output=True, text=True,
                           env={**environ, "MICRO_ENV_FILE": str(tmp_path / "project.env")})

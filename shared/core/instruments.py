@@ -2,7 +2,7 @@
 market calendar, kind.
 
 Instruments are data (instruments.toml beside this file), never `if` branches elsewhere. A user adds
-an instrument, or changes one, with a TOML file of the same shape named by MICRO_INSTRUMENTS: no
+an instrument, or changes one, with a TOML file of the same shape named by MICRO_INSTRUMENT_TABLE: no
 code edit. The table is read once, at import; a bad file stops whoever reads it, naming the entry.
 """
 
@@ -19,7 +19,7 @@ from shared.core.errors import StopError
 
 PRICE_LEVEL_FACTOR = 3.0  # EURUSD 1.2 -> 0.4..3.6; GBPJPY 170 -> 57..510
 BUILT_IN_TABLE = Path(__file__).with_name("instruments.toml")
-USER_TABLE_VARIABLE = "MICRO_INSTRUMENTS"
+USER_TABLE_VARIABLE = "MICRO_INSTRUMENT_TABLE"
 
 CalendarName = Literal["fx", "crypto"]
 CALENDARS: tuple[str, ...] = get_args(CalendarName)
@@ -102,7 +102,7 @@ def read_table(path: Path, base: dict[str, Instrument] | None = None) -> dict[st
 
 
 def load_instruments(user_table: str | Path | None = None) -> dict[str, Instrument]:
-    """The built-in table, then the user's over it: `user_table`, else MICRO_INSTRUMENTS from the
+    """The built-in table, then the user's over it: `user_table`, else MICRO_INSTRUMENT_TABLE from the
     environment, else from the .env file (MICRO_ENV_FILE, default ./.env; a path there is relative
     to the .env file, as MICRO_CONFIG's is)."""
     table = read_table(BUILT_IN_TABLE)

@@ -52,7 +52,7 @@ OTHER_VARIABLES = {
     "MICRO_CONFIG": "the TOML file",
     "MICRO_ENV_FILE": "the .env file (default ./.env)",
     "MICRO_DEVICE": "cpu, cuda, cuda:N or mps for every service (shared/model/networks.py)",
-    "MICRO_INSTRUMENTS": "a TOML instrument table added to the built-in one (shared/core/instruments.toml)",
+    "MICRO_INSTRUMENT_TABLE": "a TOML instrument table added to the built-in one (shared/core/instruments.toml)",
     "MICRO_DOCKER": "the container tests' docker command",
     "MICRO_TEST_IMAGE": "the container tests' image",
     "MICRO_TEST_DATA_DIR": "the container tests' data folder",
