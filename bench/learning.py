@@ -66,7 +66,6 @@ from shared.config import (
     session_config_for,
 )
 from shared.core.calendar import calendar_named
-from shared.core.feature_spec import WINDOW_BARS
 from shared.core.instruments import get_instrument
 from shared.data.bars import check_granularity, parse_granularity
 from shared.data.store import BarStore
@@ -107,7 +106,8 @@ def value_drift_corr(candidate: Candidate, features, drift: np.ndarray, bars: np
     advantages = []
     with torch.inference_mode():
         for chunk in np.array_split(bars, max(1, len(bars) // 512)):
-            temporal = torch.from_numpy(features.features[chunk[:, None] + np.arange(-WINDOW_BARS + 1, 1)])
+            window = candidate.config.network.window_bars
+            temporal = torch.from_numpy(features.features[chunk[:, None] + np.arange(-window + 1, 1)])
             static = torch.zeros(len(chunk), NUM_POSITION)
             state = plan.representation(temporal, static)
             values = [plan.afterstates(state, torch.full((len(chunk),), a, dtype=torch.long))[2] for a in (buy, sell)]

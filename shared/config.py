@@ -138,6 +138,7 @@ class EnvConfig:
     action_space: ActionSpaceName = "hold_buy_sell_close"
     episode_bars: int = derived(360, "the feature store's session length (sessions.length_bars)")
     spread_pips: float | None = None   # None: the instrument's default (GBPJPY 4)
+    window_bars: int = derived(WINDOW_BARS, "network.window_bars: the bars the network sees")
 
     def __post_init__(self) -> None:
         if self.reward not in REWARDS:
@@ -148,12 +149,14 @@ class EnvConfig:
             raise ValueError("episode_bars must be at least 2")
         if self.spread_pips is not None and self.spread_pips < 0:
             raise ValueError("spread_pips must be >= 0")
+        if not 1 <= self.window_bars <= WARMUP_BARS:
+            raise ValueError(f"window_bars must be in 1..{WARMUP_BARS} (the feature warm-up)")
 
 
 @dataclass(frozen=True)
 class NetworkConfig:
     temporal_features: int = derived(len(TEMPORAL_FEATURES), "the feature spec's temporal features")
-    window_bars: int = derived(WINDOW_BARS, "the feature spec's window")
+    window_bars: int = WINDOW_BARS     # bars of features the network sees (32: half an hour at M1, 32 hours at H1)
     static_features: int = derived(len(POSITION_FEATURES), "the feature spec's position features")
     tcn_channels: int = 240
     tcn_kernel: int = 3
@@ -177,6 +180,8 @@ class NetworkConfig:
                 raise ValueError(f"network config: {name} must be positive")
         if not 0 <= self.dropout < 1:
             raise ValueError("network config: dropout must be in [0, 1)")
+        if self.window_bars > WARMUP_BARS:
+            raise ValueError(f"network config: window_bars must be at most {WARMUP_BARS} (the feature warm-up)")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -311,6 +316,7 @@ class TrainingConfig:
         # derived, not duplicated: the network's action head from the action space, one discount
         object.__setattr__(self, "network", replace(self.network, num_actions=ACTION_SPACE_SIZES[self.env.action_space]))
         object.__setattr__(self, "search", replace(self.search, discount=self.replay.discount))
+        object.__setattr__(self, "env", replace(self.env, window_bars=self.network.window_bars))
 
     @property
     def replay_warmup_episodes(self) -> int:

@@ -163,3 +163,47 @@ def test_live_decides_hourly_bars_of_an_hourly_model(tmp_path):
     # an hour-old bar is fresh at H1 (stale_bars counts bars of the model's size), so the model decides
     assert all(d.reason not in ("stale_data",) for d in decisions)
     assert any(d.status in ("FILLED", "no_order") for d in decisions), [d.reason for d in decisions]
+
+
+def test_the_network_window_is_a_setting_that_training_validation_and_live_follow(tmp_path):
+    from datetime import datetime, timezone
+
+    from shared.config import ValidationConfig
+    from shared.live.brokers.paper import PaperBroker
+    from shared.live.feeds import ReplayFeed
+    from shared.live.journal import Journal
+    from shared.live.trader import LiveTrader
+    from shared.training.trainer import Trainer
+    from shared.validation.validator import validate
+    from shared.volume.candidates import load_candidate
+
+    db = store_with(tmp_path, "H1", fx_bars("H1", 40))
+    build_feature_store(db, "EURUSD", "H1", session_config=session_config_for("H1", SessionConfig()), progress=False)
+    features = load_feature_set(db, "EURUSD", "H1")
+    config = TrainingConfig(network=NetworkConfig(tcn_channels=8, hidden=16, window_bars=12), episodes_per_iteration=2,
+                            checkpoint_interval_episodes=2)
+    assert config.env.window_bars == 12  # derived: the environment shows what the network sees
+    trainer = Trainer(features, tmp_path / "ck", config)
+    try:
+        assert trainer.env.reset(trainer.starts[:2]).temporal.shape[1:] == (12, 9)
+        report = trainer.run_iteration()
+        assert trainer.replay.sample(4, np.random.default_rng(0)).temporal.shape[1:] == (12, 9)
+    finally:
+        trainer.close()
+    candidate = load_candidate(tmp_path / "ck" / "training" / report.checkpoint)
+    assert candidate.config.network.window_bars == 12 and candidate.env_config.window_bars == 12
+    assert validate(candidate, features, ValidationConfig(simulations=2, mc_runs=20, max_sessions=2)).sessions == 2
+    feed = ReplayFeed(features.bars, int(features.sessions["test"][0]), granularity="H1")
+    trader = LiveTrader("EURUSD", PaperBroker(tmp_path / "paper.json", spread_pips=1.0, pip_size=0.0001),
+                        Journal(tmp_path / "journal.duckdb"), candidate, feed.history(), simulations=2, granularity="H1")
+    trader.reconcile()
+    trader.on_bar(feed.next_bars(), datetime.fromtimestamp(feed.now_ns() / 1e9, timezone.utc))
+    temporal, _ = trader.observation()
+    assert temporal.shape == (1, 12, 9)
+    last = feed.position - 1
+    np.testing.assert_array_equal(temporal[0], features.features[last - 11: last + 1])
+
+
+def test_a_window_longer_than_the_warm_up_is_refused():
+    with pytest.raises(ValueError, match="window_bars must be at most 1500"):
+        NetworkConfig(window_bars=1501)

@@ -30,7 +30,7 @@ POSITION_FEATURES: tuple[str, ...] = (
     "accumulated_dd",
 )
 
-WINDOW_BARS = 32              # temporal window fed to the representation network
+WINDOW_BARS = 32              # the default window of bars the network sees (network.window_bars)
 RANGE_BARS = 60               # lookback of the 60-bar range and momentum
 SHORT_MOMENTUM_BARS = 5
 NORMALIZATION_BARS = 1440     # causal min-max scaling lookback (one trading day of M1 bars)

@@ -27,7 +27,6 @@ import numpy as np
 
 from shared.config import EnvConfig
 from shared.core.accounting import Book, FillResult, fill, mark
-from shared.core.feature_spec import WINDOW_BARS
 from shared.core.instruments import get_instrument
 from shared.env.actions import ACTION_SPACES, ActionSpace
 from shared.features.position import position_features
@@ -73,7 +72,8 @@ class TradingEnv:
         self.spread_pips = instrument.spread_pips if config.spread_pips is None else config.spread_pips
         self.mid = features.bars.close
         self.steps_per_episode = config.episode_bars - 1
-        self._window = np.arange(-WINDOW_BARS + 1, 1)
+        self.window_bars = config.window_bars
+        self._window = np.arange(-config.window_bars + 1, 1)
 
     @property
     def num_actions(self) -> int:
@@ -81,7 +81,7 @@ class TradingEnv:
 
     def reset(self, starts: np.ndarray) -> Observation:
         starts = np.asarray(starts, dtype=np.int64)
-        if starts.min() < WINDOW_BARS - 1 or starts.max() + self.config.episode_bars > len(self.mid):
+        if starts.min() < self.window_bars - 1 or starts.max() + self.config.episode_bars > len(self.mid):
             raise ValueError("a session start leaves no room for the feature window or the episode")
         self.starts = starts
         self.k = 0

@@ -66,7 +66,7 @@ class OandaCandleFeed:
     candle whose `complete` flag is late is not used: the next poll asks for
     it again."""
 
-    def __init__(self, api: oandapyV20.API, instrument: str, *, history_bars: int = 2000,
+    def __init__(self, api: oandapyV20.API, instrument: str, *, history_bars: int = 5000,
                  granularity: str = "M1") -> None:
         self.api = api
         self.granularity = granularity

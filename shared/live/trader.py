@@ -37,7 +37,7 @@ import pandas as pd
 from shared.config import RiskConfig
 from shared.core.accounting import mark
 from shared.core.calendar import NEW_YORK, calendar_named, market_open, trading_day_start
-from shared.core.feature_spec import WARMUP_BARS, WINDOW_BARS
+from shared.core.feature_spec import WARMUP_BARS
 from shared.core.instruments import get_instrument
 from shared.data.bars import NS_PER_MINUTE, Bars, check_granularity
 from shared.env.actions import ACTION_SPACES
@@ -49,11 +49,15 @@ from shared.live.risk import LossCaps
 from shared.search import NetworkSearch
 from shared.volume.candidates import Candidate
 
-__all__ = ["BUFFER_BARS", "NEW_YORK", "Decision", "LiveTrader", "market_open", "model_version",
+__all__ = ["NEW_YORK", "Decision", "LiveTrader", "buffer_bars", "market_open", "model_version",
            "trading_day_start"]
 
 log = logging.getLogger("live")
-BUFFER_BARS = WARMUP_BARS + WINDOW_BARS + 64
+
+
+def buffer_bars(window_bars: int) -> int:
+    """Bars kept for the features: every value equals the batch store's on the last `window_bars`."""
+    return WARMUP_BARS + window_bars + 64
 
 
 @dataclass
@@ -87,10 +91,10 @@ class LiveTrader(LossCaps):
         self.on_order = on_order  # every order's result, decisions, flattens and settled orders alike (metrics)
         self.clock = clock        # the flatten backoff's (monotonic seconds)
         self.spread_pips = self.instrument.spread_pips if spread_pips is None else spread_pips
-        self.bars = history[-BUFFER_BARS:]
+        self._install(candidate)  # the model version names the client ids; its window, the bars kept
+        self.bars = history[-buffer_bars(self.window_bars):]
         if hasattr(broker, "mark") and len(self.bars):  # the paper broker's market is the feed's
             broker.mark(float(self.bars.close[-1]), int(self.bars.ts[-1]) + self.bar_ns)
-        self._install(candidate)  # the model version names the client ids
         self._init_position()  # the one position accounting, as the environment and the paper broker
         self._init_caps()
         self.staged: Candidate | None = None
@@ -103,6 +107,8 @@ class LiveTrader(LossCaps):
         self.candidate = candidate
         self.version = model_version(candidate)
         self.space = ACTION_SPACES[candidate.env_config.action_space]
+        # a model with a longer window than the last one warms up until the feed has brought its bars
+        self.window_bars = candidate.config.network.window_bars
         config = replace(candidate.search_config, simulations=self.simulations)
         self.search = NetworkSearch(candidate.model, 1, self.space, config)
 
@@ -114,7 +120,7 @@ class LiveTrader(LossCaps):
 
     def on_bar(self, bar: Bars, now: datetime, spread_pips: float | None = None) -> Decision:
         started = time.perf_counter()
-        self.bars = Bars(*(np.concatenate([a, b])[-BUFFER_BARS:] for a, b in zip(
+        self.bars = Bars(*(np.concatenate([a, b])[-buffer_bars(self.window_bars):] for a, b in zip(
             (self.bars.ts, self.bars.open, self.bars.high, self.bars.low, self.bars.close, self.bars.volume),
             (bar.ts, bar.open, bar.high, bar.low, bar.close, bar.volume))))
         ts = int(bar.ts[-1])
@@ -151,7 +157,7 @@ class LiveTrader(LossCaps):
             return "spread_too_wide"
         if self.position not in self.space.positions:  # adopted from the broker: the model cannot act on it
             return "position_outside_action_space"
-        if len(self.bars) < WARMUP_BARS + WINDOW_BARS:
+        if len(self.bars) < WARMUP_BARS + self.window_bars:
             return "warming_up"
         return None
 
@@ -166,7 +172,7 @@ class LiveTrader(LossCaps):
         return Decision(ts, "HOLD", "skipped", reason, time.perf_counter() - started)
 
     def observation(self) -> tuple[np.ndarray, np.ndarray]:
-        window = temporal_features(self.bars, self.instrument.pip_size)[-WINDOW_BARS:][None]
+        window = temporal_features(self.bars, self.instrument.pip_size)[-self.window_bars:][None]
         static = position_features(self.book, self.space.max_units)
         return np.ascontiguousarray(window, np.float32), static
 

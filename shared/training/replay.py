@@ -28,7 +28,7 @@ from shared.training.selfplay import EpisodeBatch
 
 @dataclass
 class TrainingBatch:
-    temporal: np.ndarray       # [B, 32, 9] float32 at the sampled position
+    temporal: np.ndarray       # [B, window, 9] float32 at the sampled position
     static: np.ndarray         # [B, 6] float32
     actions: np.ndarray        # [B, K] int64 actions taken (random past the end)
     outcomes: np.ndarray       # [B, K] int64 outcomes that followed them
@@ -50,7 +50,8 @@ def n_step_values(rewards: np.ndarray, root_values: np.ndarray, td_steps: int, d
 
 
 class ReplayBuffer:
-    def __init__(self, features: np.ndarray, steps_per_episode: int, num_actions: int, config: ReplayConfig) -> None:
+    def __init__(self, features: np.ndarray, steps_per_episode: int, num_actions: int, config: ReplayConfig,
+                 window_bars: int = WINDOW_BARS) -> None:
         self.features = features  # [N, 9] the feature store's temporal features
         self.config = config
         c, t = config.capacity_episodes, steps_per_episode
@@ -65,7 +66,7 @@ class ReplayBuffer:
         self.size = 0
         self.cursor = 0
         self.added = 0
-        self._window = np.arange(-WINDOW_BARS + 1, 1)
+        self._window = np.arange(-window_bars + 1, 1)
 
     def __len__(self) -> int:
         return self.size

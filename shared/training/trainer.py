@@ -52,7 +52,8 @@ class Trainer:
         self.model = MuZeroNetworks(config.network).to(self.device)
         self.search = NetworkSearch(self.model, config.episodes_per_iteration, self.env.space, config.search, self.device)
         self.learner = Learner(self.model, config.learner, self.device)
-        self.replay = ReplayBuffer(features.features, self.env.steps_per_episode, self.env.num_actions, config.replay)
+        self.replay = ReplayBuffer(features.features, self.env.steps_per_episode, self.env.num_actions, config.replay,
+                                   config.network.window_bars)
         self.rng = np.random.default_rng(config.seed)
         self.episode = 0            # collected, possibly not saved yet
         self.saved_episode = 0      # in latest.pt (or the newest candidate): where a restart resumes

@@ -23,7 +23,7 @@ import torch
 
 from shared.config import ACTION_SPACE_SIZES, EnvConfig, SearchConfig, TrainingConfig
 from shared.core.errors import StopError
-from shared.core.feature_spec import FEATURE_SPEC_VERSION, POSITION_FEATURES, TEMPORAL_FEATURES, WINDOW_BARS
+from shared.core.feature_spec import FEATURE_SPEC_VERSION, POSITION_FEATURES, TEMPORAL_FEATURES, WARMUP_BARS, WINDOW_BARS
 from shared.model import MuZeroNetworks
 from shared.volume.checkpoints import sha256_bytes
 
@@ -94,12 +94,15 @@ def check_architecture(training: dict, name: str) -> None:
     """The network's declared input and output shapes against the feature spec and the action space."""
     network, env = training.get("network", {}), training.get("env", {})
     space = env.get("action_space", "hold_buy_sell_close")
-    expected = {"temporal_features": len(TEMPORAL_FEATURES), "window_bars": WINDOW_BARS,
-                "static_features": len(POSITION_FEATURES), "num_actions": ACTION_SPACE_SIZES.get(space)}
+    expected = {"temporal_features": len(TEMPORAL_FEATURES), "static_features": len(POSITION_FEATURES),
+                "num_actions": ACTION_SPACE_SIZES.get(space)}
     for key, want in expected.items():
         if key in network and network[key] != want:
             raise CandidateError("architecture_mismatch", f"{name}: its network has {key}={network[key]}, "
                                  f"this system's feature spec and {space} space need {want}")
+    if not 1 <= network.get("window_bars", WINDOW_BARS) <= WARMUP_BARS:
+        raise CandidateError("architecture_mismatch", f"{name}: its network sees {network['window_bars']} bars, "
+                             f"this system's feature warm-up is {WARMUP_BARS}")
 
 
 CANDIDATE_KIND = "micro-muzero-candidate"
