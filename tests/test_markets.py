@@ -194,3 +194,29 @@ def test_the_synthetic_market_at_another_bar_size(tmp_path, monkeypatch):
                       "--weeks", "3"]) == 0
     with BarStore(db, read_only=True) as store:
         assert store.summary()[["instrument", "granularity", "bars"]].values.tolist()[0][:2] == ["EURUSD", "H1"]
+
+
+def test_exchange_hours_are_a_calendar_too():
+    from shared.core.calendar import NYSE
+
+    stamps = pd.to_datetime(["2024-06-10 13:29", "2024-06-10 13:30", "2024-06-10 19:59", "2024-06-10 20:00",
+                             "2024-06-08 15:00", "2024-01-08 14:30", "2024-01-08 14:29"]).as_unit("ns").asi8
+    # 09:30-16:00 New York: 13:30-20:00 UTC in summer, 14:30-21:00 in winter; Saturday closed
+    assert NYSE.closed(stamps).tolist() == [True, False, False, True, True, False, True]
+    spy = synthetic_market_for("SPY", weeks=2, missing_bar_probability=0.0, outages_per_week=0.0)
+    assert 400 < spy.start_price < 500
+    bars, _ = generate_market(spy)
+    assert len(bars) == 2 * 5 * 390 and not NYSE.closed(bars.ts).any()  # 390 minutes a day, weekdays only
+    daily, _ = generate_market(synthetic_market_for("SPY", weeks=2, granularity="D", missing_bar_probability=0.0,
+                                                    outages_per_week=0.0))
+    assert len(daily) == 10  # a daily bar from 00:00 New York holds the session: it is open
+    assert get_instrument("SPY").kind == "equity"
+
+
+def test_an_exchange_night_is_a_closure_and_a_midday_hole_is_not():
+    from shared.core.calendar import NYSE
+
+    ts = pd.to_datetime(["2024-06-10 19:58", "2024-06-10 19:59", "2024-06-11 13:30", "2024-06-11 13:31",
+                         "2024-06-11 14:10", "2024-06-14 19:59", "2024-06-17 13:30"]).as_unit("ns").asi8
+    assert closure_steps(NYSE, ts, 1).tolist() == [False, True, False, False, False, True]
+    assert closure_steps(FX, ts, 1)[1] is np.False_  # FX trades through New York's night

@@ -5,6 +5,8 @@ loss stop, validation's daily P&L).
 * `fx`: Sunday 17:00 to Friday 17:00 New York, on New York's wall clock (21:00 or 22:00 UTC with
   US daylight saving); a trading day rolls at 17:00 New York, in summer and in winter.
 * `crypto`: always open; a trading day rolls at 00:00 UTC.
+* `nyse`: exchange hours, Monday to Friday 09:30 to 16:00 New York (exchange holidays are not
+  modelled: a holiday's missing bars are a gap, not a closure).
 
 An instrument names its calendar (shared/core/instruments.toml). The module-level functions are
 the FX calendar's, kept for the callers that trade FX only.
@@ -30,7 +32,8 @@ _NS_PER_DAY = 24 * _NS_PER_HOUR
 class MarketCalendar:
     """A market's week and day. `zone` is the wall clock its hours are written in; the week opens
     on `open_weekday` at `roll_hour` and closes `open_days` later (7: never closes); every
-    trading day rolls at `roll_hour`."""
+    trading day rolls at `roll_hour` and trades from `day_open_minute` to `day_close_minute`
+    after it (an exchange's hours; 0 and 1440: around the clock)."""
 
     name: str
     zone: ZoneInfo
@@ -38,10 +41,16 @@ class MarketCalendar:
     open_weekday: int  # Monday = 0 ... Sunday = 6
     open_days: int     # 5 for FX, 7 for a market that never closes
     days_per_year: int  # trading days a year, for annualised figures
+    day_open_minute: int = 0
+    day_close_minute: int = 24 * 60
 
     @property
     def always_open(self) -> bool:
-        return self.open_days >= 7
+        return self.open_days >= 7 and self.around_the_clock
+
+    @property
+    def around_the_clock(self) -> bool:
+        return self.day_open_minute == 0 and self.day_close_minute == 24 * 60
 
     def _wall_ns(self, ts_ns: np.ndarray) -> np.ndarray:
         """UTC ns as ns on the zone's wall clock (a naive local time, counted from 1970-01-01)."""
@@ -58,9 +67,14 @@ class MarketCalendar:
         ts_ns = np.asarray(ts_ns, dtype=np.int64)
         if self.always_open:
             return np.zeros(len(ts_ns), dtype=bool)
+        since_roll_ns = self._wall_ns(ts_ns) - self.roll_hour * _NS_PER_HOUR
         # trading days are numbered from 1970-01-01 (a Thursday): the day of week each opens on
-        opening_weekday = (self.trading_days(ts_ns) + 3) % 7
-        return (opening_weekday - self.open_weekday) % 7 >= self.open_days
+        opening_weekday = (since_roll_ns // _NS_PER_DAY + 3) % 7
+        closed = (opening_weekday - self.open_weekday) % 7 >= self.open_days
+        if not self.around_the_clock:
+            minute = (since_roll_ns % _NS_PER_DAY) // _NS_PER_MINUTE
+            closed |= (minute < self.day_open_minute) | (minute >= self.day_close_minute)
+        return closed
 
     def market_open(self, now: datetime) -> bool:
         return not bool(self.closed(np.array([pd.Timestamp(now).value]))[0])
@@ -97,7 +111,9 @@ class MarketCalendar:
 
 FX = MarketCalendar("fx", NEW_YORK, roll_hour=17, open_weekday=6, open_days=5, days_per_year=252)
 CRYPTO = MarketCalendar("crypto", UTC, roll_hour=0, open_weekday=0, open_days=7, days_per_year=365)
-CALENDARS: dict[str, MarketCalendar] = {c.name: c for c in (FX, CRYPTO)}
+NYSE = MarketCalendar("nyse", NEW_YORK, roll_hour=0, open_weekday=0, open_days=5, days_per_year=252,
+                      day_open_minute=9 * 60 + 30, day_close_minute=16 * 60)
+CALENDARS: dict[str, MarketCalendar] = {c.name: c for c in (FX, CRYPTO, NYSE)}
 
 
 def calendar_named(name: str) -> MarketCalendar:
@@ -128,16 +144,22 @@ def next_trading_day_start(now: datetime) -> pd.Timestamp:
 
 
 def bar_in_closed_market(calendar: MarketCalendar, ts_ns: np.ndarray, bar_minutes: int) -> np.ndarray:
-    """Bool per bar (open time ts_ns): all of the bar lies in closed market, its first and last
-    minute both (a daily FX bar stamped Sunday 17:00 New York is open)."""
+    """Bool per bar (open time ts_ns): all of the bar lies in closed market, read every half hour
+    and at its last minute (a daily FX bar stamped Sunday 17:00 New York is open, and so is a daily
+    bar of an exchange that trades from 09:30 to 16:00)."""
     ts_ns = np.asarray(ts_ns, dtype=np.int64)
-    return calendar.closed(ts_ns) & calendar.closed(ts_ns + (bar_minutes - 1) * _NS_PER_MINUTE)
+    offsets = np.unique(np.append(np.arange(0, bar_minutes, 30), bar_minutes - 1)) * _NS_PER_MINUTE
+    closed = np.ones(len(ts_ns), dtype=bool)
+    for offset in offsets:
+        closed &= calendar.closed(ts_ns + offset)
+    return closed
 
 
 def closure_steps(calendar: MarketCalendar, ts_ns: np.ndarray, bar_minutes: int, slack_minutes: int = 60) -> np.ndarray:
     """Bool per step between consecutive bars (open times ts_ns, ascending): the missing time is the
-    market's closure, at most max(slack_minutes, bar_minutes) of it open (a thin Friday close or
-    Sunday open, a daily bar's Sunday evening). A market that never closes has no such steps."""
+    market's closure (a weekend, an exchange's night), at most max(slack_minutes, bar_minutes) of it
+    open (a thin Friday close or Sunday open, a daily bar's Sunday evening). A market that never
+    closes has no such steps."""
     ts_ns = np.asarray(ts_ns, dtype=np.int64)
     steps = np.zeros(max(len(ts_ns) - 1, 0), dtype=bool)
     if calendar.always_open or len(ts_ns) < 2:
@@ -145,10 +167,9 @@ def closure_steps(calendar: MarketCalendar, ts_ns: np.ndarray, bar_minutes: int,
     gap_start = ts_ns[:-1] + bar_minutes * _NS_PER_MINUTE
     missing_minutes = (ts_ns[1:] - gap_start) // _NS_PER_MINUTE
     allowed_open = max(slack_minutes, bar_minutes)
-    closure_minutes = (7 - calendar.open_days) * 24 * 60
-    near_closure = (missing_minutes >= closure_minutes - allowed_open) & (missing_minutes <= closure_minutes + allowed_open)
-    for i in np.flatnonzero(near_closure):
-        inside = gap_start[i] + np.arange(missing_minutes[i], dtype=np.int64) * _NS_PER_MINUTE
-        open_minutes = int((~calendar.closed(inside)).sum())
-        steps[i] = open_minutes <= allowed_open
+    night = 24 * 60 - (calendar.day_close_minute - calendar.day_open_minute)
+    longest_closure = (7 - calendar.open_days) * 24 * 60 + night
+    for i in np.flatnonzero((missing_minutes > 0) & (missing_minutes <= longest_closure + allowed_open)):
+        closed = calendar.closed(gap_start[i] + np.arange(missing_minutes[i], dtype=np.int64) * _NS_PER_MINUTE)
+        steps[i] = closed.any() and int((~closed).sum()) <= allowed_open
     return steps

@@ -21,7 +21,7 @@ PRICE_LEVEL_FACTOR = 3.0  # EURUSD 1.2 -> 0.4..3.6; GBPJPY 170 -> 57..510
 BUILT_IN_TABLE = Path(__file__).with_name("instruments.toml")
 USER_TABLE_VARIABLE = "MICRO_INSTRUMENT_TABLE"
 
-CalendarName = Literal["fx", "crypto"]
+CalendarName = Literal["fx", "crypto", "nyse"]
 CALENDARS: tuple[str, ...] = get_args(CalendarName)
 Kind = Literal["fx", "metal", "crypto", "equity"]
 KINDS: tuple[str, ...] = get_args(Kind)

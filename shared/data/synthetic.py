@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from shared.config import SyntheticMarketConfig
-from shared.core.calendar import calendar_named
+from shared.core.calendar import bar_in_closed_market, calendar_named
 from shared.core.instruments import get_instrument
 from shared.data.bars import NS_PER_MINUTE, TRADING_WEEK_MINUTES, WEEK_MINUTES, Bars, check_granularity
 
@@ -111,6 +111,12 @@ def generate_market(config: SyntheticMarketConfig, *, max_bars: int | None = Non
     week_minutes = WEEK_MINUTES if calendar.always_open else TRADING_WEEK_MINUTES
     bars_per_week = week_minutes // bar_minutes
     minutes = (week_opens[:, None] + np.arange(bars_per_week, dtype=np.int64) * bar_minutes).ravel()
+    if not calendar.around_the_clock:  # an exchange's nights: only its hours have bars
+        minutes = minutes[~bar_in_closed_market(calendar, minutes * NS_PER_MINUTE, bar_minutes)]
+    week_start = np.zeros(len(minutes), dtype=np.bool_)
+    if not calendar.always_open:  # the first bar after the weekend closure jumps
+        week = np.searchsorted(week_opens, minutes, side="right") - 1
+        week_start[1:] = np.diff(week) != 0
     n = len(minutes)
 
     hour = ((minutes % 1440) / 60.0).astype(np.float64)
@@ -126,9 +132,6 @@ def generate_market(config: SyntheticMarketConfig, *, max_bars: int | None = Non
     past = csum[np.arange(n)] - csum[np.maximum(np.arange(n) - k, 0)]  # eps[t-k..t-1]
     drift_signal = np.tanh(past / np.sqrt(k))
 
-    week_start = np.zeros(n, dtype=np.bool_)
-    if not calendar.always_open:  # a gap over the weekend closure
-        week_start[bars_per_week::bars_per_week] = True
     weekend_jump = rng.normal(0.0, config.weekend_jump_pips, size=n)
 
     open_, close = _price_path(
