@@ -65,9 +65,9 @@ from shared.config import (
     ValidationConfig,
     session_config_for,
 )
+from shared.core.bar_sizes import check_granularity, parse_granularity
 from shared.core.calendar import calendar_named
 from shared.core.instruments import get_instrument
-from shared.data.bars import check_granularity, parse_granularity
 from shared.data.store import BarStore
 from shared.data.synthetic import generate_market, synthetic_market_for
 from shared.env import ACTION_SPACES, TradingEnv

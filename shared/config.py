@@ -110,13 +110,27 @@ class SessionConfig:
 # sessions overlap, evaluation sessions do not. A value a user sets wins over these.
 SESSION_DEFAULTS_BY_BAR_SIZE: dict[str, dict[str, int]] = {
     "M1": {},
+    "M2": {"length_bars": 180, "max_gap_minutes": 20, "train_stride_bars": 30, "eval_stride_bars": 180},
+    "M4": {"length_bars": 180, "max_gap_minutes": 20, "train_stride_bars": 15, "eval_stride_bars": 180},
     "M5": {"length_bars": 288, "max_gap_minutes": 30, "train_stride_bars": 12, "eval_stride_bars": 288},
+    "M10": {"length_bars": 144, "max_gap_minutes": 60, "train_stride_bars": 6, "eval_stride_bars": 144},
     "M15": {"length_bars": 96, "max_gap_minutes": 90, "train_stride_bars": 4, "eval_stride_bars": 96},
     "M30": {"length_bars": 48, "max_gap_minutes": 180, "train_stride_bars": 2, "eval_stride_bars": 48},
     "H1": {"length_bars": 24, "max_gap_minutes": 360, "train_stride_bars": 2, "eval_stride_bars": 24,
            "purge_minutes": 2 * 1440},
+    "H2": {"length_bars": 12, "max_gap_minutes": 720, "train_stride_bars": 1, "eval_stride_bars": 12,
+           "purge_minutes": 2 * 1440},
+    "H3": {"length_bars": 8, "max_gap_minutes": 720, "train_stride_bars": 1, "eval_stride_bars": 8,
+           "purge_minutes": 2 * 1440},
     "H4": {"length_bars": 12, "max_gap_minutes": 1440, "train_stride_bars": 1, "eval_stride_bars": 12,
            "purge_minutes": 4 * 1440},
+    "H6": {"length_bars": 8, "max_gap_minutes": 1440, "train_stride_bars": 1, "eval_stride_bars": 8,
+           "purge_minutes": 4 * 1440},
+    "H8": {"length_bars": 6, "max_gap_minutes": 1440, "train_stride_bars": 1, "eval_stride_bars": 6,
+           "purge_minutes": 4 * 1440},
+    # a week of FX has 10 H12 bars: sessions span weekends, as daily ones do
+    "H12": {"length_bars": 10, "max_gap_minutes": 4 * 1440, "train_stride_bars": 1, "eval_stride_bars": 10,
+            "purge_minutes": 14 * 1440},
     "D": {"length_bars": 20, "max_gap_minutes": 4 * 1440, "train_stride_bars": 1, "eval_stride_bars": 20,
           "purge_minutes": 14 * 1440},
 }

@@ -8,8 +8,9 @@ import pytest
 
 from shared.cli.data import main as data_main
 from shared.config import SESSION_DEFAULTS_BY_BAR_SIZE, NetworkConfig, SessionConfig, TrainingConfig, session_config_for
+from shared.core.bar_sizes import check_granularity
 from shared.core.calendar import FX, bar_in_closed_market
-from shared.data.bars import NS_PER_MINUTE, Bars, check_granularity
+from shared.data.bars import NS_PER_MINUTE, Bars
 from shared.data.store import BarStore
 from shared.features.sessions import valid_session_starts, why_no_sessions
 from shared.features.store import build_feature_store, load_feature_set
@@ -41,7 +42,8 @@ def store_with(tmp_path, granularity: str, bars: Bars):
     return db
 
 
-@pytest.mark.parametrize("granularity,weeks", [("M5", 8), ("M15", 16), ("H1", 40), ("H4", 130), ("D", 520)])
+@pytest.mark.parametrize("granularity,weeks", [("M5", 8), ("M15", 16), ("H1", 40), ("H2", 70), ("H4", 130),
+                                               ("H12", 400), ("D", 520)])
 def test_each_bar_size_has_sessions_in_every_split_with_its_defaults(tmp_path, granularity, weeks):
     db = store_with(tmp_path, granularity, fx_bars(granularity, weeks))
     config = session_config_for(granularity, SessionConfig())
@@ -207,3 +209,53 @@ def test_the_network_window_is_a_setting_that_training_validation_and_live_follo
 def test_a_window_longer_than_the_warm_up_is_refused():
     with pytest.raises(ValueError, match="window_bars must be at most 1500"):
         NetworkConfig(window_bars=1501)
+
+
+def test_the_stale_feed_flatten_waits_for_the_next_bar_of_the_models_size(tmp_path):
+    from datetime import datetime, timedelta, timezone
+
+    from shared.config import RiskConfig
+    from shared.live.brokers.paper import PaperBroker
+    from shared.live.journal import Journal
+    from shared.live.trader import LiveTrader
+    from tests.live_helpers import load, trading_checkpoint
+
+    db = store_with(tmp_path, "H1", fx_bars("H1", 40))
+    build_feature_store(db, "EURUSD", "H1", session_config=session_config_for("H1", SessionConfig()), progress=False)
+    features = load_feature_set(db, "EURUSD", "H1")
+    model = load(trading_checkpoint(features, tmp_path / "ck", 64))
+    # the last bar before a weekend: Friday 16:00 New York (20:00 UTC in summer, 21:00 in winter)
+    fridays = np.flatnonzero(FX.closed(features.bars.ts + 60 * NS_PER_MINUTE))
+    end = int(fridays[fridays > 2000][0]) + 1
+    paper = PaperBroker(tmp_path / "paper.json", spread_pips=1.0, pip_size=0.0001)
+    paper.mark(float(features.bars.close[end - 1]))
+    trader = LiveTrader("EURUSD", paper, Journal(tmp_path / "journal.duckdb"), model, features.bars[:end], simulations=2,
+                        granularity="H1", risk=RiskConfig(flatten_stale_seconds=600.0))
+    paper.market_order("EURUSD", 1, "open-by-hand")
+    trader.reconcile()
+    assert trader.position == 1
+    ts = int(features.bars.ts[end - 1])
+    closes = datetime.fromtimestamp(ts / 1e9 + 3600, timezone.utc)
+    # the market closes at the bar's close: no stall over the weekend, nor in the first bar after the open
+    assert trader.risk_check(ts, closes - timedelta(minutes=30)) is None
+    reopens = closes + timedelta(days=2)
+    assert not FX.market_open(reopens - timedelta(minutes=1)) and FX.market_open(reopens)
+    assert trader.risk_check(ts, reopens + timedelta(minutes=65)) is None, "the first H1 bar closes an hour after the open"
+    assert trader.position == 1
+    assert trader.risk_check(ts, reopens + timedelta(minutes=75)) == "stale_feed"
+    assert paper.snapshot("EURUSD").units == 0
+
+
+def test_every_bar_size_we_store_has_session_defaults_and_any_spelling_configures_it(monkeypatch, tmp_path):
+    from shared.cli.data import DataSettings
+    from shared.core.bar_sizes import GRANULARITY_MINUTES
+    from shared.core.settings import load_settings
+
+    assert set(SESSION_DEFAULTS_BY_BAR_SIZE) == set(GRANULARITY_MINUTES)
+    for granularity, minutes in GRANULARITY_MINUTES.items():
+        config = session_config_for(granularity, SessionConfig())
+        assert config.max_gap_minutes >= 2 * minutes, granularity  # a step of one bar is never a gap
+    environ = {"MICRO_ENV_FILE": str(tmp_path / "absent.env"), "MICRO_GRANULARITY": "1h"}
+    assert load_settings(DataSettings, environ).granularity == "H1"
+    with pytest.raises(ValueError, match="MICRO_GRANULARITY.*7 minutes long are not a granularity we store"):
+        load_settings(DataSettings, {**environ, "MICRO_GRANULARITY": "7m"})

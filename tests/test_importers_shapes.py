@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from shared.data.bars import parse_granularity
+from shared.core.bar_sizes import parse_granularity
 from shared.data.importers import CsvFormatError, RefusedImportError, read_bars, read_path
 
 

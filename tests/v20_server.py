@@ -42,8 +42,9 @@ from urllib.parse import parse_qs, urlparse
 import numpy as np
 import pandas as pd
 
+from shared.core.bar_sizes import GRANULARITY_MINUTES
 from shared.core.instruments import get_instrument
-from shared.data.bars import GRANULARITY_MINUTES, NS_PER_MINUTE, Bars
+from shared.data.bars import NS_PER_MINUTE, Bars
 
 TOKEN = "test-token-0123456789abcdef"
 ACCOUNT = "101-004-0000000-001"

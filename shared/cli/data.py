@@ -29,10 +29,10 @@ from pydantic import Field
 from tqdm import tqdm
 
 from shared.config import SessionConfig, SyntheticMarketConfig, session_config_for
+from shared.core.bar_sizes import parse_granularity
 from shared.core.errors import RetryError, StopError
 from shared.core.instruments import INSTRUMENTS, get_instrument
 from shared.core.settings import ConfigError, Settings, load_settings
-from shared.data.bars import parse_granularity
 from shared.data.importers import SHAPES, read_path
 from shared.data.importers.names import freqtrade_name
 from shared.data.store import DEFAULT_DB_NAME, BarStore, write_expected_drift

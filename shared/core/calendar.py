@@ -79,6 +79,16 @@ class MarketCalendar:
     def market_open(self, now: datetime) -> bool:
         return not bool(self.closed(np.array([pd.Timestamp(now).value]))[0])
 
+    def last_open_ns(self, now_ns: int, lookback_days: int = 4) -> int | None:
+        """When the market last opened after a closure (UTC ns, to the minute), looking back at most
+        `lookback_days`; None when it has been open all that time (or never closes)."""
+        if self.always_open:
+            return None
+        minute = int(now_ns) // _NS_PER_MINUTE * _NS_PER_MINUTE
+        back = minute - np.arange(lookback_days * 24 * 60, dtype=np.int64) * _NS_PER_MINUTE
+        closed = np.flatnonzero(self.closed(back))
+        return int(back[closed[0]] + _NS_PER_MINUTE) if len(closed) else None
+
     def day_start(self, day: int) -> pd.Timestamp:
         """The roll hour on the wall-clock date that opens trading day `day`, as naive UTC (a roll
         at 17:00 or 00:00 is never skipped or repeated by a clock change)."""

@@ -36,6 +36,7 @@ from typing import Any, ClassVar, Mapping
 from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError, field_validator
 from pydantic_core import to_jsonable_python
 
+from shared.core.bar_sizes import parse_granularity
 from shared.core.env_file import env_file_path, read_env_file
 from shared.core.errors import StopError
 
@@ -166,6 +167,11 @@ class Settings(BaseModel):
         from shared.core.instruments import get_instrument
 
         return get_instrument(name).name  # GBP_JPY (OANDA's) and GBPJPY are one instrument
+
+    @field_validator("granularity", check_fields=False)
+    @classmethod
+    def one_granularity_spelling(cls, name: str) -> str:
+        return parse_granularity(name)  # 1h, 60min and H1 are one bar size, stored as H1
 
     @classmethod
     def knobs(cls, derived_too: bool = False) -> list[Knob]:

@@ -17,9 +17,10 @@ import pandas as pd
 from oandapyV20.endpoints.instruments import InstrumentsCandles
 from tqdm import tqdm
 
+from shared.core.bar_sizes import check_granularity
 from shared.core.instruments import get_instrument
 from shared.core.oanda import request_with_retry
-from shared.data.bars import Bars, check_granularity
+from shared.data.bars import Bars
 from shared.data.store import BarStore
 
 MAX_CANDLES_PER_REQUEST = 5000

@@ -18,14 +18,11 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from shared.core.bar_sizes import check_granularity
 from shared.core.calendar import calendar_named, closure_steps
 from shared.core.errors import StopError
 from shared.core.instruments import get_instrument
-from shared.data.bars import (
-    NS_PER_MINUTE,
-    Bars,
-    check_granularity,
-)
+from shared.data.bars import NS_PER_MINUTE, Bars
 
 DEFAULT_DB_NAME = "market.duckdb"
 

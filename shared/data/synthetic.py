@@ -33,9 +33,10 @@ import numpy as np
 import pandas as pd
 
 from shared.config import SyntheticMarketConfig
+from shared.core.bar_sizes import check_granularity
 from shared.core.calendar import bar_in_closed_market, calendar_named
 from shared.core.instruments import get_instrument
-from shared.data.bars import NS_PER_MINUTE, TRADING_WEEK_MINUTES, WEEK_MINUTES, Bars, check_granularity
+from shared.data.bars import NS_PER_MINUTE, TRADING_WEEK_MINUTES, WEEK_MINUTES, Bars
 
 
 def intraday_activity(hour_utc: np.ndarray) -> np.ndarray:

@@ -22,11 +22,12 @@ import pandas as pd
 from tqdm import tqdm
 
 from shared.config import SessionConfig
+from shared.core.bar_sizes import check_granularity
 from shared.core.calendar import calendar_named
 from shared.core.errors import StopError
 from shared.core.feature_spec import FEATURE_SPEC_VERSION, TEMPORAL_FEATURES
 from shared.core.instruments import get_instrument
-from shared.data.bars import Bars, check_granularity
+from shared.data.bars import Bars
 from shared.data.store import BarStore
 from shared.features.micro import market_outcomes, temporal_features
 from shared.features.sessions import SPLITS, split_sessions, valid_session_starts, why_no_sessions

@@ -11,9 +11,10 @@ import oandapyV20
 import pandas as pd
 from oandapyV20.endpoints.instruments import InstrumentsCandles
 
+from shared.core.bar_sizes import check_granularity
 from shared.core.instruments import get_instrument
 from shared.core.oanda import request_with_retry
-from shared.data.bars import NS_PER_MINUTE, Bars, check_granularity
+from shared.data.bars import NS_PER_MINUTE, Bars
 from shared.data.oanda_candles import candles_to_bars
 
 

@@ -18,6 +18,7 @@ import pandas as pd
 
 from shared.config import RiskConfig
 from shared.core.calendar import MarketCalendar
+from shared.data.bars import NS_PER_MINUTE
 from shared.live.brokers import OrderStatus, client_order_id
 from shared.live.journal import DecisionRow
 from shared.live.position import BrokerPosition
@@ -89,8 +90,7 @@ class LossCaps(BrokerPosition):
             return "kill_switch"
         if self.stopped_for_the_day(now):
             return "daily_loss_limit"
-        if self.position != 0 and bar_close is None and self.calendar.market_open(now) and len(self.bars) and \
-                (pd.Timestamp(now).value - (int(self.bars.ts[-1]) + self.bar_ns)) / 1e9 > self.risk.flatten_stale_seconds:
+        if self.position != 0 and bar_close is None and self.feed_overdue_seconds(now) > self.risk.flatten_stale_seconds:
             return "stale_feed"
         price = bar_close
         if price is None and self.position != 0 and self.entry_known:
@@ -104,6 +104,22 @@ class LossCaps(BrokerPosition):
             self.journal.event("daily_loss_stop", {"pnl_pips": pnl, "until_utc": str(until)})
             return "daily_loss_limit"
         return None
+
+    def feed_overdue_seconds(self, now: datetime) -> float:
+        """How long the next bar is overdue: the time since the last bar closed, less the length of
+        the bar now forming beyond a minute (at M1 simply the time since the last close; at H1 an
+        hour later), and never counting a closure (a weekend, an exchange's night): after the
+        market opens the wait starts again. 0 while the market is closed."""
+        if not len(self.bars) or not self.calendar.market_open(now):
+            return 0.0
+        now_ns = pd.Timestamp(now).value
+        due_ns = int(self.bars.ts[-1]) + self.bar_ns + (self.bar_ns - NS_PER_MINUTE)
+        if now_ns <= due_ns:
+            return 0.0
+        opened_ns = self.calendar.last_open_ns(now_ns)
+        if opened_ns is not None:
+            due_ns = max(due_ns, opened_ns + self.bar_ns - NS_PER_MINUTE)
+        return max(0.0, (now_ns - due_ns) / 1e9)
 
     def _make_flat(self, ts: int, why: str) -> None:
         """Until the broker says flat: read its position, close it reduce-only, back off."""

@@ -36,10 +36,11 @@ import pandas as pd
 
 from shared.config import RiskConfig
 from shared.core.accounting import mark
+from shared.core.bar_sizes import check_granularity
 from shared.core.calendar import NEW_YORK, calendar_named, market_open, trading_day_start
 from shared.core.feature_spec import WARMUP_BARS
 from shared.core.instruments import get_instrument
-from shared.data.bars import NS_PER_MINUTE, Bars, check_granularity
+from shared.data.bars import NS_PER_MINUTE, Bars
 from shared.env.actions import ACTION_SPACES
 from shared.features.micro import temporal_features
 from shared.features.position import position_features

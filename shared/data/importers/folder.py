@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shared.data.bars import parse_granularity
+from shared.core.bar_sizes import parse_granularity
 from shared.data.importers.names import freqtrade_granularity, freqtrade_name, instrument_for
 from shared.data.importers.read import ImportedFile, read_bars
 from shared.data.importers.report import RefusedImportError

@@ -8,12 +8,10 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
+from shared.core.bar_sizes import granularity_for_minutes
 from shared.core.calendar import FX, MarketCalendar, closure_steps
 from shared.core.instruments import Instrument
-from shared.data.bars import (
-    NS_PER_MINUTE,
-    granularity_for_minutes,
-)
+from shared.data.bars import NS_PER_MINUTE
 from shared.data.importers.report import RefusedImportError
 
 JUMP_MIN_RELATIVE = 0.05        # a close-to-close move above 5% ...

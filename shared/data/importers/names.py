@@ -6,8 +6,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from shared.core.bar_sizes import parse_granularity
 from shared.core.instruments import Instrument, get_instrument
-from shared.data.bars import parse_granularity
 from shared.data.importers.report import RefusedImportError
 
 # freqtrade: PAIR-TIMEFRAME[-CANDLETYPE].EXT, e.g. EUR_USD-1h.feather, BTC_USDT_USDT-5m-futures.feather

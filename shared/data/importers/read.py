@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from shared.core.bar_sizes import GRANULARITY_MINUTES, parse_granularity
 from shared.core.calendar import FX, calendar_named
 from shared.core.instruments import Instrument
-from shared.data.bars import GRANULARITY_MINUTES, Bars, parse_granularity
+from shared.data.bars import Bars
 from shared.data.importers.health import (
     bad_row_reasons,
     check_price_level,
