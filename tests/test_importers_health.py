@@ -272,3 +272,18 @@ def test_download_without_a_network_is_a_clear_message(tmp_path, capsys, monkeyp
     assert data_cli(args) == 2
     err = capsys.readouterr().err
     assert "cannot reach OANDA" in err and "ConnectionError" in err and "Traceback" not in err
+
+
+def test_a_long_crypto_history_is_plausible_a_pair_at_another_level_is_not(tmp_path):
+    from shared.data.importers import RefusedImportError, read_bars
+
+    days = pd.date_range("2016-01-01", periods=3000, freq="D", name="Date")
+    close = np.geomspace(400.0, 60_000.0, len(days))  # BTC from 2016: 150x over the file
+    frame = pd.DataFrame({"Open": close, "High": close * 1.01, "Low": close * 0.99, "Close": close, "Volume": 1.0},
+                         index=days)
+    frame.to_csv(tmp_path / "btc.csv")
+    imported = read_bars(tmp_path / "btc.csv", instrument="BTCUSD")
+    assert len(imported.bars) == 3000 and imported.report.granularity == "D"
+    frame.assign(Open=1.1, High=1.2, Low=1.0, Close=1.1).to_csv(tmp_path / "eurusd_named_btc.csv")
+    with pytest.raises(RefusedImportError, match="implausible for BTCUSD"):
+        read_bars(tmp_path / "eurusd_named_btc.csv", instrument="BTCUSD")

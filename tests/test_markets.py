@@ -220,3 +220,21 @@ def test_an_exchange_night_is_a_closure_and_a_midday_hole_is_not():
                          "2024-06-11 14:10", "2024-06-14 19:59", "2024-06-17 13:30"]).as_unit("ns").asi8
     assert closure_steps(NYSE, ts, 1).tolist() == [False, True, False, False, False, True]
     assert closure_steps(FX, ts, 1)[1] is np.False_  # FX trades through New York's night
+
+
+@pytest.mark.parametrize("granularity,weeks", [("M5", 30), ("H1", 300)])
+def test_an_exchange_has_sessions_over_its_nights(tmp_path, granularity, weeks):
+    from shared.config import session_config_for
+
+    config = synthetic_market_for("SPY", granularity=granularity, weeks=weeks, edge_strength=0.3)
+    bars, _ = generate_market(config)
+    db = tmp_path / "market.duckdb"
+    with BarStore(db) as store:
+        store.upsert("SPY", granularity, bars)
+    report = build_feature_store(db, "SPY", granularity, session_config=session_config_for(granularity, SessionConfig()),
+                                 progress=False)
+    assert all(report.sessions.values()), report.why_no_sessions
+    features = load_feature_set(db, "SPY", granularity)
+    start = int(features.sessions["test"][0])
+    days = pd.to_datetime(features.bars.ts[start:start + features.session_config.length_bars]).normalize().unique()
+    assert len(days) > 1, "a session runs over the exchange's night"

@@ -17,7 +17,10 @@ from typing import Literal, get_args
 from shared.core.env_file import env_file_path, read_env_file
 from shared.core.errors import StopError
 
-PRICE_LEVEL_FACTOR = 3.0  # EURUSD 1.2 -> 0.4..3.6; GBPJPY 170 -> 57..510
+# How far prices stray from their level, by kind, before a file or a row is refused: FX pairs stay
+# within 3x for decades (EURUSD 1.2 -> 0.4..3.6), crypto and equities do not (BTC went from 100 to
+# 100,000; a long SPY history starts near 50)
+PRICE_LEVEL_FACTORS = {"fx": 3.0, "metal": 5.0, "crypto": 100.0, "equity": 50.0}
 BUILT_IN_TABLE = Path(__file__).with_name("instruments.toml")
 USER_TABLE_VARIABLE = "MICRO_INSTRUMENT_TABLE"
 
@@ -38,7 +41,7 @@ class Instrument:
     spread_pips: float        # default round-trip cost charged by the environment
     price_decimals: int       # quoted precision (a pipette is one more decimal than a pip)
     # a price the instrument has traded near for years; an import refuses prices beyond
-    # PRICE_LEVEL_FACTOR times it either way (wrong instrument or a scaled file). None: no check
+    # PRICE_LEVEL_FACTORS[kind] times it either way (wrong instrument or a scaled file). None: no check
     typical_price: float | None = None
     quote_currency: str = ""
     calendar: CalendarName = "fx"
@@ -65,11 +68,15 @@ class Instrument:
     def to_pips(self, price_difference: float) -> float:
         return price_difference / self.pip_size
 
+    @property
+    def price_level_factor(self) -> float:
+        return PRICE_LEVEL_FACTORS[self.kind]
+
     def plausible_prices(self) -> tuple[float, float] | None:
-        """The price range an import accepts for this instrument, or None where no level is known."""
+        """The range a file's price level must lie in for this instrument, or None where no level is known."""
         if self.typical_price is None:
             return None
-        return self.typical_price / PRICE_LEVEL_FACTOR, self.typical_price * PRICE_LEVEL_FACTOR
+        return self.typical_price / self.price_level_factor, self.typical_price * self.price_level_factor
 
 
 _FIELDS = {f.name for f in fields(Instrument)} - {"name"}

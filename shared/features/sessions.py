@@ -2,7 +2,9 @@
 
 A session is `length_bars` consecutive bars (360: six hours of M1) that
 * starts at or after WARMUP_BARS, so every feature lookback is full,
-* has no gap longer than `max_gap_minutes` between consecutive bars,
+* has no gap longer than `max_gap_minutes` between consecutive bars (a
+  market that closes at night, an exchange, sessions run over its nights and
+  weekends: those steps are closures, not gaps),
 * has no bar while the instrument's market is closed (FX: Friday 17:00 to
   Sunday 17:00 New York, shared/core/calendar.py; crypto never closes; a bar is
   closed when all of it is, so a daily bar stamped Sunday evening is open),
@@ -40,7 +42,7 @@ from __future__ import annotations
 import numpy as np
 
 from shared.config import SessionConfig
-from shared.core.calendar import FX, MarketCalendar, bar_in_closed_market
+from shared.core.calendar import FX, MarketCalendar, bar_in_closed_market, closure_steps
 from shared.data.bars import NS_PER_MINUTE
 
 SPLITS = ("train", "validation", "test")
@@ -60,6 +62,8 @@ def session_start_checks(ts_ns: np.ndarray, high: np.ndarray, low: np.ndarray, p
     # bad_step[i]: the step from bar i-1 to bar i is a gap that breaks a session
     bad_step = np.zeros(n, dtype=np.int64)
     bad_step[1:] = np.diff(minutes) > cfg.max_gap_minutes
+    if not calendar.around_the_clock:  # an exchange's nights and weekends are closures, not gaps
+        bad_step[1:] &= ~closure_steps(calendar, ts_ns, bar_minutes)
     # a bar is in the closed market when all of it is: a daily bar stamped Sunday evening is open
     closed = bar_in_closed_market(calendar, ts_ns, bar_minutes).astype(np.int64)
     bar_range = (high - low) / pip
@@ -101,11 +105,13 @@ def valid_session_starts(ts_ns: np.ndarray, high: np.ndarray, low: np.ndarray, p
 _RULE_ADVICE = {
     "enough_bars": "a session needs length_bars bars before and from its start: load more bars or lower "
                    "DATA_SESSIONS__LENGTH_BARS",
-    "warmup": "the first warmup_bars bars fill the features' lookbacks: load more history",
+    "warmup": "the first warmup_bars bars (DATA_SESSIONS__WARMUP_BARS, 1500: what the features look back) "
+              "fill the features' lookbacks: load more history",
     "no_gap": "no step between consecutive bars may exceed max_gap_minutes: raise DATA_SESSIONS__MAX_GAP_MINUTES "
               "(or repair the gaps: micro data gaps)",
-    "market_open": "a session may hold no bar while the market is closed (the FX weekend): sessions longer than a "
-                   "trading week never fit; lower DATA_SESSIONS__LENGTH_BARS",
+    "market_open": "a session may hold no bar while the market is closed (the instrument's calendar: the FX "
+                   "weekend, an exchange's nights); FX sessions longer than a trading week never fit: lower "
+                   "DATA_SESSIONS__LENGTH_BARS",
     "live_market": "the mean bar range before the start must be at least min_mean_bar_range_pips: lower "
                    "DATA_SESSIONS__MIN_MEAN_BAR_RANGE_PIPS",
 }

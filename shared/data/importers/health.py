@@ -49,11 +49,13 @@ def bad_row_reasons(ts_ns: np.ndarray, prices: pd.DataFrame, *, malformed: np.nd
     mark(volume < 0, "negative volume")
     if complete is not None:
         mark(~complete, "incomplete candle (complete=false)")
-    plausible = instrument.plausible_prices() if instrument else None
-    if plausible is not None:
-        low_ok, high_ok = plausible
-        mark((ohlc < low_ok).any(axis=1) | (ohlc > high_ok).any(axis=1),
-             f"price implausible for {instrument.name} (plausible {low_ok:g}..{high_ok:g})")
+    if instrument is not None:  # a row far from the file's own level: a mis-scaled row
+        usable = ohlc[:, 3][np.isfinite(ohlc[:, 3]) & (ohlc[:, 3] > 0)]
+        if usable.size:
+            level, factor = float(np.median(usable)), instrument.price_level_factor
+            low_ok, high_ok = level / factor, level * factor
+            mark((ohlc < low_ok).any(axis=1) | (ohlc > high_ok).any(axis=1),
+                 f"price implausible for {instrument.name} (the file's level {level:g}: plausible {low_ok:g}..{high_ok:g})")
     # time order among the readable stamps: each must be later than the latest before it
     running_max = np.maximum.accumulate(ts_ns)
     previous_max = np.concatenate([[NO_TIME], running_max[:-1]])
