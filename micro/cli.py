@@ -65,11 +65,12 @@ def cmd_validate_one(args: argparse.Namespace) -> int:
     from shared.features.store import load_feature_set
     from shared.validation.gate import gate
     from shared.validation.validator import validate
-    from shared.volume.candidates import load_candidate
+    from shared.volume.candidates import check_market, load_candidate
     from shared.volume.promotion import champion_metrics
 
     settings = load_settings(settings_classes()["validation"], cli=parse_sets(args.sets))
     candidate = load_candidate(args.checkpoint)
+    check_market(candidate, settings.instrument, settings.granularity)
     features = load_feature_set(settings.db_path, settings.instrument, settings.granularity)
     features.require_sessions("validation")
     print(f"validating {args.checkpoint.name} on {len(features.sessions['validation'])} validation sessions ...",

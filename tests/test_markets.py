@@ -238,3 +238,25 @@ def test_an_exchange_has_sessions_over_its_nights(tmp_path, granularity, weeks):
     start = int(features.sessions["test"][0])
     days = pd.to_datetime(features.bars.ts[start:start + features.session_config.length_bars]).normalize().unique()
     assert len(days) > 1, "a session runs over the exchange's night"
+
+
+def test_a_candidate_names_its_market_and_another_table_or_bar_size_is_refused(tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    import shared.core.instruments as instruments
+    from shared.volume.candidates import CandidateError, check_market
+    from tests.live_helpers import load, trading_checkpoint
+
+    db, _ = crypto_store(tmp_path, weeks=2)
+    candidate = load(trading_checkpoint(load_feature_set(db, "BTCUSD", "M1"), tmp_path / "ck", 64))
+    assert candidate.payload["instrument_spec"] == {"pip_size": 1.0, "calendar": "crypto", "spread_pips": 20.0,
+                                                    "quote_currency": "USD"}
+    check_market(candidate, "BTCUSD", "M1")  # its own market: no error
+    with pytest.raises(CandidateError, match="instrument_mismatch: .* trades BTCUSD, this service ETHUSD"):
+        check_market(candidate, "ETHUSD", "M1")
+    with pytest.raises(CandidateError, match="granularity_mismatch: .* trained on M1 bars, this service trades H1"):
+        check_market(candidate, "BTCUSD", "H1")
+    # another process's table prices BTC in 10-dollar pips: its features and costs would be another market
+    monkeypatch.setitem(instruments.INSTRUMENTS, "BTCUSD", replace(instruments.INSTRUMENTS["BTCUSD"], pip_size=10.0))
+    with pytest.raises(CandidateError, match="pip_size 1.0, this service's instrument table says 10.0"):
+        check_market(candidate, "BTCUSD", "M1")

@@ -21,7 +21,7 @@ from shared.live.journal import Journal
 from shared.live.trader import LiveTrader, model_version
 from shared.service.app import Heartbeat, service_app
 from shared.service.watch import VolumeWatcher
-from shared.volume.candidates import Candidate, CandidateError, load_candidate
+from shared.volume.candidates import Candidate, CandidateError, check_market, load_candidate
 from shared.volume.promotion import read_current
 
 log = logging.getLogger("live")
@@ -66,14 +66,7 @@ class LiveService:
         try:
             candidate = load_candidate(self.settings.checkpoint_dir / "promoted" / pointer.model, pointer.sha256)
             # the feature spec is checked by load_candidate; the market must be this service's too
-            trades = candidate.payload.get("instrument")
-            if trades not in (None, self.settings.instrument):
-                raise CandidateError("instrument_mismatch", f"{pointer.model} trades {trades}, "
-                                                            f"this service {self.settings.instrument}")
-            granularity = candidate.payload.get("granularity")
-            if granularity not in (None, self.settings.granularity):
-                raise CandidateError("granularity_mismatch", f"{pointer.model} was trained on {granularity} bars, "
-                                                             f"this service trades {self.settings.granularity}")
+            check_market(candidate, self.settings.instrument, self.settings.granularity)
             return candidate
         except CandidateError as error:
             self.metrics.swaps.labels(result="refused").inc()

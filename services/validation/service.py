@@ -23,7 +23,7 @@ from shared.validation.baselines import Reference, reference_on
 from shared.validation.gate import gate
 from shared.validation.report import plain, write_plot, write_result
 from shared.validation.validator import ValidationTimeout, validate
-from shared.volume.candidates import CandidateError, load_candidate
+from shared.volume.candidates import CandidateError, check_market, load_candidate
 from shared.volume.checkpoints import CANDIDATE_RE, ReadySignal, clean_orphans
 from shared.volume.promotion import (
     PromotionError,
@@ -131,9 +131,7 @@ class ValidationService:
         try:
             signal = ReadySignal.read(signal_path)
             candidate = load_candidate(self.training / signal.checkpoint, signal.sha256, self.device)
-            if candidate.payload.get("instrument") not in (None, self.features.instrument):
-                raise CandidateError("instrument_mismatch", f"candidate trades {candidate.payload.get('instrument')}, "
-                                                            f"this validator {self.features.instrument}")
+            check_market(candidate, self.features.instrument, self.features.granularity)
         except FileNotFoundError:
             return self.record(episode, "rejected", "signal vanished before it was read (pruned by training)", None)
         except (CandidateError, ValueError) as error:

@@ -24,6 +24,7 @@ import torch
 from shared.config import ACTION_SPACE_SIZES, EnvConfig, SearchConfig, TrainingConfig
 from shared.core.errors import StopError
 from shared.core.feature_spec import FEATURE_SPEC_VERSION, POSITION_FEATURES, TEMPORAL_FEATURES, WARMUP_BARS, WINDOW_BARS
+from shared.core.instruments import get_instrument
 from shared.model import MuZeroNetworks
 from shared.volume.checkpoints import sha256_bytes
 
@@ -120,9 +121,31 @@ def candidate_payload(model: MuZeroNetworks, config: TrainingConfig, sources: di
         "feature_spec_version": FEATURE_SPEC_VERSION,
         "feature_names": list(TEMPORAL_FEATURES),
         "instrument": instrument,
+        # the table's entry it was trained with: a process reading another table is refused (check_market)
+        "instrument_spec": {key: getattr(get_instrument(instrument), key) for key in MARKET_SPEC_KEYS},
         "granularity": granularity,
         "config_hash": config.config_hash(),
     }
+
+
+MARKET_SPEC_KEYS = ("pip_size", "calendar", "spread_pips", "quote_currency")
+
+
+def check_market(candidate: Candidate, instrument: str, granularity: str) -> None:
+    """The candidate trades this market: this instrument, its pip size and calendar as this process's
+    instrument table has them (MICRO_INSTRUMENT_TABLE may differ between processes), this bar size."""
+    name = candidate.path.name
+    trades = candidate.payload.get("instrument")
+    if trades not in (None, instrument):
+        raise CandidateError("instrument_mismatch", f"{name} trades {trades}, this service {instrument}")
+    spec, here = candidate.payload.get("instrument_spec") or {}, get_instrument(instrument)
+    for key in ("pip_size", "calendar"):  # the spread is a cost setting: another one may be intended
+        if key in spec and spec[key] != getattr(here, key):
+            raise CandidateError("instrument_mismatch", f"{name} was trained with {instrument}'s {key} {spec[key]}, "
+                                 f"this service's instrument table says {getattr(here, key)} (MICRO_INSTRUMENT_TABLE)")
+    bars = candidate.payload.get("granularity") or "M1"  # candidates from before bar sizes were M1
+    if bars != granularity:
+        raise CandidateError("granularity_mismatch", f"{name} was trained on {bars} bars, this service trades {granularity}")
 
 
 def serialize(payload: dict) -> bytes:
