@@ -79,7 +79,7 @@ from shared.model.inference import InferencePlan
 from shared.search import NetworkSearch
 from shared.service.runtime import tune_process
 from shared.training.trainer import Trainer
-from shared.validation.baselines import momentum_signal, play, tune
+from shared.validation.baselines import disjoint_train_sessions, momentum_signal, play, tune
 from shared.validation.evaluation import evaluate, raw_network_policy, search_policy
 from shared.validation.gate import gate
 from shared.validation.statistics import paired_sign_flip_p
@@ -187,7 +187,7 @@ def window_features(features: FeatureSet, windows: int, window: int) -> FeatureS
 def walk_forward(args, features: FeatureSet, drift: np.ndarray, config: TrainingConfig, root: Path,
                  test: np.ndarray, started: float) -> dict:
     """One training per window; each window's champion on the block after its validation block."""
-    env = TradingEnv(features, EnvConfig())
+    env = TradingEnv(features, EnvConfig(episode_bars=features.session_config.length_bars))
     momentum = momentum_signal(features.bars.close, env.pip)
     rows, last = [], None
     for k in range(args.walk_forward):
@@ -200,7 +200,7 @@ def walk_forward(args, features: FeatureSet, drift: np.ndarray, config: Training
             f"select on {len(fs.sessions['validation'])}, then play the next {len(after)}")
         last = train_and_select(args, fs, config, root, started, tag=f"w{k}")
         held = last[0][DEFAULT_SELECTION]
-        train = fs.require_sessions("train")[::6]
+        train = disjoint_train_sessions(fs)
         if args.quick:
             train = train[:24]
         baseline = {name: play(env, signal, tune(env, signal, train, name), after).total_pips
@@ -252,10 +252,10 @@ def main(argv: list[str] | None = None) -> int:
         if not np.array_equal(features.bars.ts, bars.ts):
             raise SystemExit("the feature store's bars are not the generated ones")
         test = features.require_sessions("test")
-        train = features.require_sessions("train")[::6]  # stride 360: each train bar once
+        train = disjoint_train_sessions(features)  # each train bar once
         if args.quick:
             test, train = test[:6], train[:24]
-        env = TradingEnv(features, EnvConfig())
+        env = TradingEnv(features, EnvConfig(episode_bars=features.session_config.length_bars))
 
         log("tuning the oracle and momentum rules on the train split ...")
         momentum = momentum_signal(features.bars.close, env.pip)

@@ -259,3 +259,15 @@ def test_every_bar_size_we_store_has_session_defaults_and_any_spelling_configure
     assert load_settings(DataSettings, environ).granularity == "H1"
     with pytest.raises(ValueError, match="MICRO_GRANULARITY.*7 minutes long are not a granularity we store"):
         load_settings(DataSettings, {**environ, "MICRO_GRANULARITY": "7m"})
+
+
+def test_the_baselines_play_sessions_of_the_bar_sizes_length(tmp_path):
+    from shared.validation.baselines import disjoint_train_sessions, reference_on
+
+    db = store_with(tmp_path, "H1", fx_bars("H1", 40))
+    build_feature_store(db, "EURUSD", "H1", session_config=session_config_for("H1", SessionConfig()), progress=False)
+    features = load_feature_set(db, "EURUSD", "H1")
+    train = disjoint_train_sessions(features)
+    assert np.all(np.diff(train) >= 24)  # one H1 session apart: each train bar once
+    reference = reference_on(features, features.sessions["test"])  # the last test session ends near the data's end
+    assert np.isfinite(reference.momentum_pips) and reference.oracle_pips is None

@@ -19,7 +19,7 @@ the rule is played on any split. Random and always-flat are in
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -106,11 +106,18 @@ class Reference:
                 "fraction_of_oracle": share(self.oracle_pips), "fraction_of_momentum": share(self.momentum_pips)}
 
 
+def disjoint_train_sessions(features) -> np.ndarray:
+    """Train sessions that do not overlap (train sessions start every train_stride_bars): each train
+    bar once, what the rules are tuned on."""
+    sessions = features.session_config
+    return features.require_sessions("train")[:: max(1, sessions.length_bars // sessions.train_stride_bars)]
+
+
 def reference_on(features, starts: np.ndarray, config: EnvConfig = EnvConfig()) -> Reference:
-    """Tune both rules on the train split (every 6th session: each train bar once) and play
-    them on `starts`."""
-    env = TradingEnv(features, config)
-    train = features.require_sessions("train")[::6]
+    """Tune both rules on the train split (each train bar once) and play them on `starts`, in
+    episodes of the feature store's session length."""
+    env = TradingEnv(features, replace(config, episode_bars=features.session_config.length_bars))
+    train = disjoint_train_sessions(features)
     pip = env.pip
     momentum = momentum_signal(features.bars.close, pip)
     momentum_pips = play(env, momentum, tune(env, momentum, train, "momentum"), starts).total_pips
