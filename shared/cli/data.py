@@ -91,7 +91,7 @@ def cmd_import(args: argparse.Namespace) -> None:
     settings: DataSettings = args.settings
     instrument = args.instrument
     if instrument is None and args.path.is_file() and freqtrade_name(args.path.name) is None:
-        if not settings.market_configured:
+        if "instrument" not in settings.sources():  # a bar size alone names no instrument
             raise ValueError(f"name the instrument of {args.path} with --instrument (known: {', '.join(INSTRUMENTS)})")
         instrument = settings.instrument
     imported = read_path(args.path, fmt=args.format, instrument=instrument, granularity=args.granularity,

@@ -46,6 +46,7 @@ class Instrument:
     quote_currency: str = ""
     calendar: CalendarName = "fx"
     kind: Kind = "fx"
+    oanda_symbol: str = ""    # OANDA's name where it is not the name split after 3 letters (SPX500_USD)
 
     def __post_init__(self) -> None:
         problems = [
@@ -63,7 +64,7 @@ class Instrument:
 
     @property
     def oanda_name(self) -> str:
-        return f"{self.name[:3]}_{self.name[3:]}"
+        return self.oanda_symbol or f"{self.name[:3]}_{self.name[3:]}"
 
     def to_pips(self, price_difference: float) -> float:
         return price_difference / self.pip_size

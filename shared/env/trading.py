@@ -82,7 +82,9 @@ class TradingEnv:
     def reset(self, starts: np.ndarray) -> Observation:
         starts = np.asarray(starts, dtype=np.int64)
         if starts.min() < self.window_bars - 1 or starts.max() + self.config.episode_bars > len(self.mid):
-            raise ValueError("a session start leaves no room for the feature window or the episode")
+            raise ValueError(f"a session start leaves no room for the {self.window_bars}-bar feature window "
+                             f"(network.window_bars) or the {self.config.episode_bars}-bar episode: "
+                             "DATA_SESSIONS__WARMUP_BARS must be at least the window")
         self.starts = starts
         self.k = 0
         self.book = Book.flat(len(starts))

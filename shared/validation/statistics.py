@@ -7,7 +7,8 @@ Definitions (trades are closed trades in pips after costs, in time order):
   (the curve starts at 0);
 * SQN (Van Tharp) = sqrt(N) * mean / std (sample std), reported raw and with N
   capped at 100 (`sqn_100`), which is comparable across trade counts;
-* Sharpe on daily P&L: mean / std of the P&L per trading day x sqrt(252).
+* Sharpe on daily P&L: mean / std of the P&L per trading day x sqrt(trading days a year: 252 on
+  the FX and exchange calendars, 365 for crypto).
   Daily, because 1-minute returns are autocorrelated and inflate it;
 * quality score: the product notes' trading-weighted score, here exactly
     2.0 x expectancy if positive, else 0.3 x expectancy
@@ -72,10 +73,10 @@ def sqn(trades: np.ndarray, cap: int | None = None) -> float | None:
     return float(math.sqrt(n) * np.mean(trades) / np.std(trades, ddof=1))
 
 
-def sharpe_daily(daily_pnl: np.ndarray) -> float | None:
+def sharpe_daily(daily_pnl: np.ndarray, days_per_year: int = 252) -> float | None:
     if len(daily_pnl) < 2 or np.std(daily_pnl, ddof=1) == 0:
         return None
-    return float(np.mean(daily_pnl) / np.std(daily_pnl, ddof=1) * math.sqrt(252))
+    return float(np.mean(daily_pnl) / np.std(daily_pnl, ddof=1) * math.sqrt(days_per_year))
 
 
 def quality_score(expectancy: float, total: float, drawdown: float, trades: int, sqn_100: float | None,
@@ -94,7 +95,7 @@ def quality_score(expectancy: float, total: float, drawdown: float, trades: int,
 
 
 def trade_stats(trades: np.ndarray, daily_pnl: np.ndarray, action_counts: np.ndarray,
-                position_changes: int) -> TradeStats:
+                position_changes: int, days_per_year: int = 252) -> TradeStats:
     """`position_changes`: decisions that changed the position (orders); the trade ratio is
     their share of all decisions, in any action space (action 0 is not always HOLD)."""
     trades = np.asarray(trades, dtype=np.float64)
@@ -113,7 +114,7 @@ def trade_stats(trades: np.ndarray, daily_pnl: np.ndarray, action_counts: np.nda
         max_drawdown_pips=drawdown,
         sqn=sqn(trades),
         sqn_100=sqn_100,
-        sharpe_daily=sharpe_daily(np.asarray(daily_pnl, dtype=np.float64)),
+        sharpe_daily=sharpe_daily(np.asarray(daily_pnl, dtype=np.float64), days_per_year),
         trade_ratio=float(position_changes / counts.sum()) if counts.sum() else 0.0,
         action_share=share,
         quality=quality_score(expectancy, float(trades.sum()), drawdown, len(trades), sqn_100,

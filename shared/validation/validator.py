@@ -12,7 +12,7 @@ from typing import Callable
 import numpy as np
 
 from shared.config import ValidationConfig
-from shared.core.calendar import calendar_named
+from shared.core.calendar import MarketCalendar, calendar_named
 from shared.core.errors import StopError
 from shared.core.instruments import get_instrument
 from shared.env import TradingEnv
@@ -28,14 +28,17 @@ class ValidationTimeout(StopError, RuntimeError):
     pass
 
 
-def _trading_days(features: FeatureSet, starts: np.ndarray) -> np.ndarray:
-    """The trading day each session starts in, on the instrument's calendar."""
-    return calendar_named(get_instrument(features.instrument).calendar).trading_days(features.bars.ts[starts])
-
-
-def _daily_pnl(features: FeatureSet, starts: np.ndarray, evaluation: Evaluation) -> np.ndarray:
-    _, index = np.unique(_trading_days(features, starts), return_inverse=True)
+def _daily_pnl(calendar: MarketCalendar, features: FeatureSet, starts: np.ndarray, evaluation: Evaluation) -> np.ndarray:
+    """Session P&L summed by the trading day each session starts in (a session longer than a day,
+    at H4 or D, counts on its first day)."""
+    _, index = np.unique(calendar.trading_days(features.bars.ts[starts]), return_inverse=True)
     return np.bincount(index, weights=evaluation.episode_pnl_pips)
+
+
+def _days_traded(calendar: MarketCalendar, features: FeatureSet, starts: np.ndarray, episode_bars: int) -> int:
+    """Trading days the sessions cover, every bar of them: what a year of trades is counted against."""
+    bars = (starts[:, None] + np.arange(episode_bars)).ravel()
+    return max(1, len(np.unique(calendar.trading_days(features.bars.ts[bars]))))
 
 
 def validate(candidate: Candidate, features: FeatureSet, config: ValidationConfig = ValidationConfig(), *,
@@ -49,6 +52,8 @@ def validate(candidate: Candidate, features: FeatureSet, config: ValidationConfi
     starts = features.require_sessions(split)
     if config.max_sessions:
         starts = starts[: config.max_sessions]
+    instrument = get_instrument(features.instrument)
+    calendar = calendar_named(instrument.calendar)
     env = TradingEnv(features, candidate.env_config)
     search_config = replace(candidate.search_config, simulations=config.simulations)
     search = NetworkSearch(candidate.model, min(64, len(starts)), env.space, search_config)
@@ -68,15 +73,14 @@ def validate(candidate: Candidate, features: FeatureSet, config: ValidationConfi
     flat = evaluate(env, flat_policy, starts, on_step=tick(3))
 
     def stats(e: Evaluation) -> TradeStats:
-        return trade_stats(e.trades_pips, _daily_pnl(features, starts, e), e.action_counts, e.position_changes)
+        return trade_stats(e.trades_pips, _daily_pnl(calendar, features, starts, e), e.action_counts,
+                           e.position_changes, calendar.days_per_year)
 
     main = stats(searched)
     baselines = {"raw_network": stats(raw), "random": stats(rnd), "flat": stats(flat)}
     mc = None
     if len(searched.trades_pips):
-        instrument = get_instrument(features.instrument)
-        calendar = calendar_named(instrument.calendar)
-        days = max(1, len(np.unique(_trading_days(features, starts))))
+        days = _days_traded(calendar, features, starts, env.config.episode_bars)
         mc = monte_carlo(searched.trades_pips, runs=config.mc_runs, seed=config.seed, pip_size=instrument.pip_size,
                          price=float(np.mean(features.bars.close[starts])),
                          trades_per_year=len(searched.trades_pips) / days * calendar.days_per_year)

@@ -138,7 +138,8 @@ def map_columns(table: Table, columns: Columns, shape: str) -> Mapped:
     else:
         prices["volume"] = _numbers(cells[columns.volume], table.delimiter)
     if any(k in ADJ_CLOSE for k in keys):
-        notes.append("close is the Close column, not Adj Close (an FX rate has no dividends to adjust for)")
+        notes.append("close is the Close column, not Adj Close (the traded price: an FX rate or a crypto pair has "
+                     "no dividends; for a share, Adj Close rewrites past prices after each dividend and split)")
     if "spread" in keys:
         notes.append(f"the {table.header[keys.index('spread')]} column is not stored: the environment charges the "
                      "instrument's typical spread")
