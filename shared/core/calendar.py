@@ -179,7 +179,12 @@ def closure_steps(calendar: MarketCalendar, ts_ns: np.ndarray, bar_minutes: int,
     allowed_open = max(slack_minutes, bar_minutes)
     night = 24 * 60 - (calendar.day_close_minute - calendar.day_open_minute)
     longest_closure = (7 - calendar.open_days) * 24 * 60 + night
-    for i in np.flatnonzero((missing_minutes > 0) & (missing_minutes <= longest_closure + allowed_open)):
+    shortest_closure = night or (7 - calendar.open_days) * 24 * 60
+    # a gap shorter than every closure holds closed time only if it starts or ends in it: read those
+    # two minutes for every gap at once, and minute by minute only the gaps that may hold a closure
+    gap_end = ts_ns[1:] - _NS_PER_MINUTE
+    may_hold = calendar.closed(gap_start) | calendar.closed(gap_end) | (missing_minutes >= shortest_closure)
+    for i in np.flatnonzero(may_hold & (missing_minutes > 0) & (missing_minutes <= longest_closure + allowed_open)):
         closed = calendar.closed(gap_start[i] + np.arange(missing_minutes[i], dtype=np.int64) * _NS_PER_MINUTE)
         steps[i] = closed.any() and int((~closed).sum()) <= allowed_open
     return steps
