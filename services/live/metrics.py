@@ -38,6 +38,9 @@ class LiveMetrics:
                                 "The feed's clock: wall time live, the replayed market's time in replay", registry=r)
         self.last_bar = Gauge("micro_live_last_bar_timestamp_seconds", "Open time of the last bar seen", registry=r)
         self.market_open = Gauge("micro_live_market_open", "1 while the instrument's market is open (its calendar)", registry=r)
+        self.feed_overdue = Gauge("micro_live_feed_overdue_seconds",
+                                  "How long the next bar of the model's size is overdue by the feed's clock (the "
+                                  "stalled-feed flatten's measure; 0 while the market is closed)", registry=r)
         self.mismatches = Counter("micro_live_reconciliation_mismatches", "Broker positions we did not expect", registry=r)
         self.swaps = Counter("micro_live_model_swaps", "Model swaps by result", ["result"], registry=r)
         for result in ("swapped", "refused"):

@@ -200,6 +200,7 @@ class LiveService:
         self.update_risk_metrics(now)
         self.metrics.feed_clock.set(now.timestamp())
         self.metrics.market_open.set(1 if self.calendar.market_open(now) else 0)
+        self.metrics.feed_overdue.set(t.feed_overdue_seconds(now))
 
     def update_risk_metrics(self, now: datetime) -> None:
         t, m = self.trader, self.metrics
@@ -256,6 +257,7 @@ class LiveService:
         self.metrics.last_bar.set(int(bar.ts[-1]) / 1e9)
         self.metrics.feed_clock.set(now.timestamp())
         self.metrics.market_open.set(1 if self.calendar.market_open(now) else 0)
+        self.metrics.feed_overdue.set(0.0)  # the bar just came
         try:
             spread = self.feed.last_spread_pips if self.feed.last_spread_pips is not None else t.spread_pips
             with self.lock:
