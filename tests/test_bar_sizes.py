@@ -118,7 +118,10 @@ def test_features_command_uses_the_bar_size_and_refuses_a_store_without_sessions
     monkeypatch.setenv("DATA_SESSIONS__MAX_GAP_MINUTES", "30")
     assert data_main(["--quiet", "--db", str(db), "features", "--instrument", "EURUSD", "--granularity", "H1"]) == 2
     err = capsys.readouterr().err
-    assert "no train or validation or test sessions" in err and "max_gap_minutes is 30" in err
+    assert "no train or validation sessions" in err and "max_gap_minutes is 30" in err
+    assert "left as it was" in err
+    kept = load_feature_set(db, "EURUSD", "H1")  # the good feature set of the first run, untouched
+    assert kept.session_config.max_gap_minutes == 360 and len(kept.sessions["train"]) > 0
 
 
 def test_a_short_training_run_on_hourly_bars(tmp_path):

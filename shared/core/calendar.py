@@ -178,7 +178,8 @@ def closure_steps(calendar: MarketCalendar, ts_ns: np.ndarray, bar_minutes: int,
     missing_minutes = (ts_ns[1:] - gap_start) // _NS_PER_MINUTE
     allowed_open = max(slack_minutes, bar_minutes)
     night = 24 * 60 - (calendar.day_close_minute - calendar.day_open_minute)
-    longest_closure = (7 - calendar.open_days) * 24 * 60 + night
+    # the weekend of a clock change is an hour longer on the UTC clock
+    longest_closure = (7 - calendar.open_days) * 24 * 60 + night + 60
     shortest_closure = night or (7 - calendar.open_days) * 24 * 60
     # a gap shorter than every closure holds closed time only if it starts or ends in it: read those
     # two minutes for every gap at once, and minute by minute only the gaps that may hold a closure

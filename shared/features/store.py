@@ -109,8 +109,11 @@ def build_feature_store(
     *,
     session_config: SessionConfig = SessionConfig(),
     progress: bool = True,
+    require_sessions: tuple[str, ...] = (),
 ) -> BuildReport:
-    """Compute features, outcomes and sessions from the stored bars and replace the feature set."""
+    """Compute features, outcomes and sessions from the stored bars and replace the feature set.
+    A split named in `require_sessions` without sessions stops it before anything is written (the
+    feature set in the store stays as it was), saying why."""
     import time
 
     inst = get_instrument(instrument)
@@ -132,6 +135,12 @@ def build_feature_store(
         sessions = split_sessions(bars.ts, valid, session_config)
         why = why_no_sessions(bars.ts, bars.high, bars.low, inst.pip_size, session_config, sessions, bar_minutes,
                               calendar)
+        missing = [split for split in require_sessions if not len(sessions[split])]
+        if missing:
+            steps.close()
+            lines = "\n  ".join(why)
+            raise FeatureStoreError(f"no {' or '.join(missing)} sessions in {inst.name} {granularity}; the feature "
+                                    f"store was left as it was:\n  {lines}")
         steps.update(1)
 
         frame = bars.to_frame()
