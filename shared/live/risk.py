@@ -1,11 +1,12 @@
 """The loss caps, which come first and also run on the service's timer, so they act when no bar
 arrives: the kill switch (`control/live.flatten`: flatten and stand aside while it exists), the
-daily loss limit (flatten, stop until the instrument's next trading day: 17:00 New York for FX) and a
-stalled feed (a position open while the market is open and the next bar of the model's size
-overdue by `flatten_stale_seconds`, the wait starting again when the market opens: flatten). On the timer open P&L is valued at the broker's price, never at the last bar's. A cap
-is done only when the broker reports flat: until then every call reads the broker's position and
-sends a reduce-only close for it, each attempt with a new client id, after a backoff that
-doubles up to a cap."""
+daily loss limit (flatten, stop until the instrument's next trading day: 17:00 New York for FX)
+and a stalled feed (a position open while the market is open and the next bar of the model's size
+overdue by `flatten_stale_seconds`, the wait starting again when the market opens: flatten).
+On the timer open P&L is valued at the broker's price, never at the last bar's. A cap is done
+only when the broker reports flat: until then every call reads the broker's position and sends a
+reduce-only close for it, each attempt with a new client id, after a backoff that doubles up to
+a cap."""
 
 from __future__ import annotations
 
