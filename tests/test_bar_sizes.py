@@ -274,3 +274,35 @@ def test_the_baselines_play_sessions_of_the_bar_sizes_length(tmp_path):
     assert np.all(np.diff(train) >= 24)  # one H1 session apart: each train bar once
     reference = reference_on(features, features.sessions["test"])  # the last test session ends near the data's end
     assert np.isfinite(reference.momentum_pips) and reference.oracle_pips is None
+
+
+def test_live_stands_aside_on_bars_that_open_elsewhere_in_their_period_than_the_models(tmp_path):
+    from datetime import datetime, timedelta, timezone
+
+    from shared.live.brokers.paper import PaperBroker
+    from shared.live.journal import Journal
+    from shared.live.trader import LiveTrader
+    from tests.live_helpers import load, trading_checkpoint
+
+    db = store_with(tmp_path, "D", fx_bars("D", 520))  # a file's daily bars: 00:00 UTC
+    build_feature_store(db, "EURUSD", "D", session_config=session_config_for("D", SessionConfig()), progress=False)
+    features = load_feature_set(db, "EURUSD", "D")
+    model = load(trading_checkpoint(features, tmp_path / "ck", 64))
+    assert model.payload["bar_phase_minutes"] == 0
+
+    def trader_on(history: Bars, name: str) -> LiveTrader:
+        trader = LiveTrader("EURUSD", PaperBroker(tmp_path / f"{name}.json", spread_pips=1.0, pip_size=0.0001),
+                            Journal(tmp_path / f"{name}.duckdb"), model, history, simulations=2, granularity="D")
+        trader.reconcile()
+        return trader
+
+    end = int(features.sessions["test"][0])
+    history = features.bars[:end]
+    # OANDA's dailies open at 17:00 New York: the same days, stamped three hours earlier in winter
+    oanda = Bars(history.ts - 3 * 3600 * 10**9, history.open, history.high, history.low, history.close, history.volume)
+    for name, bars, reason in (("file", history, None), ("oanda", oanda, "bars_misaligned")):
+        trader = trader_on(bars[:-1], name)
+        now = datetime.fromtimestamp(int(bars.ts[-1]) / 1e9, timezone.utc) + timedelta(days=1)
+        decision = trader.on_bar(bars[-1:], now)
+        assert (decision.reason == "bars_misaligned") == (reason is not None), (name, decision)
+        assert (trader.status()["bars_misaligned"] is not None) == (reason is not None)

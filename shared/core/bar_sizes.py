@@ -59,3 +59,22 @@ def parse_granularity(text: str) -> str:
         f"unknown granularity {text!r}; write one of {', '.join(GRANULARITY_MINUTES)} or as 5m, 5min, 1h, 1d, daily"
         + (" (1M is a month, not a bar size we store)" if counted and counted.group(2) == "M" else "")
     )
+
+
+def bar_phase_minutes(ts_ns, bar_minutes: int) -> int:
+    """Where in its period a series' bars open, in minutes (the most common value): 0 for M1 and for
+    hourly bars on the hour; 0 for daily bars stamped 00:00 UTC, 1260 for OANDA's summer dailies
+    (17:00 New York, 21:00 UTC). Live refuses to decide on bars another phase than its model's."""
+    import numpy as np
+
+    minutes = np.asarray(ts_ns, dtype=np.int64) // 60_000_000_000
+    if bar_minutes <= 1 or minutes.size == 0:
+        return 0
+    values, counts = np.unique(minutes % bar_minutes, return_counts=True)
+    return int(values[np.argmax(counts)])
+
+
+def phase_distance_minutes(a: int, b: int, bar_minutes: int) -> int:
+    """How far apart two phases are, around the bar's period."""
+    d = abs(a - b) % bar_minutes if bar_minutes > 1 else 0
+    return min(d, bar_minutes - d)

@@ -36,7 +36,7 @@ import pandas as pd
 
 from shared.config import RiskConfig
 from shared.core.accounting import mark
-from shared.core.bar_sizes import check_granularity
+from shared.core.bar_sizes import bar_phase_minutes, check_granularity, phase_distance_minutes
 from shared.core.calendar import NEW_YORK, calendar_named, market_open, trading_day_start
 from shared.core.feature_spec import WARMUP_BARS
 from shared.core.instruments import get_instrument
@@ -94,6 +94,7 @@ class LiveTrader(LossCaps):
         self.spread_pips = self.instrument.spread_pips if spread_pips is None else spread_pips
         self._install(candidate)  # the model version names the client ids; its window, the bars kept
         self.bars = history[-buffer_bars(self.window_bars):]
+        self.bars_misaligned = self._misaligned()
         if hasattr(broker, "mark") and len(self.bars):  # the paper broker's market is the feed's
             broker.mark(float(self.bars.close[-1]), int(self.bars.ts[-1]) + self.bar_ns)
         self._init_position()  # the one position accounting, as the environment and the paper broker
@@ -112,6 +113,23 @@ class LiveTrader(LossCaps):
         self.window_bars = candidate.config.network.window_bars
         config = replace(candidate.search_config, simulations=self.simulations)
         self.search = NetworkSearch(candidate.model, 1, self.space, config)
+
+    def _misaligned(self) -> str | None:
+        """Why the feed's bars are not the model's (they open elsewhere in their period: OANDA's daily
+        bars at 17:00 New York against a file's at 00:00 UTC), or None. More than an hour apart: a
+        clock change moves New York's 17:00 by an hour against UTC."""
+        trained = self.candidate.payload.get("bar_phase_minutes")
+        minutes = self.bar_ns // NS_PER_MINUTE
+        if trained is None or minutes <= 1 or len(self.bars) < 2:
+            return None
+        here = bar_phase_minutes(self.bars.ts, minutes)
+        if phase_distance_minutes(here, int(trained), minutes) <= 60:
+            return None
+        why = (f"the feed's bars open at minute {here} of their period, the model's training bars at minute "
+               f"{trained}: it would decide on bars it never saw; align the feed or retrain on its bars")
+        log.error("standing aside: %s", why)
+        self.journal.event("bars_misaligned", {"feed_phase_minutes": here, "model_phase_minutes": int(trained)})
+        return why
 
     def stage(self, candidate: Candidate) -> None:
         """Called off the decision path; the swap happens before the next bar."""
@@ -133,6 +151,7 @@ class LiveTrader(LossCaps):
             old = self.version
             self._install(self.staged)
             self.staged = None
+            self.bars_misaligned = self._misaligned()
             self.journal.event("model_swap", {"from": old, "to": self.version})
             log.info("model swapped between bars: %s -> %s", old, self.version)
 
@@ -149,6 +168,8 @@ class LiveTrader(LossCaps):
         stop = self.risk_check(ts, now, bar_close=float(self.bars.close[-1]))
         if stop is not None:
             return stop
+        if self.bars_misaligned is not None:  # never decide on bars the model did not learn on
+            return "bars_misaligned"
         if not self.calendar.market_open(now):
             return "market_closed"
         age_bars = (pd.Timestamp(now).value - (ts + self.bar_ns)) / self.bar_ns
@@ -214,7 +235,7 @@ class LiveTrader(LossCaps):
             "instrument": self.instrument.name, "position_units": self.position, "entry_price": self.entry_price,
             "unrealized_pips": round(self.unrealized_pips(), 2), "model_version": self.version,
             "reconciled": self.reconciled, "reconciliation_mismatches": self.mismatches,
-            "both_sides_open": self.both_sides_open,
+            "both_sides_open": self.both_sides_open, "bars_misaligned": self.bars_misaligned,
             "last_bar": str(pd.Timestamp(int(self.bars.ts[-1]))) if len(self.bars) else None,
             "stopped_for_the_day": str(self.stopped_day) if self.stopped_day is not None else None,
             "stopped_until_utc": str(self.calendar.next_trading_day_start(self.stopped_day.tz_localize("UTC")))

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from shared.config import TrainingConfig
+from shared.core.bar_sizes import bar_phase_minutes, check_granularity
 from shared.core.feature_spec import FEATURE_SPEC_VERSION
 from shared.env import TradingEnv
 from shared.features.store import FeatureSet
@@ -44,6 +45,7 @@ class Trainer:
         self.config_sources = dict(config_sources or {})  # where each non-default value came from
         self.device = device or torch.device("cpu")
         self.starts = features.require_sessions("train")
+        self.bar_phase_minutes = bar_phase_minutes(features.bars.ts, check_granularity(features.granularity))
         self.env = TradingEnv(features, config.env)
         if self.env.num_actions != config.network.num_actions:
             raise ValueError(f"the {config.env.action_space} space has {self.env.num_actions} actions, "
@@ -82,7 +84,7 @@ class Trainer:
     def model_payload(self) -> dict:
         return candidate_payload(self.model, self.config, self.config_sources, episode=self.episode,
                                  learner_steps=self.learner.steps, instrument=self.features.instrument,
-                                 granularity=self.features.granularity)
+                                 granularity=self.features.granularity, bar_phase_minutes=self.bar_phase_minutes)
 
     def resume_payload(self) -> dict:
         counters = Counters(self.episode, self.last_checkpoint_episode, self.checkpoints_written)

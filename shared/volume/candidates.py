@@ -110,7 +110,7 @@ CANDIDATE_KIND = "micro-muzero-candidate"
 
 
 def candidate_payload(model: MuZeroNetworks, config: TrainingConfig, sources: dict[str, str], *, episode: int,
-                      learner_steps: int, instrument: str, granularity: str) -> dict:
+                      learner_steps: int, instrument: str, granularity: str, bar_phase_minutes: int = 0) -> dict:
     """What a candidate holds: everything validation and live need, nothing secret."""
     return {
         "kind": CANDIDATE_KIND,
@@ -124,6 +124,7 @@ def candidate_payload(model: MuZeroNetworks, config: TrainingConfig, sources: di
         # the table's entry it was trained with: a process reading another table is refused (check_market)
         "instrument_spec": {key: getattr(get_instrument(instrument), key) for key in MARKET_SPEC_KEYS},
         "granularity": granularity,
+        "bar_phase_minutes": bar_phase_minutes,  # where in its period a training bar opens (live checks it)
         "config_hash": config.config_hash(),
     }
 
