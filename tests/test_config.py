@@ -29,6 +29,7 @@ SPECIAL = {
     "exploration.temperature_end": 0.25, "risk.flatten_retry_seconds": 2.0, "network.tcn_dilations": (1, 2),
     "max_p_value": 0.05, "exploration.epsilon": 0.1, "replay.discount": 0.99,
     "search.dirichlet_fraction": 0.25, "network.dropout": 0.2, "sessions.walk_forward_windows": 3,
+    "instruments": ("EURUSD", "BTCUSD"), "demo_instruments": ("GBPJPY", "BTCUSD"),
 }
 
 
@@ -76,7 +77,7 @@ def _toml_value(value) -> str:
     if isinstance(value, (int, float)):
         return repr(value)
     if isinstance(value, tuple):
-        return "[" + ", ".join(str(v) for v in value) + "]"
+        return "[" + ", ".join(json.dumps(v) if isinstance(v, str) else str(v) for v in value) + "]"
     return json.dumps(str(value))
 
 

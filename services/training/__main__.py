@@ -12,11 +12,11 @@ from services.training.config import TrainingSettings
 
 def build(settings: TrainingSettings, log: logging.Logger) -> FastAPI:
     from services.training.service import TrainingService, build_app
-    from shared.features.store import load_feature_set
+    from shared.features.portfolio import load_market
     from shared.model import select_device
     from shared.training.trainer import Trainer
 
-    features = load_feature_set(settings.db_path, settings.instrument, settings.granularity)
+    features = load_market(settings.db_path, settings.traded_instruments, settings.granularity)
     device = select_device(settings.device)
     trainer = Trainer(features, settings.checkpoint_dir, settings.run, device, config_sources=settings.sources())
     settings = settings.model_copy(update={"run": trainer.config})  # with what the store derived (episode length)

@@ -114,6 +114,7 @@ class TrainingService:
             "paused": t.volume.paused(),
             "resumed": t.resumed,
             "instrument": t.features.instrument,
+            "instruments": list(t.features.instrument_names),
             "train_sessions": int(len(t.starts)),
             "last_iteration": asdict(self.last_report) if self.last_report else None,
             "config_hash": t.config.config_hash(),

@@ -12,9 +12,9 @@ from services.validation.config import ValidationSettings
 
 def build(settings: ValidationSettings, log: logging.Logger) -> FastAPI:
     from services.validation.service import ValidationService, build_app
-    from shared.features.store import load_feature_set
+    from shared.features.portfolio import load_market
 
-    features = load_feature_set(settings.db_path, settings.instrument, settings.granularity)
+    features = load_market(settings.db_path, settings.traded_instruments, settings.granularity)
     features.require_sessions("validation")
     service = ValidationService(settings, features, settings.run)
     log.info("starting", extra={"fields": {"validation_sessions": int(len(features.sessions["validation"])),

@@ -20,6 +20,10 @@ class ValidationSettings(Settings):
     checkpoint_dir: Path = Field(Path("runtime/checkpoints"), description="the shared volume")
     data_dir: Path = Field(Path("data"), description="where market.duckdb lives")
     instrument: str = "GBPJPY"
+    instruments: tuple[str, ...] = Field((), description="several instruments, one model (EURUSD,BTCUSD); "
+                                         "empty: the one instrument")
+    demo_instruments: tuple[str, ...] = Field((), description="the synthetic demo market on these "
+                                              "instruments (GBPJPY,BTCUSD); empty: GBPJPY")
     granularity: str = "M1"
     host: str = "0.0.0.0"
     port: int = Field(8002, ge=1, le=65535)

@@ -131,7 +131,8 @@ class ValidationService:
         try:
             signal = ReadySignal.read(signal_path)
             candidate = load_candidate(self.training / signal.checkpoint, signal.sha256, self.device)
-            check_market(candidate, self.features.instrument, self.features.granularity)
+            for instrument in self.features.instrument_names:  # a model of several trades every one of them
+                check_market(candidate, instrument, self.features.granularity)
         except FileNotFoundError:
             return self.record(episode, "rejected", "signal vanished before it was read (pruned by training)", None)
         except (CandidateError, ValueError) as error:
@@ -253,6 +254,8 @@ class ValidationService:
                 "baselines_on_validation": ({"oracle_pips": self.reference.oracle_pips,
                                              "momentum_pips": self.reference.momentum_pips} if self.reference else None),
                 "validation_sessions": int(len(self.features.sessions.get("validation", []))),
+                "instruments": list(self.features.instrument_names),
+                "pip_weights": list(self.features.pip_weights) or [1.0],
                 "simulations": self.config.simulations, "mc_runs": self.config.mc_runs,
                 "config": self.settings.effective()}
 

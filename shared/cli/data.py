@@ -50,6 +50,10 @@ class DataSettings(Settings):
 
     data_dir: Path = Field(Path("data"), description="where market.duckdb lives")
     instrument: str = "GBPJPY"
+    instruments: tuple[str, ...] = Field((), description="several instruments, one model (EURUSD,BTCUSD); "
+                                         "empty: the one instrument")
+    demo_instruments: tuple[str, ...] = Field((), description="the synthetic demo market on these "
+                                              "instruments (GBPJPY,BTCUSD); empty: GBPJPY")
     granularity: str = "M1"
     sessions: SessionConfig = Field(default_factory=SessionConfig)
 
@@ -61,7 +65,7 @@ class DataSettings(Settings):
     @property
     def market_configured(self) -> bool:
         """A user named a market (the instrument or the bar size): the demo is not wanted."""
-        return bool({"instrument", "granularity"} & set(self.sources()))
+        return bool({"instrument", "instruments", "granularity"} & set(self.sources()))
 
 
 def _print(message: str) -> None:
@@ -190,29 +194,44 @@ def cmd_info(args: argparse.Namespace) -> None:
             ).df().to_string(index=False))
 
 
+def demo_markets(instruments: tuple[str, ...] = ()) -> list[SyntheticMarketConfig]:
+    """The embedded demo: GBPJPY's market, or the same market carried to each instrument named
+    (MICRO_DEMO_INSTRUMENTS), each with its own seed so no two move alike."""
+    if not instruments:
+        return [DEMO_MARKET]
+    return [DEMO_MARKET if name == DEMO_MARKET.instrument else
+            synthetic_market_for(name, weeks=DEMO_MARKET.weeks, seed=DEMO_MARKET.seed + i,
+                                 edge_strength=DEMO_MARKET.edge_strength)
+            for i, name in enumerate(instruments)]
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     from shared.features.store import build_feature_store
 
-    _synth(args.db, DEMO_MARKET, args.quiet)
-    report = build_feature_store(args.db, DEMO_MARKET.instrument, "M1", session_config=args.settings.sessions,
-                                 progress=not args.quiet)
-    _print(f"feature store ready: {report.bars} bars, sessions {json.dumps(report.sessions)} -> {args.db}")
+    for market in demo_markets(args.settings.demo_instruments):
+        _synth(args.db, market, args.quiet)
+        report = build_feature_store(args.db, market.instrument, "M1", session_config=args.settings.sessions,
+                                     progress=not args.quiet)
+        _print(f"feature store ready: {market.instrument} {report.bars} bars, sessions {json.dumps(report.sessions)} "
+               f"-> {args.db}")
 
 
 def cmd_prepare(args: argparse.Namespace) -> None:
-    """The data job: the configured market's features, or the demo when none is configured."""
+    """The data job: the configured market's features (each instrument's), or the demo when none is configured."""
     settings: DataSettings = args.settings
     if not settings.market_configured:
         cmd_demo(args)
         return
     with BarStore(args.db) as store:
-        last = store.last_ts(settings.instrument, settings.granularity)
-    if last is None:
-        raise ValueError(f"{args.db} holds no {settings.instrument} {settings.granularity} bars: import them first "
-                         f"(micro data import FILE --instrument {settings.instrument} --granularity "
-                         f"{settings.granularity}), or unset MICRO_INSTRUMENT / MICRO_GRANULARITY for the demo market")
-    args.instrument, args.granularity, args.walk_forward_windows = settings.instrument, settings.granularity, None
-    cmd_features(args)
+        missing = [name for name in settings.traded_instruments if store.last_ts(name, settings.granularity) is None]
+    if missing:
+        first = missing[0]
+        raise ValueError(f"{args.db} holds no {', '.join(missing)} {settings.granularity} bars: import them first "
+                         f"(micro data import FILE --instrument {first} --granularity {settings.granularity}), or "
+                         "unset MICRO_INSTRUMENT(S) / MICRO_GRANULARITY for the demo market")
+    for name in settings.traded_instruments:
+        args.instrument, args.granularity, args.walk_forward_windows = name, settings.granularity, None
+        cmd_features(args)
 
 
 def build_parser(settings: DataSettings | None = None) -> argparse.ArgumentParser:

@@ -93,14 +93,14 @@ def _fill(units, entry, realized, trade_realized, trades, costs, unrealized, bar
         d = delta[e]
         if d == 0:  # nothing filled: the open units are valued at the mark all the same
             if units[e] != 0:
-                unrealized[e] = units[e] * (mark_price[e] - entry[e]) / pip
+                unrealized[e] = units[e] * (mark_price[e] - entry[e]) / pip[e]
             continue
         costs[e] += abs(d) * half_spread_pips[e]
         u = units[e]
         if u != 0 and (u > 0) != (d > 0):  # against the position: realise what it closes
             closing = min(abs(d), abs(u))
             side = 1.0 if u > 0 else -1.0
-            pips = closing * side * (price[e] - entry[e]) / pip
+            pips = closing * side * (price[e] - entry[e]) / pip[e]
             out_realized[e] = pips
             realized[e] += pips
             trade_realized[e] += pips
@@ -124,24 +124,27 @@ def _fill(units, entry, realized, trade_realized, trades, costs, unrealized, bar
         elif new != 0 and (u > 0) == (d > 0):  # an add: the average entry
             entry[e] = (entry[e] * abs(u) + price[e] * abs(d)) / abs(new)
         units[e] = new
-        unrealized[e] = new * (mark_price[e] - entry[e]) / pip if new != 0 else 0.0
+        unrealized[e] = new * (mark_price[e] - entry[e]) / pip[e] if new != 0 else 0.0
         if out_opened[e]:
             peak[e] = unrealized[e]
 
 
-def fill(book: Book, delta: np.ndarray, price: np.ndarray, pip: float, mark_price: np.ndarray,
+def _per_account(value, accounts: int) -> np.ndarray:
+    return np.ascontiguousarray(np.broadcast_to(np.asarray(value, np.float64), (accounts,)))
+
+
+def fill(book: Book, delta: np.ndarray, price: np.ndarray, pip: float | np.ndarray, mark_price: np.ndarray,
          half_spread_pips: np.ndarray | float = 0.0) -> FillResult:
     """Fill `delta` [E] units (0: nothing) at `price` [E]; the open units are then valued at
-    `mark_price` [E]. `half_spread_pips` only feeds `costs_pips` (the cost is in `price`)."""
+    `mark_price` [E]. `pip` is one size or one per account (accounts of several instruments).
+    `half_spread_pips` only feeds `costs_pips` (the cost is in `price`)."""
     e = len(book.units)
     delta = np.ascontiguousarray(delta, np.int64)
-    price = np.ascontiguousarray(np.broadcast_to(np.asarray(price, np.float64), (e,)))
-    mark_price = np.ascontiguousarray(np.broadcast_to(np.asarray(mark_price, np.float64), (e,)))
-    half = np.ascontiguousarray(np.broadcast_to(np.asarray(half_spread_pips, np.float64), (e,)))
+    price, mark_price, half = (_per_account(x, e) for x in (price, mark_price, half_spread_pips))
     out = FillResult(np.zeros(e), np.full(e, np.nan), np.zeros(e, np.bool_))
     _fill(book.units, book.entry_price, book.realized_pips, book.trade_realized_pips, book.trades, book.costs_pips,
           book.unrealized_pips, book.bars_since_entry, book.peak_pips, book.max_drawdown_pips, book.accumulated_dd_pips,
-          delta, price, half, mark_price, float(pip), out.realized_pips, out.closed_trade_pips, out.opened)
+          delta, price, half, mark_price, _per_account(pip, e), out.realized_pips, out.closed_trade_pips, out.opened)
     return out
 
 
@@ -151,7 +154,7 @@ def _mark(units, entry, trade_realized, unrealized, bars, peak, max_dd, acc_dd, 
         if units[e] == 0:
             continue
         bars[e] += 1
-        unrealized[e] = units[e] * (price[e] - entry[e]) / pip
+        unrealized[e] = units[e] * (price[e] - entry[e]) / pip[e]
         trade = trade_realized[e] + unrealized[e]
         peak[e] = max(peak[e], trade)
         drawdown = peak[e] - trade
@@ -159,8 +162,10 @@ def _mark(units, entry, trade_realized, unrealized, bars, peak, max_dd, acc_dd, 
         acc_dd[e] += drawdown
 
 
-def mark(book: Book, price: np.ndarray, pip: float) -> None:
-    """One bar passes: value every open position at `price` [E] and advance its tracks."""
-    price = np.ascontiguousarray(np.broadcast_to(np.asarray(price, np.float64), (len(book.units),)))
+def mark(book: Book, price: np.ndarray, pip: float | np.ndarray) -> None:
+    """One bar passes: value every open position at `price` [E] (pip: one size or one per account)
+    and advance its tracks."""
+    e = len(book.units)
+    price = _per_account(price, e)
     _mark(book.units, book.entry_price, book.trade_realized_pips, book.unrealized_pips, book.bars_since_entry,
-          book.peak_pips, book.max_drawdown_pips, book.accumulated_dd_pips, price, float(pip))
+          book.peak_pips, book.max_drawdown_pips, book.accumulated_dd_pips, price, _per_account(pip, e))

@@ -13,7 +13,9 @@ leaf value is one *knob* with one public name, `learner.learning_rate`, and from
 
 A field marked `flatten` contributes no name part (`ValidationSettings.run.gate.min_trades` is
 `VALIDATION_MIN_TRADES`); a field marked `derived` is computed from others and is no knob.
-The market and the volume are shared by every service: `MICRO_INSTRUMENT`,
+The market and the volume are shared by every service: `MICRO_INSTRUMENT` (or several:
+`MICRO_INSTRUMENTS=EURUSD,BTCUSD`, one model for all of them, the first being `instrument`;
+`MICRO_DEMO_INSTRUMENTS=GBPJPY,BTCUSD`: the synthetic demo market on those instruments),
 `MICRO_GRANULARITY` and top-level TOML keys, overridden per service (`LIVE_INSTRUMENT`);
 `CHECKPOINT_DIR` and `MICRO_DATA_DIR` name the volume and the store.
 
@@ -33,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
-from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError, field_validator, model_validator
 from pydantic_core import to_jsonable_python
 
 from shared.core.bar_sizes import parse_granularity
@@ -44,6 +46,8 @@ PREFIXES = {"training": "TRAINING_", "validation": "VALIDATION_", "live": "LIVE_
 # fields every service shares: (variable read first, variable read after it, TOML top-level key)
 SHARED_FIELDS = {
     "instrument": ("{prefix}INSTRUMENT", "MICRO_INSTRUMENT"),
+    "instruments": ("{prefix}INSTRUMENTS", "MICRO_INSTRUMENTS"),
+    "demo_instruments": ("MICRO_DEMO_INSTRUMENTS", None),
     "granularity": ("{prefix}GRANULARITY", "MICRO_GRANULARITY"),
     "data_dir": ("MICRO_DATA_DIR", None),
     "checkpoint_dir": ("CHECKPOINT_DIR", None),
@@ -167,6 +171,36 @@ class Settings(BaseModel):
         from shared.core.instruments import get_instrument
 
         return get_instrument(name).name  # GBP_JPY (OANDA's) and GBPJPY are one instrument
+
+    @field_validator("instruments", "demo_instruments", mode="before", check_fields=False)
+    @classmethod
+    def instrument_list(cls, names) -> tuple[str, ...]:
+        from shared.core.instruments import get_instrument
+
+        if isinstance(names, str):  # MICRO_INSTRUMENTS=EURUSD,BTCUSD as a user writes it
+            names = [name for name in names.replace(";", ",").split(",") if name.strip()]
+        found = tuple(get_instrument(str(name).strip()).name for name in names)
+        repeated = sorted({name for name in found if found.count(name) > 1})
+        if repeated:
+            raise ValueError(f"{', '.join(repeated)} named twice")
+        return found
+
+    @model_validator(mode="after")
+    def _first_of_instruments(self) -> "Settings":
+        if getattr(self, "instruments", ()) and getattr(self, "demo_instruments", ()):
+            raise ValueError("MICRO_DEMO_INSTRUMENTS runs the synthetic demo on its instruments, MICRO_INSTRUMENTS "
+                             "trades your own market's: set one of them")
+        # several instruments: `instrument` is the first (what one-instrument code paths and logs name)
+        names = self.traded_instruments
+        if "instrument" in type(self).model_fields and self.instrument != names[0]:
+            object.__setattr__(self, "instrument", names[0])
+        return self
+
+    @property
+    def traded_instruments(self) -> tuple[str, ...]:
+        """The instruments this service works on: MICRO_INSTRUMENTS (or the demo's,
+        MICRO_DEMO_INSTRUMENTS), else the one MICRO_INSTRUMENT."""
+        return getattr(self, "instruments", ()) or getattr(self, "demo_instruments", ()) or (self.instrument,)
 
     @field_validator("granularity", check_fields=False)
     @classmethod

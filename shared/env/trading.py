@@ -63,13 +63,23 @@ class EpisodeStats:
 
 
 class TradingEnv:
+    """Episodes of one instrument or of several (a feature set of shared.features.portfolio): each
+    episode is one session of one instrument, filled and marked at that instrument's pip and spread;
+    its rewards are weighed into the set's common unit (`pip_weights`: 1.0 for one instrument), its
+    P&L (`pnl_pips`, the statistics) stays in the instrument's own pips."""
+
     def __init__(self, features: FeatureSet, config: EnvConfig = EnvConfig()) -> None:
         self.fs = features
         self.config = config
         self.space: ActionSpace = ACTION_SPACES[config.action_space]
-        instrument = get_instrument(features.instrument)
-        self.pip = instrument.pip_size
-        self.spread_pips = instrument.spread_pips if config.spread_pips is None else config.spread_pips
+        instruments = [get_instrument(name) for name in features.instrument_names]
+        self._pips = np.array([i.pip_size for i in instruments])
+        # EnvConfig.spread_pips overrides one instrument's spread; several keep each their own
+        spreads = [i.spread_pips for i in instruments]
+        if config.spread_pips is not None and len(instruments) == 1:
+            spreads = [config.spread_pips]
+        self._spreads_pips = np.array(spreads, np.float64)
+        self._weights = np.array(features.pip_weights or [1.0] * len(instruments), np.float64)
         self.mid = features.bars.close
         self.steps_per_episode = config.episode_bars - 1
         self.window_bars = config.window_bars
@@ -79,6 +89,11 @@ class TradingEnv:
     def num_actions(self) -> int:
         return self.space.num_actions
 
+    @property
+    def pip_by_bar(self) -> np.ndarray:
+        """[N] the pip size of each bar's instrument (rules computed over the whole series)."""
+        return self._pips[self.fs.instrument_of(np.arange(len(self.mid)))]
+
     def reset(self, starts: np.ndarray) -> Observation:
         starts = np.asarray(starts, dtype=np.int64)
         if starts.min() < self.window_bars - 1 or starts.max() + self.config.episode_bars > len(self.mid):
@@ -86,6 +101,8 @@ class TradingEnv:
                              f"(network.window_bars) or the {self.config.episode_bars}-bar episode: "
                              "DATA_SESSIONS__WARMUP_BARS must be at least the window")
         self.starts = starts
+        owner = self.fs.instrument_of(starts)  # [E] each episode's instrument: its pip, spread and weight
+        self.pip, self.spread_pips, self.weight = self._pips[owner], self._spreads_pips[owner], self._weights[owner]
         self.k = 0
         self.book = Book.flat(len(starts))
         self.stats = [EpisodeStats(actions=np.zeros(self.num_actions, dtype=np.int64)) for _ in range(len(starts))]
@@ -140,6 +157,7 @@ class TradingEnv:
         pnl = self.book.equity_pips() - equity_before  # pips after costs: the account's change
         if self.config.reward == "pnl":
             reward = pnl.copy()
+        reward = reward * self.weight  # the set's common unit (x 1.0 for one instrument)
         for result in closed:
             for e in np.flatnonzero(~np.isnan(result.closed_trade_pips)):
                 self.stats[e].trades_pips.append(float(result.closed_trade_pips[e]))

@@ -81,6 +81,20 @@ class FeatureSet:
     sessions: dict[str, np.ndarray]     # split -> [S] int64 start indices into the arrays above
     session_config: SessionConfig
     expected_drift: np.ndarray | None = None  # [N] pips: a synthetic market's, for the oracle; None for real data
+    # several instruments in one set (shared.features.portfolio): their names, the instrument of each bar
+    # (an index into them) and what one pip of each weighs in the common unit; empty for one instrument
+    instruments: tuple[str, ...] = ()
+    bar_instrument: np.ndarray | None = None  # [N] int64
+    pip_weights: tuple[float, ...] = ()
+
+    @property
+    def instrument_names(self) -> tuple[str, ...]:
+        return self.instruments or (self.instrument,)
+
+    def instrument_of(self, bars: np.ndarray) -> np.ndarray:
+        """[len(bars)] the index (into instrument_names) of each bar's instrument."""
+        bars = np.asarray(bars, np.int64)
+        return self.bar_instrument[bars] if self.bar_instrument is not None else np.zeros(len(bars), np.int64)
 
     def require_sessions(self, split: str) -> np.ndarray:
         starts = self.sessions.get(split, np.empty(0, np.int64))

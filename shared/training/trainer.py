@@ -35,6 +35,17 @@ from shared.volume.checkpoints import CheckpointDir, atomic_write_bytes
 log = logging.getLogger(__name__)
 
 
+def session_weights(features: FeatureSet, starts: np.ndarray) -> np.ndarray | None:
+    """Draw probabilities giving every instrument an equal share of the episodes (None: one
+    instrument, every session alike)."""
+    if len(features.instrument_names) == 1:
+        return None
+    owner = features.instrument_of(starts)
+    per_instrument = np.bincount(owner, minlength=len(features.instrument_names))
+    weights = 1.0 / per_instrument[owner]
+    return weights / weights.sum()
+
+
 class Trainer:
     def __init__(self, features: FeatureSet, checkpoint_root: Path, config: TrainingConfig = TrainingConfig(),
                  device: torch.device | None = None, config_sources: dict[str, str] | None = None) -> None:
@@ -45,6 +56,7 @@ class Trainer:
         self.config_sources = dict(config_sources or {})  # where each non-default value came from
         self.device = device or torch.device("cpu")
         self.starts = features.require_sessions("train")
+        self.start_weights = session_weights(features, self.starts)
         self.bar_phase_minutes = bar_phase_minutes(features.bars.ts, check_granularity(features.granularity))
         self.env = TradingEnv(features, config.env)
         if self.env.num_actions != config.network.num_actions:
@@ -83,7 +95,7 @@ class Trainer:
 
     def model_payload(self) -> dict:
         return candidate_payload(self.model, self.config, self.config_sources, episode=self.episode,
-                                 learner_steps=self.learner.steps, instrument=self.features.instrument,
+                                 learner_steps=self.learner.steps, instruments=self.features.instrument_names,
                                  granularity=self.features.granularity, bar_phase_minutes=self.bar_phase_minutes)
 
     def resume_payload(self) -> dict:
@@ -111,7 +123,7 @@ class Trainer:
     def run_iteration(self) -> IterationReport:
         c = self.config
         t0 = time.perf_counter()
-        starts = self.rng.choice(self.starts, size=c.episodes_per_iteration)
+        starts = self.rng.choice(self.starts, size=c.episodes_per_iteration, p=self.start_weights)
         self.search.refresh()  # the search's frozen networks follow the learner's latest weights
         batch = play_episodes(self.env, self.search, starts, self.rng, exploration=c.exploration, episode=self.episode)
         self.replay.add(batch)

@@ -27,14 +27,17 @@ from shared.config import EnvConfig
 from shared.env import TradingEnv
 from shared.env.actions import ActionSpace
 from shared.env.trading import Observation
+from shared.features.store import FeatureSet
 from shared.validation.evaluation import Evaluation, Policy, evaluate
 
 ENTER_QUANTILES = (0.6, 0.75, 0.85, 0.92, 0.96, 0.985)
 EXIT_RATIOS = (-0.25, 0.0, 0.25, 0.5, 1.0)  # exit = ratio x enter; 1.0 = no hysteresis
 
 
-def momentum_signal(close: np.ndarray, pip: float, lookback: int = 15, vol_bars: int = 60) -> np.ndarray:
-    """[N] pips, from closes up to each bar only (0 where the lookback is not full)."""
+def momentum_signal(close: np.ndarray, pip: float | np.ndarray, lookback: int = 15, vol_bars: int = 60) -> np.ndarray:
+    """[N] pips, from closes up to each bar only (0 where the lookback is not full); `pip` one size or
+    each bar's."""
+    pip = np.broadcast_to(np.asarray(pip, np.float64), close.shape)
     change = np.diff(close, prepend=close[0]) / pip
     csum, csq = np.cumsum(np.concatenate([[0.0], change])), np.cumsum(np.concatenate([[0.0], change**2]))
     n, t = len(close), np.arange(len(close))
@@ -43,7 +46,7 @@ def momentum_signal(close: np.ndarray, pip: float, lookback: int = 15, vol_bars:
     mean = (csum[t + 1] - csum[lo]) / count
     vol = np.sqrt(np.maximum((csq[t + 1] - csq[lo]) / count - mean**2, 1e-12))
     move = np.zeros(n)
-    move[lookback:] = (close[lookback:] - close[:-lookback]) / pip
+    move[lookback:] = (close[lookback:] - close[:-lookback]) / pip[lookback:]
     signal = vol * np.tanh(move / (vol * np.sqrt(lookback)))
     signal[: max(lookback, vol_bars)] = 0.0
     return signal
@@ -74,6 +77,22 @@ class TunedRule:
     train_pips: float
 
 
+def common_pips(features: FeatureSet, starts: np.ndarray, evaluation: Evaluation) -> float:
+    """The P&L of `starts` played, in the feature set's common unit (its pips for one instrument;
+    weighed by pip_weights for several, shared.features.portfolio)."""
+    if not features.pip_weights:
+        return evaluation.total_pips
+    weights = np.asarray(features.pip_weights)[features.instrument_of(starts)]
+    return float((evaluation.episode_pnl_pips * weights).sum())
+
+
+def weight_by_bar(features: FeatureSet) -> np.ndarray | float:
+    """What one pip of each bar's instrument weighs in the common unit (1.0: one instrument)."""
+    if not features.pip_weights:
+        return 1.0
+    return np.asarray(features.pip_weights)[features.instrument_of(np.arange(len(features.bars)))]
+
+
 def tune(env: TradingEnv, signal: np.ndarray, train_starts: np.ndarray, name: str) -> TunedRule:
     """The (enter, exit) pair that earns most on the train sessions given."""
     magnitude = np.abs(signal[signal != 0])
@@ -81,7 +100,8 @@ def tune(env: TradingEnv, signal: np.ndarray, train_starts: np.ndarray, name: st
     for q in ENTER_QUANTILES:
         enter = float(np.quantile(magnitude, q))
         for ratio in EXIT_RATIOS:
-            pips = evaluate(env, threshold_policy(signal, env.space, enter, ratio * enter), train_starts).total_pips
+            played = evaluate(env, threshold_policy(signal, env.space, enter, ratio * enter), train_starts)
+            pips = common_pips(env.fs, train_starts, played)
             if best is None or pips > best.train_pips:
                 best = TunedRule(name, enter, ratio * enter, pips)
     assert best is not None
@@ -118,11 +138,11 @@ def reference_on(features, starts: np.ndarray, config: EnvConfig = EnvConfig()) 
     episodes of the feature store's session length."""
     env = TradingEnv(features, replace(config, episode_bars=features.session_config.length_bars))
     train = disjoint_train_sessions(features)
-    pip = env.pip
-    momentum = momentum_signal(features.bars.close, pip)
-    momentum_pips = play(env, momentum, tune(env, momentum, train, "momentum"), starts).total_pips
+    # the signals in the common unit, so one threshold means as much on every instrument
+    momentum = momentum_signal(features.bars.close, env.pip_by_bar) * weight_by_bar(features)
+    momentum_pips = common_pips(features, starts, play(env, momentum, tune(env, momentum, train, "momentum"), starts))
     oracle_pips = None
     if features.expected_drift is not None:
-        drift = features.expected_drift
-        oracle_pips = play(env, drift, tune(env, drift, train, "oracle"), starts).total_pips
+        drift = features.expected_drift * weight_by_bar(features)
+        oracle_pips = common_pips(features, starts, play(env, drift, tune(env, drift, train, "oracle"), starts))
     return Reference(momentum_pips=float(momentum_pips), oracle_pips=None if oracle_pips is None else float(oracle_pips))

@@ -21,6 +21,18 @@ class Evaluation:
     trades_pips: np.ndarray        # [trades] closed trades in session order
     action_counts: np.ndarray      # [A]
     position_changes: int = 0      # decisions that changed the position
+    trade_session: np.ndarray | None = None     # [trades] the session (index into starts) each trade closed in
+    session_actions: np.ndarray | None = None   # [S, A]
+    session_changes: np.ndarray | None = None   # [S]
+
+    def sessions(self, mask: np.ndarray) -> "Evaluation":
+        """What was played on the sessions `mask` [S] selects (an instrument's, say)."""
+        kept = np.flatnonzero(mask)
+        trades = np.isin(self.trade_session, kept)
+        renumber = np.cumsum(mask) - 1
+        return Evaluation(self.episode_pnl_pips[mask], self.trades_pips[trades],
+                          self.session_actions[mask].sum(axis=0), int(self.session_changes[mask].sum()),
+                          renumber[self.trade_session[trades]], self.session_actions[mask], self.session_changes[mask])
 
     @property
     def total_pips(self) -> float:
@@ -35,8 +47,7 @@ def evaluate(env: TradingEnv, policy: Policy, starts: np.ndarray, *, batch: int 
              on_step: Callable[[int, int], None] | None = None) -> Evaluation:
     """Play every session in `starts` (in groups of `batch`, in lockstep).
     `on_step(done, total)` is called after every lockstep step (progress, deadlines)."""
-    pnl, trades, changes = [], [], 0
-    counts = np.zeros(env.num_actions, dtype=np.int64)
+    pnl, trades, owners, actions, changes = [], [], [], [], []
     groups = list(range(0, len(starts), batch))
     total = len(groups) * env.steps_per_episode
     for g, i in enumerate(groups):
@@ -50,11 +61,15 @@ def evaluate(env: TradingEnv, policy: Policy, starts: np.ndarray, *, batch: int 
                 break
             obs = env.observe()
         for stats in env.stats:
+            owners.extend([len(pnl)] * len(stats.trades_pips))
             pnl.append(stats.pnl_pips)
             trades.extend(stats.trades_pips)
-            counts += stats.actions
-            changes += stats.position_changes
-    return Evaluation(np.asarray(pnl), np.asarray(trades), counts, changes)
+            actions.append(stats.actions)
+            changes.append(stats.position_changes)
+    session_actions = np.asarray(actions, np.int64).reshape(len(pnl), env.num_actions)
+    session_changes = np.asarray(changes, np.int64)
+    return Evaluation(np.asarray(pnl), np.asarray(trades), session_actions.sum(axis=0), int(session_changes.sum()),
+                      np.asarray(owners, np.int64), session_actions, session_changes)
 
 
 def flat_policy(obs: Observation) -> np.ndarray:

@@ -27,6 +27,9 @@ class ValidationReport:
     session_pnl: list[float] = field(default_factory=list)  # [sessions] pips, in session order
     deflated_sharpe: float | None = None                     # over session P&L, given the candidates tried
     split: str = "validation"
+    # {instrument: sessions, pip_weight, stats in its own pips, raw_network_pips, search_vs_raw}; the
+    # fields above are the portfolio's (in the first instrument's pips; one instrument: its own)
+    instruments: dict[str, dict] = field(default_factory=dict)
 
     @property
     def search_vs_raw(self) -> str:
@@ -43,6 +46,7 @@ class ValidationReport:
             "search_beats_raw": self.search_beats_raw,
             "search_vs_raw": self.search_vs_raw if "raw_network" in self.baselines else None,
             "session_pnl": self.session_pnl, "deflated_sharpe": self.deflated_sharpe, "split": self.split,
+            "instruments": self.instruments,
         }
 
 

@@ -41,19 +41,76 @@ def _days_traded(calendar: MarketCalendar, features: FeatureSet, starts: np.ndar
     return max(1, len(np.unique(calendar.trading_days(features.bars.ts[bars]))))
 
 
+class Portfolio:
+    """How an evaluation over one or several instruments' sessions is scored. Each instrument in its
+    own pips on its own calendar; the portfolio in the set's common unit (pip_weights,
+    shared.features.portfolio), its days the instruments' trading days by number, its year the
+    longest of their calendars'. One instrument: the portfolio is that instrument, exactly."""
+
+    def __init__(self, features: FeatureSet, starts: np.ndarray, episode_bars: int) -> None:
+        self.features, self.starts, self.episode_bars = features, starts, episode_bars
+        self.names = features.instrument_names
+        self.owner = features.instrument_of(starts)
+        self.calendars = [calendar_named(get_instrument(name).calendar) for name in self.names]
+        self.weights = np.asarray(features.pip_weights or [1.0] * len(self.names))
+
+    @property
+    def single(self) -> bool:
+        return len(self.names) == 1
+
+    def instrument(self, evaluation: Evaluation, i: int) -> TradeStats:
+        mask = self.owner == i
+        part, calendar = evaluation.sessions(mask), self.calendars[i]
+        return trade_stats(part.trades_pips, _daily_pnl(calendar, self.features, self.starts[mask], part),
+                           part.action_counts, part.position_changes, calendar.days_per_year)
+
+    def weighted_trades(self, evaluation: Evaluation) -> np.ndarray:
+        return evaluation.trades_pips * self.weights[self.owner[evaluation.trade_session]]
+
+    def weighted_sessions(self, evaluation: Evaluation) -> np.ndarray:
+        return evaluation.episode_pnl_pips * self.weights[self.owner]
+
+    def stats(self, evaluation: Evaluation) -> TradeStats:
+        if self.single:
+            return self.instrument(evaluation, 0)
+        days = np.concatenate([calendar.trading_days(self.features.bars.ts[self.starts[self.owner == i]])
+                               for i, calendar in enumerate(self.calendars)])
+        pnl = np.concatenate([self.weighted_sessions(evaluation)[self.owner == i] for i in range(len(self.names))])
+        _, index = np.unique(days, return_inverse=True)
+        return trade_stats(self.weighted_trades(evaluation), np.bincount(index, weights=pnl), evaluation.action_counts,
+                           evaluation.position_changes, max(c.days_per_year for c in self.calendars))
+
+    def days_traded(self) -> int:
+        return max(_days_traded(calendar, self.features, self.starts[self.owner == i], self.episode_bars)
+                   for i, calendar in enumerate(self.calendars) if (self.owner == i).any())
+
+    def per_instrument(self, searched: Evaluation, raw: Evaluation) -> dict[str, dict]:
+        """Each instrument's results in its own pips, the search beside the raw network."""
+        out = {}
+        for i, name in enumerate(self.names):
+            stats, raw_stats = self.instrument(searched, i), self.instrument(raw, i)
+            out[name] = {"sessions": int((self.owner == i).sum()), "pip_weight": float(self.weights[i]),
+                         "stats": stats.to_dict(), "raw_network_pips": raw_stats.total_pips,
+                         "search_vs_raw": _ahead(stats.total_pips, raw_stats.total_pips)}
+        return out
+
+
+def _ahead(search: float, raw: float) -> str:
+    return "tie" if abs(search - raw) < 1e-9 else ("ahead" if search > raw else "behind")
+
+
 def validate(candidate: Candidate, features: FeatureSet, config: ValidationConfig = ValidationConfig(), *,
              progress: Callable[[float], None] | None = None, trials: int = 1,
              split: str = "validation") -> ValidationReport:
-    """Replay the candidate greedily (no noise, fixed seeds) and score it. `trials`: how many
-    candidates have been tried, for the deflated Sharpe. `split` is "validation" for choosing;
-    "test" only to report a champion already chosen."""
+    """Replay the candidate greedily (no noise, fixed seeds) and score it, per instrument and as a
+    portfolio (one instrument: the same). `trials`: how many candidates have been tried, for the
+    deflated Sharpe. `split` is "validation" for choosing; "test" only to report a champion already
+    chosen."""
     started = time.monotonic()
     deadline = started + config.timeout_seconds
     starts = features.require_sessions(split)
     if config.max_sessions:
         starts = starts[: config.max_sessions]
-    instrument = get_instrument(features.instrument)
-    calendar = calendar_named(instrument.calendar)
     env = TradingEnv(features, candidate.env_config)
     search_config = replace(candidate.search_config, simulations=config.simulations)
     search = NetworkSearch(candidate.model, min(64, len(starts)), env.space, search_config)
@@ -72,23 +129,25 @@ def validate(candidate: Candidate, features: FeatureSet, config: ValidationConfi
     rnd = evaluate(env, random_policy(np.random.default_rng(config.seed)), starts, on_step=tick(2))
     flat = evaluate(env, flat_policy, starts, on_step=tick(3))
 
-    def stats(e: Evaluation) -> TradeStats:
-        return trade_stats(e.trades_pips, _daily_pnl(calendar, features, starts, e), e.action_counts,
-                           e.position_changes, calendar.days_per_year)
-
-    main = stats(searched)
-    baselines = {"raw_network": stats(raw), "random": stats(rnd), "flat": stats(flat)}
+    portfolio = Portfolio(features, starts, env.config.episode_bars)
+    main = portfolio.stats(searched)
+    baselines = {"raw_network": portfolio.stats(raw), "random": portfolio.stats(rnd), "flat": portfolio.stats(flat)}
+    trades, session_pnl = portfolio.weighted_trades(searched), portfolio.weighted_sessions(searched)
     mc = None
-    if len(searched.trades_pips):
-        days = _days_traded(calendar, features, starts, env.config.episode_bars)
-        mc = monte_carlo(searched.trades_pips, runs=config.mc_runs, seed=config.seed, pip_size=instrument.pip_size,
-                         price=float(np.mean(features.bars.close[starts])),
-                         trades_per_year=len(searched.trades_pips) / days * calendar.days_per_year)
-    equity = np.concatenate([[0.0], np.cumsum(searched.trades_pips)]).tolist()
+    if len(trades):
+        # in the first instrument's pips (the common unit), sized at its price
+        first = starts[portfolio.owner == 0]
+        calendar_year = max(c.days_per_year for c in portfolio.calendars)
+        mc = monte_carlo(trades, runs=config.mc_runs, seed=config.seed,
+                         pip_size=get_instrument(portfolio.names[0]).pip_size,
+                         price=float(np.mean(features.bars.close[first])),
+                         trades_per_year=len(trades) / portfolio.days_traded() * calendar_year)
+    equity = np.concatenate([[0.0], np.cumsum(trades)]).tolist()
     return ValidationReport(
         episode=candidate.episode, sha256=candidate.sha256, sessions=len(starts),
         seconds=time.monotonic() - started, stats=main, monte_carlo=mc, baselines=baselines,
         search_beats_raw=main.total_pips > baselines["raw_network"].total_pips, equity_curve=equity,
-        session_pnl=[float(x) for x in searched.episode_pnl_pips],
-        deflated_sharpe=deflated_sharpe(searched.episode_pnl_pips, trials), split=split,
+        session_pnl=[float(x) for x in session_pnl],
+        deflated_sharpe=deflated_sharpe(session_pnl, trials), split=split,
+        instruments=portfolio.per_instrument(searched, raw),
     )

@@ -110,7 +110,8 @@ CANDIDATE_KIND = "micro-muzero-candidate"
 
 
 def candidate_payload(model: MuZeroNetworks, config: TrainingConfig, sources: dict[str, str], *, episode: int,
-                      learner_steps: int, instrument: str, granularity: str, bar_phase_minutes: int = 0) -> dict:
+                      learner_steps: int, instruments: tuple[str, ...], granularity: str,
+                      bar_phase_minutes: int = 0) -> dict:
     """What a candidate holds: everything validation and live need, nothing secret."""
     return {
         "kind": CANDIDATE_KIND,
@@ -120,9 +121,11 @@ def candidate_payload(model: MuZeroNetworks, config: TrainingConfig, sources: di
         "config": config_object(config, sources),
         "feature_spec_version": FEATURE_SPEC_VERSION,
         "feature_names": list(TEMPORAL_FEATURES),
-        "instrument": instrument,
-        # the table's entry it was trained with: a process reading another table is refused (check_market)
-        "instrument_spec": {key: getattr(get_instrument(instrument), key) for key in MARKET_SPEC_KEYS},
+        "instrument": instruments[0],      # what candidates of one instrument always held
+        "instruments": list(instruments),  # every instrument the model was trained on
+        # the table's entries it was trained with: a process reading another table is refused (check_market)
+        "instrument_spec": instrument_spec(instruments[0]),
+        "instrument_specs": {name: instrument_spec(name) for name in instruments},
         "granularity": granularity,
         "bar_phase_minutes": bar_phase_minutes,  # where in its period a training bar opens (live checks it)
         "config_hash": config.config_hash(),
@@ -132,14 +135,26 @@ def candidate_payload(model: MuZeroNetworks, config: TrainingConfig, sources: di
 MARKET_SPEC_KEYS = ("pip_size", "calendar", "spread_pips", "quote_currency")
 
 
+def instrument_spec(name: str) -> dict:
+    return {key: getattr(get_instrument(name), key) for key in MARKET_SPEC_KEYS}
+
+
+def trained_instruments(candidate: Candidate) -> tuple[str, ...]:
+    """The instruments a candidate was trained on (one, before models of several instruments)."""
+    payload = candidate.payload
+    return tuple(payload.get("instruments") or ([payload["instrument"]] if payload.get("instrument") else []))
+
+
 def check_market(candidate: Candidate, instrument: str, granularity: str) -> None:
-    """The candidate trades this market: this instrument, its pip size and calendar as this process's
-    instrument table has them (MICRO_INSTRUMENT_TABLE may differ between processes), this bar size."""
+    """The candidate trades this market: an instrument it was trained on, its pip size and calendar as
+    this process's instrument table has them (MICRO_INSTRUMENT_TABLE may differ between processes),
+    this bar size. A model of several instruments trades any of them."""
     name = candidate.path.name
-    trades = candidate.payload.get("instrument")
-    if trades not in (None, instrument):
-        raise CandidateError("instrument_mismatch", f"{name} trades {trades}, this service {instrument}")
-    spec, here = candidate.payload.get("instrument_spec") or {}, get_instrument(instrument)
+    trades = trained_instruments(candidate)
+    if trades and instrument not in trades:
+        raise CandidateError("instrument_mismatch", f"{name} trades {', '.join(trades)}, this service {instrument}")
+    specs = candidate.payload.get("instrument_specs") or {instrument: candidate.payload.get("instrument_spec") or {}}
+    spec, here = specs.get(instrument) or {}, get_instrument(instrument)
     for key in ("pip_size", "calendar"):  # the spread is a cost setting: another one may be intended
         if key in spec and spec[key] != getattr(here, key):
             raise CandidateError("instrument_mismatch", f"{name} was trained with {instrument}'s {key} {spec[key]}, "
