@@ -1,6 +1,6 @@
 """Live decision latency: bar in -> features -> search -> order decision -> journal.
 
-python -m bench.live [--decisions N] [--simulations S] [--under-load]
+python -m bench.live [--decisions N] [--simulations S] [--under-load] [--instruments K]
 
 The full default networks (a freshly written checkpoint loaded through the
 same verified loader), 50 simulations, one torch thread, the paper broker and
@@ -13,6 +13,15 @@ warm-up of 20, at normal priority as the live service runs. A JSON line:
 threads capped to the CPUs) on the same market, waits until training has
 written a candidate and validation is validating it, and measures again: a
 second line with "under_load": true. Target: its p99 <= 2x the quiet p99.
+
+--instruments K instead measures the desk (shared.live.desk: one trader per
+instrument, one search call per bar time for all of them): K instruments of
+the instrument table, FX pairs first, then crypto, a synthetic market each, one
+model trained on all of them; a desk of the first instrument alone, then a desk
+of all K, in the same run, N bar times each at which every instrument decided.
+A line each: {"bench": "live", "instruments": 1 or K, "sims", "decisions",
+"p50_ms", "p99_ms"}, the latency of one bar time's decisions for all K together
+(bar in to the last order out). Target: p99 for K <= 2x p99 for 1.
 """
 
 from __future__ import annotations
@@ -29,12 +38,15 @@ import numpy as np
 import torch
 
 from shared.cli.data import DEMO_MARKET
-from shared.config import SyntheticMarketConfig, TrainingConfig
+from shared.config import RiskConfig, SyntheticMarketConfig, TrainingConfig
+from shared.core.instruments import INSTRUMENTS
 from shared.data.store import BarStore
-from shared.data.synthetic import generate_bars
+from shared.data.synthetic import generate_bars, synthetic_market_for
+from shared.features.portfolio import load_market
 from shared.features.store import build_feature_store, load_feature_set
 from shared.live.brokers.paper import PaperBroker
-from shared.live.feeds import ReplayFeed
+from shared.live.desk import LiveDesk
+from shared.live.feeds import DeskFeed, ReplayFeed
 from shared.live.journal import Journal
 from shared.live.trader import LiveTrader
 from shared.service.runtime import tune_process
@@ -54,10 +66,72 @@ def measure(trader: LiveTrader, feed: ReplayFeed, decisions: int) -> np.ndarray:
     return np.asarray(latencies[20:]) * 1000
 
 
-def report(ms: np.ndarray, sims: int, under_load: bool) -> None:
-    print(json.dumps({"bench": "live", "under_load": under_load, "sims": sims, "decisions": len(ms),
-                      "p50_ms": round(float(np.percentile(ms, 50)), 2),
-                      "p99_ms": round(float(np.percentile(ms, 99)), 2)}), flush=True)
+def report(ms: np.ndarray, sims: int, under_load: bool, instruments: int | None = None) -> None:
+    line = {"bench": "live"} | ({} if instruments is None else {"instruments": instruments})
+    print(json.dumps(line | {"under_load": under_load, "sims": sims, "decisions": len(ms),
+                             "p50_ms": round(float(np.percentile(ms, 50)), 2),
+                             "p99_ms": round(float(np.percentile(ms, 99)), 2)}), flush=True)
+
+
+def table_instruments(k: int) -> tuple[str, ...]:
+    """The first `k` instruments of the table: FX pairs, then crypto."""
+    names = [name for kind in ("fx", "crypto") for name, inst in INSTRUMENTS.items() if inst.kind == kind]
+    if k > len(names):
+        raise SystemExit(f"the instrument table has {len(names)} FX and crypto instruments, not {k}")
+    return tuple(names[:k])
+
+
+def measure_desk(desk: LiveDesk, feed: DeskFeed, decisions: int) -> np.ndarray:
+    """Latency in ms of `decisions` bar times at which every instrument of the desk decided,
+    after a warm-up of 20 (one search call each)."""
+    latencies = []
+    while len(latencies) < decisions + 20:
+        if feed.exhausted:
+            raise SystemExit("the replay ran out of bars")
+        bars = feed.next_bars()
+        now = datetime.fromtimestamp(feed.now_ns() / 1e9, timezone.utc)
+        started = time.perf_counter()
+        out = desk.on_bars(bars, now)
+        elapsed = time.perf_counter() - started
+        if len(out) == len(desk.traders) and all(d.status not in ("skipped", "duplicate") for d in out.values()):
+            latencies.append(elapsed)
+    return np.asarray(latencies[20:]) * 1000
+
+
+def desk_run(root: Path, names: tuple[str, ...], candidate, features: dict, simulations: int,
+             decisions: int) -> np.ndarray:
+    """A desk of `names` on a fresh paper account and journal, replayed from the same bar time."""
+    starts = {name: int(features[name].sessions["validation"][0]) for name in names}
+    first_ns = max(int(features[name].bars.ts[start]) for name, start in starts.items())
+    feed = DeskFeed({name: ReplayFeed(features[name].bars, int(np.searchsorted(features[name].bars.ts, first_ns)))
+                     for name in names})
+    here = root / f"desk-{len(names)}"
+    broker = PaperBroker.account(here / "paper.json", {name: None for name in names},
+                                 fixed_rates={c: 1.0 for c in ("JPY", "CAD", "CHF", "GBP", "USDT")})
+    # the bench times decisions: no risk limit may stand the desk aside
+    risk = RiskConfig(max_daily_loss_pips=1e9, max_spread_pips=1e9)
+    desk = LiveDesk.build(candidate, broker, Journal(here / "journal.duckdb"),
+                          {name: feed.history(name) for name in names}, simulations=simulations, risk=risk)
+    for trader in desk.traders.values():
+        trader.reconcile()
+    return measure_desk(desk, feed, decisions)
+
+
+def bench_instruments(root: Path, k: int, simulations: int, decisions: int) -> None:
+    names = table_instruments(k)
+    db = root / "data" / "market.duckdb"
+    db.parent.mkdir(parents=True, exist_ok=True)
+    for i, name in enumerate(names):
+        with BarStore(db) as store:
+            store.upsert(name, "M1", generate_bars(synthetic_market_for(name, weeks=8, seed=7 + i)))
+        build_feature_store(db, name, progress=False)
+    features = {name: load_feature_set(db, name) for name in names}
+    trainer = Trainer(load_market(db, names), root / "checkpoints", TrainingConfig())
+    trainer.episode = 64
+    candidate = load_candidate(root / "checkpoints" / "training" / trainer.write_checkpoint())
+    trainer.close()
+    for group in (names[:1], names):
+        report(desk_run(root, group, candidate, features, simulations, decisions), simulations, False, len(group))
 
 
 def start_training_and_validation(root: Path, data: Path):
@@ -91,11 +165,16 @@ def main() -> None:
     parser.add_argument("--decisions", type=int, default=1000)
     parser.add_argument("--simulations", type=int, default=50)
     parser.add_argument("--under-load", action="store_true", help="then again while training and validation run")
+    parser.add_argument("--instruments", type=int, default=0,
+                        help="the desk: 1 instrument, then this many, one search call per bar time")
     args = parser.parse_args()
     tune_process()
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
+        if args.instruments:
+            bench_instruments(root, args.instruments, args.simulations, args.decisions)
+            return
         data = root / "data"
         data.mkdir()
         db = data / "market.duckdb"

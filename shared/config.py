@@ -412,10 +412,17 @@ class RiskConfig:
     # a flatten the broker did not fill is tried again after this, doubling up to the cap
     flatten_retry_seconds: float = 1.0
     flatten_retry_max_seconds: float = 30.0
+    # across the instruments of one account (LIVE_INSTRUMENTS): the sum of |units| over them, and the net
+    # units per currency (long 1 EURUSD = +1 EUR and -1 USD, in units, not valued: see shared/live/account.py);
+    # None: no cap beyond each instrument's max_units. A target beyond either is clipped, journaled
+    max_total_units: int | None = None
+    max_currency_exposure_units: int | None = None
 
     def __post_init__(self) -> None:
         if self.max_units < 1 or self.max_daily_loss_pips <= 0 or self.stale_bars < 1:
             raise ValueError("max_units and stale_bars must be >= 1, max_daily_loss_pips > 0")
+        if any(cap is not None and cap < 0 for cap in (self.max_total_units, self.max_currency_exposure_units)):
+            raise ValueError("max_total_units and max_currency_exposure_units must be >= 0 (unset: no cap)")
         if self.flatten_stale_seconds <= 0 or not 0 < self.flatten_retry_seconds <= self.flatten_retry_max_seconds:
             raise ValueError("flatten_stale_seconds must be > 0 and 0 < flatten_retry_seconds <= "
                              "flatten_retry_max_seconds")

@@ -35,3 +35,17 @@ def promote_checkpoint(root: Path, path: Path, episode: int):
 
 def load(path: Path):
     return load_candidate(path)
+
+
+def synthetic_store(db: Path, instruments: tuple[str, ...], *, weeks: int = 4, seed: int = 3) -> Path:
+    """A store holding a synthetic market and its feature set per instrument (the data job's layout)."""
+    from shared.data.store import BarStore
+    from shared.data.synthetic import generate_bars, synthetic_market_for
+    from shared.features.store import build_feature_store
+
+    db.parent.mkdir(parents=True, exist_ok=True)
+    for i, name in enumerate(instruments):
+        with BarStore(db) as store:
+            store.upsert(name, "M1", generate_bars(synthetic_market_for(name, weeks=weeks, seed=seed + i)))
+        build_feature_store(db, name, progress=False)
+    return db

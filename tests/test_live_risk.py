@@ -54,7 +54,8 @@ def test_the_kill_switch_flattens_while_the_feed_fails(features, data_dir, tmp_p
         assert service.trader.position == 1
         (tmp_path / "control").mkdir(exist_ok=True)
         (tmp_path / "control" / "live.flatten").touch()
-        while time.time() < deadline and service.broker.snapshot("GBPJPY").units != 0:
+        # the paper account holds the close before the trader has booked it (its write takes an fsync): wait for both
+        while time.time() < deadline and (service.broker.snapshot("GBPJPY").units != 0 or service.trader.position != 0):
             time.sleep(0.1)
         assert service.broker.snapshot("GBPJPY").units == 0 and service.trader.position == 0
         # the flatten is an order like any other (regression: only decisions were counted)
@@ -149,6 +150,7 @@ def test_a_model_for_another_instrument_is_refused(features, data_dir, tmp_path)
     path = trading_checkpoint(features, tmp_path, 64)
     payload = torch.load(path, weights_only=True)
     payload["instrument"] = "EURUSD"
+    payload["instruments"] = ["EURUSD"]  # candidates name every instrument they were trained on (issue 22)
     torch.save(payload, path)
     promote_checkpoint(tmp_path, path, 64)
     service = _service(features, data_dir, tmp_path, ReplayFeed(features.bars, int(features.sessions["test"][0])))

@@ -25,6 +25,10 @@ class LiveSettings(Settings):
     checkpoint_dir: Path = Field(Path("runtime/checkpoints"), description="the shared volume")
     data_dir: Path = Field(Path("data"), description="where market.duckdb lives")
     instrument: str = "GBPJPY"
+    instruments: tuple[str, ...] = Field((), description="several instruments, one model (EURUSD,BTCUSD); "
+                                         "empty: the one instrument")
+    demo_instruments: tuple[str, ...] = Field((), description="the synthetic demo market on these "
+                                              "instruments (GBPJPY,BTCUSD); empty: GBPJPY")
     granularity: str = Field("M1", description="the bar size live decides on; a model trained on another is refused")
     host: str = "0.0.0.0"
     port: int = Field(8003, ge=1, le=65535)
@@ -41,6 +45,9 @@ class LiveSettings(Settings):
     allow_oanda_with_replay_feed: bool = Field(False, description="tests and benchmarks only: an OANDA broker "
                                                "(never OANDA_ENV=live) fed replayed bars")
     spread_pips: float | None = Field(None, ge=0, description="paper fills; default the instrument's")
+    account_currency: Literal["USD", "EUR", "GBP", "JPY", "CHF", "CAD", "AUD", "NZD", "SGD", "HKD"] = Field(
+        "USD", description="the currency account P&L is shown in (one OANDA opens accounts in); each instrument's "
+        "quote currency is converted by a traded instrument's mid (USDJPY's for JPY)")
     poll_seconds: float = Field(5.0, gt=0, description="OANDA candle poll interval")
     reconcile_seconds: float = Field(300.0, gt=0)
     request_timeout_seconds: float = Field(10.0, gt=0)
@@ -66,6 +73,27 @@ class LiveSettings(Settings):
                     raise ValueError("LIVE_BROKER=oanda needs LIVE_FEED=oanda: a replay feed would trade the account "
                                      "from old bars (tests only: LIVE_ALLOW_OANDA_WITH_REPLAY_FEED=true)")
         return self
+
+    @model_validator(mode="after")
+    def _account_currency_reachable(self) -> "LiveSettings":
+        # instruments of your own market add up in the account currency: each one's P&L must convert
+        # into it. One instrument needs no sum, and the synthetic demo is no money: where they do
+        # not convert, their P&L stays in pips (shown as null in the account currency)
+        if len(self.instruments) > 1:
+            from shared.live.account import AccountCurrency
+
+            AccountCurrency(self.account_currency, self.instruments)
+        return self
+
+    def currency(self):
+        """The account currency's converter for the traded instruments, or None where one of them
+        does not convert (one instrument, the demo)."""
+        from shared.live.account import AccountCurrency, ConversionError
+
+        try:
+            return AccountCurrency(self.account_currency, self.traded_instruments)
+        except ConversionError:
+            return None
 
     @property
     def db_path(self) -> Path:

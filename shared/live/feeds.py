@@ -112,3 +112,53 @@ class OandaCandleFeed:
         return pd.Timestamp.now(tz="UTC").value
 
     exhausted = False
+
+
+class DeskFeed:
+    """One feed per instrument, merged by bar time: each `next_bars` gives the bars of the next
+    bar time any instrument has (instrument -> one bar), so a desk decides them in one search.
+    An instrument with no bar at that time (its market closed) is simply absent. A live bar that
+    comes late for one instrument (OANDA's `complete` flag) is given at a later call, on its own:
+    waiting for it would delay the others. Replayed feeds share one clock: the close of the bar
+    time given last."""
+
+    def __init__(self, feeds: dict) -> None:
+        self.feeds = dict(feeds)                                    # instrument -> ReplayFeed | OandaCandleFeed
+        self.waiting: dict[str, list[Bars]] = {name: [] for name in self.feeds}  # fetched, not yet given
+        self.replay = all(isinstance(feed, ReplayFeed) for feed in self.feeds.values())
+        self.bar_ns = next(iter(self.feeds.values())).bar_ns
+        self._clock_ns: int | None = None
+
+    def history(self, instrument: str) -> Bars:
+        return self.feeds[instrument].history()
+
+    def skip_to_after(self, instrument: str, ts_ns: int) -> None:
+        self.feeds[instrument].skip_to_after(ts_ns)
+
+    @property
+    def last_spread_pips(self) -> dict[str, float | None]:
+        return {name: feed.last_spread_pips for name, feed in self.feeds.items()}
+
+    def next_bars(self) -> dict[str, Bars]:
+        for name, feed in self.feeds.items():
+            if not self.waiting[name] and not feed.exhausted:
+                bars = feed.next_bars()
+                self.waiting[name] = [bars[i : i + 1] for i in range(len(bars))]
+        heads = {name: int(queue[0].ts[0]) for name, queue in self.waiting.items() if queue}
+        if not heads:
+            return {}
+        first = min(heads.values())
+        out = {name: self.waiting[name].pop(0) for name, ts in heads.items() if ts == first}
+        self._clock_ns = first + self.bar_ns
+        return out
+
+    def now_ns(self) -> int:
+        if not self.replay:
+            return pd.Timestamp.now(tz="UTC").value
+        if self._clock_ns is None:
+            return max(feed.now_ns() for feed in self.feeds.values())
+        return self._clock_ns
+
+    @property
+    def exhausted(self) -> bool:
+        return self.replay and all(feed.exhausted and not self.waiting[name] for name, feed in self.feeds.items())

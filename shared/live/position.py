@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -32,8 +33,11 @@ class BrokerPosition:
     journal: Journal
     bars: Bars
     version: str
+    ids_name_instrument: bool  # several instruments in one account: their client ids name them
 
     def _init_position(self) -> None:
+        # realised pips (x units) -> the account currency at this moment, or None (no rate known)
+        self.to_account: Callable[[float], float | None] = lambda pips: None
         self.book = Book.flat(1)
         self.entry_known = True
         self._replay_journal()
@@ -109,8 +113,11 @@ class BrokerPosition:
                         when, snapshot.units, snapshot.long_units, snapshot.short_units, self.position)
             since = []
             if self.last_transaction_id is not None and hasattr(self.broker, "transactions_since"):
+                # the account's transactions; with several instruments in it, this one's (and those of none)
+                mine = (None, self.instrument.oanda_name) if self.ids_name_instrument else None
                 since = [{"id": t.get("id"), "type": t.get("type"), "units": t.get("units"), "reason": t.get("reason")}
-                         for t in self.broker.transactions_since(self.last_transaction_id)]
+                         for t in self.broker.transactions_since(self.last_transaction_id)
+                         if mine is None or t.get("instrument") in mine]
             self.journal.event("reconciliation_mismatch", {
                 "when": when, "broker_units": snapshot.units, "broker_long_units": snapshot.long_units,
                 "broker_short_units": snapshot.short_units, "ours": self.position,
@@ -125,13 +132,17 @@ class BrokerPosition:
         """Take the broker's position as a new trade (its tracks start now), journaled as the
         difference it makes, so the journal's record equals the broker's from here on."""
         ts = int(self.bars.ts[-1]) if len(self.bars) else pd.Timestamp.now(tz="UTC").floor("min").tz_localize(None).value
-        client_id = client_order_id(self.version, ts, f"adopt#{uuid.uuid4().hex}")
+        client_id = self._client_id(ts, f"adopt#{uuid.uuid4().hex}")
         self.journal.record_adoption(DecisionRow(client_id, pd.Timestamp(ts), self.version, None, None, None, "ADOPT",
                                                  self.position, units - self.position, "ADOPTED",
                                                  "the broker's position"), average_price)
         mark_price = float(self.bars.close[-1]) if len(self.bars) else (average_price or 0.0)
         self.book.adopt(0, units, average_price, mark_price, self.instrument.pip_size)
         self.entry_known = units == 0 or average_price is not None
+
+    def _client_id(self, ts: int, purpose: str = "decision") -> str:
+        return client_order_id(self.version, ts, purpose,
+                               instrument=self.instrument.name if self.ids_name_instrument else None)
 
     @property
     def position(self) -> int:
@@ -171,7 +182,7 @@ class BrokerPosition:
         if order.status is OrderStatus.FILLED and order.units_filled:
             realized = self._apply_fill(order.units_filled, order.fill_price)
             self.flat_confirmed = False
-        self.journal.update(order, realized)
+        self.journal.update(order, realized, realized_account=self.to_account(realized) if realized else None)
         if realized is not None and self.realized_day is not None:
             self.realized_day = None  # the day's realised P&L is read again from the journal
 

@@ -20,7 +20,7 @@ import pandas as pd
 from shared.config import RiskConfig
 from shared.core.calendar import MarketCalendar
 from shared.data.bars import NS_PER_MINUTE
-from shared.live.brokers import OrderStatus, client_order_id
+from shared.live.brokers import OrderStatus
 from shared.live.journal import DecisionRow
 from shared.live.position import BrokerPosition
 
@@ -137,7 +137,7 @@ class LossCaps(BrokerPosition):
             return
         if self.position != 0:
             self.flatten_attempts += 1
-            client_id = client_order_id(self.version, ts, f"flatten#{self.journal.flatten_attempts()}")
+            client_id = self._client_id(ts, f"flatten#{self.journal.flatten_attempts()}")
             self.journal.record(DecisionRow(client_id, pd.Timestamp(ts), self.version, None, None, None, "CLOSE",
                                             self.position, -self.position, "decided", why))
             log.warning("flattening %d units: %s (attempt %d)", self.position, why, self.flatten_attempts)

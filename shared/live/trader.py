@@ -13,6 +13,12 @@ market closed (Sunday 17:00 to Friday 17:00 New York is open), stale data (the
 last bar more than `stale_bars` old), a spread above the limit. A new model is
 staged off the decision path and swapped in between bars.
 
+A decision is two halves so that a desk of several instruments (shared.live.desk)
+can search all their roots in one call: `prepare` (the bar into the buffer, the
+guards, the observation: a skip, or a root waiting for its search) and `act` (the
+searched action, clipped by the risk limits, journaled, then sent). `on_bar` is
+the two with a one-root search between them.
+
 Fills are booked as the broker booked them (its units, its price) through the
 one accounting (shared.core.accounting), orders settled later included, so the
 daily loss and a restart see their realised P&L. An order the broker had
@@ -44,14 +50,14 @@ from shared.data.bars import NS_PER_MINUTE, Bars
 from shared.env.actions import ACTION_SPACES
 from shared.features.micro import temporal_features
 from shared.features.position import position_features
-from shared.live.brokers import Broker, OrderResult, client_order_id
+from shared.live.brokers import Broker, OrderResult
 from shared.live.journal import DecisionRow, Journal
 from shared.live.risk import LossCaps
-from shared.search import NetworkSearch
+from shared.search import NetworkSearch, SearchOutput
 from shared.volume.candidates import Candidate
 
-__all__ = ["NEW_YORK", "Decision", "LiveTrader", "buffer_bars", "market_open", "model_version",
-           "trading_day_start"]
+__all__ = ["NEW_YORK", "Decision", "LiveTrader", "PendingRoot", "RootChoice", "buffer_bars", "market_open",
+           "model_version", "trading_day_start"]
 
 log = logging.getLogger("live")
 
@@ -71,6 +77,33 @@ class Decision:
     order: OrderResult | None = None
 
 
+@dataclass
+class PendingRoot:
+    """A bar that passed the guards, waiting for its search: one root of a (batched) search."""
+    ts: int
+    started: float           # perf_counter seconds when its bar came in
+    temporal: np.ndarray     # [1, W, 9] float32
+    static: np.ndarray       # [1, 6] float32
+    legal: np.ndarray        # [1, A] bool
+    position: np.ndarray     # [1] int8, net units
+
+
+@dataclass(frozen=True)
+class RootChoice:
+    """What the search says for one root."""
+    action: int
+    visit_counts: list[int]
+    root_value: float
+
+    @classmethod
+    def of(cls, result: SearchOutput, row: int, actions: np.ndarray) -> "RootChoice":
+        return cls(int(actions[row]), result.visit_counts[row].tolist(), float(result.root_values[row]))
+
+
+# the account's limit on a target (the desk's caps across instruments): target -> (allowed target, why clipped)
+TargetLimit = Callable[[int], "tuple[int, str | None]"]
+
+
 def model_version(candidate: Candidate) -> str:
     return f"ep{candidate.episode:08d}-{candidate.sha256[:12]}"
 
@@ -80,7 +113,8 @@ class LiveTrader(LossCaps):
                  simulations: int = 50, risk: RiskConfig = RiskConfig(), control_dir: Path | None = None,
                  spread_pips: float | None = None, granularity: str = "M1",
                  on_order: Callable[[OrderResult], None] = lambda order: None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, search: NetworkSearch | None = None,
+                 ids_name_instrument: bool = False) -> None:
         self.instrument = get_instrument(instrument)
         self.calendar = calendar_named(self.instrument.calendar)  # market hours, the daily stop's day
         self.bar_ns = check_granularity(granularity) * NS_PER_MINUTE  # a bar is decided when it closes
@@ -91,12 +125,13 @@ class LiveTrader(LossCaps):
         self.simulations = simulations
         self.on_order = on_order  # every order's result, decisions, flattens and settled orders alike (metrics)
         self.clock = clock        # the flatten backoff's (monotonic seconds)
+        self.ids_name_instrument = ids_name_instrument  # a desk's instruments share one account's client ids
         self.spread_pips = self.instrument.spread_pips if spread_pips is None else spread_pips
-        self._install(candidate)  # the model version names the client ids; its window, the bars kept
+        self._install(candidate, search)  # the model version names the client ids; its window, the bars kept
         self.bars = history[-buffer_bars(self.window_bars):]
         self.bars_misaligned = self._misaligned()
         if hasattr(broker, "mark") and len(self.bars):  # the paper broker's market is the feed's
-            broker.mark(float(self.bars.close[-1]), int(self.bars.ts[-1]) + self.bar_ns)
+            broker.mark(float(self.bars.close[-1]), int(self.bars.ts[-1]) + self.bar_ns, instrument=self.instrument.name)
         self._init_position()  # the one position accounting, as the environment and the paper broker
         self._init_caps()
         self.staged: Candidate | None = None
@@ -105,14 +140,15 @@ class LiveTrader(LossCaps):
 
     # --- the model -------------------------------------------------------------------
 
-    def _install(self, candidate: Candidate) -> None:
+    def _install(self, candidate: Candidate, search: NetworkSearch | None = None) -> None:
+        """`search`: one shared by several traders of the same model (a desk), else one of its own."""
         self.candidate = candidate
         self.version = model_version(candidate)
         self.space = ACTION_SPACES[candidate.env_config.action_space]
         # a model with a longer window than the last one warms up until the feed has brought its bars
         self.window_bars = candidate.config.network.window_bars
         config = replace(candidate.search_config, simulations=self.simulations)
-        self.search = NetworkSearch(candidate.model, 1, self.space, config)
+        self.search = search if search is not None else NetworkSearch(candidate.model, 1, self.space, config)
 
     def _misaligned(self) -> str | None:
         """Why the feed's bars are not the model's (they open elsewhere in their period: OANDA's daily
@@ -137,28 +173,49 @@ class LiveTrader(LossCaps):
 
     # --- per bar ---------------------------------------------------------------------
 
+    def swap_staged(self, search: NetworkSearch | None = None) -> None:
+        """Install the staged model (between bars); `search`: the desk's, shared with the other instruments."""
+        old = self.version
+        self._install(self.staged, search)
+        self.staged = None
+        self.bars_misaligned = self._misaligned()
+        self.journal.event("model_swap", {"from": old, "to": self.version})
+        log.info("model swapped between bars: %s -> %s", old, self.version)
+
     def on_bar(self, bar: Bars, now: datetime, spread_pips: float | None = None) -> Decision:
-        started = time.perf_counter()
+        pending = self.prepare(bar, now, spread_pips)
+        if isinstance(pending, Decision):
+            return pending
+        result = self.search.run(pending.temporal, pending.static, pending.legal, pending.position,
+                                 np.zeros(1, np.uint64), add_noise=False)
+        return self.act(pending, RootChoice.of(result, 0, result.actions(0.0)))
+
+    def prepare(self, bar: Bars, now: datetime, spread_pips: float | None = None, *,
+                started: float | None = None) -> Decision | PendingRoot:
+        """The first half of a decision: the bar into the buffer, the model swap, the guards and
+        the observation. A Decision when the bar is not decided (a guard, decided before), else
+        the root to search; the bar counts as decided from here (never twice)."""
+        started = time.perf_counter() if started is None else started
         self.bars = Bars(*(np.concatenate([a, b])[-buffer_bars(self.window_bars):] for a, b in zip(
             (self.bars.ts, self.bars.open, self.bars.high, self.bars.low, self.bars.close, self.bars.volume),
             (bar.ts, bar.open, bar.high, bar.low, bar.close, bar.volume))))
         ts = int(bar.ts[-1])
         if hasattr(self.broker, "mark"):
-            self.broker.mark(float(bar.close[-1]), ts + self.bar_ns)
+            self.broker.mark(float(bar.close[-1]), ts + self.bar_ns, instrument=self.instrument.name)
         if self.position != 0:
             mark(self.book, np.array([float(bar.close[-1])]), self.instrument.pip_size)
         if self.staged is not None:
-            old = self.version
-            self._install(self.staged)
-            self.staged = None
-            self.bars_misaligned = self._misaligned()
-            self.journal.event("model_swap", {"from": old, "to": self.version})
-            log.info("model swapped between bars: %s -> %s", old, self.version)
+            self.swap_staged()
 
         skip = self._guard(ts, now, spread_pips)
         if skip is not None:
             return self._skip(ts, skip, started)
-        return self._decide(ts, started)
+        if ts <= self.last_decided_ns:  # decided before (a restart, a replayed bar): never twice
+            return Decision(ts, "HOLD", "duplicate", "this bar was already decided", time.perf_counter() - started)
+        self.last_decided_ns = ts
+        temporal, static = self.observation()
+        position = np.array([self.position], np.int8)
+        return PendingRoot(ts, started, temporal, static, self.space.legal_mask(position), position)
 
     def _guard(self, ts: int, now: datetime, spread_pips: float | None) -> str | None:
         if not self.reconciled:  # at start, after any broker error, while an order's fate is unknown
@@ -184,7 +241,7 @@ class LiveTrader(LossCaps):
         return None
 
     def _skip(self, ts: int, reason: str, started: float, row: DecisionRow | None = None) -> Decision:
-        client_id = client_order_id(self.version, ts)
+        client_id = self._client_id(ts)
         if row is not None:
             self.journal.record(dataclasses.replace(row, order_units=0, status="skipped", reason=reason))
         elif ts > self.last_decided_ns:
@@ -198,28 +255,34 @@ class LiveTrader(LossCaps):
         static = position_features(self.book, self.space.max_units)
         return np.ascontiguousarray(window, np.float32), static
 
-    def _decide(self, ts: int, started: float) -> Decision:
-        client_id = client_order_id(self.version, ts)
-        if ts <= self.last_decided_ns:  # decided before (a restart, a replayed bar): never twice
-            return Decision(ts, "HOLD", "duplicate", "this bar was already decided", time.perf_counter() - started)
-        self.last_decided_ns = ts
-        temporal, static = self.observation()
-        position = np.array([self.position], np.int8)
-        result = self.search.run(temporal, static, self.space.legal_mask(position), position, np.zeros(1, np.uint64),
-                                 add_noise=False)
-        action = int(result.actions(0.0)[0])
-        target = int(self.space.next_position(np.array([self.position], np.int8), np.array([action]))[0])
-        target = int(np.clip(target, -self.risk.max_units, self.risk.max_units))
+    def target_of(self, choice: RootChoice) -> int:
+        """The position the chosen action leads to, within this instrument's max_units."""
+        target = int(self.space.next_position(np.array([self.position], np.int8), np.array([choice.action]))[0])
+        return int(np.clip(target, -self.risk.max_units, self.risk.max_units))
+
+    def act(self, pending: PendingRoot, choice: RootChoice, limit: TargetLimit | None = None) -> Decision:
+        """The second half: the searched action as a target, clipped by `limit` (the account's caps
+        across instruments; the reason is journaled), journaled, then sent."""
+        ts, started = pending.ts, pending.started
+        client_id = self._client_id(ts)
+        target = self.target_of(choice)
+        clipped = None
+        if limit is not None:
+            target, clipped = limit(target)
         units = target - self.position
+        action = self.space.actions[choice.action]
         row = DecisionRow(client_id, pd.Timestamp(ts), self.version,
-                          hashlib.sha256(temporal.tobytes() + static.tobytes()).hexdigest()[:16],
-                          result.visit_counts[0].tolist(), float(result.root_values[0]), self.space.actions[action],
-                          self.position, units, "decided" if units else "no_order")
+                          hashlib.sha256(pending.temporal.tobytes() + pending.static.tobytes()).hexdigest()[:16],
+                          choice.visit_counts, choice.root_value, action, self.position, units,
+                          "decided" if units else "no_order", clipped)
+        if clipped is not None:
+            self.journal.event("account_cap", {"reason": clipped, "action": action, "position": self.position,
+                                               "allowed_target": target})
         if not units:
             # nothing to act on: the decision is made; record it (before the next bar) and return
             latency = time.perf_counter() - started
             self.journal.record(row)
-            return Decision(ts, self.space.actions[action], "no_order", None, latency)
+            return Decision(ts, action, "no_order", clipped, latency)
         reducing = self.position != 0 and (units > 0) != (self.position > 0)
         if reducing and not self._agree(self.broker.snapshot(self.instrument.name), "before a closing order"):
             # a hand close or a margin closeout since the last read: decided on a position that is gone
@@ -227,8 +290,11 @@ class LiveTrader(LossCaps):
         self.journal.record(row)  # an order is about to leave: the journal hears first
         # a close never opens the other way; a flip (sized spaces) is one order, sent on the position just read
         order = self._send(client_id, units, reduce_only=reducing and abs(units) <= abs(self.position))
-        return Decision(ts, self.space.actions[action], order.status.value, order.reason,
-                        time.perf_counter() - started, order)
+        return Decision(ts, action, order.status.value, order.reason or clipped, time.perf_counter() - started, order)
+
+    @property
+    def last_close(self) -> float | None:
+        return float(self.bars.close[-1]) if len(self.bars) else None
 
     def status(self) -> dict:
         return {

@@ -89,11 +89,17 @@ class Quote:
         return self.bid if units > 0 else self.ask
 
 
-def client_order_id(model_version: str, bar_time_ns: int, purpose: str = "decision") -> str:
+def client_order_id(model_version: str, bar_time_ns: int, purpose: str = "decision",
+                    instrument: str | None = None) -> str:
     """The id an order carries to the broker: a pure function of the model and
     the bar (and what the order is for), so a restart or a retry can never
-    send the same decision twice. OANDA allows 128 characters; we use 40."""
-    digest = hashlib.sha256(f"{model_version}|{bar_time_ns}|{purpose}".encode()).hexdigest()[:32]
+    send the same decision twice. OANDA allows 128 characters; we use 40.
+    Client ids are unique per account: a service trading several instruments in
+    one account names the instrument too (one instrument: the id it always had,
+    so the journals of earlier runs settle against the broker as before)."""
+    key = f"{model_version}|{bar_time_ns}|{purpose}" if instrument is None else \
+        f"{model_version}|{instrument}|{bar_time_ns}|{purpose}"
+    digest = hashlib.sha256(key.encode()).hexdigest()[:32]
     return f"mm-{purpose[0]}-{digest}"
 
 
