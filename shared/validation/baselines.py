@@ -139,7 +139,7 @@ def reference_on(features, starts: np.ndarray, config: EnvConfig = EnvConfig()) 
     env = TradingEnv(features, replace(config, episode_bars=features.session_config.length_bars))
     train = disjoint_train_sessions(features)
     # the signals in the common unit, so one threshold means as much on every instrument
-    momentum = momentum_signal(features.bars.close, env.pip_by_bar) * weight_by_bar(features)
+    momentum = momentum_signal(env.mid, env.pip_by_bar) * weight_by_bar(features)
     momentum_pips = common_pips(features, starts, play(env, momentum, tune(env, momentum, train, "momentum"), starts))
     oracle_pips = None
     if features.expected_drift is not None:
