@@ -188,7 +188,7 @@ def walk_forward(args, features: FeatureSet, drift: np.ndarray, config: Training
                  test: np.ndarray, started: float) -> dict:
     """One training per window; each window's champion on the block after its validation block."""
     env = TradingEnv(features, EnvConfig(episode_bars=features.session_config.length_bars))
-    momentum = momentum_signal(features.bars.close, env.pip_by_bar)
+    momentum = momentum_signal(env.mid, env.pip_by_bar)
     rows, last = [], None
     for k in range(args.walk_forward):
         fs = window_features(features, args.walk_forward, k)
@@ -258,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
         env = TradingEnv(features, EnvConfig(episode_bars=features.session_config.length_bars))
 
         log("tuning the oracle and momentum rules on the train split ...")
-        momentum = momentum_signal(features.bars.close, env.pip_by_bar)
+        momentum = momentum_signal(env.mid, env.pip_by_bar)
         baselines = {}
         for name, signal in (("oracle", drift), ("momentum", momentum)):
             rule = tune(env, signal, train, name)

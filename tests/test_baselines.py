@@ -60,6 +60,37 @@ def test_tuning_on_train_beats_flat_on_a_planted_edge(features):
     assert play(env, signal, rule, features.sessions["train"][::12]).total_pips == pytest.approx(rule.train_pips)
 
 
+def test_the_tuned_rule_is_the_best_of_its_grid_and_one_more_refinement_gains_under_two_percent(features):
+    from shared.validation.baselines import ENTER_QUANTILES, EXIT_RATIOS, REFINE_GAIN
+
+    env = TradingEnv(features, EnvConfig())
+    signal, train = features.expected_drift, features.sessions["train"][::12]
+    rule = tune(env, signal, train, "oracle")
+    magnitude = np.abs(signal[signal != 0])
+
+    def train_pips(q: float, ratio: float) -> float:
+        enter = float(np.quantile(magnitude, q))
+        return play(env, signal, type(rule)("x", enter, ratio * enter, 0.0), train).total_pips
+
+    assert rule.evaluations >= len(ENTER_QUANTILES) * len(EXIT_RATIOS)
+    # no point of the grid beats it (a sample of them, spread over both axes)
+    for q, ratio in [(ENTER_QUANTILES[i], EXIT_RATIOS[j]) for i in (0, 4, 9, 13) for j in (0, 5, 7, 11)]:
+        assert train_pips(q, ratio) <= rule.train_pips + 1e-6
+    # refined once more, close around it: under 2% better
+    step_q, step_r = 0.005, 0.05
+    around = max(train_pips(min(max(rule.enter_quantile + i * step_q, 0.0), 0.999), rule.exit_ratio + j * step_r)
+                 for i in (-1, 0, 1) for j in (-1, 0, 1))
+    assert around <= rule.train_pips * (1 + REFINE_GAIN) and rule.last_refinement_gain < REFINE_GAIN
+
+
+def test_a_signal_with_nothing_to_follow_tunes_to_the_rule_that_never_trades(features):
+    env = TradingEnv(features, EnvConfig())
+    rule = tune(env, np.zeros(len(features.bars)), features.sessions["train"][::12], "oracle")
+    assert rule.train_pips == 0.0 and rule.enter == float("inf")
+    played = play(env, np.zeros(len(features.bars)), rule, features.sessions["validation"])
+    assert played.total_pips == 0.0 and len(played.trades_pips) == 0
+
+
 def test_the_paired_test():
     rng = np.random.default_rng(0)
     base = rng.normal(0, 50, 40)

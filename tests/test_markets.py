@@ -250,14 +250,81 @@ def test_a_candidate_names_its_market_and_another_table_or_bar_size_is_refused(t
 
     db, _ = crypto_store(tmp_path, weeks=2)
     candidate = load(trading_checkpoint(load_feature_set(db, "BTCUSD", "M1"), tmp_path / "ck", 64))
-    assert candidate.payload["instrument_spec"] == {"pip_size": 1.0, "calendar": "crypto", "spread_pips": 20.0,
-                                                    "quote_currency": "USD"}
+    assert candidate.payload["instrument_spec"] == {"pip_size": 1.0, "calendar": "crypto", "spread_pips": 5.0,
+                                                    "quote_currency": "USD", "unit": "bps"}
     check_market(candidate, "BTCUSD", "M1")  # its own market: no error
     with pytest.raises(CandidateError, match="instrument_mismatch: .* trades BTCUSD, this service ETHUSD"):
         check_market(candidate, "ETHUSD", "M1")
     with pytest.raises(CandidateError, match="granularity_mismatch: .* trained on M1 bars, this service trades H1"):
         check_market(candidate, "BTCUSD", "H1")
     # another process's table prices BTC in 10-dollar pips: its features and costs would be another market
-    monkeypatch.setitem(instruments.INSTRUMENTS, "BTCUSD", replace(instruments.INSTRUMENTS["BTCUSD"], pip_size=10.0))
+    btc = instruments.INSTRUMENTS["BTCUSD"]
+    monkeypatch.setitem(instruments.INSTRUMENTS, "BTCUSD", replace(btc, pip_size=10.0))
     with pytest.raises(CandidateError, match="pip_size 1.0, this service's instrument table says 10.0"):
         check_market(candidate, "BTCUSD", "M1")
+    # or counts BTC in pips: its rewards and statistics would be in another unit
+    monkeypatch.setitem(instruments.INSTRUMENTS, "BTCUSD", replace(btc, unit="pips"))
+    with pytest.raises(CandidateError, match="unit bps, this service's instrument table says pips"):
+        check_market(candidate, "BTCUSD", "M1")
+
+
+# --- units: pips for FX and metals, basis points for crypto and equities ----------------------------
+
+
+def test_each_kind_counts_in_its_unit_and_a_table_spells_a_bps_spread_in_bps(tmp_path):
+    assert [get_instrument(n).unit for n in ("EURUSD", "XAUUSD", "BTCUSD", "SPY")] == ["pips", "pips", "bps", "bps"]
+    btc = get_instrument("BTCUSD")
+    assert btc.spread_pips == 5.0 and btc.point == 1.0 and get_instrument("EURUSD").point == 0.0001
+    prices = np.array([40_000.0, 40_400.0])
+    assert np.diff(btc.scale_prices(prices))[0] == pytest.approx(10_000 * np.log(1.01))  # about 99.5 bps
+    np.testing.assert_allclose(btc.unscale_prices(btc.scale_prices(prices)), prices)
+    assert btc.to_pips(400.0, 40_000.0) == pytest.approx(100.0) and btc.price_distance(5.0, 40_000.0) == 20.0
+    with pytest.raises(ValueError, match="needs its price"):
+        btc.to_pips(400.0)
+    table = tmp_path / "mine.toml"
+    table.write_text('[SOLUSD]\npip_size = 0.01\nspread_bps = 8\nprice_decimals = 2\nkind = "crypto"\n'
+                     'calendar = "crypto"\n')
+    assert load_instruments(table)["SOLUSD"].spread_pips == 8.0
+    for body, message in (('spread_pips = 1\nspread_bps = 8', "one spread"),
+                          ('spread_bps = 8\nunit = "pips"', "spread_bps for an instrument counted in pips"),
+                          ('spread_pips = 1\nunit = "points"', "unit must be one of pips, bps")):
+        table.write_text(f"[SOLUSD]\npip_size = 0.01\nprice_decimals = 2\n{body}\n")
+        with pytest.raises(InstrumentTableError, match=message):
+            load_instruments(table)
+
+
+def test_a_coins_features_costs_and_pnl_are_in_basis_points_of_its_price(tmp_path):
+    from shared.env import TradingEnv
+    from shared.features.micro import on_instrument_scale, temporal_features
+
+    db, bars = crypto_store(tmp_path, weeks=2)
+    features = load_feature_set(db, "BTCUSD", "M1")
+    change = np.tanh(10_000 * np.log(bars.close[1:] / bars.close[:-1]) / 10)  # price_change_pips, in bps
+    np.testing.assert_allclose(features.features[1:, 4], change, atol=1e-6)
+    # the same bars at a tenth of the price: the same features, costs and P&L (bps do not see the level)
+    tenth = type(bars)(bars.ts, bars.open / 10, bars.high / 10, bars.low / 10, bars.close / 10, bars.volume)
+    np.testing.assert_allclose(temporal_features(*on_instrument_scale(tenth, get_instrument("BTCUSD"))),
+                               features.features, atol=1e-5)
+    env = TradingEnv(features)
+    start = features.sessions["train"][:1]
+    env.reset(start)
+    env.step(np.array([1]))  # BUY at the decision bar's close
+    for _ in range(env.steps_per_episode - 1):
+        if env.step(np.array([0])).done:
+            break
+    entry, exit_ = bars.close[start[0]], bars.close[start[0] + env.steps_per_episode]
+    expected = 10_000 * np.log(exit_ / entry) - get_instrument("BTCUSD").spread_pips
+    assert env.stats[0].pnl_pips == pytest.approx(expected, abs=1e-6)
+    assert env.stats[0].trades_pips == [pytest.approx(expected, abs=1e-6)]
+
+
+def test_a_feature_set_built_in_another_unit_is_refused_until_rebuilt(tmp_path):
+    from shared.features.store import FeatureSpecMismatch
+
+    db, _ = crypto_store(tmp_path, weeks=2)
+    with BarStore(db) as store:
+        store.con.execute("UPDATE feature_sets SET unit = NULL WHERE instrument = 'BTCUSD'")  # before units: pips
+    with pytest.raises(FeatureSpecMismatch, match="built in pips; BTCUSD counts in bps now .* rebuild"):
+        load_feature_set(db, "BTCUSD", "M1")
+    build_feature_store(db, "BTCUSD", "M1", session_config=SessionConfig(), progress=False)
+    assert load_feature_set(db, "BTCUSD", "M1").instrument == "BTCUSD"

@@ -1,5 +1,13 @@
 """The instrument table: pip size, default spread, price precision, price level, quote currency,
-market calendar, kind.
+market calendar, kind, and the unit its costs, rewards and statistics are counted in.
+
+Units. FX pairs and metals count in pips (a price difference over the pip size); crypto pairs and
+equities in basis points of the price, measured as 10,000 x the log-price difference, so a move of
+a 100-dollar stock and of a 100,000-dollar coin weigh by what they are worth, and bps add up over
+bars exactly. One way through: `scale_prices` puts prices on the instrument's scale (the prices
+themselves, or 10,000 x ln price) and `point` is one unit on it (the pip size, or 1.0); every
+price difference the system divides by a pip goes through these two. Names ending in `_pips` hold
+the instrument's unit: pips for FX and metals, basis points for crypto and equities.
 
 Instruments are data (instruments.toml beside this file), never `if` branches elsewhere. A user adds
 an instrument, or changes one, with a TOML file of the same shape named by MICRO_INSTRUMENT_TABLE: no
@@ -24,6 +32,11 @@ PRICE_LEVEL_FACTORS = {"fx": 3.0, "metal": 5.0, "crypto": 100.0, "equity": 50.0}
 BUILT_IN_TABLE = Path(__file__).with_name("instruments.toml")
 USER_TABLE_VARIABLE = "MICRO_INSTRUMENT_TABLE"
 
+Unit = Literal["pips", "bps"]
+UNITS: tuple[str, ...] = get_args(Unit)
+DEFAULT_UNITS = {"fx": "pips", "metal": "pips", "crypto": "bps", "equity": "bps"}
+BPS_PER_LOG_PRICE = 10_000.0
+
 CalendarName = Literal["fx", "crypto", "nyse"]
 CALENDARS: tuple[str, ...] = get_args(CalendarName)
 Kind = Literal["fx", "metal", "crypto", "equity"]
@@ -37,8 +50,8 @@ class InstrumentTableError(StopError, ValueError):
 @dataclass(frozen=True)
 class Instrument:
     name: str                 # OANDA spelling without the underscore, e.g. GBPJPY
-    pip_size: float           # price units per pip
-    spread_pips: float        # default round-trip cost charged by the environment
+    pip_size: float           # price units per pip (the tick people count in, whatever the unit)
+    spread_pips: float        # default round-trip cost charged by the environment, in the instrument's unit
     price_decimals: int       # quoted precision (a pipette is one more decimal than a pip)
     # a price the instrument has traded near for years; an import refuses prices beyond
     # PRICE_LEVEL_FACTORS[kind] times it either way (wrong instrument or a scaled file). None: no check
@@ -47,8 +60,11 @@ class Instrument:
     calendar: CalendarName = "fx"
     kind: Kind = "fx"
     oanda_symbol: str = ""    # OANDA's name where it is not the name split after 3 letters (SPX500_USD)
+    unit: Unit | None = None  # pips or bps; None: by kind (DEFAULT_UNITS)
 
     def __post_init__(self) -> None:
+        if self.unit is None and self.kind in DEFAULT_UNITS:
+            object.__setattr__(self, "unit", DEFAULT_UNITS[self.kind])
         problems = [
             (self.name.isalnum() and self.name.isupper(), "a name is upper-case letters and digits (EURUSD)"),
             (self.pip_size > 0, "pip_size must be positive"),
@@ -57,6 +73,7 @@ class Instrument:
             (self.typical_price is None or self.typical_price > 0, "typical_price must be positive"),
             (self.calendar in CALENDARS, f"calendar must be one of {', '.join(CALENDARS)}"),
             (self.kind in KINDS, f"kind must be one of {', '.join(KINDS)}"),
+            (self.unit in UNITS, f"unit must be one of {', '.join(UNITS)}"),
         ]
         for ok, message in problems:
             if not ok:
@@ -66,8 +83,38 @@ class Instrument:
     def oanda_name(self) -> str:
         return self.oanda_symbol or f"{self.name[:3]}_{self.name[3:]}"
 
-    def to_pips(self, price_difference: float) -> float:
+    @property
+    def in_bps(self) -> bool:
+        return self.unit == "bps"
+
+    @property
+    def point(self) -> float:
+        """One unit on the scale of `scale_prices`: the pip size, or 1.0 (a basis point of log price)."""
+        return 1.0 if self.in_bps else self.pip_size
+
+    def scale_prices(self, prices):
+        """Prices on the instrument's P&L scale: as they are (pips), or 10,000 x ln price (bps)."""
+        import numpy as np
+
+        return np.log(prices) * BPS_PER_LOG_PRICE if self.in_bps else prices
+
+    def unscale_prices(self, scaled):
+        """The inverse of `scale_prices`."""
+        import numpy as np
+
+        return np.exp(np.asarray(scaled, np.float64) / BPS_PER_LOG_PRICE) if self.in_bps else scaled
+
+    def to_pips(self, price_difference: float, price: float | None = None) -> float:
+        """A price difference in the instrument's unit (bps: relative to `price`)."""
+        if self.in_bps:
+            if price is None:
+                raise ValueError(f"{self.name} counts in basis points: a price difference needs its price")
+            return price_difference / price * BPS_PER_LOG_PRICE
         return price_difference / self.pip_size
+
+    def price_distance(self, units: float, price: float) -> float:
+        """How far `units` of the instrument's unit are in price at `price` (stop distances, spreads)."""
+        return units * price / BPS_PER_LOG_PRICE if self.in_bps else units * self.pip_size
 
     @property
     def price_level_factor(self) -> float:
@@ -80,7 +127,7 @@ class Instrument:
         return self.typical_price / self.price_level_factor, self.typical_price * self.price_level_factor
 
 
-_FIELDS = {f.name for f in fields(Instrument)} - {"name"}
+_FIELDS = ({f.name for f in fields(Instrument)} - {"name"}) | {"spread_bps"}
 
 
 def read_table(path: Path, base: dict[str, Instrument] | None = None) -> dict[str, Instrument]:
@@ -100,6 +147,14 @@ def read_table(path: Path, base: dict[str, Instrument] | None = None) -> dict[st
             raise InstrumentTableError(f"{path}: [{name}] has unknown keys {', '.join(sorted(unknown))}; "
                                        f"known: {', '.join(sorted(_FIELDS))}")
         key = _key(name)
+        entry = dict(entry)
+        if "spread_bps" in entry:  # a bps instrument's spread, spelt in its unit
+            if "spread_pips" in entry:
+                raise InstrumentTableError(f"{path}: [{name}] gives spread_pips and spread_bps: one spread")
+            entry["spread_pips"] = entry.pop("spread_bps")
+            entry.setdefault("unit", "bps")
+            if entry["unit"] != "bps":
+                raise InstrumentTableError(f"{path}: [{name}] gives spread_bps for an instrument counted in pips")
         try:
             table[key] = Instrument(name=key, **entry)
         except TypeError as error:  # a required field missing

@@ -80,7 +80,9 @@ def synthetic_market_for(instrument: str, **settings) -> SyntheticMarketConfig:
     base = SyntheticMarketConfig()
     reference = get_instrument(base.instrument)
     price_scale = (inst.typical_price or reference.typical_price) / reference.typical_price
-    pip_scale = inst.spread_pips / reference.spread_pips
+    # its spread in its pips (a bps instrument's at its typical price) against the reference's
+    typical = inst.typical_price or reference.typical_price
+    pip_scale = inst.price_distance(inst.spread_pips, typical) / inst.pip_size / reference.spread_pips
     scaled = {
         "instrument": inst.name,
         "start_price": base.start_price * price_scale,

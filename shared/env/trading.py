@@ -73,14 +73,14 @@ class TradingEnv:
         self.config = config
         self.space: ActionSpace = ACTION_SPACES[config.action_space]
         instruments = [get_instrument(name) for name in features.instrument_names]
-        self._pips = np.array([i.pip_size for i in instruments])
+        self._pips = np.array([i.point for i in instruments])  # one unit on each's price scale (pip, bp)
         # EnvConfig.spread_pips overrides one instrument's spread; several keep each their own
         spreads = [i.spread_pips for i in instruments]
         if config.spread_pips is not None and len(instruments) == 1:
             spreads = [config.spread_pips]
         self._spreads_pips = np.array(spreads, np.float64)
         self._weights = np.array(features.pip_weights or [1.0] * len(instruments), np.float64)
-        self.mid = features.bars.close
+        self.mid = features.scaled_close()  # prices, or 10,000 x ln price where the unit is bps
         self.steps_per_episode = config.episode_bars - 1
         self.window_bars = config.window_bars
         self._window = np.arange(-config.window_bars + 1, 1)

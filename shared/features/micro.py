@@ -332,6 +332,16 @@ def _market_outcomes(close, pip, out):
         out[first:last] = tile_out[first - start :]
 
 
+def on_instrument_scale(bars: Bars, instrument) -> tuple[Bars, float]:
+    """The bars on the instrument's P&L scale and one unit on it (shared.core.instruments: prices
+    and the pip size, or 10,000 x ln price and 1.0): what every computation in pips reads, so the
+    features of a coin or a stock are in basis points as its costs and rewards are."""
+    if not instrument.in_bps:
+        return bars, instrument.pip_size
+    scale = instrument.scale_prices
+    return Bars(bars.ts, scale(bars.open), scale(bars.high), scale(bars.low), scale(bars.close), bars.volume), 1.0
+
+
 def temporal_features(bars: Bars, pip_size: float) -> np.ndarray:
     """[N, 9] float32 temporal features of `bars`, in TEMPORAL_FEATURES order
     (computed in float64, rounded once to the float32 the networks take)."""

@@ -32,10 +32,11 @@ from shared.features.store import FeatureSet, FeatureStoreError, load_feature_se
 
 
 def typical_move_pips(features: FeatureSet) -> float:
-    """Mean absolute one-bar close change in pips over the bars of the train sessions."""
+    """Mean absolute one-bar close change in the instrument's unit over the bars of the train sessions."""
     starts = features.require_sessions("train")
     bars = np.unique((starts[:, None] + np.arange(1, features.session_config.length_bars)).ravel())
-    change = np.abs(features.bars.close[bars] - features.bars.close[bars - 1]) / get_instrument(features.instrument).pip_size
+    close = features.scaled_close()
+    change = np.abs(close[bars] - close[bars - 1]) / get_instrument(features.instrument).point
     return float(change.mean())
 
 

@@ -29,7 +29,7 @@ from shared.core.feature_spec import FEATURE_SPEC_VERSION, TEMPORAL_FEATURES
 from shared.core.instruments import get_instrument
 from shared.data.bars import Bars
 from shared.data.store import BarStore
-from shared.features.micro import market_outcomes, temporal_features
+from shared.features.micro import market_outcomes, on_instrument_scale, temporal_features
 from shared.features.sessions import SPLITS, split_sessions, valid_session_starts, why_no_sessions
 
 FEATURE_SCHEMA = [
@@ -44,7 +44,9 @@ FEATURE_SCHEMA = [
         built_at TIMESTAMP NOT NULL,
         session_config VARCHAR NOT NULL,     -- JSON
         split_counts VARCHAR NOT NULL,       -- JSON {split: sessions}
+        unit VARCHAR,                        -- pips or bps, the instrument's unit when built (NULL: pips)
         PRIMARY KEY (instrument, granularity))""",
+    "ALTER TABLE feature_sets ADD COLUMN IF NOT EXISTS unit VARCHAR",
     "CREATE TABLE IF NOT EXISTS micro_features (instrument VARCHAR NOT NULL, granularity VARCHAR NOT NULL, "
     "bar_index BIGINT NOT NULL, ts TIMESTAMP NOT NULL, open DOUBLE, high DOUBLE, low DOUBLE, close DOUBLE, volume DOUBLE, "
     + ", ".join(f"{name} REAL NOT NULL" for name in TEMPORAL_FEATURES)
@@ -80,7 +82,7 @@ class FeatureSet:
     outcomes: np.ndarray                # [N] int8 MarketOutcome
     sessions: dict[str, np.ndarray]     # split -> [S] int64 start indices into the arrays above
     session_config: SessionConfig
-    expected_drift: np.ndarray | None = None  # [N] pips: a synthetic market's, for the oracle; None for real data
+    expected_drift: np.ndarray | None = None  # [N] the instrument's unit: a synthetic market's, for the oracle
     # several instruments in one set (shared.features.portfolio): their names, the instrument of each bar
     # (an index into them) and what one pip of each weighs in the common unit; empty for one instrument
     instruments: tuple[str, ...] = ()
@@ -90,6 +92,14 @@ class FeatureSet:
     @property
     def instrument_names(self) -> tuple[str, ...]:
         return self.instruments or (self.instrument,)
+
+    def scaled_close(self) -> np.ndarray:
+        """[N] closes on each bar's instrument's P&L scale (shared.core.instruments.scale_prices)."""
+        owner = self.instrument_of(np.arange(len(self.bars)))
+        close = self.bars.close.copy()
+        for i, name in enumerate(self.instrument_names):
+            close[owner == i] = get_instrument(name).scale_prices(self.bars.close[owner == i])
+        return close
 
     def instrument_of(self, bars: np.ndarray) -> np.ndarray:
         """[len(bars)] the index (into instrument_names) of each bar's instrument."""
@@ -140,14 +150,15 @@ def build_feature_store(
             steps.close()
             raise FeatureStoreError(f"no {inst.name} {granularity} bars in {db_path}: import or generate bars first")
         t0 = time.perf_counter()
-        features = temporal_features(bars, inst.pip_size)
-        outcomes = market_outcomes(bars, inst.pip_size)
+        scaled, point = on_instrument_scale(bars, inst)  # pips, or basis points (crypto, equities)
+        features = temporal_features(scaled, point)
+        outcomes = market_outcomes(scaled, point)
         seconds = time.perf_counter() - t0
         steps.update(1)
         calendar = calendar_named(inst.calendar)
-        valid = valid_session_starts(bars.ts, bars.high, bars.low, inst.pip_size, session_config, bar_minutes, calendar)
+        valid = valid_session_starts(bars.ts, scaled.high, scaled.low, point, session_config, bar_minutes, calendar)
         sessions = split_sessions(bars.ts, valid, session_config)
-        why = why_no_sessions(bars.ts, bars.high, bars.low, inst.pip_size, session_config, sessions, bar_minutes,
+        why = why_no_sessions(bars.ts, scaled.high, scaled.low, point, session_config, sessions, bar_minutes,
                               calendar)
         missing = [split for split in require_sessions if not len(sessions[split])]
         if missing:
@@ -192,11 +203,11 @@ def build_feature_store(
             con.execute("INSERT INTO micro_features SELECT * FROM new_features")
             con.execute("INSERT INTO sessions SELECT * FROM new_sessions")
             con.execute(
-                "INSERT INTO feature_sets VALUES (?, ?, ?, ?, ?, ?, ?, now()::TIMESTAMP, ?, ?)",
+                "INSERT INTO feature_sets VALUES (?, ?, ?, ?, ?, ?, ?, now()::TIMESTAMP, ?, ?, ?)",
                 [
                     inst.name, granularity, FEATURE_SPEC_VERSION, json.dumps(list(TEMPORAL_FEATURES)), len(bars),
                     pd.Timestamp(bars.ts[0]), pd.Timestamp(bars.ts[-1]),
-                    json.dumps(session_config.to_dict()), json.dumps(counts),
+                    json.dumps(session_config.to_dict()), json.dumps(counts), inst.unit,
                 ],
             )
             con.execute("COMMIT")
@@ -224,15 +235,19 @@ def load_feature_set(db_path: str | Path, instrument: str, granularity: str = "M
         if "feature_sets" not in tables:
             raise FeatureStoreError(f"{path} has no feature store yet: run `micro data features`")
         row = con.execute(
-            "SELECT feature_spec_version, feature_names, session_config FROM feature_sets "
+            "SELECT feature_spec_version, feature_names, session_config, unit FROM feature_sets "
             "WHERE instrument = ? AND granularity = ?",
             [inst.name, granularity],
         ).fetchall()
         row = row[0] if row else None
         if row is None:
             raise FeatureStoreError(f"no feature set for {inst.name} {granularity} in {path}")
-        version, names, config = row
+        version, names, config, unit = row
         names = tuple(json.loads(names))
+        if (unit or "pips") != inst.unit:
+            raise FeatureSpecMismatch(
+                f"feature set {inst.name} {granularity} in {path} was built in {unit or 'pips'}; {inst.name} counts "
+                f"in {inst.unit} now (the instrument table): rebuild the feature store (micro data features)")
         if version != FEATURE_SPEC_VERSION or names != TEMPORAL_FEATURES:
             raise FeatureSpecMismatch(
                 f"feature set {inst.name} {granularity} in {path} was built with spec {version} {list(names)}; "
@@ -254,6 +269,8 @@ def load_feature_set(db_path: str | Path, instrument: str, granularity: str = "M
             drift = drift_frame
     bars = Bars.from_frame(frame)
     expected_drift = _aligned_drift(drift, bars.ts) if drift is not None else None
+    if expected_drift is not None and inst.in_bps:  # the generator's drift is a price move in pips
+        expected_drift = inst.to_pips(expected_drift * inst.pip_size, bars.close)
     sessions = {
         split: session_frame.loc[session_frame["split"] == split, "start_index"].to_numpy(np.int64) for split in SPLITS
     }

@@ -30,8 +30,10 @@ from shared.env.trading import Observation
 from shared.features.store import FeatureSet
 from shared.validation.evaluation import Evaluation, Policy, evaluate
 
-ENTER_QUANTILES = (0.6, 0.75, 0.85, 0.92, 0.96, 0.985)
-EXIT_RATIOS = (-0.25, 0.0, 0.25, 0.5, 1.0)  # exit = ratio x enter; 1.0 = no hysteresis
+ENTER_QUANTILES = (0.30, 0.40, 0.50, 0.60, 0.70, 0.80, 0.85, 0.90, 0.93, 0.95, 0.97, 0.98, 0.99, 0.995)
+EXIT_RATIOS = (-3.0, -2.0, -1.5, -1.0, -0.75, -0.5, -0.25, 0.0, 0.25, 0.5, 0.75, 1.0)  # exit = ratio x enter
+REFINE_GAIN = 0.02      # refine while a round gains at least this share of the best train P&L
+MAX_REFINE_ROUNDS = 8
 
 
 def momentum_signal(close: np.ndarray, pip: float | np.ndarray, lookback: int = 15, vol_bars: int = 60) -> np.ndarray:
@@ -75,6 +77,10 @@ class TunedRule:
     enter: float
     exit: float
     train_pips: float
+    enter_quantile: float = 0.0
+    exit_ratio: float = 0.0
+    evaluations: int = 0               # rules played on train while tuning
+    last_refinement_gain: float = 0.0  # what the last refinement round added, as a share of train_pips
 
 
 def common_pips(features: FeatureSet, starts: np.ndarray, evaluation: Evaluation) -> float:
@@ -94,18 +100,40 @@ def weight_by_bar(features: FeatureSet) -> np.ndarray | float:
 
 
 def tune(env: TradingEnv, signal: np.ndarray, train_starts: np.ndarray, name: str) -> TunedRule:
-    """The (enter, exit) pair that earns most on the train sessions given."""
+    """The (enter, exit) pair that earns most on the train sessions given: the grid, then
+    refinement rounds until one gains under REFINE_GAIN (module docstring)."""
     magnitude = np.abs(signal[signal != 0])
-    best: TunedRule | None = None
-    for q in ENTER_QUANTILES:
-        enter = float(np.quantile(magnitude, q))
-        for ratio in EXIT_RATIOS:
-            played = evaluate(env, threshold_policy(signal, env.space, enter, ratio * enter), train_starts)
-            pips = common_pips(env.fs, train_starts, played)
-            if best is None or pips > best.train_pips:
-                best = TunedRule(name, enter, ratio * enter, pips)
-    assert best is not None
-    return best
+    if len(magnitude) == 0:  # nothing to follow: the rule never enters
+        return TunedRule(name, float("inf"), float("inf"), 0.0)
+    scores: dict[tuple[float, float], float] = {}
+
+    def score(q: float, ratio: float) -> float:
+        key = (round(q, 6), round(ratio, 6))
+        if key not in scores:
+            enter = float(np.quantile(magnitude, key[0]))
+            # every train session in one lockstep batch: a rule is cheap, Python's per-step overhead is not
+            played = evaluate(env, threshold_policy(signal, env.space, enter, key[1] * enter), train_starts,
+                              batch=len(train_starts))
+            scores[key] = common_pips(env.fs, train_starts, played)
+        return scores[key]
+
+    qs, rs = list(ENTER_QUANTILES), list(EXIT_RATIOS)
+    best = max(((q, r) for q in qs for r in rs), key=lambda point: score(*point))
+    # the local spacing of the grid around the best point: half of it is the first refinement step
+    dq = min([abs(q - best[0]) for q in qs if q != best[0]]) / 2
+    dr = min([abs(r - best[1]) for r in rs if r != best[1]]) / 2
+    gain = 0.0
+    for _ in range(MAX_REFINE_ROUNDS):
+        before = score(*best)
+        neighbours = [(min(max(best[0] + i * dq, 0.0), 0.999), best[1] + j * dr)
+                      for i in (-1, 0, 1) for j in (-1, 0, 1) if (i, j) != (0, 0)]
+        best = max([best, *neighbours], key=lambda point: score(*point))
+        gain = (score(*best) - before) / abs(before) if before else float(score(*best) > before)
+        if gain < REFINE_GAIN:
+            break
+        dq, dr = dq / 2, dr / 2
+    enter = float(np.quantile(magnitude, round(best[0], 6)))
+    return TunedRule(name, enter, round(best[1], 6) * enter, score(*best), best[0], best[1], len(scores), gain)
 
 
 def play(env: TradingEnv, signal: np.ndarray, rule: TunedRule, starts: np.ndarray) -> Evaluation:
@@ -139,7 +167,7 @@ def reference_on(features, starts: np.ndarray, config: EnvConfig = EnvConfig()) 
     env = TradingEnv(features, replace(config, episode_bars=features.session_config.length_bars))
     train = disjoint_train_sessions(features)
     # the signals in the common unit, so one threshold means as much on every instrument
-    momentum = momentum_signal(features.bars.close, env.pip_by_bar) * weight_by_bar(features)
+    momentum = momentum_signal(env.mid, env.pip_by_bar) * weight_by_bar(features)
     momentum_pips = common_pips(features, starts, play(env, momentum, tune(env, momentum, train, "momentum"), starts))
     oracle_pips = None
     if features.expected_drift is not None:

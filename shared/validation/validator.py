@@ -136,11 +136,10 @@ def validate(candidate: Candidate, features: FeatureSet, config: ValidationConfi
     mc = None
     if len(trades):
         # in the first instrument's pips (the common unit), sized at its price
-        first = starts[portfolio.owner == 0]
+        price = float(np.mean(features.bars.close[starts[portfolio.owner == 0]]))
         calendar_year = max(c.days_per_year for c in portfolio.calendars)
-        mc = monte_carlo(trades, runs=config.mc_runs, seed=config.seed,
-                         pip_size=get_instrument(portfolio.names[0]).pip_size,
-                         price=float(np.mean(features.bars.close[first])),
+        mc = monte_carlo(trades, runs=config.mc_runs, seed=config.seed,  # a unit's worth in price: a pip, or a bp
+                         pip_size=get_instrument(portfolio.names[0]).price_distance(1.0, price), price=price,
                          trades_per_year=len(trades) / portfolio.days_traded() * calendar_year)
     equity = np.concatenate([[0.0], np.cumsum(trades)]).tolist()
     return ValidationReport(

@@ -132,7 +132,7 @@ def candidate_payload(model: MuZeroNetworks, config: TrainingConfig, sources: di
     }
 
 
-MARKET_SPEC_KEYS = ("pip_size", "calendar", "spread_pips", "quote_currency")
+MARKET_SPEC_KEYS = ("pip_size", "calendar", "spread_pips", "quote_currency", "unit")
 
 
 def instrument_spec(name: str) -> dict:
@@ -146,7 +146,7 @@ def trained_instruments(candidate: Candidate) -> tuple[str, ...]:
 
 
 def check_market(candidate: Candidate, instrument: str, granularity: str) -> None:
-    """The candidate trades this market: an instrument it was trained on, its pip size and calendar as
+    """The candidate trades this market: an instrument it was trained on, its pip size, calendar and unit as
     this process's instrument table has them (MICRO_INSTRUMENT_TABLE may differ between processes),
     this bar size. A model of several instruments trades any of them."""
     name = candidate.path.name
@@ -155,7 +155,7 @@ def check_market(candidate: Candidate, instrument: str, granularity: str) -> Non
         raise CandidateError("instrument_mismatch", f"{name} trades {', '.join(trades)}, this service {instrument}")
     specs = candidate.payload.get("instrument_specs") or {instrument: candidate.payload.get("instrument_spec") or {}}
     spec, here = specs.get(instrument) or {}, get_instrument(instrument)
-    for key in ("pip_size", "calendar"):  # the spread is a cost setting: another one may be intended
+    for key in ("pip_size", "calendar", "unit"):  # the spread is a cost setting: another one may be intended
         if key in spec and spec[key] != getattr(here, key):
             raise CandidateError("instrument_mismatch", f"{name} was trained with {instrument}'s {key} {spec[key]}, "
                                  f"this service's instrument table says {getattr(here, key)} (MICRO_INSTRUMENT_TABLE)")

@@ -107,7 +107,7 @@ def read_bars(
     report.warnings = health_warnings(bars.ts, bars.close, bars.volume, lambda i: f"{report.row_word} {good_lines[i]}",
                                       step_minutes, dst_allowance, calendar)
     if report.side in ("bid", "ask"):
-        spread = f"{inst.name}'s typical spread ({inst.spread_pips:g} pips)" if inst else "the instrument's typical spread"
+        spread = f"{inst.name}'s typical spread ({inst.spread_pips:g} {inst.unit})" if inst else "the instrument's typical spread"
         report.notes.append(f"{report.side} prices only: the environment models the spread with {spread}, as for mid files")
     return ImportedFile(bars, report)
 
