@@ -328,3 +328,35 @@ def test_a_feature_set_built_in_another_unit_is_refused_until_rebuilt(tmp_path):
         load_feature_set(db, "BTCUSD", "M1")
     build_feature_store(db, "BTCUSD", "M1", session_config=SessionConfig(), progress=False)
     assert load_feature_set(db, "BTCUSD", "M1").instrument == "BTCUSD"
+
+
+def test_live_trades_a_coin_in_basis_points_as_training_counted_them(tmp_path):
+    from shared.live.brokers.paper import PaperBroker
+    from shared.live.journal import Journal
+    from shared.live.trader import LiveTrader, buffer_bars
+    from tests.live_helpers import load, trading_checkpoint
+
+    db, _ = crypto_store(tmp_path, weeks=2)
+    features = load_feature_set(db, "BTCUSD", "M1")
+    model = load(trading_checkpoint(features, tmp_path / "ck", 64))
+    btc = get_instrument("BTCUSD")
+    broker = PaperBroker(tmp_path / "paper.json", spread_pips=btc.spread_pips, pip_size=btc.pip_size, unit="bps")
+    at = int(features.sessions["validation"][0])
+    trader = LiveTrader("BTCUSD", broker, Journal(tmp_path / "journal.duckdb"), model,
+                        features.bars[at - buffer_bars(32):at], simulations=2)
+    trader.reconcile()
+    window, _ = trader.observation()  # the live features are the store's, in bps
+    np.testing.assert_array_equal(window[0], features.features[at - 32:at])
+    # a round trip at the paper broker: bid/ask 2.5 bps either side of the mid, the loss the spread in bps
+    mid = float(features.bars.close[at])
+    broker.mark(mid, int(features.bars.ts[at]))
+    quote = broker.quote("BTCUSD")
+    assert (quote.ask - quote.bid) / mid * 10_000 == pytest.approx(5.0, rel=1e-6)
+    bought = broker.market_order("BTCUSD", 1, "buy-1")
+    assert bought.fill_price == pytest.approx(mid * np.exp(2.5 / 10_000))
+    # the trader adopts the broker's long and counts it in bps of its entry price
+    trader.reconcile()
+    assert trader.position == 1 and trader.entry_price == pytest.approx(bought.fill_price)
+    assert trader.unrealized_pips(mid * 1.01) == pytest.approx(10_000 * np.log(1.01 / np.exp(2.5 / 10_000)))
+    broker.market_order("BTCUSD", -1, "sell-1")
+    assert broker.realized_pips == pytest.approx(-5.0)

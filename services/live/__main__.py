@@ -38,7 +38,8 @@ def build(settings: LiveSettings, log: logging.Logger) -> FastAPI:
     else:
         instrument = get_instrument(settings.instrument)
         spread = instrument.spread_pips if settings.spread_pips is None else settings.spread_pips
-        broker = PaperBroker(settings.live_dir / "paper.json", spread_pips=spread, pip_size=instrument.pip_size)
+        broker = PaperBroker(settings.live_dir / "paper.json", spread_pips=spread, pip_size=instrument.pip_size,
+                             unit=instrument.unit)
     feed = make_feed(settings, api)
     journal = Journal(settings.live_dir / "journal.duckdb")
     log.info("starting", extra={"fields": {"broker": settings.broker, "feed": settings.feed,

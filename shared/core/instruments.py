@@ -48,6 +48,48 @@ class InstrumentTableError(StopError, ValueError):
 
 
 @dataclass(frozen=True)
+class PriceScale:
+    """Prices on an instrument's P&L scale (module docstring): what every price difference counted
+    in the instrument's unit goes through."""
+
+    unit: Unit
+    pip_size: float
+
+    @property
+    def in_bps(self) -> bool:
+        return self.unit == "bps"
+
+    @property
+    def point(self) -> float:
+        """One unit on the scale of `scale_prices`: the pip size, or 1.0 (a basis point of log price)."""
+        return 1.0 if self.in_bps else self.pip_size
+
+    def scale_prices(self, prices):
+        """Prices on the P&L scale: as they are (pips), or 10,000 x ln price (bps)."""
+        import numpy as np
+
+        return np.log(prices) * BPS_PER_LOG_PRICE if self.in_bps else prices
+
+    def unscale_prices(self, scaled):
+        """The inverse of `scale_prices`."""
+        import numpy as np
+
+        return np.exp(np.asarray(scaled, np.float64) / BPS_PER_LOG_PRICE) if self.in_bps else scaled
+
+    def to_pips(self, price_difference: float, price: float | None = None) -> float:
+        """A price difference in the unit (bps: relative to `price`)."""
+        if self.in_bps:
+            if price is None:
+                raise ValueError("a price difference in basis points needs its price")
+            return price_difference / price * BPS_PER_LOG_PRICE
+        return price_difference / self.pip_size
+
+    def price_distance(self, units: float, price: float) -> float:
+        """How far `units` of the unit are in price at `price` (stop distances, spreads)."""
+        return units * price / BPS_PER_LOG_PRICE if self.in_bps else units * self.pip_size
+
+
+@dataclass(frozen=True)
 class Instrument:
     name: str                 # OANDA spelling without the underscore, e.g. GBPJPY
     pip_size: float           # price units per pip (the tick people count in, whatever the unit)
@@ -84,37 +126,26 @@ class Instrument:
         return self.oanda_symbol or f"{self.name[:3]}_{self.name[3:]}"
 
     @property
-    def in_bps(self) -> bool:
-        return self.unit == "bps"
+    def price_scale(self) -> PriceScale:
+        return PriceScale(self.unit, self.pip_size)
 
-    @property
-    def point(self) -> float:
-        """One unit on the scale of `scale_prices`: the pip size, or 1.0 (a basis point of log price)."""
-        return 1.0 if self.in_bps else self.pip_size
+    # the price scale's, on the instrument
+    in_bps = property(lambda self: self.price_scale.in_bps)
+    point = property(lambda self: self.price_scale.point)
 
     def scale_prices(self, prices):
-        """Prices on the instrument's P&L scale: as they are (pips), or 10,000 x ln price (bps)."""
-        import numpy as np
-
-        return np.log(prices) * BPS_PER_LOG_PRICE if self.in_bps else prices
+        return self.price_scale.scale_prices(prices)
 
     def unscale_prices(self, scaled):
-        """The inverse of `scale_prices`."""
-        import numpy as np
-
-        return np.exp(np.asarray(scaled, np.float64) / BPS_PER_LOG_PRICE) if self.in_bps else scaled
+        return self.price_scale.unscale_prices(scaled)
 
     def to_pips(self, price_difference: float, price: float | None = None) -> float:
-        """A price difference in the instrument's unit (bps: relative to `price`)."""
-        if self.in_bps:
-            if price is None:
-                raise ValueError(f"{self.name} counts in basis points: a price difference needs its price")
-            return price_difference / price * BPS_PER_LOG_PRICE
-        return price_difference / self.pip_size
+        if self.in_bps and price is None:
+            raise ValueError(f"{self.name} counts in basis points: a price difference needs its price")
+        return self.price_scale.to_pips(price_difference, price)
 
     def price_distance(self, units: float, price: float) -> float:
-        """How far `units` of the instrument's unit are in price at `price` (stop distances, spreads)."""
-        return units * price / BPS_PER_LOG_PRICE if self.in_bps else units * self.pip_size
+        return self.price_scale.price_distance(units, price)
 
     @property
     def price_level_factor(self) -> float:

@@ -146,4 +146,7 @@ class AccountCurrency:
         """`pips` (x units) of `instrument` in the account currency."""
         inst = get_instrument(instrument)
         rate = self.rate(inst.quote_currency, mid)
-        return None if rate is None else pips * inst.pip_size * rate
+        if rate is None:
+            return None
+        price = mid(inst.name) if inst.in_bps else 0.0  # a basis point is worth its share of the price now
+        return None if price is None else inst.price_distance(pips, price) * rate

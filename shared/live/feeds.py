@@ -87,7 +87,8 @@ class OandaCandleFeed:
             complete.append(candle)
         if complete and "bid" in complete[-1] and "ask" in complete[-1]:
             last = complete[-1]
-            self.last_spread_pips = (float(last["ask"]["c"]) - float(last["bid"]["c"])) / self.instrument.pip_size
+            ask, bid = float(last["ask"]["c"]), float(last["bid"]["c"])
+            self.last_spread_pips = self.instrument.to_pips(ask - bid, (ask + bid) / 2)
         return candles_to_bars(complete) if complete else candles_to_bars([])
 
     def history(self) -> Bars:

@@ -57,10 +57,11 @@ class BrokerPosition:
         for status, units, price in self.journal.position_history():
             if status == "ADOPTED":
                 new = self.position + units
-                self.book.adopt(0, new, price, price if price is not None else 0.0, self.instrument.pip_size)
+                self._adopt_in_book(new, price, price if price is not None else 0.0)
                 self.entry_known = new == 0 or price is not None
             elif units and price is not None:
-                fill(self.book, np.array([units]), np.array([price]), self.instrument.pip_size, np.array([price]))
+                scaled = self.instrument.scale_prices(np.array([price]))
+                fill(self.book, np.array([units]), scaled, self.instrument.point, scaled)
                 self.entry_known = True
             elif units:
                 self.book.units[0] += units
@@ -137,8 +138,15 @@ class BrokerPosition:
                                                  self.position, units - self.position, "ADOPTED",
                                                  "the broker's position"), average_price)
         mark_price = float(self.bars.close[-1]) if len(self.bars) else (average_price or 0.0)
-        self.book.adopt(0, units, average_price, mark_price, self.instrument.pip_size)
+        self._adopt_in_book(units, average_price, mark_price)
         self.entry_known = units == 0 or average_price is not None
+
+    def _adopt_in_book(self, units: int, average_price: float | None, mark_price: float) -> None:
+        """The book holds prices on the instrument's scale (pips: the prices; bps: 10,000 x ln price)."""
+        scale = self.instrument.scale_prices
+        entry = None if average_price is None else float(scale(np.float64(average_price)))
+        self.book.adopt(0, units, entry, float(scale(np.float64(mark_price))) if mark_price else 0.0,
+                        self.instrument.point)
 
     def _client_id(self, ts: int, purpose: str = "decision") -> str:
         return client_order_id(self.version, ts, purpose,
@@ -150,7 +158,9 @@ class BrokerPosition:
 
     @property
     def entry_price(self) -> float | None:
-        return float(self.book.entry_price[0]) if self.position != 0 and self.entry_known else None
+        if self.position == 0 or not self.entry_known:
+            return None
+        return float(self.instrument.unscale_prices(self.book.entry_price[0]))  # the book's is on the P&L scale
 
     def _send(self, client_id: str, units: int, *, reduce_only: bool = False) -> OrderResult:
         try:
@@ -194,8 +204,9 @@ class BrokerPosition:
             self.entry_known = self.position == 0
             return None
         mark_price = float(self.bars.close[-1]) if len(self.bars) else price
-        filled = fill(self.book, np.array([units]), np.array([price]), self.instrument.pip_size,
-                      np.array([mark_price]))
+        scale = self.instrument.scale_prices
+        filled = fill(self.book, np.array([units]), scale(np.array([price])), self.instrument.point,
+                      scale(np.array([mark_price])))
         self.entry_known = True
         return float(filled.realized_pips[0]) if reducing else None
 

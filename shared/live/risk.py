@@ -15,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import pandas as pd
 
 from shared.config import RiskConfig
@@ -49,7 +50,8 @@ class LossCaps(BrokerPosition):
             price = float(self.bars.close[-1]) if len(self.bars) else None
         if self.position == 0 or not self.entry_known or price is None:
             return 0.0
-        return self.position * (price - float(self.book.entry_price[0])) / self.instrument.pip_size
+        scaled = float(self.instrument.scale_prices(np.float64(price)))  # the book's prices are on the P&L scale
+        return self.position * (scaled - float(self.book.entry_price[0])) / self.instrument.point
 
     def daily_pnl_pips(self, now: datetime, price: float | None = None) -> float:
         day = self.calendar.trading_day_start(now)

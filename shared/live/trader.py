@@ -48,7 +48,7 @@ from shared.core.feature_spec import WARMUP_BARS
 from shared.core.instruments import get_instrument
 from shared.data.bars import NS_PER_MINUTE, Bars
 from shared.env.actions import ACTION_SPACES
-from shared.features.micro import temporal_features
+from shared.features.micro import on_instrument_scale, temporal_features
 from shared.features.position import position_features
 from shared.live.brokers import Broker, OrderResult
 from shared.live.journal import DecisionRow, Journal
@@ -203,7 +203,7 @@ class LiveTrader(LossCaps):
         if hasattr(self.broker, "mark"):
             self.broker.mark(float(bar.close[-1]), ts + self.bar_ns, instrument=self.instrument.name)
         if self.position != 0:
-            mark(self.book, np.array([float(bar.close[-1])]), self.instrument.pip_size)
+            mark(self.book, self.instrument.scale_prices(np.array([float(bar.close[-1])])), self.instrument.point)
         if self.staged is not None:
             self.swap_staged()
 
@@ -251,7 +251,7 @@ class LiveTrader(LossCaps):
         return Decision(ts, "HOLD", "skipped", reason, time.perf_counter() - started)
 
     def observation(self) -> tuple[np.ndarray, np.ndarray]:
-        window = temporal_features(self.bars, self.instrument.pip_size)[-self.window_bars:][None]
+        window = temporal_features(*on_instrument_scale(self.bars, self.instrument))[-self.window_bars:][None]
         static = position_features(self.book, self.space.max_units)
         return np.ascontiguousarray(window, np.float32), static
 

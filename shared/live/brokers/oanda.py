@@ -214,12 +214,15 @@ class OandaBroker:
     def _protection(self, spec: Instrument, units: int) -> dict:
         """stopLossOnFill and priceBound for an opening order, as configured."""
         extra: dict = {}
+        # a distance in basis points is one at the price of the moment
+        now = self.quote(spec.name) if self.price_bound_pips is not None or (
+            spec.in_bps and self.stop_loss_pips is not None) else None
+        price = (now.bid + now.ask) / 2 if now is not None else 0.0
         if self.stop_loss_pips is not None:
-            extra["stopLossOnFill"] = {"distance": _price_text(self.stop_loss_pips * spec.pip_size, spec),
+            extra["stopLossOnFill"] = {"distance": _price_text(spec.price_distance(self.stop_loss_pips, price), spec),
                                        "timeInForce": "GTC"}
         if self.price_bound_pips is not None:
-            now = self.quote(spec.name)
-            away = self.price_bound_pips * spec.pip_size
+            away = spec.price_distance(self.price_bound_pips, price)
             bound = now.ask + away if units > 0 else now.bid - away
             extra["priceBound"] = _price_text(bound, spec)
         return extra

@@ -26,7 +26,7 @@ from typing import Mapping
 import numpy as np
 
 from shared.core.accounting import Book, fill
-from shared.core.instruments import get_instrument
+from shared.core.instruments import PriceScale, get_instrument
 from shared.live.account import AccountCurrency
 from shared.live.brokers.base import BrokerSnapshot, OrderResult, OrderStatus, Quote, TemporaryBrokerError
 from shared.volume.checkpoints import atomic_write_json
@@ -36,8 +36,8 @@ ONE = ""  # the one instrument's key, whatever name its orders carry
 
 @dataclass(frozen=True)
 class PaperMarket:
-    spread_pips: float
-    pip_size: float
+    spread_pips: float  # in the scale's unit (pips, or basis points)
+    scale: PriceScale
 
 
 def _flat_position() -> dict:
@@ -47,10 +47,10 @@ def _flat_position() -> dict:
 class PaperBroker:
     name = "paper"
 
-    def __init__(self, state_path: Path, *, spread_pips: float, pip_size: float,
+    def __init__(self, state_path: Path, *, spread_pips: float, pip_size: float, unit: str = "pips",
                  markets: Mapping[str, PaperMarket] | None = None, currency: AccountCurrency | None = None) -> None:
         self.path = Path(state_path)
-        self.markets = dict(markets) if markets else {ONE: PaperMarket(spread_pips, pip_size)}
+        self.markets = dict(markets) if markets else {ONE: PaperMarket(spread_pips, PriceScale(unit, pip_size))}
         self.currency = currency
         self.marks: dict[str, tuple[float, int]] = {}  # instrument -> (mid, when, UTC ns)
         if self.path.exists():
@@ -72,7 +72,7 @@ class PaperBroker:
         markets = {}
         for name, spread in instruments.items():
             inst = get_instrument(name)
-            markets[inst.name] = PaperMarket(inst.spread_pips if spread is None else spread, inst.pip_size)
+            markets[inst.name] = PaperMarket(inst.spread_pips if spread is None else spread, inst.price_scale)
         currency = None if account_currency is None else \
             AccountCurrency(account_currency, tuple(markets), fixed_rates=fixed_rates)
         return cls(state_path, spread_pips=0.0, pip_size=1.0, markets=markets, currency=currency)
@@ -111,7 +111,8 @@ class PaperBroker:
         if key not in self.marks:
             raise TemporaryBrokerError("the paper broker has no price yet")
         mid, time_ns = self.marks[key]
-        half = self.markets[key].spread_pips / 2 * self.markets[key].pip_size
+        market = self.markets[key]
+        half = market.scale.price_distance(market.spread_pips / 2, mid)
         return Quote(mid - half, mid + half, time_ns)
 
     def snapshot(self, instrument: str) -> BrokerSnapshot:
@@ -149,12 +150,16 @@ class PaperBroker:
                 atomic_write_json(self.path, s)
                 return result
             units = max(-abs(held), min(abs(held), units))  # at most what closes the position
-        half_spread = market.spread_pips / 2
-        price = mid + (1 if units > 0 else -1) * half_spread * market.pip_size
+        # on the instrument's P&L scale (pips: the prices; bps: 10,000 x ln price), so the book counts its unit
+        scale, half_spread = market.scale, market.spread_pips / 2
+        scaled = float(scale.scale_prices(np.float64(mid))) + (1 if units > 0 else -1) * half_spread * scale.point
+        price = float(scale.unscale_prices(scaled))
         book = Book.flat(1)  # the instrument's position, through the one accounting
         book.units[0], book.realized_pips[0] = int(position["units"]), float(position["realized_pips"])
-        book.entry_price[0] = position["average_price"] or 0.0
-        filled = fill(book, np.array([units]), np.array([price]), market.pip_size, np.array([mid]), half_spread)
+        average = position["average_price"]
+        book.entry_price[0] = float(scale.scale_prices(np.float64(average))) if average else 0.0
+        filled = fill(book, np.array([units]), np.array([scaled]), scale.point,
+                      scale.scale_prices(np.array([mid])), half_spread)
         value = 0.0
         if self.currency is not None and filled.realized_pips[0]:
             # converted now, at the marks of this moment: what the account books as the trade closes
@@ -162,7 +167,7 @@ class PaperBroker:
             if value is None:  # before anything is booked: nothing half-done
                 raise TemporaryBrokerError(f"no price yet for converting {key}'s P&L into {self.currency.currency}")
         position["units"] = int(book.units[0])
-        position["average_price"] = float(book.entry_price[0]) if position["units"] else None
+        position["average_price"] = float(scale.unscale_prices(book.entry_price[0])) if position["units"] else None
         position["realized_pips"] = float(book.realized_pips[0])
         if value:
             position["realized_account"] = float(position.get("realized_account", 0.0)) + value
