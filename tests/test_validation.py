@@ -400,3 +400,18 @@ def test_a_hand_promotion_still_checks_the_file(features, tmp_path, capsys):
     atomic_write_json(tmp_path / "training" / "ckpt-ep00000096.ready", {**signal.to_dict(), "sha256": "0" * 64})
     assert promotion_main(["--root", str(tmp_path), "promote", str(tmp_path / "training" / "ckpt-ep00000096.pt")]) == 2
     assert "sha_mismatch" in capsys.readouterr().err
+
+
+def test_baselines_are_tuned_in_a_process_of_their_own_that_answers_raises_and_stops():
+    import math
+
+    from services.validation.service import in_own_process
+
+    stop = threading.Event()
+    assert in_own_process(math.sqrt, 16.0, stop=stop) == 4.0
+    with pytest.raises(ValueError, match="math domain error"):
+        in_own_process(math.sqrt, -1.0, stop=stop)
+    threading.Timer(1.0, stop.set).start()
+    started = time.monotonic()
+    assert in_own_process(time.sleep, 60, stop=stop) is None  # the service stops: the tuning does not hold it
+    assert time.monotonic() - started < 15

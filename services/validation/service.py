@@ -19,7 +19,7 @@ from shared.features.store import FeatureSet
 from shared.model import select_device
 from shared.service.app import Heartbeat, service_app
 from shared.service.watch import VolumeWatcher
-from shared.validation.baselines import Reference, reference_on
+from shared.validation.baselines import Reference, reference_for_store, reference_on
 from shared.validation.gate import gate
 from shared.validation.report import plain, write_plot, write_result
 from shared.validation.validator import ValidationTimeout, validate
@@ -66,6 +66,7 @@ class ValidationService:
         self.last_result: dict | None = None
         self.champion_test: dict | None = None
         self.reference: Reference | None = None
+        self.baselines_status = "not tuned"
         self.stop = threading.Event()
         self.finish_decided_promotion()
         sync_best_metrics(self.root)  # a copy of CURRENT's metrics; repaired if a kill left it behind
@@ -84,23 +85,32 @@ class ValidationService:
                 found.append((int(match.group(1)), signal))
         return sorted(found, reverse=True)
 
-    def tune_reference(self) -> None:
+    def tune_reference(self, in_a_process: bool = False) -> None:
         """The oracle (synthetic markets) and momentum baselines on the validation sessions,
-        tuned on the train split once: every report says what fraction of them it earned."""
-        self.status = "tuning_baselines"
+        tuned on the train split once: every report from then on says what fraction of them it
+        earned. The service runs it beside the loop, in a process of its own (a fine grid takes
+        a while, and in a thread it would hold the GIL the loop needs): candidates are validated
+        meanwhile, their reports without the fractions."""
+        self.baselines_status = "tuning"
         starts = self.features.require_sessions("validation")
         starts = starts[: self.config.max_sessions] if self.config.max_sessions else starts
         try:
-            self.reference = reference_on(self.features, starts)
+            if in_a_process:
+                self.reference = in_own_process(reference_for_store, self.settings.db_path, self.features.instrument_names,
+                                                self.features.granularity, self.config.max_sessions, stop=self.stop)
+                if self.reference is None:  # stopped first
+                    return
+            else:
+                self.reference = reference_on(self.features, starts)
         except Exception as error:  # noqa: BLE001 - a report, not a decision: validation goes on without it
             log.warning("baselines not available: %s", error)
+            self.baselines_status = f"not available: {error}"[:200]
             return
+        self.baselines_status = "tuned"
         log.info("baselines on the validation sessions", extra={"fields": {
             "oracle_pips": self.reference.oracle_pips, "momentum_pips": self.reference.momentum_pips}})
 
     def loop(self) -> None:
-        if self.reference is None:
-            self.tune_reference()
         watcher = VolumeWatcher(self.training, (".ready",), polling=self.settings.polling).start()
         log.info("watching %s (%s observer, rescan every %.0fs)", self.training, watcher.kind, self.settings.rescan_seconds)
         try:
@@ -251,6 +261,7 @@ class ValidationService:
         return {"service": "validation", "status": self.status, "queue": self.queue, "current": self.current,
                 "last_result": self.last_result, "champion": current.__dict__ if current else None,
                 "champion_test_split": self.champion_test,
+                "baselines": self.baselines_status,
                 "baselines_on_validation": ({"oracle_pips": self.reference.oracle_pips,
                                              "momentum_pips": self.reference.momentum_pips} if self.reference else None),
                 "validation_sessions": int(len(self.features.sessions.get("validation", []))),
@@ -260,7 +271,45 @@ class ValidationService:
                 "config": self.settings.effective()}
 
 
+def in_own_process(function, *args, stop: threading.Event):
+    """function(*args) in a fresh (spawned, daemonic: it dies with the service) process; its
+    result, or its exception raised here; None once `stop` is set (the process is ended)."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    receive, send = context.Pipe(duplex=False)
+    process = context.Process(target=_call_and_send, args=(send, function, args), daemon=True,
+                              name=f"validation-{function.__name__}")
+    process.start()
+    send.close()
+    try:
+        while not receive.poll(0.5):
+            if stop.is_set():
+                process.terminate()
+                process.join(5)
+                return None
+            if not process.is_alive() and not receive.poll(0):
+                break  # it died without an answer: recv says so
+        ok, value = receive.recv()
+    except EOFError:
+        raise RuntimeError(f"{function.__name__} died in its process (exit {process.join(5) or process.exitcode})") from None
+    finally:
+        receive.close()
+    process.join(5)
+    if not ok:
+        raise value
+    return value
+
+
+def _call_and_send(send, function, args) -> None:
+    try:
+        send.send((True, function(*args)))
+    except Exception as error:  # noqa: BLE001 - handed to the caller
+        send.send((False, error))
+
+
 def build_app(service: ValidationService) -> FastAPI:
-    return service_app("validation", threads=[service.loop, lambda: service.heartbeat.watchdog(service.stop)],
+    return service_app("validation", threads=[service.loop, lambda: service.tune_reference(in_a_process=True),
+                                              lambda: service.heartbeat.watchdog(service.stop)],
                        stop=service.stop, health=service.health, ready=service.ready,
                        registry=service.metrics.registry, status=service.status_page)

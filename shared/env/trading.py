@@ -105,8 +105,18 @@ class TradingEnv:
         self.pip, self.spread_pips, self.weight = self._pips[owner], self._spreads_pips[owner], self._weights[owner]
         self.k = 0
         self.book = Book.flat(len(starts))
-        self.stats = [EpisodeStats(actions=np.zeros(self.num_actions, dtype=np.int64)) for _ in range(len(starts))]
+        # what each episode did, in arrays (a Python loop over episodes per step was most of a cheap policy's time)
+        self._action_counts = np.zeros((len(starts), self.num_actions), dtype=np.int64)
+        self._position_changes = np.zeros(len(starts), dtype=np.int64)
+        self._pnl_pips = np.zeros(len(starts), dtype=np.float64)
+        self._trades_pips: list[list[float]] = [[] for _ in range(len(starts))]
         return self.observe()
+
+    @property
+    def stats(self) -> list[EpisodeStats]:
+        """What each episode of the batch did so far."""
+        return [EpisodeStats(list(self._trades_pips[e]), self._action_counts[e].copy(), float(self._pnl_pips[e]),
+                             int(self._position_changes[e])) for e in range(len(self._pnl_pips))]
 
     @property
     def position(self) -> np.ndarray:
@@ -140,9 +150,8 @@ class TradingEnv:
         before = self.position
         after = self.space.next_position(before, actions)
         delta = after.astype(np.int64) - before
-        for e, a in enumerate(actions):
-            self.stats[e].actions[a] += 1
-            self.stats[e].position_changes += int(delta[e] != 0)
+        np.add.at(self._action_counts, (np.arange(len(actions)), actions), 1)
+        self._position_changes += delta != 0
         last = self.k == self.steps_per_episode - 1
         equity_before = self.book.equity_pips()  # at mid[bar]
 
@@ -160,9 +169,8 @@ class TradingEnv:
         reward = reward * self.weight  # the set's common unit (x 1.0 for one instrument)
         for result in closed:
             for e in np.flatnonzero(~np.isnan(result.closed_trade_pips)):
-                self.stats[e].trades_pips.append(float(result.closed_trade_pips[e]))
-        for e in range(len(actions)):
-            self.stats[e].pnl_pips += float(pnl[e])
+                self._trades_pips[e].append(float(result.closed_trade_pips[e]))
+        self._pnl_pips += pnl
         outcome = self.fs.outcomes[bar + 1]
         self.k += 1
         return StepResult(reward=reward.astype(np.float32), pnl_pips=pnl, outcome=outcome, done=last)

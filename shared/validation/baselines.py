@@ -174,3 +174,13 @@ def reference_on(features, starts: np.ndarray, config: EnvConfig = EnvConfig()) 
         drift = features.expected_drift * weight_by_bar(features)
         oracle_pips = common_pips(features, starts, play(env, drift, tune(env, drift, train, "oracle"), starts))
     return Reference(momentum_pips=float(momentum_pips), oracle_pips=None if oracle_pips is None else float(oracle_pips))
+
+
+def reference_for_store(db_path, instruments: tuple[str, ...], granularity: str, max_sessions: int = 0) -> Reference:
+    """`reference_on` the store's validation sessions (the first `max_sessions`; 0: all), from the
+    store alone: what the validation service runs in a process of its own."""
+    from shared.features.portfolio import load_market
+
+    features = load_market(db_path, instruments, granularity)
+    starts = features.require_sessions("validation")
+    return reference_on(features, starts[:max_sessions] if max_sessions else starts)
