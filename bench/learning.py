@@ -1,7 +1,8 @@
 """Does the agent learn the planted edge? Measured on a test split nothing selects on.
 
 python -m bench.learning [--episodes N] [--validate-every K] [--seed S] [--quick] [--walk-forward W]
-                         [--instrument X] [--granularity G] [--weeks W]
+                         [--instrument X] [--granularity G] [--weeks W] [--edge E]
+                         [--market-seeds A,B,C --seeds X,Y]
 
 The default market (`micro data demo`: 12 weeks, edge 0.3, GBPJPY
 4-pip spread) and the default networks and training settings of the service.
@@ -19,6 +20,17 @@ so is its raw network (no search). Baselines on the same test sessions, through
 the same environment and costs (`shared/validation/baselines.py`, thresholds tuned on the
 train split only): the oracle (the generator's expected drift) and momentum
 (past prices only).
+
+--edge sets the planted edge (default the demo's 0.3); `--edge 0` is a null market, nothing to
+find: then what counts is that nothing that trades is promoted (`promoted_trading`, over
+`validated`), or a champion that loses no more than its costs on test.
+
+--market-seeds / --seeds run the grid: one run per (market seed, training seed), each from
+scratch on the demo market drawn with that generator seed; a JSON line per run, then
+{"bench": "learning_grid", "runs", "fraction_of_oracle_mean", "fraction_of_oracle_std",
+"fraction_of_oracle_min", "search_ahead_runs", "minutes_to_0.9_oracle_median", ...}.
+`minutes_to_0.9_oracle` is the wall time from the start of training until a promoted champion
+takes 0.9 of the tuned oracle's P&L on the validation sessions (None: never).
 
 Last line is JSON: {"bench": "learning", "episodes", "wall_seconds",
 "agent_test_pips", "oracle_test_pips", "momentum_test_pips", "raw_test_pips",
@@ -71,6 +83,7 @@ from shared.core.instruments import get_instrument
 from shared.data.store import BarStore
 from shared.data.synthetic import generate_market, synthetic_market_for
 from shared.env import ACTION_SPACES, TradingEnv
+from shared.features.micro import on_instrument_scale
 from shared.features.position import NUM_POSITION
 from shared.features.sessions import split_sessions, valid_session_starts
 from shared.features.store import FeatureSet, build_feature_store, load_feature_set
@@ -82,7 +95,7 @@ from shared.training.trainer import Trainer
 from shared.validation.baselines import disjoint_train_sessions, momentum_signal, play, tune
 from shared.validation.evaluation import evaluate, raw_network_policy, search_policy
 from shared.validation.gate import gate
-from shared.validation.statistics import paired_sign_flip_p
+from shared.validation.statistics import paired_sign_flip_p, probability_of_backtest_overfitting
 from shared.validation.validator import validate
 from shared.volume.candidates import Candidate, load_candidate
 
@@ -137,10 +150,12 @@ def on_test(champion: Candidate | None, env: TradingEnv, test: np.ndarray, featu
 
 
 def train_and_select(args, features: FeatureSet, config: TrainingConfig, root: Path, started: float,
-                     tag: str = "") -> tuple[dict, int, int, Candidate | None]:
+                     tag: str = "", oracle_validation_pips: float | None = None
+                     ) -> tuple[dict, int, int, Candidate | None, dict]:
     """Train from scratch for args.episodes; validate the newest candidate every
     args.validate_every episodes on the validation split and keep each selection
-    rule's champion. Returns (champions by rule, episodes, validated, last candidate)."""
+    rule's champion. Returns (champions by rule, episodes, validated, last candidate, record:
+    what the grid and the null market report)."""
     checkpoints = root / f"checkpoints-{tag}" if tag else root / "checkpoints"
     trainer = Trainer(features, checkpoints, config)
     validation = ValidationConfig(simulations=2 if args.quick else DEMO_VALIDATION_SIMULATIONS,
@@ -152,6 +167,8 @@ def train_and_select(args, features: FeatureSet, config: TrainingConfig, root: P
     gates = {name: GateConfig(**{**base.__dict__, "selection": name}) for name in SELECTIONS}
     champions: dict[str, tuple[Candidate, dict] | None] = {name: None for name in SELECTIONS}
     validated, next_validation, last_candidate = 0, args.validate_every, None
+    record = {"minutes_to_0.9_oracle": None, "promotions": 0, "promoted_trading": 0, "session_pnl": []}
+    training_started = time.monotonic()
     while trainer.episode < args.episodes:
         report = trainer.run_iteration()
         if trainer.episode < next_validation or report.checkpoint is None:
@@ -162,24 +179,32 @@ def train_and_select(args, features: FeatureSet, config: TrainingConfig, root: P
         validated += 1
         last_candidate = candidate
         promoted = []
+        record["session_pnl"].append(result.session_pnl)
         for name, gate_config in gates.items():
             held = champions[name]
             if not gate(result, held[1] if held else None, gate_config):
                 # the champion record as the service keeps it: stats and session P&L
                 champions[name] = (candidate, {**result.stats.to_dict(), "session_pnl": result.session_pnl})
                 promoted.append(name)
+        if DEFAULT_SELECTION in promoted:
+            record["promotions"] += 1
+            record["promoted_trading"] += int(result.stats.trades > 0)
+            if (record["minutes_to_0.9_oracle"] is None and oracle_validation_pips is not None
+                    and oracle_validation_pips > 0 and result.stats.total_pips >= 0.9 * oracle_validation_pips):
+                record["minutes_to_0.9_oracle"] = round((time.monotonic() - training_started) / 60, 2)
         log(f"episode {trainer.episode}: validation {result.stats.total_pips:+.0f} pips in {result.stats.trades} "
             f"trades, quality {result.stats.quality:.2f}, deflated Sharpe {result.deflated_sharpe}: promoted by "
             f"{promoted or 'neither rule'} ({time.monotonic() - started:.0f}s)")
     trainer.close()
-    return champions, trainer.episode, validated, last_candidate
+    return champions, trainer.episode, validated, last_candidate, record
 
 
 def window_features(features: FeatureSet, windows: int, window: int) -> FeatureSet:
     """The feature set with walk-forward window `window` of `windows` as its split."""
     cfg = replace(features.session_config, walk_forward_windows=windows, walk_forward_window=window)
-    bars, instrument = features.bars, get_instrument(features.instrument)
-    valid = valid_session_starts(bars.ts, bars.high, bars.low, instrument.pip_size, cfg,
+    instrument = get_instrument(features.instrument)
+    bars, point = on_instrument_scale(features.bars, instrument)
+    valid = valid_session_starts(bars.ts, bars.high, bars.low, point, cfg,
                                  check_granularity(features.granularity), calendar_named(instrument.calendar))
     return replace(features, sessions=split_sessions(bars.ts, valid, cfg))
 
@@ -216,6 +241,126 @@ def walk_forward(args, features: FeatureSet, drift: np.ndarray, config: Training
             "fraction_of_oracle": round(sum(r["agent_pips"] for r in rows) / oracle_total, 3) if oracle_total > 0 else None}
 
 
+def run_once(args, market_seed: int, seed: int) -> dict:
+    """One training from scratch on the demo market drawn with `market_seed`; its JSON record."""
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="learning-") as tmp:
+        root = Path(tmp)
+        db = root / "market.duckdb"
+        granularity = parse_granularity(args.granularity)
+        market = synthetic_market_for(args.instrument, weeks=args.weeks, seed=market_seed,
+                                      edge_strength=args.edge, granularity=granularity)
+        bars, drift = generate_market(market)
+        with BarStore(db) as store:
+            store.upsert(market.instrument, granularity, bars)
+        build_feature_store(db, market.instrument, granularity, session_config=session_config_for(
+            granularity, SessionConfig()), progress=False)
+        features = load_feature_set(db, market.instrument, granularity)
+        if not np.array_equal(features.bars.ts, bars.ts):
+            raise SystemExit("the feature store's bars are not the generated ones")
+        test = features.require_sessions("test")
+        validation = features.require_sessions("validation")
+        train = disjoint_train_sessions(features)  # each train bar once
+        if args.quick:
+            test, train, validation = test[:6], train[:24], validation[:4]
+        env = TradingEnv(features, EnvConfig(episode_bars=features.session_config.length_bars))
+
+        log(f"market seed {market_seed}, training seed {seed}: tuning the oracle and momentum rules on the train split ...")
+        momentum = momentum_signal(env.mid, env.pip_by_bar)
+        baselines = {}
+        for name, signal in (("oracle", drift), ("momentum", momentum)):
+            rule = tune(env, signal, train, name)
+            baselines[name] = (rule, play(env, signal, rule, test), play(env, signal, rule, validation))
+            log(f"  {name}: enter {rule.enter:.2f} exit {rule.exit:.2f} pips (quantile {rule.enter_quantile:.3f}, "
+                f"exit ratio {rule.exit_ratio:.3f}, {rule.evaluations} rules tried, last refinement "
+                f"+{rule.last_refinement_gain:.2%}), train {rule.train_pips:+.0f}, "
+                f"test {baselines[name][1].total_pips:+.0f} pips")
+
+        config = TrainingConfig(seed=seed)  # the service's defaults: 64 episodes, 5 simulations
+        levers = {}
+        if args.td_steps is not None:
+            levers["td_steps"] = args.td_steps
+            config = replace(config, replay=replace(config.replay, td_steps=args.td_steps))
+        if args.epsilon is not None:
+            levers["epsilon"] = args.epsilon
+            config = replace(config, exploration=replace(config.exploration, epsilon=args.epsilon))
+        search_levers = {"root_selection": args.root_selection, "simulations": args.simulations}
+        search_levers = {k: v for k, v in search_levers.items() if v is not None}
+        if search_levers:
+            levers.update(search_levers)
+            config = replace(config, search=replace(config.search, **search_levers))
+        oracle_validation = baselines["oracle"][2].total_pips
+        if args.walk_forward:
+            walk = walk_forward(args, features, drift, config, root, test, started)
+            champions, episodes, validated, last_candidate, record = walk["last"]
+        else:
+            champions, episodes, validated, last_candidate, record = train_and_select(
+                args, features, config, root, started, oracle_validation_pips=oracle_validation)
+            walk = None
+
+        oracle, momentum_eval = baselines["oracle"][1], baselines["momentum"][1]
+        ablation = {}
+        for name in SELECTIONS:
+            held = champions[name]
+            ablation[name] = on_test(held[0] if held else None, env, test, features, drift, args.quick)
+            log(f"{name} champion on the test split: {ablation[name]}")
+        chosen = ablation[DEFAULT_SELECTION]
+        agent_pips = chosen["agent_test_pips"]
+        candidates_pnl = [pnl for pnl in record["session_pnl"] if len(pnl) == len(record["session_pnl"][0])]
+        spread = env.spread_pips if np.isscalar(env.spread_pips) else get_instrument(market.instrument).spread_pips
+        out = {"bench": "learning", "instrument": market.instrument, "granularity": granularity, "weeks": args.weeks,
+               "market_seed": market_seed, "seed": seed, "edge": args.edge,
+               "episodes": episodes, "validated": validated,
+               "selection": DEFAULT_SELECTION, "levers": levers, "wall_seconds": round(time.monotonic() - started, 1),
+               **chosen,
+               "oracle_test_pips": round(oracle.total_pips, 1), "oracle_test_trades": len(oracle.trades_pips),
+               "oracle_validation_pips": round(oracle_validation, 1),
+               "momentum_test_pips": round(momentum_eval.total_pips, 1),
+               "fraction_of_oracle": round(agent_pips / oracle.total_pips, 3) if oracle.total_pips > 0 else None,
+               "fraction_of_momentum": round(agent_pips / momentum_eval.total_pips, 3)
+               if momentum_eval.total_pips > 0 else None,
+               "minutes_to_0.9_oracle": record["minutes_to_0.9_oracle"],
+               "promotions": record["promotions"], "promoted_trading": record["promoted_trading"],
+               # a champion on a market with nothing to find may lose its costs, not more
+               "champion_test_costs_pips": round(chosen["agent_test_trades"] * float(spread), 1),
+               "pbo": probability_of_backtest_overfitting(np.asarray(candidates_pnl), blocks=8)
+               if len(candidates_pnl) >= 2 else None,
+               "test_sessions": len(test),
+               # whether the networks see the edge even when no candidate trades well enough to be promoted
+               "last_candidate_value_drift_corr": round(value_drift_corr(
+                   last_candidate, features, drift,
+                   np.concatenate([np.arange(s, s + env.steps_per_episode) for s in test])[:: 1 if args.quick else 4]
+               ), 3) if last_candidate is not None else None,
+               "ablation": {name: {**a, "fraction_of_oracle": round(a["agent_test_pips"] / oracle.total_pips, 3)
+                                   if oracle.total_pips > 0 else None} for name, a in ablation.items()}}
+        if walk is not None:
+            out["walk_forward"] = walk["windows"]
+            out["walk_forward_fraction_of_oracle"] = walk["fraction_of_oracle"]
+    return out
+
+
+def grid_summary(runs: list[dict]) -> dict:
+    """Mean, spread and worst of the grid's runs, as research stacks publish several seeds."""
+    fractions = [r["fraction_of_oracle"] for r in runs if r["fraction_of_oracle"] is not None]
+    minutes = [r["minutes_to_0.9_oracle"] for r in runs if r["minutes_to_0.9_oracle"] is not None]
+    return {"bench": "learning_grid", "runs": len(runs),
+            "market_seeds": sorted({r["market_seed"] for r in runs}), "seeds": sorted({r["seed"] for r in runs}),
+            "fraction_of_oracle_mean": round(float(np.mean(fractions)), 3) if fractions else None,
+            "fraction_of_oracle_std": round(float(np.std(fractions, ddof=1)), 3) if len(fractions) > 1 else None,
+            "fraction_of_oracle_min": round(float(np.min(fractions)), 3) if fractions else None,
+            "search_ahead_runs": sum(r["agent_test_pips"] > r["raw_test_pips"] and r["search_vs_raw_p"] < 0.05
+                                     for r in runs),
+            "minutes_to_0.9_oracle_median": round(float(np.median(minutes)), 2) if minutes else None,
+            "runs_reaching_0.9_oracle": len(minutes),
+            "promoted_trading": sum(r["promoted_trading"] for r in runs), "validated": sum(r["validated"] for r in runs),
+            "champions_losing_more_than_costs": sum(r["agent_test_pips"] < -r["champion_test_costs_pips"] for r in runs),
+            "wall_seconds": round(sum(r["wall_seconds"] for r in runs), 1)}
+
+
+def _seeds(text: str | None, default: int) -> list[int]:
+    return [int(x) for x in text.split(",") if x.strip()] if text else [default]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--episodes", type=int, default=20_000, help="training budget")
@@ -230,89 +375,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--instrument", default=DEMO_MARKET.instrument, help="the demo market carried to this instrument")
     parser.add_argument("--granularity", default="M1", help="the bar size of the market (M1, M5, H1, ...)")
     parser.add_argument("--weeks", type=int, default=DEMO_MARKET.weeks, help="weeks of market generated")
+    parser.add_argument("--edge", type=float, default=DEMO_MARKET.edge_strength, help="planted edge (0: a null market)")
     parser.add_argument("--walk-forward", type=int, default=0, metavar="W",
                         help="W walk-forward windows, one training each (0: the plain split)")
+    parser.add_argument("--market-seeds", default=None, metavar="A,B,C", help="the grid's market draws (generator seeds)")
+    parser.add_argument("--seeds", default=None, metavar="X,Y", help="the grid's training seeds")
     args = parser.parse_args(argv)
     if args.quick:
         args.episodes, args.validate_every = min(args.episodes, 128), 64
-    started = time.monotonic()
     tune_process()
-    with tempfile.TemporaryDirectory(prefix="learning-") as tmp:
-        root = Path(tmp)
-        db = root / "market.duckdb"
-        granularity = parse_granularity(args.granularity)
-        market = synthetic_market_for(args.instrument, weeks=args.weeks, seed=DEMO_MARKET.seed,
-                                      edge_strength=DEMO_MARKET.edge_strength, granularity=granularity)
-        bars, drift = generate_market(market)
-        with BarStore(db) as store:
-            store.upsert(market.instrument, granularity, bars)
-        build_feature_store(db, market.instrument, granularity, session_config=session_config_for(
-            granularity, SessionConfig()), progress=False)
-        features = load_feature_set(db, market.instrument, granularity)
-        if not np.array_equal(features.bars.ts, bars.ts):
-            raise SystemExit("the feature store's bars are not the generated ones")
-        test = features.require_sessions("test")
-        train = disjoint_train_sessions(features)  # each train bar once
-        if args.quick:
-            test, train = test[:6], train[:24]
-        env = TradingEnv(features, EnvConfig(episode_bars=features.session_config.length_bars))
-
-        log("tuning the oracle and momentum rules on the train split ...")
-        momentum = momentum_signal(env.mid, env.pip_by_bar)
-        baselines = {}
-        for name, signal in (("oracle", drift), ("momentum", momentum)):
-            rule = tune(env, signal, train, name)
-            baselines[name] = (rule, play(env, signal, rule, test))
-            log(f"  {name}: enter {rule.enter:.2f} exit {rule.exit:.2f} pips, train {rule.train_pips:+.0f}, "
-                f"test {baselines[name][1].total_pips:+.0f} pips")
-
-        config = TrainingConfig(seed=args.seed)  # the service's defaults: 64 episodes, 5 simulations
-        levers = {}
-        if args.td_steps is not None:
-            levers["td_steps"] = args.td_steps
-            config = replace(config, replay=replace(config.replay, td_steps=args.td_steps))
-        if args.epsilon is not None:
-            levers["epsilon"] = args.epsilon
-            config = replace(config, exploration=replace(config.exploration, epsilon=args.epsilon))
-        search_levers = {"root_selection": args.root_selection, "simulations": args.simulations}
-        search_levers = {k: v for k, v in search_levers.items() if v is not None}
-        if search_levers:
-            levers.update(search_levers)
-            config = replace(config, search=replace(config.search, **search_levers))
-        if args.walk_forward:
-            walk = walk_forward(args, features, drift, config, root, test, started)
-            champions, episodes, validated, last_candidate = walk["last"]
-        else:
-            champions, episodes, validated, last_candidate = train_and_select(args, features, config, root, started)
-            walk = None
-
-        oracle, momentum_eval = baselines["oracle"][1], baselines["momentum"][1]
-        ablation = {}
-        for name in SELECTIONS:
-            held = champions[name]
-            ablation[name] = on_test(held[0] if held else None, env, test, features, drift, args.quick)
-            log(f"{name} champion on the test split: {ablation[name]}")
-        chosen = ablation[DEFAULT_SELECTION]
-        agent_pips = chosen["agent_test_pips"]
-        out = {"bench": "learning", "instrument": market.instrument, "granularity": granularity, "weeks": args.weeks,
-               "episodes": episodes, "validated": validated,
-               "selection": DEFAULT_SELECTION, "levers": levers, "wall_seconds": round(time.monotonic() - started, 1),
-               **chosen,
-               "oracle_test_pips": round(oracle.total_pips, 1), "oracle_test_trades": len(oracle.trades_pips),
-               "momentum_test_pips": round(momentum_eval.total_pips, 1),
-               "fraction_of_oracle": round(agent_pips / oracle.total_pips, 3) if oracle.total_pips > 0 else None,
-               "test_sessions": len(test),
-               # whether the networks see the edge even when no candidate trades well enough to be promoted
-               "last_candidate_value_drift_corr": round(value_drift_corr(
-                   last_candidate, features, drift,
-                   np.concatenate([np.arange(s, s + env.steps_per_episode) for s in test])[:: 1 if args.quick else 4]
-               ), 3) if last_candidate is not None else None,
-               "ablation": {name: {**a, "fraction_of_oracle": round(a["agent_test_pips"] / oracle.total_pips, 3)
-                                   if oracle.total_pips > 0 else None} for name, a in ablation.items()}}
-        if walk is not None:
-            out["walk_forward"] = walk["windows"]
-            out["walk_forward_fraction_of_oracle"] = walk["fraction_of_oracle"]
-    print(json.dumps(out))
+    grid = args.market_seeds is not None or args.seeds is not None
+    runs = []
+    for market_seed in _seeds(args.market_seeds, DEMO_MARKET.seed):
+        for seed in _seeds(args.seeds, args.seed):
+            runs.append(run_once(args, market_seed, seed))
+            print(json.dumps(runs[-1]), flush=True)
+    if grid:
+        print(json.dumps(grid_summary(runs)), flush=True)
     return 0
 
 

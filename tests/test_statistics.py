@@ -123,3 +123,26 @@ def test_deflated_sharpe():
     assert deflated_sharpe(r, 1) > deflated_sharpe(r, 10) > deflated_sharpe(r, 100)
     assert deflated_sharpe(rng.normal(30.0, 5.0, 60), 100) > 0.99  # real skill survives many trials
     assert deflated_sharpe(np.array([1.0, 1.0, 1.0]), 5) is None
+
+
+def test_pbo_by_cscv_against_the_definition():
+    from shared.validation.statistics import probability_of_backtest_overfitting as pbo
+
+    rng = np.random.default_rng(0)
+    noise = rng.normal(0, 10, (6, 40))
+    # one candidate better in every session: chosen in-sample, best out-of-sample every time
+    assert pbo(noise + np.where(np.arange(6)[:, None] == 2, 100.0, 0.0), blocks=8) == 0.0
+    # in-sample winners that are the out-of-sample losers: each candidate is great on one half, awful on the other
+    halves = np.where(np.arange(40) < 20, 1.0, -1.0)
+    flip = np.stack([halves * 10, -halves * 10, np.zeros(40)])
+    assert pbo(flip, blocks=2) == 1.0
+    # by hand, 2 blocks of 1 session, 3 candidates: in-sample [1, 0, 5] chooses #2, out [3, 2, 1] ranks it 1 of 3:
+    # w = 1/4, logit < 0; the other way in-sample [3, 2, 1] chooses #0, out [1, 0, 5] ranks it 2: w = 1/2, logit 0
+    assert pbo(np.array([[1.0, 3.0], [0.0, 2.0], [5.0, 1.0]]), blocks=2) == 1.0
+    assert pbo(np.array([[1.0, 3.0], [0.0, 2.0], [5.0, 6.0]]), blocks=2) == 0.0
+    # skill-less candidates: about half the splits overfit
+    draws = [pbo(rng.normal(0, 1, (20, 64)), blocks=8) for _ in range(30)]
+    assert 0.35 < float(np.mean(draws)) < 0.65
+    assert pbo(noise[:1], blocks=8) is None and pbo(noise[:, :5], blocks=8) is None
+    with pytest.raises(ValueError, match="even"):
+        pbo(noise, blocks=3)

@@ -267,3 +267,35 @@ def paired_sign_flip_p(a: np.ndarray, b: np.ndarray, *, rounds: int = 20_000, se
     signs = np.random.default_rng(seed).choice([-1.0, 1.0], size=(rounds, len(diff)))
     null = (signs * diff).mean(axis=1)
     return float((np.sum(null >= observed) + 1) / (rounds + 1))
+
+
+def probability_of_backtest_overfitting(session_pnl: np.ndarray, blocks: int = 8) -> float | None:
+    """PBO by combinatorially symmetric cross-validation (Bailey, Borwein, Lopez de Prado and Zhu
+    2017) over `session_pnl` [candidates, sessions] (the same sessions, in time order, for every
+    candidate). The sessions are cut into `blocks` (even) consecutive blocks; for each of the
+    C(blocks, blocks/2) ways to take half of them as in-sample, the candidate with the best mean
+    session P&L in-sample is ranked out-of-sample among all (average ranks for ties, 1 = worst);
+    with w = rank / (N + 1), PBO is the share of splits where logit(w) <= 0, i.e. where the
+    in-sample choice is at or below the out-of-sample median. None with under two candidates or
+    fewer sessions than blocks."""
+    from itertools import combinations
+
+    pnl = np.asarray(session_pnl, dtype=np.float64)
+    if pnl.ndim != 2 or blocks < 2 or blocks % 2:
+        raise ValueError("session_pnl is [candidates, sessions] and blocks an even number >= 2")
+    candidates, sessions = pnl.shape
+    if candidates < 2 or sessions < blocks:
+        return None
+    parts = np.array_split(np.arange(sessions), blocks)
+    overfit = total = 0
+    for chosen in combinations(range(blocks), blocks // 2):
+        inside = np.concatenate([parts[b] for b in chosen])
+        outside = np.concatenate([parts[b] for b in range(blocks) if b not in chosen])
+        best = int(np.argmax(pnl[:, inside].mean(axis=1)))
+        out_of_sample = pnl[:, outside].mean(axis=1)
+        below, equal = np.sum(out_of_sample < out_of_sample[best]), np.sum(out_of_sample == out_of_sample[best])
+        rank = below + (equal + 1) / 2  # 1 = the worst; ties share their average rank
+        w = rank / (candidates + 1)
+        overfit += int(np.log(w / (1 - w)) <= 0)
+        total += 1
+    return overfit / total
