@@ -295,15 +295,23 @@ def test_a_restart_decides_no_instruments_bar_twice_and_none_is_lost(pair_data, 
     assert journal.frame().client_id.is_unique
 
 
-def test_rows_of_a_one_instrument_run_belong_to_the_first_instrument(tmp_path):
+def test_rows_that_name_no_instrument_are_claimed_by_one_instrument_and_refused_by_several(tmp_path):
+    from shared.live.journal import JournalOwnershipError
+
     journal = Journal(tmp_path / "journal.duckdb")
     ts = pd.Timestamp("2024-01-08 10:00")
     journal.record(DecisionRow(client_order_id("v1", ts.value), ts, "v1", None, None, None, "BUY", 0, 1, "decided"))
-    first, second = journal.scope("EURUSD", legacy=True), journal.scope("BTCUSD")
-    assert first.last_bar_ts() == ts and len(first.unfinished()) == 1
-    assert second.last_bar_ts() is None and second.unfinished() == []
+    # an older one-instrument run's rows: whose they are is unknown to a service of several
+    with pytest.raises(JournalOwnershipError, match="start once with that instrument alone"):
+        journal.views(PAIR)
+    eurusd = journal.views(("EURUSD",))["EURUSD"]  # one instrument claims them
+    assert eurusd.last_bar_ts() == ts and len(eurusd.unfinished()) == 1
+    views = journal.views(PAIR)  # now every row names its instrument
+    assert views["EURUSD"].last_bar_ts() == ts and views["BTCUSD"].last_bar_ts() is None
+    assert views["BTCUSD"].unfinished() == []
+    # and a later one-instrument service of another instrument never books EURUSD's rows
+    assert journal.views(("BTCUSD",))["BTCUSD"].unfinished() == []
     # the one-instrument client id is what it always was; several instruments name theirs
-    assert client_order_id("v1", ts.value) == client_order_id("v1", ts.value)
     assert len({client_order_id("v1", ts.value, instrument=name) for name in PAIR} | {client_order_id("v1", ts.value)}) == 3
 
 
@@ -314,7 +322,7 @@ def test_a_bar_times_rows_are_written_together_and_an_orders_row_before_it_leave
         return journal.con.execute("SELECT count(*) FROM decisions").fetchall()[0][0]
 
     ts = pd.Timestamp("2024-01-08 10:00")
-    eur, btc = journal.scope("EURUSD", legacy=True), journal.scope("BTCUSD")
+    eur, btc = journal.scope("EURUSD"), journal.scope("BTCUSD")
     with journal.one_write():
         eur.record(DecisionRow("mm-d-1", ts, "v1", None, None, None, "HOLD", 0, 0, "no_order"))
         btc.record(DecisionRow("mm-d-2", ts, "v1", None, None, None, "HOLD", 0, 0, "skipped", "warming_up"))

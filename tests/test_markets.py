@@ -69,7 +69,7 @@ def test_the_instrument_table_is_data_and_a_user_file_extends_it(tmp_path):
     assert {"EURUSD", "GBPJPY", "XAUUSD", "BTCUSD", "ETHUSDT"} <= set(INSTRUMENTS)
     assert get_instrument("BTC/USD").calendar == "crypto" and get_instrument("EUR_USD").calendar == "fx"
     table = tmp_path / "mine.toml"
-    table.write_text('[SOLUSD]\npip_size = 0.01\nspread_pips = 10.0\nprice_decimals = 3\ntypical_price = 150.0\n'
+    table.write_text('[SOLUSD]\npip_size = 0.01\nspread_bps = 10.0\nprice_decimals = 3\ntypical_price = 150.0\n'
                      'quote_currency = "USD"\ncalendar = "crypto"\nkind = "crypto"\n'
                      '[EURUSD]\npip_size = 0.0001\nspread_pips = 0.6\nprice_decimals = 5\ntypical_price = 1.1\n')
     instruments = load_instruments(table)
@@ -262,6 +262,12 @@ def test_a_candidate_names_its_market_and_another_table_or_bar_size_is_refused(t
     monkeypatch.setitem(instruments.INSTRUMENTS, "BTCUSD", replace(btc, pip_size=10.0))
     with pytest.raises(CandidateError, match="pip_size 1.0, this service's instrument table says 10.0"):
         check_market(candidate, "BTCUSD", "M1")
+    # a model saved before units was trained in pips: not a coin's bps
+    monkeypatch.setitem(instruments.INSTRUMENTS, "BTCUSD", btc)
+    old = replace(candidate, payload={**candidate.payload, "instrument_spec": {
+        k: v for k, v in candidate.payload["instrument_spec"].items() if k != "unit"}, "instrument_specs": None})
+    with pytest.raises(CandidateError, match="unit pips, this service's instrument table says bps"):
+        check_market(old, "BTCUSD", "M1")
     # or counts BTC in pips: its rewards and statistics would be in another unit
     monkeypatch.setitem(instruments.INSTRUMENTS, "BTCUSD", replace(btc, unit="pips"))
     with pytest.raises(CandidateError, match="unit bps, this service's instrument table says pips"):
@@ -287,7 +293,8 @@ def test_each_kind_counts_in_its_unit_and_a_table_spells_a_bps_spread_in_bps(tmp
     assert load_instruments(table)["SOLUSD"].spread_pips == 8.0
     for body, message in (('spread_pips = 1\nspread_bps = 8', "one spread"),
                           ('spread_bps = 8\nunit = "pips"', "spread_bps for an instrument counted in pips"),
-                          ('spread_pips = 1\nunit = "points"', "unit must be one of pips, bps")):
+                          ('spread_pips = 1\nunit = "points"', "unit must be one of pips, bps"),
+                          ('spread_pips = 20\nkind = "crypto"', "counted in basis points: give its spread as spread_bps")):
         table.write_text(f"[SOLUSD]\npip_size = 0.01\nprice_decimals = 2\n{body}\n")
         with pytest.raises(InstrumentTableError, match=message):
             load_instruments(table)

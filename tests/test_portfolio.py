@@ -62,6 +62,7 @@ def test_every_session_stays_inside_its_own_instruments_bars(market):
         assert np.array_equal(market.instrument_of(starts - window + 1), owner), split
         assert np.array_equal(market.instrument_of(starts + length - 1), owner), split
         assert set(owner.tolist()) == {0, 1}, f"{split} has sessions of both instruments"
+        assert (np.diff(market.bars.ts[starts]) >= 0).all(), f"{split}: the portfolio's sessions run through time"
 
 
 def test_pip_weights_put_each_instruments_typical_move_in_the_first_instruments_pips(store, market):
@@ -77,7 +78,8 @@ def test_an_episode_is_played_in_its_instruments_pips_and_rewarded_in_the_common
     alone, combined = TradingEnv(btcusd), TradingEnv(market)
     start = btcusd.sessions["train"][:3]
     alone.reset(start)
-    combined.reset(np.concatenate([start + offset, market.sessions["train"][:1]]))  # + one GBPJPY episode
+    train = market.sessions["train"]
+    combined.reset(np.concatenate([start + offset, train[market.instrument_of(train) == 0][:1]]))  # + one GBPJPY
     assert combined.pip.tolist() == [1.0, 1.0, 1.0, 0.01]
     assert combined.spread_pips.tolist()[-2:] == [get_instrument("BTCUSD").spread_pips,
                                                   get_instrument("GBPJPY").spread_pips]

@@ -27,7 +27,7 @@ from shared.live.account import AccountCurrency, currency_legs
 from shared.live.brokers import Broker, OperationalBrokerError, TemporaryBrokerError, UnsupportedAccountError
 from shared.live.desk import LiveDesk
 from shared.live.feeds import DeskFeed
-from shared.live.journal import Journal
+from shared.live.journal import Journal, JournalOwnershipError
 from shared.live.trader import Decision, LiveTrader, model_version
 from shared.service.app import Heartbeat, service_app
 from shared.service.watch import VolumeWatcher
@@ -162,7 +162,12 @@ class LiveService:
                 self.stop.wait(s.model_wait_seconds)
         if candidate is None:
             return
-        self.start_trader(candidate)
+        try:
+            self.start_trader(candidate)
+        except JournalOwnershipError as error:  # no restart can fix it: a person decides whose rows they are
+            log.error("refusing to start: %s", error)
+            self.journal_event("journal_refused", {"reason": str(error)})
+            os._exit(ACCOUNT_REFUSED_EXIT_CODE)
         self.status = "checking_account"
         if not self._wait_until(self.check_account):  # a hedging account is refused before anything is traded
             return
@@ -205,8 +210,8 @@ class LiveService:
         bars = self.feed.next_bars()
         return [{self.instruments[0]: bars[i : i + 1]} for i in range(len(bars))]
 
-    def _journal_of(self, index: int, name: str) -> Journal:
-        return self.journal.scope(name, legacy=index == 0) if self.several else self.journal
+    def _journal_of(self, name: str) -> Journal:
+        return self.journal.views(self.instruments)[name]
 
     def start_trader(self, candidate: Candidate) -> LiveTrader:
         """Build the desk on exactly the bars before each instrument's next decision: its feed
@@ -214,9 +219,9 @@ class LiveService:
         settled by the first reconciliation, before any decision. Returns the first trader."""
         s = self.settings
         histories = {}
-        for i, name in enumerate(self.instruments):
+        for name in self.instruments:
             with self.lock:
-                last = self._journal_of(i, name).last_bar_ts()
+                last = self._journal_of(name).last_bar_ts()
             if isinstance(self.feed, DeskFeed):
                 if last is not None:
                     self.feed.skip_to_after(name, last.value)

@@ -200,7 +200,7 @@ def demo_markets(instruments: tuple[str, ...] = ()) -> list[SyntheticMarketConfi
     if not instruments:
         return [DEMO_MARKET]
     return [DEMO_MARKET if name == DEMO_MARKET.instrument else
-            synthetic_market_for(name, weeks=DEMO_MARKET.weeks, seed=DEMO_MARKET.seed + i,
+            synthetic_market_for(name, weeks=DEMO_MARKET.weeks, seed=DEMO_MARKET.seed + 1 + i,
                                  edge_strength=DEMO_MARKET.edge_strength)
             for i, name in enumerate(instruments)]
 

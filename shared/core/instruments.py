@@ -179,6 +179,10 @@ def read_table(path: Path, base: dict[str, Instrument] | None = None) -> dict[st
                                        f"known: {', '.join(sorted(_FIELDS))}")
         key = _key(name)
         entry = dict(entry)
+        if "spread_pips" in entry and "unit" not in entry and DEFAULT_UNITS.get(entry.get("kind", "fx")) == "bps":
+            # a crypto or equity spread once given in pips of the pip size would now be read as bps: say so
+            raise InstrumentTableError(f"{path}: [{name}] is a {entry['kind']} instrument, counted in basis points: "
+                                       "give its spread as spread_bps (or unit = \"pips\" to count it in pips)")
         if "spread_bps" in entry:  # a bps instrument's spread, spelt in its unit
             if "spread_pips" in entry:
                 raise InstrumentTableError(f"{path}: [{name}] gives spread_pips and spread_bps: one spread")

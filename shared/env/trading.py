@@ -100,8 +100,11 @@ class TradingEnv:
             raise ValueError(f"a session start leaves no room for the {self.window_bars}-bar feature window "
                              f"(network.window_bars) or the {self.config.episode_bars}-bar episode: "
                              "DATA_SESSIONS__WARMUP_BARS must be at least the window")
-        self.starts = starts
         owner = self.fs.instrument_of(starts)  # [E] each episode's instrument: its pip, spread and weight
+        if not np.array_equal(self.fs.instrument_of(starts - self.window_bars + 1), owner):
+            raise ValueError("a session's feature window reaches into another instrument's bars: "
+                             "DATA_SESSIONS__WARMUP_BARS must be at least the window")
+        self.starts = starts
         self.pip, self.spread_pips, self.weight = self._pips[owner], self._spreads_pips[owner], self._weights[owner]
         self.k = 0
         self.book = Book.flat(len(starts))

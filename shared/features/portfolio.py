@@ -69,7 +69,8 @@ def combine_feature_sets(sets: list[FeatureSet]) -> FeatureSet:
                     for f in ("ts", "open", "high", "low", "close", "volume"))),
         features=np.concatenate([s.features for s in sets]),
         outcomes=np.concatenate([s.outcomes for s in sets]),
-        sessions={split: np.concatenate([s.sessions[split] + offset for s, offset in zip(sets, offsets)])
+        sessions={split: _in_time_order(np.concatenate([s.sessions[split] + offset for s, offset in zip(sets, offsets)]),
+                                        np.concatenate([s.bars.ts for s in sets]))
                   for split in first.sessions},
         session_config=first.session_config,
         # the oracle's drift in each instrument's pips, where every instrument has one
@@ -78,6 +79,13 @@ def combine_feature_sets(sets: list[FeatureSet]) -> FeatureSet:
         bar_instrument=np.repeat(np.arange(len(sets)), [len(s.bars) for s in sets]),
         pip_weights=tuple(moves[0] / move for move in moves),
     )
+
+
+def _in_time_order(starts: np.ndarray, ts: np.ndarray) -> np.ndarray:
+    """Sessions of every instrument by start time (each instrument's own order kept): a portfolio's
+    equity, drawdown and a session cap (VALIDATION_MAX_SESSIONS) then run through time, not one
+    instrument after another."""
+    return starts[np.argsort(ts[starts], kind="stable")]
 
 
 def load_market(db_path: str | Path, instruments: tuple[str, ...] | list[str], granularity: str = "M1") -> FeatureSet:

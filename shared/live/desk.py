@@ -104,15 +104,16 @@ class LiveDesk:
               spreads: Mapping[str, float | None] | None = None, granularity: str = "M1",
               on_order: Callable[[OrderResult], None] = lambda order: None,
               clock: Callable[[], float] = time.monotonic, currency: AccountCurrency | None = None) -> "LiveDesk":
-        """A trader per instrument of `histories` (in order; the first owns journal rows of
-        one-instrument runs), all on one search of `candidate`."""
+        """A trader per instrument of `histories` (in order), all on one search of `candidate`; raises
+        JournalOwnershipError where the journal's rows cannot be told apart (Journal.views)."""
         names = list(histories)
         several = len(names) > 1
         search = shared_search(candidate, len(names), simulations)
+        views = journal.views(names)  # each instrument reads and writes its own rows
         traders = {}
-        for i, name in enumerate(names):
+        for name in names:
             traders[name] = LiveTrader(
-                name, broker, journal.scope(name, legacy=i == 0) if several else journal, candidate, histories[name],
+                name, broker, views[name], candidate, histories[name],
                 simulations=simulations, risk=risk, control_dir=control_dir, spread_pips=(spreads or {}).get(name),
                 granularity=granularity, on_order=on_order, clock=clock, search=search, ids_name_instrument=several)
         return cls(traders, search, risk=risk, currency=currency)

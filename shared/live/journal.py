@@ -15,12 +15,12 @@ held something else (a hand close, a margin closeout), an `ADOPTED` row with
 the difference. Replayed in order through the one accounting they give the
 broker's position and entry, so a restart agrees with the broker.
 
-Several instruments in one service share one journal: every row names its
-instrument, and each trader reads through its own view (`scope`), so its
-position, its unfinished orders and the last bar it decided are its own. Rows
-from a one-instrument run have no instrument: they belong to the view opened
-with `legacy=True` (the service's first instrument). A one-instrument service
-reads the whole journal, as it always did.
+Every row names its instrument, and each trader reads through its own view
+(`views`, `scope`), so its position, its unfinished orders and the last bar it
+decided are its own, whichever instruments the service trades now or traded
+before with the same journal. Rows from a one-instrument run before rows had
+instruments name none: a one-instrument start claims them; several
+instruments refuse to start on them (`JournalOwnershipError`).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from typing import Iterator
 import duckdb
 import pandas as pd
 
+from shared.core.errors import StopError
 from shared.live.brokers import OrderResult
 
 SCHEMA = [
@@ -58,7 +59,8 @@ SCHEMA = [
         updated_at TIMESTAMP NOT NULL)""",
     # what the broker filled (a partial fill is fewer than order_units); journals from before have none
     "ALTER TABLE decisions ADD COLUMN IF NOT EXISTS filled_units INTEGER",
-    # several instruments in one journal; rows of one-instrument runs have none (NULL)
+    # several instruments in one journal; rows of one-instrument runs from before have none (NULL) until
+    # a one-instrument start claims them (Journal.views)
     "ALTER TABLE decisions ADD COLUMN IF NOT EXISTS instrument VARCHAR",
     # realised P&L in the account currency, converted at the fill (NULL where no rate was known)
     "ALTER TABLE decisions ADD COLUMN IF NOT EXISTS realized_account DOUBLE",
@@ -85,6 +87,10 @@ class DecisionRow:
     reason: str | None = None
 
 
+class JournalOwnershipError(StopError, RuntimeError):
+    """A journal whose rows cannot be told apart by instrument for the instruments asked."""
+
+
 class _Pending:
     """Rows of one bar time not yet written (shared by a journal and its views); None: write at once."""
     rows: list[list] | None = None
@@ -94,6 +100,7 @@ class Journal:
     def __init__(self, path: Path) -> None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
         self.con = duckdb.connect(str(path))
         for ddl in SCHEMA:
             self.con.execute(ddl)
@@ -126,12 +133,28 @@ class Journal:
         marks = ", ".join(["(" + ", ".join(["?"] * len(rows[0])) + ")"] * len(rows))
         self.con.execute(f"INSERT INTO decisions ({COLUMNS}) VALUES {marks}", [v for row in rows for v in row])
 
-    def scope(self, instrument: str, *, legacy: bool = False) -> "Journal":
-        """A view of one instrument's rows on the same connection; `legacy`: rows without an
-        instrument (written by a one-instrument run) are this instrument's."""
+    def views(self, instruments: list[str] | tuple[str, ...]) -> dict[str, "Journal"]:
+        """Each instrument's view, every row written from here on naming its instrument. Rows that
+        name none were written by a one-instrument run before rows had instruments: one
+        instrument claims them (they were its own); several refuse to start on them, since which
+        instrument wrote them is unknown (booking another's fills would mis-state a position and
+        its loss cap)."""
+        unnamed = self.con.execute("SELECT count(*) FROM decisions WHERE instrument IS NULL").fetchall()[0][0]
+        if unnamed and len(instruments) > 1:
+            raise JournalOwnershipError(
+                f"the journal holds {unnamed} decisions of a one-instrument run that do not name their instrument: "
+                f"start once with that instrument alone (LIVE_INSTRUMENT=...) so that it claims them, or move "
+                f"{self.path.name} away, before trading {', '.join(instruments)} together")
+        if unnamed:
+            for table in ("decisions", "events"):
+                self.con.execute(f"UPDATE {table} SET instrument = ? WHERE instrument IS NULL", [instruments[0]])
+        return {name: self.scope(name) for name in instruments}
+
+    def scope(self, instrument: str) -> "Journal":
+        """A view of one instrument's rows on the same connection (what `views` hands out)."""
         view = object.__new__(Journal)
-        view.con, view.instrument, view._pending = self.con, instrument, self._pending
-        view._where, view._params = "(instrument = ? OR (instrument IS NULL AND ?))", [instrument, legacy]
+        view.con, view.path, view.instrument, view._pending = self.con, self.path, instrument, self._pending
+        view._where, view._params = "instrument = ?", [instrument]
         return view
 
     def _scalar(self, select: str, where: str = "TRUE", params: list | None = None):

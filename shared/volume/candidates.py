@@ -155,6 +155,8 @@ def check_market(candidate: Candidate, instrument: str, granularity: str) -> Non
         raise CandidateError("instrument_mismatch", f"{name} trades {', '.join(trades)}, this service {instrument}")
     specs = candidate.payload.get("instrument_specs") or {instrument: candidate.payload.get("instrument_spec") or {}}
     spec, here = specs.get(instrument) or {}, get_instrument(instrument)
+    if spec and "unit" not in spec:  # saved before units: everything was in pips
+        spec = {**spec, "unit": "pips"}
     for key in ("pip_size", "calendar", "unit"):  # the spread is a cost setting: another one may be intended
         if key in spec and spec[key] != getattr(here, key):
             raise CandidateError("instrument_mismatch", f"{name} was trained with {instrument}'s {key} {spec[key]}, "
