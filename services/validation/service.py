@@ -272,8 +272,9 @@ class ValidationService:
 
 
 def in_own_process(function, *args, stop: threading.Event):
-    """function(*args) in a fresh (spawned, daemonic: it dies with the service) process; its
-    result, or its exception raised here; None once `stop` is set (the process is ended)."""
+    """function(*args) in a fresh (spawned, daemonic: it dies with the service) process at a lower
+    priority; its result, or its exception raised here; None once `stop` is set (the process is
+    ended)."""
     import multiprocessing
 
     context = multiprocessing.get_context("spawn")
@@ -302,6 +303,10 @@ def in_own_process(function, *args, stop: threading.Event):
 
 
 def _call_and_send(send, function, args) -> None:
+    try:
+        os.nice(5)  # a report's work: the validation it runs beside comes first
+    except OSError:
+        pass
     try:
         send.send((True, function(*args)))
     except Exception as error:  # noqa: BLE001 - handed to the caller
