@@ -92,8 +92,3 @@ def load_market(db_path: str | Path, instruments: tuple[str, ...] | list[str], g
     """The feature set training and validation work on: one instrument's, or several combined."""
     return combine_feature_sets([load_feature_set(db_path, name, granularity) for name in instruments])
 
-
-def split_by_instrument(features: FeatureSet, starts: np.ndarray) -> dict[str, np.ndarray]:
-    """{instrument: a boolean mask over `starts`}: which sessions are whose."""
-    owner = features.instrument_of(starts)
-    return {name: owner == i for i, name in enumerate(features.instrument_names)}
