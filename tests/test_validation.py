@@ -415,3 +415,41 @@ def test_baselines_are_tuned_in_a_process_of_their_own_that_answers_raises_and_s
     started = time.monotonic()
     assert in_own_process(time.sleep, 60, stop=stop) is None  # the service stops: the tuning does not hold it
     assert time.monotonic() - started < 15
+
+
+def test_the_report_carries_the_pbo_over_the_candidates_judged_on_the_same_sessions(features, tmp_path):
+    """The probability of backtest overfitting (CSCV) over every judged candidate's session P&L:
+    in each result file, the gauge and /status; only candidates of the same sessions enter it,
+    across a restart too."""
+    from services.validation.service import PBO_BLOCKS
+    from shared.validation.statistics import probability_of_backtest_overfitting
+
+    settings = ValidationSettings(checkpoint_dir=tmp_path)
+    config = ValidationConfig(simulations=2, mc_runs=50, max_sessions=8, timeout_seconds=120)
+    assert len(features.sessions["validation"]) >= 8
+    for episode in (64, 128):
+        write_candidate(features, tmp_path, episode)
+    service = ValidationService(settings, features, config)
+    service.handle(64, tmp_path / "training" / "ckpt-ep00000064.ready")
+    assert result(tmp_path, 64)["pbo"] is None  # one candidate: nothing to choose among
+    service.records.db.close()
+
+    service = ValidationService(settings, features, config)  # a restart keeps what was judged
+    # a candidate judged on other sessions (another data set) never enters the matrix
+    service.records.write({"episode": 1, "result": "failed_gate", "reason": "x", "seconds": 0.0,
+                           "report": {"session_pnl": [5.0] * 8}}, None, sessions_key="other")
+    service.handle(128, tmp_path / "training" / "ckpt-ep00000128.ready")
+    outcome = result(tmp_path, 128)
+    pnl = [result(tmp_path, e)["report"]["session_pnl"] for e in (64, 128)]
+    assert outcome["pbo"] == probability_of_backtest_overfitting(np.asarray(pnl), blocks=PBO_BLOCKS)
+    assert 0.0 <= outcome["pbo"] <= 1.0
+    assert service.metrics.pbo._value.get() == outcome["pbo"]
+    assert service.status_page()["last_result"]["pbo"] == outcome["pbo"]
+    # the formula over a matrix a person can check: one candidate ahead on every session is never overfit
+    rng = np.random.default_rng(3)
+    for episode in range(2, 7):
+        service.records.write({"episode": episode, "result": "failed_gate", "reason": "x", "seconds": 0.0,
+                               "report": {"session_pnl": rng.normal(0, 1, 8).tolist()}}, None,
+                              sessions_key=service.sessions_key)
+    assert service.pbo_with([100.0] * 8) == 0.0
+    assert len(service.records.judged_session_pnl(service.sessions_key, 100)) == 7

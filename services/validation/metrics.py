@@ -21,6 +21,9 @@ class ValidationMetrics:
                                         "The last candidate's validation P&L over the oracle baseline's", registry=r)
         self.fraction_of_momentum = Gauge("micro_validation_fraction_of_momentum",
                                           "The last candidate's validation P&L over the momentum baseline's", registry=r)
+        self.pbo = Gauge("micro_validation_pbo_ratio",
+                         "Probability of backtest overfitting (CSCV) over the judged candidates' session P&L",
+                         registry=r)
         self.queue_depth = Gauge("micro_validation_queue_depth", "Candidates waiting", registry=r)
         self.progress = Gauge("micro_validation_progress_ratio", "Progress of the current validation", registry=r)
         self.last = Gauge("micro_validation_last", "Key statistics of the last validated candidate", ["stat"], registry=r)

@@ -1,11 +1,13 @@
 """What validation keeps of every candidate: its result file (results/epN.json), a row in
-validation/validations.duckdb, and the Prometheus figures of the last result."""
+validation/validations.duckdb (with its session P&L, for the probability of backtest
+overfitting across candidates), and the Prometheus figures of the last result."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import duckdb
+import numpy as np
 
 from services.validation.metrics import ValidationMetrics
 from shared.validation.report import write_result
@@ -28,13 +30,25 @@ class ValidationRecords:
                    trade_ratio DOUBLE, quality DOUBLE, mc_p5_final_pips DOUBLE, car25 DOUBLE, safe_f DOUBLE,
                    search_beats_raw BOOLEAN)"""
         )
+        # added after the first release: an older database gains the columns, its rows stay NULL
+        self.db.execute("ALTER TABLE validations ADD COLUMN IF NOT EXISTS sessions_key VARCHAR")
+        self.db.execute("ALTER TABLE validations ADD COLUMN IF NOT EXISTS session_pnl DOUBLE[]")
 
     def judged(self) -> int:
         """Candidates the gate has judged (promoted or failed): the trials of the deflated Sharpe."""
         return self.db.execute("SELECT count(*) FROM validations WHERE result IN ('promoted', 'failed_gate')"
                                ).fetchall()[0][0]
 
-    def write(self, payload: dict, stats: dict | None) -> None:
+    def judged_session_pnl(self, sessions_key: str, limit: int) -> np.ndarray:
+        """[candidates, sessions] P&L of the last `limit` judged candidates validated on the
+        sessions named by `sessions_key`, oldest first: the matrix of the PBO."""
+        rows = self.db.execute(
+            "SELECT session_pnl FROM (SELECT recorded_at, session_pnl FROM validations WHERE sessions_key = ? "
+            "AND result IN ('promoted', 'failed_gate') AND session_pnl IS NOT NULL ORDER BY recorded_at DESC "
+            "LIMIT ?) ORDER BY recorded_at", [sessions_key, limit]).fetchall()
+        return np.asarray([row[0] for row in rows], dtype=np.float64)
+
+    def write(self, payload: dict, stats: dict | None, sessions_key: str | None = None) -> None:
         """The result file, a row in validations.duckdb, the metrics; `stats` is TradeStats.to_dict()."""
         episode, result, reason, seconds = payload["episode"], payload["result"], payload["reason"], payload["seconds"]
         write_result(self.results / result_name(episode), payload)
@@ -42,13 +56,15 @@ class ValidationRecords:
         s = stats or report.get("stats")
         mc = report.get("monte_carlo")
         self.db.execute(
-            "INSERT INTO validations VALUES (now()::TIMESTAMP, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO validations VALUES (now()::TIMESTAMP, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+            "?, ?)",
             [episode, result, reason, report.get("sha256"), seconds]
             + [s.get(k) if s else None for k in ("trades", "total_pips", "expectancy_pips", "win_rate", "profit_factor",
                                                  "max_drawdown_pips", "sqn", "sqn_100", "sharpe_daily", "trade_ratio",
                                                  "quality")]
             + [mc["final_pips"]["5"] if mc else None, mc.get("car25") if mc else None, mc.get("safe_f") if mc else None,
-               report.get("search_beats_raw")],
+               report.get("search_beats_raw")]
+            + [sessions_key if report.get("session_pnl") else None, report.get("session_pnl") or None],
         )
         m = self.metrics
         m.validations.labels(result=result).inc()
@@ -59,6 +75,8 @@ class ValidationRecords:
             m.fraction_of_oracle.set(fractions["fraction_of_oracle"])
         if fractions.get("fraction_of_momentum") is not None:
             m.fraction_of_momentum.set(fractions["fraction_of_momentum"])
+        if payload.get("pbo") is not None:
+            m.pbo.set(payload["pbo"])
         if s is not None:
             m.last_expectancy.set(s["expectancy_pips"])
             m.last_win_rate.set(s["win_rate"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import threading
@@ -9,6 +10,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
 from fastapi import FastAPI
 
 from services.validation.config import ValidationSettings
@@ -22,6 +24,7 @@ from shared.service.watch import VolumeWatcher
 from shared.validation.baselines import Reference, reference_for_store, reference_on
 from shared.validation.gate import gate
 from shared.validation.report import plain, write_plot, write_result
+from shared.validation.statistics import probability_of_backtest_overfitting
 from shared.validation.validator import ValidationTimeout, validate
 from shared.volume.candidates import CandidateError, check_market, load_candidate
 from shared.volume.checkpoints import CANDIDATE_RE, ReadySignal, clean_orphans
@@ -38,6 +41,11 @@ from shared.volume.promotion import (
 )
 
 log = logging.getLogger("validation")
+
+# The PBO looks at the last PBO_CANDIDATES judged candidates on the same sessions, cut into
+# PBO_BLOCKS blocks (C(8, 4) = 70 splits: cheap, and each half still holds several sessions).
+PBO_CANDIDATES = 100
+PBO_BLOCKS = 8
 
 
 class _Interrupted(Exception):
@@ -59,6 +67,7 @@ class ValidationService:
         self.device = select_device(settings.device)
         self.metrics = ValidationMetrics()
         self.records = ValidationRecords(self.root / "validation" / "validations.duckdb", self.results, self.metrics)
+        self.sessions_key = sessions_key(features, config)
         self.status = "starting"
         self.heartbeat = Heartbeat(self.metrics.heartbeat, settings.stall_seconds, log)
         self.current: dict | None = None
@@ -233,7 +242,20 @@ class ValidationService:
                    "report": report.to_dict() if report is not None else None}
         if report is not None and self.reference is not None:
             payload["baselines"] = self.reference.fractions(report.stats.total_pips)
+        if report is not None and result in ("promoted", "failed_gate"):
+            payload["pbo"] = self.pbo_with(report.session_pnl)
         return payload
+
+    def pbo_with(self, session_pnl: list[float]) -> float | None:
+        """The probability of backtest overfitting of choosing the best of the candidates judged on
+        these sessions so far, this one included (None: fewer than two, or too few sessions). Near
+        0: the in-sample best stays above the median out of sample; near 0.5 or above: choosing
+        among these candidates is choosing noise."""
+        earlier = self.records.judged_session_pnl(self.sessions_key, PBO_CANDIDATES - 1)
+        if not len(session_pnl) or (len(earlier) and earlier.shape[1] != len(session_pnl)):
+            return None
+        pnl = np.vstack([earlier.reshape(-1, len(session_pnl)), np.asarray(session_pnl, dtype=np.float64)])
+        return probability_of_backtest_overfitting(pnl, blocks=PBO_BLOCKS)
 
     def record(self, episode: int, result: str, reason: str, report, seconds: float = 0.0) -> None:
         payload = self.result_payload(episode, result, reason, report, seconds)
@@ -241,7 +263,7 @@ class ValidationService:
 
     def write_record(self, payload: dict, stats: dict | None) -> None:
         """The result file, a row in validations.duckdb, the metrics; `stats` is TradeStats.to_dict()."""
-        self.records.write(payload, stats)
+        self.records.write(payload, stats, self.sessions_key)
         self.last_result = {k: v for k, v in payload.items() if k != "report"}
         self.current = None
         log.info("candidate", extra={"fields": {"episode": payload["episode"], "result": payload["result"],
@@ -269,6 +291,16 @@ class ValidationService:
                 "pip_weights": list(self.features.pip_weights) or [1.0],
                 "simulations": self.config.simulations, "mc_runs": self.config.mc_runs,
                 "config": self.settings.effective()}
+
+
+def sessions_key(features: FeatureSet, config: ValidationConfig) -> str:
+    """Names the validation sessions (their first bars' times and the instruments): only candidates
+    judged on the same sessions enter one PBO, across restarts too."""
+    starts = features.sessions.get("validation", np.zeros(0, dtype=np.int64))
+    starts = starts[: config.max_sessions] if config.max_sessions else starts
+    digest = hashlib.sha256(np.asarray(features.bars.ts)[starts].tobytes())
+    digest.update(",".join(features.instrument_names).encode())
+    return digest.hexdigest()[:16]
 
 
 def in_own_process(function, *args, stop: threading.Event):
