@@ -6,6 +6,7 @@
   micro validate CHECKPOINT        one validation report for one file, without the service
   micro status | promote | rollback   the promoted model, by hand (a hand promotion bypasses only the gate)
   micro export coreml ...          the networks as Core ML packages
+  micro explain DECISION_ID        replay one live decision bit for bit (same action, same visit counts?)
   micro bench NAME | all           a benchmark under bench/ (each prints a final JSON line)
   micro config show [SERVICE]      the settings in effect and where each came from
   micro config schema              the JSON schema of the TOML file (MICRO_CONFIG)
@@ -145,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
                        ("rollback", "point CURRENT at a model in promoted/")):
         verbs.add_parser(verb, help=text, add_help=False)
     verbs.add_parser("export", help="the networks as Core ML packages (micro export --help)", add_help=False)
+    verbs.add_parser("explain", help="replay one live decision bit for bit (micro explain --help)", add_help=False)
     bench = verbs.add_parser("bench", help="run a benchmark, or all of them")
     bench.add_argument("name", choices=(*BENCHMARKS, "all"))
     bench.add_argument("rest", nargs=argparse.REMAINDER, help="passed to the benchmark")
@@ -161,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
 # verbs whose own command line takes the rest of the arguments as it is
 DELEGATED = {"run": "deploy.local", "up": "deploy.local", "down": "deploy.local", "data": "shared.cli.data",
              "status": "shared.volume.promotion", "promote": "shared.volume.promotion", "rollback": "shared.volume.promotion",
-             "export": "shared.export"}
+             "export": "shared.export", "explain": "shared.live.explain"}
 
 
 def _delegate(verb: str, rest: list[str]) -> int:

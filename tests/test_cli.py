@@ -12,7 +12,7 @@ import pytest
 from micro.cli import BENCHMARKS, main
 from tests.service_helpers import ROOT
 
-VERBS = ("run", "up", "down", "data", "train", "validate", "live", "status", "promote", "rollback", "export", "bench",
+VERBS = ("run", "up", "down", "data", "train", "validate", "live", "status", "promote", "rollback", "export", "explain", "bench",
          "config")
 
 

@@ -53,6 +53,10 @@ class LiveSettings(Settings):
     request_timeout_seconds: float = Field(10.0, gt=0)
     model_wait_seconds: float = Field(5.0, gt=0, description="how often to look for a first promoted model")
     stall_seconds: float = Field(300.0, gt=0)
+    decision_retention_days: float = Field(30.0, gt=0, description="what explains a decision (its inputs, bars "
+                                           "and search tree) is dropped after this; the decisions stay")
+    trees_kept: int = Field(1000, ge=0, description="search trees kept of decisions without an order (the "
+                            "newest); those that sent an order are kept for the retention")
     log_level: str = "INFO"
 
     @model_validator(mode="after")

@@ -17,6 +17,7 @@ import pandas as pd
 from fastapi import FastAPI
 
 from services.live.config import LiveSettings
+from services.live.decisions_api import add_decision_api, prune_explanations, tree_store
 from services.live.metrics import LiveMetrics
 from services.live.report import account_page, instrument_page, update_instrument_metrics
 from shared.core.calendar import calendar_named
@@ -60,6 +61,8 @@ class LiveService:
         self.broker_error: str | None = None
         self.mismatches_counted = 0  # the traders' mismatches already in the metric
         self.feed_error: str | None = None
+        self.trees = tree_store(self)  # search trees of recent and order-sending decisions
+        self.last_prune = 0.0
 
     def _account_currency(self) -> AccountCurrency | None:
         """P&L in the account currency where every instrument's converts (several instruments of
@@ -234,7 +237,8 @@ class LiveService:
             self.desk = LiveDesk.build(candidate, self.broker, self.journal, histories, simulations=s.simulations,
                                        risk=s.risk, control_dir=s.checkpoint_dir / "control",
                                        spreads={name: s.spread_pips for name in self.instruments},
-                                       granularity=s.granularity, on_order=self.count_order, currency=self.currency)
+                                       granularity=s.granularity, on_order=self.count_order, currency=self.currency,
+                                       trees=self.trees)
         self.metrics.model_loaded(self.desk.version)
         return self.trader
 
@@ -270,6 +274,7 @@ class LiveService:
             self.metrics.feed_overdue.labels(instrument=name).set(t.feed_overdue_seconds(now))
         self.update_risk_metrics(now)
         self.metrics.feed_clock.set(now.timestamp())
+        prune_explanations(self)
 
     def update_risk_metrics(self, now: datetime) -> None:
         m = self.metrics
@@ -392,8 +397,10 @@ class LiveService:
 
 
 def build_app(service: LiveService) -> FastAPI:
-    return service_app("live", threads=[service.loop, service.watch_models,
-                                        lambda: service.heartbeat.watchdog(service.stop)],
-                       stop=service.stop, health=service.health, ready=service.ready,
-                       registry=service.metrics.registry, status=service.status_page)
+    app = service_app("live", threads=[service.loop, service.watch_models,
+                                       lambda: service.heartbeat.watchdog(service.stop)],
+                      stop=service.stop, health=service.health, ready=service.ready,
+                      registry=service.metrics.registry, status=service.status_page)
+    add_decision_api(app, service)
+    return app
 

@@ -37,7 +37,8 @@ from shared.env.actions import ACTION_SPACES
 from shared.live.account import AccountCurrency, AccountLimits, exposure_units
 from shared.live.brokers import Broker, OrderResult
 from shared.live.journal import Journal
-from shared.live.trader import Decision, LiveTrader, PendingRoot, RootChoice
+from shared.live.provenance import TreeStore
+from shared.live.trader import SEARCH_SEED, Decision, LiveTrader, PendingRoot, RootChoice
 from shared.search import NetworkSearch
 from shared.volume.candidates import Candidate
 
@@ -103,7 +104,8 @@ class LiveDesk:
               simulations: int = 50, risk: RiskConfig = RiskConfig(), control_dir: Path | None = None,
               spreads: Mapping[str, float | None] | None = None, granularity: str = "M1",
               on_order: Callable[[OrderResult], None] = lambda order: None,
-              clock: Callable[[], float] = time.monotonic, currency: AccountCurrency | None = None) -> "LiveDesk":
+              clock: Callable[[], float] = time.monotonic, currency: AccountCurrency | None = None,
+              trees: TreeStore | None = None) -> "LiveDesk":
         """A trader per instrument of `histories` (in order), all on one search of `candidate`; raises
         JournalOwnershipError where the journal's rows cannot be told apart (Journal.views)."""
         names = list(histories)
@@ -115,7 +117,8 @@ class LiveDesk:
             traders[name] = LiveTrader(
                 name, broker, views[name], candidate, histories[name],
                 simulations=simulations, risk=risk, control_dir=control_dir, spread_pips=(spreads or {}).get(name),
-                granularity=granularity, on_order=on_order, clock=clock, search=search, ids_name_instrument=several)
+                granularity=granularity, on_order=on_order, clock=clock, search=search, ids_name_instrument=several,
+                trees=trees)
         return cls(traders, search, risk=risk, currency=currency)
 
     # --- the model ----------------------------------------------------------------------
@@ -175,7 +178,7 @@ class LiveDesk:
         roots = list(pending.values())
         result = self.search.run(np.concatenate([p.temporal for p in roots]), np.concatenate([p.static for p in roots]),
                                  np.concatenate([p.legal for p in roots]), np.concatenate([p.position for p in roots]),
-                                 np.zeros(len(roots), np.uint64), add_noise=False)
+                                 np.full(len(roots), SEARCH_SEED, np.uint64), add_noise=False)
         actions = result.actions(0.0)
         choices = {name: RootChoice.of(result, row, actions) for row, name in enumerate(pending)}
 

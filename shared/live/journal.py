@@ -35,6 +35,7 @@ import duckdb
 import pandas as pd
 
 from shared.core.errors import StopError
+from shared.data.bars import Bars
 from shared.live.brokers import OrderResult
 
 SCHEMA = [
@@ -67,7 +68,34 @@ SCHEMA = [
     """CREATE TABLE IF NOT EXISTS events (
         recorded_at TIMESTAMP NOT NULL, kind VARCHAR NOT NULL, detail VARCHAR)""",
     "ALTER TABLE events ADD COLUMN IF NOT EXISTS instrument VARCHAR",
+    # why each searched decision was taken (shared.live.provenance): written with its decision row,
+    # before any order leaves; pruned after LIVE_DECISION_RETENTION_DAYS, unlike the decisions
+    """CREATE TABLE IF NOT EXISTS decision_inputs (
+        client_id VARCHAR PRIMARY KEY,      -- the decision's (decisions.client_id)
+        instrument VARCHAR,
+        bar_ts TIMESTAMP NOT NULL,
+        checkpoint_sha256 VARCHAR NOT NULL,
+        episode BIGINT NOT NULL,
+        feature_spec VARCHAR NOT NULL,
+        input_hash VARCHAR NOT NULL,        -- sha256 of the temporal window and static features, as searched
+        buffer_first_ts TIMESTAMP NOT NULL, -- the feature buffer: these bars of `bars`, up to bar_ts
+        buffer_bars INTEGER NOT NULL,
+        window_bars INTEGER NOT NULL,
+        static_features VARCHAR NOT NULL,   -- JSON list
+        search VARCHAR NOT NULL,            -- JSON: the SearchConfig, seed and add_noise
+        prior VARCHAR NOT NULL,             -- JSON list per action
+        q_values VARCHAR NOT NULL,          -- JSON list per action, null where not visited
+        network_value DOUBLE,
+        chosen_action INTEGER NOT NULL,
+        decided_at TIMESTAMP NOT NULL)""",
+    # the bars live decided on (and its history at start): what rebuilds a decision's input
+    """CREATE TABLE IF NOT EXISTS bars (
+        instrument VARCHAR NOT NULL, ts TIMESTAMP NOT NULL, open DOUBLE, high DOUBLE, low DOUBLE, close DOUBLE,
+        volume DOUBLE, PRIMARY KEY (instrument, ts))""",
 ]
+INPUT_COLUMNS = ("client_id, instrument, bar_ts, checkpoint_sha256, episode, feature_spec, input_hash, buffer_first_ts, "
+                 "buffer_bars, window_bars, static_features, search, prior, q_values, network_value, chosen_action, "
+                 "decided_at")
 COLUMNS = ("client_id, bar_ts, model_version, feature_hash, visit_counts, root_value, action, position_before, "
            "order_units, status, reason, decided_at, updated_at, instrument")
 
@@ -91,9 +119,34 @@ class JournalOwnershipError(StopError, RuntimeError):
     """A journal whose rows cannot be told apart by instrument for the instruments asked."""
 
 
+@dataclass(frozen=True)
+class DecisionInputs:
+    """What the search saw and said at one root (shared.live.provenance reads it back)."""
+    instrument: str
+    checkpoint_sha256: str
+    episode: int
+    feature_spec: str
+    input_hash: str
+    buffer_first_ts: pd.Timestamp
+    buffer_bars: int
+    window_bars: int
+    static_features: list[float]
+    search: dict
+    prior: list[float]
+    q_values: list[float | None]
+    network_value: float
+    chosen_action: int
+
+
+# table -> (its columns, what a duplicate does): bars arrive again after a restart
+_TABLES = {"decisions": (COLUMNS, ""), "decision_inputs": (INPUT_COLUMNS, ""),
+           "bars": ("instrument, ts, open, high, low, close, volume", " ON CONFLICT DO NOTHING")}
+
+
 class _Pending:
-    """Rows of one bar time not yet written (shared by a journal and its views); None: write at once."""
-    rows: list[list] | None = None
+    """Rows of one bar time not yet written, by table (shared by a journal and its views); None:
+    write at once."""
+    rows: dict[str, list[list]] | None = None
 
 
 class Journal:
@@ -116,7 +169,7 @@ class Journal:
         instrument. A row with an order is never held back (the journal hears before the
         broker); a process killed inside loses at most rows of bars that sent nothing, which
         are decided again after the restart."""
-        self._pending.rows = []
+        self._pending.rows = {}
         try:
             yield
         finally:
@@ -124,14 +177,24 @@ class Journal:
             self._pending.rows = None
 
     def _flush(self) -> None:
-        rows = self._pending.rows
-        if rows:
-            self._pending.rows = []
-            self._insert(rows)
+        tables = self._pending.rows
+        if tables:
+            self._pending.rows = {}
+            for table in _TABLES:  # inputs and bars with their decisions, in one transaction
+                if tables.get(table):
+                    self._insert(table, tables[table])
 
-    def _insert(self, rows: list[list]) -> None:
+    def _insert(self, table: str, rows: list[list]) -> None:
+        columns, on_conflict = _TABLES[table]
         marks = ", ".join(["(" + ", ".join(["?"] * len(rows[0])) + ")"] * len(rows))
-        self.con.execute(f"INSERT INTO decisions ({COLUMNS}) VALUES {marks}", [v for row in rows for v in row])
+        self.con.execute(f"INSERT INTO {table} ({columns}) VALUES {marks}{on_conflict}",
+                         [v for row in rows for v in row])
+
+    def _add(self, table: str, rows: list[list]) -> None:
+        if self._pending.rows is None:
+            self._insert(table, rows)
+        else:
+            self._pending.rows.setdefault(table, []).extend(rows)
 
     def views(self, instruments: list[str] | tuple[str, ...]) -> dict[str, "Journal"]:
         """Each instrument's view, every row written from here on naming its instrument. Rows that
@@ -169,17 +232,38 @@ class Journal:
         """Across the whole journal: client ids are unique in the account, whatever the instrument."""
         return bool(self.con.execute("SELECT count(*) FROM decisions WHERE client_id = ?", [client_id]).fetchall()[0][0])
 
-    def record(self, row: DecisionRow) -> None:
+    def record(self, row: DecisionRow, inputs: DecisionInputs | None = None) -> None:
+        """The decision row, and with it what the search saw (`inputs`): both before any order leaves."""
         now = pd.Timestamp.now(tz="UTC").tz_localize(None)
         values = [row.client_id, row.bar_ts, row.model_version, row.feature_hash,
                   json.dumps(row.visit_counts) if row.visit_counts is not None else None, row.root_value, row.action,
                   row.position_before, row.order_units, row.status, row.reason, now, now, self.instrument]
-        if self._pending.rows is None:
-            self._insert([values])
-            return
-        self._pending.rows.append(values)
-        if row.status not in ("skipped", "no_order"):  # an order may leave next (or an update follows): now
-            self._flush()
+        if inputs is not None:
+            self._add("decision_inputs", [[
+                row.client_id, inputs.instrument, row.bar_ts, inputs.checkpoint_sha256, inputs.episode,
+                inputs.feature_spec, inputs.input_hash, inputs.buffer_first_ts, inputs.buffer_bars, inputs.window_bars,
+                json.dumps(inputs.static_features), json.dumps(inputs.search), json.dumps(inputs.prior),
+                json.dumps(inputs.q_values), inputs.network_value, inputs.chosen_action, now]])
+        self._add("decisions", [values])
+        if self._pending.rows is not None and row.status not in ("skipped", "no_order"):
+            self._flush()  # an order may leave next (or an update follows): now
+
+    def record_bars(self, instrument: str, bars: Bars) -> None:
+        """Bars `instrument` decided on (or will: the history at start); a bar kept before is left
+        as it was."""
+        self._add("bars", [[instrument, pd.Timestamp(int(ts)), float(o), float(h), float(lo), float(c), float(v)]
+                           for ts, o, h, lo, c, v in zip(bars.ts, bars.open, bars.high, bars.low, bars.close,
+                                                         bars.volume)])
+
+    def prune_inputs(self, before: pd.Timestamp) -> tuple[int, int]:
+        """Drops what explains decisions of bars before `before` (the decisions themselves stay: they
+        are the money's record), and bars no kept input needs. (inputs, bars) removed."""
+        self._flush()
+        inputs = self.con.execute("DELETE FROM decision_inputs WHERE bar_ts < ?", [before]).fetchall()[0][0]
+        oldest = self.con.execute("SELECT min(buffer_first_ts) FROM decision_inputs").fetchall()[0][0]
+        keep_from = min(before, pd.Timestamp(oldest)) if oldest is not None else before
+        bars = self.con.execute("DELETE FROM bars WHERE ts < ?", [keep_from]).fetchall()[0][0]
+        return int(inputs), int(bars)
 
     def update(self, result: OrderResult, realized_pips: float | None = None, status: str | None = None,
                reason: str | None = None, realized_account: float | None = None) -> None:

@@ -29,7 +29,7 @@ the broker's position is reconciled instead.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
+import json
 import logging
 import time
 from dataclasses import dataclass, replace
@@ -44,22 +44,28 @@ from shared.config import RiskConfig
 from shared.core.accounting import mark
 from shared.core.bar_sizes import bar_phase_minutes, check_granularity, phase_distance_minutes
 from shared.core.calendar import NEW_YORK, calendar_named, market_open, trading_day_start
-from shared.core.feature_spec import WARMUP_BARS
+from shared.core.feature_spec import FEATURE_SPEC_VERSION, WARMUP_BARS
 from shared.core.instruments import get_instrument
 from shared.data.bars import NS_PER_MINUTE, Bars
 from shared.env.actions import ACTION_SPACES
 from shared.features.micro import on_instrument_scale, temporal_features
 from shared.features.position import position_features
 from shared.live.brokers import Broker, OrderResult
-from shared.live.journal import DecisionRow, Journal
+from shared.live.journal import DecisionInputs, DecisionRow, Journal
+from shared.live.provenance import TREE_DEPTH, TreeStore, input_hash, root_q_values
 from shared.live.risk import LossCaps
 from shared.search import NetworkSearch, SearchOutput
 from shared.volume.candidates import Candidate
 
-__all__ = ["NEW_YORK", "Decision", "LiveTrader", "PendingRoot", "RootChoice", "buffer_bars", "market_open",
+__all__ = ["NEW_YORK", "SEARCH_SEED", "Decision", "LiveTrader", "PendingRoot", "RootChoice", "buffer_bars", "market_open",
            "model_version", "trading_day_start"]
 
 log = logging.getLogger("live")
+
+
+# live searches greedily (no root noise) with this seed at every root; a replay (shared.live.explain)
+# and validation's evaluation use the same
+SEARCH_SEED = 0
 
 
 def buffer_bars(window_bars: int) -> int:
@@ -86,18 +92,26 @@ class PendingRoot:
     static: np.ndarray       # [1, 6] float32
     legal: np.ndarray        # [1, A] bool
     position: np.ndarray     # [1] int8, net units
+    buffer_first_ts: int     # the feature buffer's first bar (ns): what rebuilds the input
+    buffer_bars: int
 
 
 @dataclass(frozen=True)
 class RootChoice:
-    """What the search says for one root."""
+    """What the search says for one root, and the tree it built (JSON, the search crate's)."""
     action: int
     visit_counts: list[int]
     root_value: float
+    prior: list[float]
+    network_value: float
+    tree_json: str
 
     @classmethod
     def of(cls, result: SearchOutput, row: int, actions: np.ndarray) -> "RootChoice":
-        return cls(int(actions[row]), result.visit_counts[row].tolist(), float(result.root_values[row]))
+        # the tree now: the search's arena is reused by the next bar's search
+        return cls(int(actions[row]), result.visit_counts[row].tolist(), float(result.root_values[row]),
+                   result.prior[row].tolist(), float(result.network_value[row]),
+                   result.search.tree_json(row, TREE_DEPTH))
 
 
 # the account's limit on a target (the desk's caps across instruments): target -> (allowed target, why clipped)
@@ -114,7 +128,7 @@ class LiveTrader(LossCaps):
                  spread_pips: float | None = None, granularity: str = "M1",
                  on_order: Callable[[OrderResult], None] = lambda order: None,
                  clock: Callable[[], float] = time.monotonic, search: NetworkSearch | None = None,
-                 ids_name_instrument: bool = False) -> None:
+                 ids_name_instrument: bool = False, trees: TreeStore | None = None) -> None:
         self.instrument = get_instrument(instrument)
         self.calendar = calendar_named(self.instrument.calendar)  # market hours, the daily stop's day
         self.bar_ns = check_granularity(granularity) * NS_PER_MINUTE  # a bar is decided when it closes
@@ -127,8 +141,10 @@ class LiveTrader(LossCaps):
         self.clock = clock        # the flatten backoff's (monotonic seconds)
         self.ids_name_instrument = ids_name_instrument  # a desk's instruments share one account's client ids
         self.spread_pips = self.instrument.spread_pips if spread_pips is None else spread_pips
+        self.trees = trees  # where search trees are kept (shared.live.provenance); None: not kept
         self._install(candidate, search)  # the model version names the client ids; its window, the bars kept
         self.bars = history[-buffer_bars(self.window_bars):]
+        journal.record_bars(self.instrument.name, self.bars)  # what rebuilds the first decisions' inputs
         self.bars_misaligned = self._misaligned()
         if hasattr(broker, "mark") and len(self.bars):  # the paper broker's market is the feed's
             broker.mark(float(self.bars.close[-1]), int(self.bars.ts[-1]) + self.bar_ns, instrument=self.instrument.name)
@@ -187,7 +203,7 @@ class LiveTrader(LossCaps):
         if isinstance(pending, Decision):
             return pending
         result = self.search.run(pending.temporal, pending.static, pending.legal, pending.position,
-                                 np.zeros(1, np.uint64), add_noise=False)
+                                 np.full(1, SEARCH_SEED, np.uint64), add_noise=False)
         return self.act(pending, RootChoice.of(result, 0, result.actions(0.0)))
 
     def prepare(self, bar: Bars, now: datetime, spread_pips: float | None = None, *,
@@ -199,6 +215,7 @@ class LiveTrader(LossCaps):
         self.bars = Bars(*(np.concatenate([a, b])[-buffer_bars(self.window_bars):] for a, b in zip(
             (self.bars.ts, self.bars.open, self.bars.high, self.bars.low, self.bars.close, self.bars.volume),
             (bar.ts, bar.open, bar.high, bar.low, bar.close, bar.volume))))
+        self.journal.record_bars(self.instrument.name, bar)
         ts = int(bar.ts[-1])
         if hasattr(self.broker, "mark"):
             self.broker.mark(float(bar.close[-1]), ts + self.bar_ns, instrument=self.instrument.name)
@@ -215,7 +232,8 @@ class LiveTrader(LossCaps):
         self.last_decided_ns = ts
         temporal, static = self.observation()
         position = np.array([self.position], np.int8)
-        return PendingRoot(ts, started, temporal, static, self.space.legal_mask(position), position)
+        return PendingRoot(ts, started, temporal, static, self.space.legal_mask(position), position,
+                           int(self.bars.ts[0]), len(self.bars))
 
     def _guard(self, ts: int, now: datetime, spread_pips: float | None) -> str | None:
         if not self.reconciled:  # at start, after any broker error, while an order's fate is unknown
@@ -271,8 +289,8 @@ class LiveTrader(LossCaps):
             target, clipped = limit(target)
         units = target - self.position
         action = self.space.actions[choice.action]
-        row = DecisionRow(client_id, pd.Timestamp(ts), self.version,
-                          hashlib.sha256(pending.temporal.tobytes() + pending.static.tobytes()).hexdigest()[:16],
+        inputs = self._inputs(pending, choice)
+        row = DecisionRow(client_id, pd.Timestamp(ts), self.version, inputs.input_hash[:16],
                           choice.visit_counts, choice.root_value, action, self.position, units,
                           "decided" if units else "no_order", clipped)
         if clipped is not None:
@@ -281,16 +299,39 @@ class LiveTrader(LossCaps):
         if not units:
             # nothing to act on: the decision is made; record it (before the next bar) and return
             latency = time.perf_counter() - started
-            self.journal.record(row)
+            self.journal.record(row, inputs)
+            self._keep_tree(client_id, choice, sent_order=False)
             return Decision(ts, action, "no_order", clipped, latency)
         reducing = self.position != 0 and (units > 0) != (self.position > 0)
         if reducing and not self._agree(self.broker.snapshot(self.instrument.name), "before a closing order"):
             # a hand close or a margin closeout since the last read: decided on a position that is gone
             return self._skip(ts, "position_changed_at_broker", started, row)
-        self.journal.record(row)  # an order is about to leave: the journal hears first
+        self.journal.record(row, inputs)  # an order is about to leave: the journal hears first, and why
         # a close never opens the other way; a flip (sized spaces) is one order, sent on the position just read
         order = self._send(client_id, units, reduce_only=reducing and abs(units) <= abs(self.position))
-        return Decision(ts, action, order.status.value, order.reason or clipped, time.perf_counter() - started, order)
+        decision = Decision(ts, action, order.status.value, order.reason or clipped, time.perf_counter() - started,
+                            order)
+        self._keep_tree(client_id, choice, sent_order=True)  # after the order: not on its path
+        return decision
+
+    def _inputs(self, pending: PendingRoot, choice: RootChoice) -> DecisionInputs:
+        """What the search saw and said (shared.live.provenance): enough to replay it."""
+        tree = json.loads(choice.tree_json)
+        return DecisionInputs(
+            self.instrument.name, self.candidate.sha256, self.candidate.episode,
+            self.candidate.payload.get("feature_spec_version", FEATURE_SPEC_VERSION),
+            input_hash(pending.temporal, pending.static), pd.Timestamp(pending.buffer_first_ts), pending.buffer_bars,
+            self.window_bars, pending.static[0].tolist(),
+            {**self.search.config.to_dict(), "seed": SEARCH_SEED, "add_noise": False},
+            choice.prior, root_q_values(tree, len(choice.prior)), choice.network_value, choice.action)
+
+    def _keep_tree(self, client_id: str, choice: RootChoice, sent_order: bool) -> None:
+        if self.trees is None:
+            return
+        try:
+            self.trees.put(client_id, choice.tree_json, sent_order)
+        except OSError as error:  # an explanation lost, never a decision
+            log.warning("search tree of %s not kept: %s", client_id, error)
 
     @property
     def last_close(self) -> float | None:
