@@ -145,6 +145,13 @@ def test_the_live_api_serves_decisions_while_it_trades_and_explain_asks_it(data_
         assert np.isfinite(detail["features"]["window"]).all()
         assert httpx.get(f"{url}/decisions/mm-nothing").status_code == 404
         assert httpx.get(f"{url}/decisions?orders=sometimes").status_code == 422
+        # the journal is held by the service: no other process may open it, even to read; its
+        # Parquet copy can be read
+        with pytest.raises(duckdb.IOException):
+            duckdb.connect(str(tmp_path / "live" / "journal.duckdb"), read_only=True)
+        copies = tmp_path / "live" / "export"
+        for table in ("decisions", "events", "decision_inputs"):
+            assert duckdb.sql(f"SELECT count(*) FROM '{copies / table}.parquet'").fetchall()[0][0] >= 0
         # the journal is held by the service: explain asks its API, and the replay matches
         assert explain([newest["id"], "--root", str(tmp_path), "--url", url]) == 0
         assert capsys.readouterr().out.startswith("matches:")

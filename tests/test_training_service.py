@@ -131,6 +131,11 @@ def test_status_episode_never_goes_back_after_a_crash(features, tmp_path):
     settings = TrainingSettings(checkpoint_dir=tmp_path)
     trainer = Trainer(features, tmp_path, config)
     trainer.run_iteration()
+    # the iterations table as Parquet, readable while training holds metrics.duckdb
+    import duckdb
+
+    copy = tmp_path / "training" / "export" / "iterations.parquet"
+    assert duckdb.sql(f"SELECT episode FROM '{copy}'").fetchall() == [(trainer.episode,)]
     service = TrainingService(settings, trainer)
     saved = service.status_page()["episode"]
     trainer.episode += 64  # collected, then the process is killed before latest.pt

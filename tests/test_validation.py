@@ -8,6 +8,7 @@ import json
 import threading
 import time
 
+import duckdb
 import httpx
 import numpy as np
 import pytest
@@ -445,6 +446,9 @@ def test_the_report_carries_the_pbo_over_the_candidates_judged_on_the_same_sessi
     assert 0.0 <= outcome["pbo"] <= 1.0
     assert service.metrics.pbo._value.get() == outcome["pbo"]
     assert service.status_page()["last_result"]["pbo"] == outcome["pbo"]
+    # a copy of the table anyone can read while the service holds validations.duckdb
+    copy = tmp_path / "validation" / "export" / "validations.parquet"
+    assert duckdb.sql(f"SELECT count(*) FROM '{copy}'").fetchall()[0][0] == 3
     # the formula over a matrix a person can check: one candidate ahead on every session is never overfit
     rng = np.random.default_rng(3)
     for episode in range(2, 7):

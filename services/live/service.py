@@ -34,6 +34,8 @@ from shared.service.app import Heartbeat, service_app
 from shared.service.watch import VolumeWatcher
 from shared.volume.candidates import Candidate, CandidateError, check_market, load_candidate
 from shared.volume.promotion import read_current
+from shared.volume.snapshots import EVERY_SECONDS as SNAPSHOT_SECONDS
+from shared.volume.snapshots import TableSnapshots
 
 log = logging.getLogger("live")
 RETRY_RECONCILE_SECONDS = 5.0
@@ -62,6 +64,9 @@ class LiveService:
         self.mismatches_counted = 0  # the traders' mismatches already in the metric
         self.feed_error: str | None = None
         self.trees = tree_store(self)  # search trees of recent and order-sending decisions
+        # the journal's tables as Parquet, readable while this process holds the journal
+        self.snapshots = TableSnapshots(settings.live_dir / "export", ("decisions", "events", "decision_inputs"),
+                                        every_seconds=SNAPSHOT_SECONDS)
         self.last_prune = 0.0
 
     def _account_currency(self) -> AccountCurrency | None:
@@ -275,6 +280,8 @@ class LiveService:
         self.update_risk_metrics(now)
         self.metrics.feed_clock.set(now.timestamp())
         prune_explanations(self)
+        with self.lock:
+            self.snapshots.write(self.journal.con, time.monotonic())
 
     def update_risk_metrics(self, now: datetime) -> None:
         m = self.metrics

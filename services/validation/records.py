@@ -11,6 +11,7 @@ import numpy as np
 
 from services.validation.metrics import ValidationMetrics
 from shared.validation.report import write_result
+from shared.volume.snapshots import TableSnapshots
 
 
 def result_name(episode: int) -> str:
@@ -22,6 +23,7 @@ class ValidationRecords:
         self.results = results
         self.metrics = metrics
         self.db = duckdb.connect(str(db_path))
+        self.snapshots = TableSnapshots(Path(db_path).parent / "export", ("validations",))  # readable beside us
         self.db.execute(
             """CREATE TABLE IF NOT EXISTS validations (
                    recorded_at TIMESTAMP, episode BIGINT, result VARCHAR, reason VARCHAR, sha256 VARCHAR,
@@ -66,6 +68,7 @@ class ValidationRecords:
                report.get("search_beats_raw")]
             + [sessions_key if report.get("session_pnl") else None, report.get("session_pnl") or None],
         )
+        self.snapshots.write(self.db)
         m = self.metrics
         m.validations.labels(result=result).inc()
         if result in ("promoted", "failed_gate", "timeout", "error"):

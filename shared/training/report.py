@@ -11,6 +11,7 @@ import duckdb
 import numpy as np
 
 from shared.training.selfplay import EpisodeBatch
+from shared.volume.snapshots import TableSnapshots
 
 
 @dataclass
@@ -58,6 +59,7 @@ class IterationTable:
 
     def __init__(self, path: Path) -> None:
         self.db = duckdb.connect(str(path))
+        self.snapshots = TableSnapshots(Path(path).parent / "export", ("iterations",))  # readable beside us
         self.db.execute(
             """CREATE TABLE IF NOT EXISTS iterations (
                    recorded_at TIMESTAMP, episode BIGINT, learner_steps BIGINT, episodes_per_hour DOUBLE,
@@ -72,6 +74,7 @@ class IterationTable:
              report.trade_ratio, report.pnl_pips_mean, report.trades, json.dumps(report.action_share),
              json.dumps(report.losses), report.checkpoint, report.replay_episodes],
         )
+        self.snapshots.write(self.db)
 
     def close(self) -> None:
         self.db.close()
