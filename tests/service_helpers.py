@@ -45,10 +45,10 @@ def wait_for(url: str, ok=lambda r: r.status_code == 200, timeout: float = 90.0,
     raise AssertionError(f"timed out waiting for {url}; last answer: {last.text if last is not None else None}")
 
 
-def require_tool(name: str) -> str:
+def require_tool(name: str, package: str = "prometheus") -> str:
     """The path of a command-line tool the test needs; a missing one fails with what to do."""
     path = shutil.which(name)
     if path is None:
-        pytest.fail(f"{name} is not installed: `make test-tools` installs it (Debian package prometheus), "
-                    "or run `sudo apt-get install prometheus`", pytrace=False)
+        pytest.fail(f"{name} is not installed: `make test-tools` installs it (Debian package {package}), "
+                    f"or run `sudo apt-get install {package}`", pytrace=False)
     return path

@@ -1,5 +1,6 @@
 """The live service's decisions, read while it trades: `GET /decisions` (recent, paged,
-filtered by order / no order), `GET /decisions/{id}` (one, with its provenance, the
+filtered by order / no order), `GET /decisions/latest` (to the newest one's page),
+`GET /decisions/{id}` (one, with its provenance, the
 features the network saw and its search tree; `?bars=true` adds the raw bars that
 rebuild its input, which `python -m shared.live.explain` uses) and the pages that
 draw them (services.live.pages).
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Literal
 
 import pandas as pd
 from fastapi import FastAPI, HTTPException, Query
+from fastapi.responses import RedirectResponse
 
 from shared.core.feature_spec import MarketOutcome
 from shared.env.actions import ACTION_SPACES, HOLD_BUY_SELL_CLOSE
@@ -49,6 +51,18 @@ def add_decision_api(app: FastAPI, service: "LiveService") -> None:
             return decision_list(cursor, service.trees, limit=limit, offset=offset, orders=orders)
         finally:
             cursor.close()
+
+    @app.get("/decisions/latest")
+    def latest(orders: Literal["all", "only", "none"] = "only") -> RedirectResponse:
+        """The newest decision's page (by default the newest that sent an order): Grafana links here."""
+        cursor = service.journal.con.cursor()
+        try:
+            newest = decision_list(cursor, None, limit=1, offset=0, orders=orders)["decisions"]
+        finally:
+            cursor.close()
+        if not newest:
+            raise HTTPException(404, "no such decision yet")
+        return RedirectResponse(f"/decisions/{newest[0]['id']}/view", status_code=307)
 
     @app.get("/decisions/{decision_id}")
     def decision(decision_id: str, bars: bool = False) -> dict:

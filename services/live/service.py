@@ -19,6 +19,7 @@ from fastapi import FastAPI
 from services.live.config import LiveSettings
 from services.live.decisions_api import add_decision_api, prune_explanations, tree_store
 from services.live.metrics import LiveMetrics
+from services.live.pages import add_decision_pages
 from services.live.report import account_page, instrument_page, update_instrument_metrics
 from shared.core.calendar import calendar_named
 from shared.core.instruments import get_instrument
@@ -408,6 +409,7 @@ def build_app(service: LiveService) -> FastAPI:
                                        lambda: service.heartbeat.watchdog(service.stop)],
                       stop=service.stop, health=service.health, ready=service.ready,
                       registry=service.metrics.registry, status=service.status_page)
+    add_decision_pages(app)  # first: /decisions/view before /decisions/{decision_id}
     add_decision_api(app, service)
     return app
 
