@@ -48,10 +48,13 @@ from shared.live.brokers.paper import PaperBroker
 from shared.live.desk import LiveDesk
 from shared.live.feeds import DeskFeed, ReplayFeed
 from shared.live.journal import Journal
+from shared.live.provenance import TreeStore
 from shared.live.trader import LiveTrader
 from shared.service.runtime import tune_process
 from shared.training.trainer import Trainer
 from shared.volume.candidates import load_candidate
+
+TREES_KEPT = 1000  # the service's default (LIVE_TREES_KEPT): trees are written as live writes them
 
 
 def measure(trader: LiveTrader, feed: ReplayFeed, decisions: int) -> np.ndarray:
@@ -111,7 +114,8 @@ def desk_run(root: Path, names: tuple[str, ...], candidate, features: dict, simu
     # the bench times decisions: no risk limit may stand the desk aside
     risk = RiskConfig(max_daily_loss_pips=1e9, max_spread_pips=1e9)
     desk = LiveDesk.build(candidate, broker, Journal(here / "journal.duckdb"),
-                          {name: feed.history(name) for name in names}, simulations=simulations, risk=risk)
+                          {name: feed.history(name) for name in names}, simulations=simulations, risk=risk,
+                          trees=TreeStore(here / "trees", TREES_KEPT))
     for trader in desk.traders.values():
         trader.reconcile()
     return measure_desk(desk, feed, decisions)
@@ -190,7 +194,8 @@ def main() -> None:
         start = int(features.sessions["validation"][0])
         feed = ReplayFeed(features.bars, start)
         trader = LiveTrader(market.instrument, PaperBroker(root / "paper.json", spread_pips=4.0, pip_size=0.01),
-                            Journal(root / "journal.duckdb"), candidate, feed.history(), simulations=args.simulations)
+                            Journal(root / "journal.duckdb"), candidate, feed.history(), simulations=args.simulations,
+                            trees=TreeStore(root / "trees", TREES_KEPT))
         trader.reconcile()
         report(measure(trader, feed, args.decisions), args.simulations, under_load=False)
         if args.under_load:

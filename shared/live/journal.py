@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Iterator
 
 import duckdb
+import numpy as np
 import pandas as pd
 
 from shared.core.errors import StopError
@@ -71,7 +72,9 @@ SCHEMA = [
     # why each searched decision was taken (shared.live.provenance): written with its decision row,
     # before any order leaves; pruned after LIVE_DECISION_RETENTION_DAYS, unlike the decisions
     """CREATE TABLE IF NOT EXISTS decision_inputs (
-        client_id VARCHAR PRIMARY KEY,      -- the decision's (decisions.client_id)
+        client_id VARCHAR NOT NULL,         -- the decision's (decisions.client_id, unique there; written with
+                                            -- it, in its transaction: no index of its own, which costs a
+                                            -- few ms an insert)
         instrument VARCHAR,
         bar_ts TIMESTAMP NOT NULL,
         checkpoint_sha256 VARCHAR NOT NULL,
@@ -88,10 +91,11 @@ SCHEMA = [
         network_value DOUBLE,
         chosen_action INTEGER NOT NULL,
         decided_at TIMESTAMP NOT NULL)""",
-    # the bars live decided on (and its history at start): what rebuilds a decision's input
+    # the bars live decided on (and its history at start): what rebuilds a decision's input; each bar
+    # once (Journal.record_bars keeps only bars newer than the newest kept; no index, for the same reason)
     """CREATE TABLE IF NOT EXISTS bars (
         instrument VARCHAR NOT NULL, ts TIMESTAMP NOT NULL, open DOUBLE, high DOUBLE, low DOUBLE, close DOUBLE,
-        volume DOUBLE, PRIMARY KEY (instrument, ts))""",
+        volume DOUBLE)""",
 ]
 INPUT_COLUMNS = ("client_id, instrument, bar_ts, checkpoint_sha256, episode, feature_spec, input_hash, buffer_first_ts, "
                  "buffer_bars, window_bars, static_features, search, prior, q_values, network_value, chosen_action, "
@@ -138,15 +142,18 @@ class DecisionInputs:
     chosen_action: int
 
 
-# table -> (its columns, what a duplicate does): bars arrive again after a restart
-_TABLES = {"decisions": (COLUMNS, ""), "decision_inputs": (INPUT_COLUMNS, ""),
-           "bars": ("instrument, ts, open, high, low, close, volume", " ON CONFLICT DO NOTHING")}
+# table -> its columns, in the order a transaction writes them
+_TABLES = {"decisions": COLUMNS, "decision_inputs": INPUT_COLUMNS,
+           "bars": "instrument, ts, open, high, low, close, volume"}
 
 
 class _Pending:
-    """Rows of one bar time not yet written, by table (shared by a journal and its views); None:
-    write at once."""
+    """Rows of one bar time not yet written, by table (None: write at once), and the newest bar
+    kept per instrument: shared by a journal and its views."""
     rows: dict[str, list[list]] | None = None
+
+    def __init__(self) -> None:
+        self.newest_bar_ns: dict[str, int] = {}
 
 
 class Journal:
@@ -163,12 +170,16 @@ class Journal:
 
     @contextmanager
     def one_write(self) -> Iterator[None]:
-        """Rows without an order (skipped, no_order) recorded inside are written together, in one
-        statement, just before the next row whose order is about to leave, or at the end. DuckDB
-        costs about 1.5 ms a statement, so a desk's bar time writes once, not once per
-        instrument. A row with an order is never held back (the journal hears before the
-        broker); a process killed inside loses at most rows of bars that sent nothing, which
-        are decided again after the restart."""
+        """Rows without an order (skipped, no_order), their inputs and bars recorded inside are
+        written together, in one transaction, just before the next row whose order is about to
+        leave, or at the end. DuckDB costs about 1.5 ms a commit, so a desk's bar time commits
+        once, not once per instrument and table. A row with an order is never held back (the
+        journal hears before the broker); a process killed inside loses at most rows of bars
+        that sent nothing, which are decided again after the restart (and their bars, which the
+        restart's history brings back). Inside another one_write: that one's."""
+        if self._pending.rows is not None:
+            yield
+            return
         self._pending.rows = {}
         try:
             yield
@@ -180,15 +191,27 @@ class Journal:
         tables = self._pending.rows
         if tables:
             self._pending.rows = {}
-            for table in _TABLES:  # inputs and bars with their decisions, in one transaction
-                if tables.get(table):
-                    self._insert(table, tables[table])
+            self._write(tables)
+
+    def _write(self, tables: dict[str, list[list]]) -> None:
+        """Rows of several tables in one transaction: a decision with its inputs and bars, all or
+        none, and one commit (most of what a DuckDB statement costs here is its commit)."""
+        present = [table for table in _TABLES if tables.get(table)]
+        if len(present) == 1:
+            self._insert(present[0], tables[present[0]])
+            return
+        self.con.execute("BEGIN TRANSACTION")
+        try:
+            for table in present:
+                self._insert(table, tables[table])
+            self.con.execute("COMMIT")
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
 
     def _insert(self, table: str, rows: list[list]) -> None:
-        columns, on_conflict = _TABLES[table]
         marks = ", ".join(["(" + ", ".join(["?"] * len(rows[0])) + ")"] * len(rows))
-        self.con.execute(f"INSERT INTO {table} ({columns}) VALUES {marks}{on_conflict}",
-                         [v for row in rows for v in row])
+        self.con.execute(f"INSERT INTO {table} ({_TABLES[table]}) VALUES {marks}", [v for row in rows for v in row])
 
     def _add(self, table: str, rows: list[list]) -> None:
         if self._pending.rows is None:
@@ -238,22 +261,34 @@ class Journal:
         values = [row.client_id, row.bar_ts, row.model_version, row.feature_hash,
                   json.dumps(row.visit_counts) if row.visit_counts is not None else None, row.root_value, row.action,
                   row.position_before, row.order_units, row.status, row.reason, now, now, self.instrument]
+        rows: dict[str, list[list]] = {"decisions": [values]}
         if inputs is not None:
-            self._add("decision_inputs", [[
+            rows["decision_inputs"] = [[
                 row.client_id, inputs.instrument, row.bar_ts, inputs.checkpoint_sha256, inputs.episode,
                 inputs.feature_spec, inputs.input_hash, inputs.buffer_first_ts, inputs.buffer_bars, inputs.window_bars,
                 json.dumps(inputs.static_features), json.dumps(inputs.search), json.dumps(inputs.prior),
-                json.dumps(inputs.q_values), inputs.network_value, inputs.chosen_action, now]])
-        self._add("decisions", [values])
-        if self._pending.rows is not None and row.status not in ("skipped", "no_order"):
+                json.dumps(inputs.q_values), inputs.network_value, inputs.chosen_action, now]]
+        if self._pending.rows is None:
+            self._write(rows)
+            return
+        for table, table_rows in rows.items():
+            self._add(table, table_rows)
+        if row.status not in ("skipped", "no_order"):
             self._flush()  # an order may leave next (or an update follows): now
 
     def record_bars(self, instrument: str, bars: Bars) -> None:
-        """Bars `instrument` decided on (or will: the history at start); a bar kept before is left
-        as it was."""
-        self._add("bars", [[instrument, pd.Timestamp(int(ts)), float(o), float(h), float(lo), float(c), float(v)]
-                           for ts, o, h, lo, c, v in zip(bars.ts, bars.open, bars.high, bars.low, bars.close,
-                                                         bars.volume)])
+        """Bars `instrument` decided on (or will: the history at start), those newer than the
+        newest kept: a restart's history brings back what a kill lost, and nothing twice."""
+        newest = self._pending.newest_bar_ns.get(instrument)
+        if newest is None:
+            kept = self.con.execute("SELECT epoch_ns(max(ts)) FROM bars WHERE instrument = ?", [instrument]).fetchall()
+            newest = kept[0][0] if kept[0][0] is not None else -1
+        new = np.flatnonzero(bars.ts > newest)
+        if not len(new):
+            return
+        self._pending.newest_bar_ns[instrument] = int(bars.ts[new[-1]])
+        self._add("bars", [[instrument, pd.Timestamp(int(bars.ts[i])), float(bars.open[i]), float(bars.high[i]),
+                            float(bars.low[i]), float(bars.close[i]), float(bars.volume[i])] for i in new])
 
     def prune_inputs(self, before: pd.Timestamp) -> tuple[int, int]:
         """Drops what explains decisions of bars before `before` (the decisions themselves stay: they

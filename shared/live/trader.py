@@ -199,12 +199,13 @@ class LiveTrader(LossCaps):
         log.info("model swapped between bars: %s -> %s", old, self.version)
 
     def on_bar(self, bar: Bars, now: datetime, spread_pips: float | None = None) -> Decision:
-        pending = self.prepare(bar, now, spread_pips)
-        if isinstance(pending, Decision):
-            return pending
-        result = self.search.run(pending.temporal, pending.static, pending.legal, pending.position,
-                                 np.full(1, SEARCH_SEED, np.uint64), add_noise=False)
-        return self.act(pending, RootChoice.of(result, 0, result.actions(0.0)))
+        with self.journal.one_write():  # the bar, the decision and its inputs: one transaction
+            pending = self.prepare(bar, now, spread_pips)
+            if isinstance(pending, Decision):
+                return pending
+            result = self.search.run(pending.temporal, pending.static, pending.legal, pending.position,
+                                     np.full(1, SEARCH_SEED, np.uint64), add_noise=False)
+            return self.act(pending, RootChoice.of(result, 0, result.actions(0.0)))
 
     def prepare(self, bar: Bars, now: datetime, spread_pips: float | None = None, *,
                 started: float | None = None) -> Decision | PendingRoot:
