@@ -26,6 +26,7 @@ import numpy as np
 import requests
 
 from shared.config import SearchConfig
+from shared.core.errors import StopError
 from shared.env.actions import ACTION_SPACES
 from shared.live.provenance import (
     InputMismatch,
@@ -39,7 +40,7 @@ from shared.volume.candidates import Candidate, CandidateError, load_candidate
 from shared.volume.checkpoints import default_checkpoint_dir, sha256_file
 
 
-class CannotReplay(Exception):
+class CannotReplay(StopError, RuntimeError):
     """What a replay needs is no longer there."""
 
 

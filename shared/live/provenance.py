@@ -31,6 +31,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from shared.core.errors import StopError
 from shared.core.feature_spec import POSITION_FEATURES, TEMPORAL_FEATURES
 from shared.core.instruments import get_instrument
 from shared.data.bars import Bars
@@ -156,7 +157,7 @@ def bars_from_payload(payload: dict) -> Bars:
                 *(np.asarray(payload[k], np.float64) for k in ("open", "high", "low", "close", "volume")))
 
 
-class InputMismatch(Exception):
+class InputMismatch(StopError, ValueError):
     """The stored bars do not rebuild the input the search saw."""
 
 
