@@ -87,8 +87,9 @@ def prune_explanations(service: "LiveService", now: float | None = None) -> None
     days = service.settings.decision_retention_days
     # bars are on the feed's clock (a replay's is its market's), trees on the wall clock
     market_cutoff = pd.Timestamp(service.now()).tz_convert("UTC").tz_localize(None) - pd.Timedelta(days=days)
-    with service.lock:
-        inputs, bars = service.journal.prune_inputs(market_cutoff)
+    with service.lock:  # the bars in the traders' buffers stay: the next decisions are rebuilt from them
+        buffers = [pd.Timestamp(int(t.bars.ts[0])) for t in service.traders if len(t.bars)]
+        inputs, bars = service.journal.prune_inputs(market_cutoff, min(buffers) if buffers else None)
     trees = service.trees.prune_before(now - days * 86400)
     if inputs or bars or trees:
         log.info("explanations older than %g days dropped: %d inputs, %d bars, %d trees",

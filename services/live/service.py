@@ -280,9 +280,12 @@ class LiveService:
             self.metrics.feed_overdue.labels(instrument=name).set(t.feed_overdue_seconds(now))
         self.update_risk_metrics(now)
         self.metrics.feed_clock.set(now.timestamp())
-        prune_explanations(self)
-        with self.lock:
-            self.snapshots.write(self.journal.con, time.monotonic())
+        try:  # explanations and copies: their failure (a full disk) must never stop trading
+            prune_explanations(self)
+            with self.lock:
+                self.snapshots.write(self.journal.con, time.monotonic())
+        except Exception as error:  # noqa: BLE001 - logged, and tried again at the next timer
+            log.error("journal copies or retention failed: %s", error)
 
     def update_risk_metrics(self, now: datetime) -> None:
         m = self.metrics

@@ -294,12 +294,14 @@ class ValidationService:
 
 
 def sessions_key(features: FeatureSet, config: ValidationConfig) -> str:
-    """Names the validation sessions (their first bars' times and the instruments): only candidates
-    judged on the same sessions enter one PBO, across restarts too."""
+    """Names the validation sessions (their first bars' times, the instruments, the bar size and the
+    simulations they are played with): only candidates judged alike enter one PBO, across restarts
+    too."""
     starts = features.sessions.get("validation", np.zeros(0, dtype=np.int64))
     starts = starts[: config.max_sessions] if config.max_sessions else starts
     digest = hashlib.sha256(np.asarray(features.bars.ts)[starts].tobytes())
-    digest.update(",".join(features.instrument_names).encode())
+    # and how they are played: candidates replayed otherwise are not comparable session by session
+    digest.update(f"{','.join(features.instrument_names)}|{features.granularity}|{config.simulations}".encode())
     return digest.hexdigest()[:16]
 
 

@@ -184,8 +184,10 @@ class Journal:
         try:
             yield
         finally:
-            self._flush()
-            self._pending.rows = None
+            try:
+                self._flush()
+            finally:
+                self._pending.rows = None  # never left open: the next one_write must write its own
 
     def _flush(self) -> None:
         tables = self._pending.rows
@@ -197,16 +199,23 @@ class Journal:
         """Rows of several tables in one transaction: a decision with its inputs and bars, all or
         none, and one commit (most of what a DuckDB statement costs here is its commit)."""
         present = [table for table in _TABLES if tables.get(table)]
-        if len(present) == 1:
-            self._insert(present[0], tables[present[0]])
-            return
-        self.con.execute("BEGIN TRANSACTION")
         try:
-            for table in present:
-                self._insert(table, tables[table])
-            self.con.execute("COMMIT")
+            if len(present) == 1:
+                self._insert(present[0], tables[present[0]])
+                return
+            self.con.execute("BEGIN TRANSACTION")
+            try:
+                for table in present:
+                    self._insert(table, tables[table])
+                self.con.execute("COMMIT")
+            except BaseException:
+                try:
+                    self.con.execute("ROLLBACK")
+                except duckdb.TransactionException:  # a failed COMMIT has rolled back already
+                    pass
+                raise
         except BaseException:
-            self.con.execute("ROLLBACK")
+            self._pending.newest_bar_ns.clear()  # bars not written: read the newest kept again
             raise
 
     def _insert(self, table: str, rows: list[list]) -> None:
@@ -290,13 +299,14 @@ class Journal:
         self._add("bars", [[instrument, pd.Timestamp(int(bars.ts[i])), float(bars.open[i]), float(bars.high[i]),
                             float(bars.low[i]), float(bars.close[i]), float(bars.volume[i])] for i in new])
 
-    def prune_inputs(self, before: pd.Timestamp) -> tuple[int, int]:
+    def prune_inputs(self, before: pd.Timestamp, buffers_from: pd.Timestamp | None = None) -> tuple[int, int]:
         """Drops what explains decisions of bars before `before` (the decisions themselves stay: they
-        are the money's record), and bars no kept input needs. (inputs, bars) removed."""
+        are the money's record), and bars neither a kept input nor a trader's feature buffer (from
+        `buffers_from`) needs. (inputs, bars) removed."""
         self._flush()
         inputs = self.con.execute("DELETE FROM decision_inputs WHERE bar_ts < ?", [before]).fetchall()[0][0]
         oldest = self.con.execute("SELECT min(buffer_first_ts) FROM decision_inputs").fetchall()[0][0]
-        keep_from = min(before, pd.Timestamp(oldest)) if oldest is not None else before
+        keep_from = min([before] + [pd.Timestamp(t) for t in (oldest, buffers_from) if t is not None])
         bars = self.con.execute("DELETE FROM bars WHERE ts < ?", [keep_from]).fetchall()[0][0]
         return int(inputs), int(bars)
 

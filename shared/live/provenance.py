@@ -38,7 +38,7 @@ from shared.data.bars import Bars
 from shared.features.micro import on_instrument_scale, temporal_features
 
 TREE_DEPTH = 64  # deeper than any tree of up to 1,000 simulations gets in practice: the whole tree
-_SAFE_ID = re.compile(r"^[A-Za-z0-9._:+-]{1,200}$")
+_SAFE_ID = re.compile(r"[A-Za-z0-9._:+-]{1,200}")  # a client id; never a path
 
 
 def input_hash(temporal: np.ndarray, static: np.ndarray) -> str:
@@ -80,7 +80,7 @@ class TreeStore:
             self._trim()
 
     def get(self, decision_id: str) -> dict | None:
-        if not _SAFE_ID.match(decision_id):
+        if not _SAFE_ID.fullmatch(decision_id):
             return None
         for folder in (self.orders, self.recent):
             path = folder / f"{decision_id}.json.gz"
@@ -91,7 +91,7 @@ class TreeStore:
         return None
 
     def has(self, decision_id: str) -> bool:
-        return bool(_SAFE_ID.match(decision_id)) and any(
+        return bool(_SAFE_ID.fullmatch(decision_id)) and any(
             (folder / f"{decision_id}.json.gz").exists() for folder in (self.orders, self.recent))
 
     def prune_before(self, cutoff_seconds: float) -> int:
@@ -109,7 +109,7 @@ class TreeStore:
 
 
 def _checked(decision_id: str) -> str:
-    if not _SAFE_ID.match(decision_id):
+    if not _SAFE_ID.fullmatch(decision_id):
         raise ValueError(f"not a decision id: {decision_id!r}")
     return decision_id
 
@@ -237,7 +237,8 @@ def decision_detail(con: duckdb.DuckDBPyConnection, trees: TreeStore | None, dec
 def decision_list(con: duckdb.DuckDBPyConnection, trees: TreeStore | None, *, limit: int, offset: int,
                   orders: str) -> dict:
     """Recent decisions, newest first; `orders`: all, only (sent an order) or none."""
-    where = {"all": "TRUE", "only": "order_units != 0", "none": "order_units = 0"}[orders]
+    # an order of a searched decision (its id mm-d-...; not a flatten or an adoption of the broker's position)
+    where = {"all": "TRUE", "only": "order_units != 0 AND client_id LIKE 'mm-d-%'", "none": "order_units = 0"}[orders]
     total = con.execute(f"SELECT count(*) FROM decisions WHERE {where}").fetchall()[0][0]
     cur = con.execute(
         f"SELECT d.client_id, d.instrument, d.bar_ts, d.action, d.status, d.order_units, d.model_version, "
