@@ -5,9 +5,9 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
-import math
 import os
-from pathlib import Path
+
+from shared.core.cpus import usable_cpus
 
 log = logging.getLogger(__name__)
 
@@ -27,19 +27,6 @@ def tune_process() -> bool:
     torch.set_flush_denormal(True)
     torch.set_num_threads(torch_threads())
     return tune_allocator()
-
-
-def usable_cpus() -> int:
-    """CPUs this process may run on: its affinity, capped by a cgroup CPU quota (a
-    container's `cpus`), at least 1."""
-    count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    try:
-        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
-        if quota != "max":
-            count = min(count, max(1, math.ceil(int(quota) / int(period))))
-    except (OSError, ValueError):
-        pass
-    return max(1, count)
 
 
 def torch_threads() -> int:
