@@ -315,6 +315,13 @@ class TrainingConfig:
     learner_steps_per_episode: float = 1.0
     min_replay_episodes: int = 0            # learning starts once the buffer holds this many (0: one iteration's)
     seed: int = 0
+    # how training runs, not what it learns (docs/scale.md): validation and live never read these
+    backend: Literal["local", "ray"] = "local"  # ray: self-play on Ray actors (RAY_ADDRESS joins a cluster)
+    actors: int = 2                    # Ray self-play actors, each a lockstep batch of E episodes
+    actor_cpus: int = 1                # CPUs (torch threads) per actor
+    max_policy_lag: int = 512          # learner steps an ingested episode's weights may be behind; older ones are dropped
+    actor_timeout_seconds: float = 900.0  # an actor's batch taking longer is abandoned and the actor restarted
+    learners: int = 1                  # data-parallel learners (torch.distributed); 1: one learner in this process
     env: EnvConfig = field(default_factory=EnvConfig)
     network: NetworkConfig = field(default_factory=NetworkConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
@@ -327,6 +334,13 @@ class TrainingConfig:
             raise ValueError("episodes_per_iteration, checkpoint_interval_episodes and keep_checkpoints must be >= 1")
         if self.learner_steps_per_episode < 0 or self.min_replay_episodes < 0:
             raise ValueError("learner_steps_per_episode and min_replay_episodes must be >= 0")
+        if self.actors < 1 or self.actor_cpus < 1 or self.learners < 1 or self.max_policy_lag < 0:
+            raise ValueError("actors, actor_cpus and learners must be >= 1, max_policy_lag >= 0")
+        if self.actor_timeout_seconds <= 0:
+            raise ValueError("actor_timeout_seconds must be positive")
+        if self.learner.batch_size % self.learners:
+            raise ValueError(f"learner.batch_size {self.learner.batch_size} does not divide among {self.learners} "
+                             "learners: each takes an equal share of every batch")
         # derived, not duplicated: the network's action head from the action space, one discount
         object.__setattr__(self, "network", replace(self.network, num_actions=ACTION_SPACE_SIZES[self.env.action_space]))
         object.__setattr__(self, "search", replace(self.search, discount=self.replay.discount))

@@ -10,6 +10,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -95,7 +96,7 @@ def test_compose_volumes_secrets_and_monitoring():
     assert "OANDA_TOKEN" not in COMPOSE["services"]["live"]["environment"]
     for name in ("training", "validation", "live"):
         for value in COMPOSE["services"][name]["environment"].values():
-            assert "TOKEN" not in str(value)
+            assert "OANDA_TOKEN" not in str(value)
     assert (ROOT / ".env.example").exists() and "OANDA_TOKEN=" in (ROOT / ".env.example").read_text()
     prometheus = COMPOSE["services"]["prometheus"]
     assert "./deploy/prometheus:/etc/prometheus:ro" in prometheus["volumes"]
@@ -105,6 +106,40 @@ def test_compose_volumes_secrets_and_monitoring():
     data = COMPOSE["services"]["data"]["command"]
     assert importlib.util.find_spec(data[2]) is not None and data[-1] == "prepare"  # the demo only when no market is named
     assert COMPOSE["services"]["data"]["environment"]["MICRO_ENV_FILE"] == "/project/.env"
+
+
+def test_the_ray_profile_is_a_head_scalable_workers_and_training_joining_them():
+    """`docker compose --profile ray up --scale ray-worker=N`: one image, the head's port the
+    address the workers and training use, the object store in shared memory, health checks,
+    restarts, limits; every `ray start` flag used is one this Ray has."""
+    services = COMPOSE["services"]
+    head, worker, training = services["ray-head"], services["ray-worker"], services["training"]
+    assert head["profiles"] == worker["profiles"] == ["ray"] and "profiles" not in training
+    assert head["image"] == worker["image"] == training["image"] == "micro-muzero:latest"
+    assert "--head" in head["command"] and "--port=6379" in head["command"]
+    assert "--num-cpus=0" in head["command"]  # no actor on the head: it only schedules
+    assert "--address=ray-head:6379" in worker["command"] and "ports" not in worker  # scalable: no fixed host port
+    assert worker["depends_on"] == {"ray-head": {"condition": "service_healthy"}}
+    cpus = next(part for part in worker["command"] if part.startswith("--num-cpus="))
+    assert cpus.split("=", 1)[1] == worker["deploy"]["resources"]["limits"]["cpus"] == "${RAY_WORKER_CPUS:-2}"
+    for service in (head, worker):
+        assert service["command"][:2] == ["ray", "start"] and "--block" in service["command"]
+        assert int(service["shm_size"].rstrip("gb")) >= 1  # docker's 64 MB /dev/shm would push the store to disk
+        assert service["healthcheck"]["test"][1:3] == ["ray", "health-check"]
+        assert service["restart"] == "unless-stopped"
+        assert set(service["deploy"]["resources"]["limits"]) == {"memory", "cpus"}
+        assert service["environment"]["RAY_AUTH_MODE"] == "${RAY_AUTH_MODE:-token}"  # the cluster's secret
+        assert service["environment"]["RAY_AUTH_TOKEN"] == "${RAY_AUTH_TOKEN:-}"
+    env = training["environment"]
+    assert env["TRAINING_BACKEND"] == "${TRAINING_BACKEND:-local}" and env["RAY_ADDRESS"] == "${RAY_ADDRESS:-}"
+    assert env["RAY_AUTH_TOKEN"] == "${RAY_AUTH_TOKEN:-}" and training["shm_size"]
+    ray_cli = Path(sys.executable).parent / "ray"
+    usage = subprocess.run([str(ray_cli), "start", "--help"], capture_output=True, text=True, check=True).stdout
+    for service in (head, worker):
+        for part in service["command"][2:]:
+            assert part.split("=")[0] in usage, part
+    health = subprocess.run([str(ray_cli), "health-check", "--help"], capture_output=True, text=True, check=True).stdout
+    assert "--address" in health
 
 
 def test_dockerfile_builds_the_search_and_runs_as_a_user():

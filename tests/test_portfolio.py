@@ -137,7 +137,12 @@ def test_validation_reports_each_instrument_as_validated_alone_and_the_portfolio
     assert report.sessions == len(report.session_pnl) == sum(int(m.sum()) for m in masks.values())
 
 
-def test_reference_rules_on_several_instruments_are_in_the_common_unit(store, market):
+def test_reference_rules_on_several_instruments_are_in_the_common_unit(store, market, monkeypatch):
+    from shared.validation import baselines
+
+    # a coarse grid: what is checked here is the unit, not the tuning (test_baselines checks that)
+    monkeypatch.setattr(baselines, "ENTER_QUANTILES", (0.8, 0.95))
+    monkeypatch.setattr(baselines, "EXIT_RATIOS", (-0.5, 0.0))
     starts = market.require_sessions("validation")
     reference = reference_on(market, starts)
     assert reference.oracle_pips is not None and reference.momentum_pips is not None

@@ -30,3 +30,16 @@ class TrainingMetrics:
         self.paused = Gauge("micro_training_paused", "1 while control/training.pause exists", registry=r)
         self.iteration_seconds = Gauge("micro_training_iteration_seconds", "Duration of the last iteration", ["phase"],
                                        registry=r)
+        # self-play on Ray actors (TRAINING_BACKEND=ray); the local loop reports no actors
+        self.actors_alive = Gauge("micro_training_actors_alive", "Self-play actors whose last batch did not fail",
+                                  registry=r)
+        self.actor_episodes_per_hour = Gauge("micro_training_actor_episodes_per_hour",
+                                             "Episodes an actor delivered per hour since it started", ["actor"],
+                                             registry=r)
+        self.weight_lag = Gauge("micro_training_weight_lag_steps",
+                                "Learner steps between the weights that played the ingested batches and the learner",
+                                ["stat"], registry=r)
+        self.stale_dropped = Counter("micro_training_stale_episodes_dropped",
+                                     "Episodes dropped as older than TRAINING_MAX_POLICY_LAG", registry=r)
+        self.actor_restarts = Counter("micro_training_actor_restarts", "Self-play actors that died and were replaced",
+                                      registry=r)

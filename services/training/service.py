@@ -33,6 +33,7 @@ class TrainingService:
         self.metrics.learner_steps.inc(trainer.learner.steps)
         self._counted_learner_steps = trainer.learner.steps
         self.metrics.checkpoints.inc(trainer.checkpoints_written)
+        self._counted = {"stale": 0, "restarts": 0}  # the collector's counters already in the metrics
 
     def loop(self) -> None:
         try:
@@ -54,6 +55,7 @@ class TrainingService:
                     continue
                 self.status = "running"
                 self.record(self.trainer.run_iteration())
+            self.trainer.close()  # a graceful stop: the actors and learner processes go with the loop
         except BaseException as error:  # noqa: BLE001 - any crash (a PyO3 panic too) takes the process down
             self.error = f"{type(error).__name__}: {error}"
             log.exception("training loop failed")
@@ -81,12 +83,26 @@ class TrainingService:
         if report.checkpoint:
             m.checkpoints.inc()
             m.last_checkpoint.set(time.time())
+        self.record_actors()
         self.last_report = report
         log.info("iteration", extra={"fields": {
             "episode": report.episode, "learner_steps": report.learner_steps,
             "episodes_per_hour": round(report.episodes_per_hour), "expectancy_pips": round(report.expectancy_pips, 2),
             "win_rate": round(report.win_rate, 3), "trade_ratio": round(report.trade_ratio, 3),
             "loss": round(report.losses.get("total", float("nan")), 4), "checkpoint": report.checkpoint}})
+
+    def record_actors(self) -> None:
+        if self.trainer.actors is None:
+            return
+        m, actors = self.metrics, self.trainer.actors.status()
+        m.actors_alive.set(actors["actors_alive"])
+        for index, rate in enumerate(actors["actor_episodes_per_hour"]):
+            m.actor_episodes_per_hour.labels(actor=str(index)).set(rate)
+        m.weight_lag.labels(stat="mean").set(actors["weight_lag_steps_mean"])
+        m.weight_lag.labels(stat="max").set(actors["weight_lag_steps_max"])
+        m.stale_dropped.inc(actors["stale_episodes_dropped"] - self._counted["stale"])
+        m.actor_restarts.inc(actors["actor_restarts"] - self._counted["restarts"])
+        self._counted = {"stale": actors["stale_episodes_dropped"], "restarts": actors["actor_restarts"]}
 
     def health(self) -> tuple[bool, dict]:
         age = self.heartbeat.age_seconds
@@ -117,6 +133,8 @@ class TrainingService:
             "instruments": list(t.features.instrument_names),
             "train_sessions": int(len(t.starts)),
             "last_iteration": asdict(self.last_report) if self.last_report else None,
+            "self_play": t.actors.status() if t.actors else {"backend": "local"},
+            "learners": t.config.learners,
             "config_hash": t.config.config_hash(),
             "error": self.error,
             "config": self.settings.effective(),

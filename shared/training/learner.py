@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from torch import nn
 from torch.nn import functional as F
 
 from shared.config import LearnerConfig
@@ -21,27 +22,26 @@ def _soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Ten
     return -(target * F.log_softmax(logits, dim=-1)).sum(-1)
 
 
-class Learner:
-    def __init__(self, model: MuZeroNetworks, config: LearnerConfig = LearnerConfig(),
-                 device: torch.device | None = None) -> None:
+LOSS_NAMES = ("policy", "value", "reward", "outcome", "afterstate_value")
+BATCH_FIELDS = ("temporal", "static", "actions", "outcomes", "rewards", "values", "policies", "mask")
+
+
+class LossModule(nn.Module):
+    """The training loss as a module: `forward(temporal, static, actions, outcomes, rewards, values,
+    policies, mask)` (TrainingBatch's arrays as tensors, in BATCH_FIELDS order) -> the per-component
+    losses, each a mean over the batch. A module so that DistributedDataParallel can wrap it: DDP
+    reduces gradients only for work done through the wrapper's forward."""
+
+    def __init__(self, model: MuZeroNetworks, support: ValueSupport) -> None:
+        super().__init__()
         self.model = model
-        self.config = config
-        self.device = device or next(model.parameters()).device
-        self.support = ValueSupport(model.config.value_atoms, model.config.value_max_pips).to(self.device)
-        self.optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
-        self.steps = 0
+        self.support = support
 
-    def _tensor(self, array: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(array)).to(self.device)
-
-    def losses(self, batch: TrainingBatch) -> dict[str, torch.Tensor]:
+    def forward(self, temporal: torch.Tensor, static: torch.Tensor, actions: torch.Tensor, outcomes: torch.Tensor,
+                rewards: torch.Tensor, values: torch.Tensor, policies: torch.Tensor,
+                mask: torch.Tensor) -> dict[str, torch.Tensor]:
         m = self.model
-        mask = self._tensor(batch.mask)
-        values = self._tensor(batch.values)
-        policies = self._tensor(batch.policies)
-        actions, outcomes = self._tensor(batch.actions), self._tensor(batch.outcomes)
-        rewards = self._tensor(batch.rewards)
-        state = m.represent(self._tensor(batch.temporal), self._tensor(batch.static))
+        state = m.represent(temporal, static)
         policy_logits, value_logits = m.predict(state)
         loss = {
             "policy": _soft_cross_entropy(policy_logits, policies[:, 0]) * mask[:, 0],
@@ -65,12 +65,38 @@ class Learner:
             loss["value"] = loss["value"] + _soft_cross_entropy(value_logits, self.support.two_hot(values[:, u])) * mask[:, u]
         return {name: value.mean() for name, value in loss.items()}
 
+
+def weighted_total(loss: dict[str, torch.Tensor], c: LearnerConfig) -> torch.Tensor:
+    return (c.policy_weight * loss["policy"] + c.value_weight * loss["value"] + c.reward_weight * loss["reward"]
+            + c.outcome_weight * loss["outcome"] + c.afterstate_value_weight * loss["afterstate_value"])
+
+
+class Learner:
+    def __init__(self, model: MuZeroNetworks, config: LearnerConfig = LearnerConfig(),
+                 device: torch.device | None = None) -> None:
+        self.model = model
+        self.config = config
+        self.device = device or next(model.parameters()).device
+        self.support = ValueSupport(model.config.value_atoms, model.config.value_max_pips).to(self.device)
+        self.loss_module = LossModule(model, self.support)
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+        self.steps = 0
+
+    def _tensor(self, array: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(array)).to(self.device)
+
+    def tensors(self, batch: TrainingBatch) -> tuple[torch.Tensor, ...]:
+        """The batch's arrays on the device, in LossModule.forward's order."""
+        return tuple(self._tensor(getattr(batch, name)) for name in BATCH_FIELDS)
+
+    def losses(self, batch: TrainingBatch) -> dict[str, torch.Tensor]:
+        return self.loss_module(*self.tensors(batch))
+
     def step(self, batch: TrainingBatch) -> dict[str, float]:
         self.model.train()
         loss = self.losses(batch)
         c = self.config
-        total = (c.policy_weight * loss["policy"] + c.value_weight * loss["value"] + c.reward_weight * loss["reward"]
-                 + c.outcome_weight * loss["outcome"] + c.afterstate_value_weight * loss["afterstate_value"])
+        total = weighted_total(loss, c)
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip)
@@ -80,3 +106,6 @@ class Learner:
         out["total"] = float(total.detach())
         out["grad_norm"] = float(grad_norm)
         return out
+
+    def close(self) -> None:
+        """Nothing to release in one process (DistributedLearner stops its workers here)."""

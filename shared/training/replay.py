@@ -13,6 +13,11 @@ position t and unroll u = 0..K:
 * afterstate value target z_{t+u-1} (the return of the action actually taken);
 * policy target: the visit distribution at t+u.
 Unroll steps past the episode's end are masked out of every loss.
+
+Each stored episode keeps its id and the weights version (learner step) that
+played it. Ingestion is idempotent by id: an episode delivered twice (a
+distributed collector may report a task failed that in fact ran) is stored
+once.
 """
 
 from __future__ import annotations
@@ -63,6 +68,9 @@ class ReplayBuffer:
         self.policy = np.zeros((c, t, num_actions), np.float32)
         self.value = np.zeros((c, t), np.float32)
         self.outcome = np.zeros((c, t), np.int8)
+        self.episode_id = np.full(c, -1, np.int64)
+        self.version = np.zeros(c, np.int64)
+        self._slot_of: dict[int, int] = {}  # episode id -> slot, for the episodes stored now
         self.size = 0
         self.cursor = 0
         self.added = 0
@@ -75,10 +83,21 @@ class ReplayBuffer:
     def positions(self) -> int:
         return self.size * self.steps
 
-    def add(self, batch: EpisodeBatch) -> None:
+    def add(self, batch: EpisodeBatch) -> int:
+        """Store the batch's episodes not stored already; returns how many were new."""
         z = n_step_values(batch.reward, batch.root_value, self.config.td_steps, self.config.discount)
+        ids = batch.episode_id if batch.episode_id is not None else np.full(batch.episodes, -1, np.int64)
+        added = 0
         for e in range(batch.episodes):
+            episode_id = int(ids[e])
+            if episode_id >= 0 and episode_id in self._slot_of:
+                continue
             i = self.cursor
+            self._slot_of.pop(int(self.episode_id[i]), None)  # the episode overwritten here
+            if episode_id >= 0:
+                self._slot_of[episode_id] = i
+            self.episode_id[i] = episode_id
+            self.version[i] = batch.weights_version
             self.bar_index[i] = batch.bar_index[e]
             self.static[i] = batch.static[e]
             self.action[i] = batch.action[e]
@@ -89,6 +108,8 @@ class ReplayBuffer:
             self.cursor = (self.cursor + 1) % self.config.capacity_episodes
             self.size = min(self.size + 1, self.config.capacity_episodes)
             self.added += 1
+            added += 1
+        return added
 
     def sample(self, batch_size: int, rng: np.random.Generator) -> TrainingBatch:
         if self.size == 0:

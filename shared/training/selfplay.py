@@ -27,10 +27,23 @@ class EpisodeBatch:
     trades_pips: list[list[float]]  # closed trades per episode
     action_counts: np.ndarray  # [E, A] int64
     position_changes: np.ndarray | None = None  # [E] int64, decisions that changed the position
+    episode_id: np.ndarray | None = None  # [E] int64, unique per episode played (replay ingests each once)
+    weights_version: int = 0  # the learner step of the weights that played every episode here
 
     @property
     def episodes(self) -> int:
         return len(self.bar_index)
+
+    @classmethod
+    def concat(cls, batches: list["EpisodeBatch"]) -> "EpisodeBatch":
+        """Several batches as one (the iteration's report over every batch it ingested)."""
+        if len(batches) == 1:
+            return batches[0]
+        arrays = {name: np.concatenate([getattr(b, name) for b in batches])
+                  for name in ("bar_index", "static", "legal", "action", "reward", "policy", "root_value",
+                               "outcome", "pnl_pips", "action_counts", "position_changes", "episode_id")}
+        return cls(**arrays, trades_pips=[t for b in batches for t in b.trades_pips],
+                   weights_version=min(b.weights_version for b in batches))
 
 
 def play_episodes(
@@ -41,8 +54,11 @@ def play_episodes(
     *,
     exploration: ExplorationConfig,
     episode: int = 0,
+    first_episode_id: int | None = None,
 ) -> EpisodeBatch:
-    """Play one episode from each session start in `starts`, all in lockstep."""
+    """Play one episode from each session start in `starts`, all in lockstep. `episode` (episodes
+    learned from so far) sets the exploration temperature; the episodes are numbered from
+    `first_episode_id` (default `episode`)."""
     e, t_steps, a = len(starts), env.steps_per_episode, env.num_actions
     out = EpisodeBatch(
         bar_index=np.zeros((e, t_steps), np.int64),
@@ -84,4 +100,5 @@ def play_episodes(
     out.trades_pips = [list(s.trades_pips) for s in env.stats]
     out.action_counts = np.stack([s.actions for s in env.stats])
     out.position_changes = np.array([s.position_changes for s in env.stats], np.int64)
+    out.episode_id = (episode if first_episode_id is None else first_episode_id) + np.arange(e, dtype=np.int64)
     return out

@@ -24,11 +24,12 @@ from shared.env import TradingEnv
 from shared.features.store import FeatureSet
 from shared.model import MuZeroNetworks, parameter_counts
 from shared.search import NetworkSearch
-from shared.training.learner import Learner
+from shared.training.actors import RayCollector
+from shared.training.distributed import make_learner
 from shared.training.replay import ReplayBuffer
 from shared.training.report import IterationReport, IterationTable, trade_statistics
 from shared.training.resume import Counters, restore, resume_payload
-from shared.training.selfplay import play_episodes
+from shared.training.selfplay import EpisodeBatch, play_episodes
 from shared.volume.candidates import candidate_payload, serialize, whole_candidate
 from shared.volume.checkpoints import CheckpointDir, atomic_write_bytes
 
@@ -65,7 +66,7 @@ class Trainer:
         torch.manual_seed(config.seed)
         self.model = MuZeroNetworks(config.network).to(self.device)
         self.search = NetworkSearch(self.model, config.episodes_per_iteration, self.env.space, config.search, self.device)
-        self.learner = Learner(self.model, config.learner, self.device)
+        self.learner = make_learner(self.model, config.learner, self.device, config.learners)
         self.replay = ReplayBuffer(features.features, self.env.steps_per_episode, self.env.num_actions, config.replay,
                                    config.network.window_bars)
         self.rng = np.random.default_rng(config.seed)
@@ -90,6 +91,10 @@ class Trainer:
         self.episode = self.saved_episode = counters.episode
         self.last_checkpoint_episode = counters.last_checkpoint_episode
         self.checkpoints_written = counters.checkpoints_written
+        self.actors: RayCollector | None = None
+        if config.backend == "ray":
+            self.actors = RayCollector(features, config, self.draw_starts, self.rng, next_episode_id=self.episode)
+            self.actors.publish(self.model, self.learner.steps)
 
     # --- checkpoints ---------------------------------------------------------------
 
@@ -120,24 +125,40 @@ class Trainer:
 
     # --- the loop ------------------------------------------------------------------
 
+    def draw_starts(self) -> np.ndarray:
+        return self.rng.choice(self.starts, size=self.config.episodes_per_iteration, p=self.start_weights)
+
+    def collect(self) -> list[EpisodeBatch]:
+        """The next batches for the replay: one played here in lockstep (local), or what the Ray
+        actors brought back (shared.training.actors)."""
+        if self.actors is not None:
+            return self.actors.collect(self.learner.steps, self.episode)
+        starts = self.draw_starts()
+        self.search.refresh()  # the search's frozen networks follow the learner's latest weights
+        batch = play_episodes(self.env, self.search, starts, self.rng, exploration=self.config.exploration,
+                              episode=self.episode)
+        batch.weights_version = self.learner.steps
+        return [batch]
+
     def run_iteration(self) -> IterationReport:
         c = self.config
         t0 = time.perf_counter()
-        starts = self.rng.choice(self.starts, size=c.episodes_per_iteration, p=self.start_weights)
-        self.search.refresh()  # the search's frozen networks follow the learner's latest weights
-        batch = play_episodes(self.env, self.search, starts, self.rng, exploration=c.exploration, episode=self.episode)
-        self.replay.add(batch)
-        self.episode += batch.episodes
+        batches = self.collect()
+        added = sum(self.replay.add(b) for b in batches)
+        self.episode += added
+        batch = EpisodeBatch.concat(batches)
         t1 = time.perf_counter()
 
         losses: dict[str, float] = {}
         if len(self.replay) >= c.replay_warmup_episodes:
-            steps = max(1, round(c.learner_steps_per_episode * batch.episodes)) if c.learner_steps_per_episode else 0
+            steps = max(1, round(c.learner_steps_per_episode * added)) if c.learner_steps_per_episode and added else 0
             sums: dict[str, float] = {}
             for _ in range(steps):
                 for name, value in self.learner.step(self.replay.sample(c.learner.batch_size, self.rng)).items():
                     sums[name] = sums.get(name, 0.0) + value
             losses = {name: total / steps for name, total in sums.items()} if steps else {}
+        if self.actors is not None:
+            self.actors.publish(self.model, self.learner.steps)
         t2 = time.perf_counter()
 
         checkpoint = None
@@ -148,7 +169,7 @@ class Trainer:
         trades, expectancy, win_rate, trade_ratio, share = trade_statistics(batch)
         report = IterationReport(
             episode=self.episode, learner_steps=self.learner.steps, collect_seconds=t1 - t0, learn_seconds=t2 - t1,
-            episodes=batch.episodes, trades=trades, expectancy_pips=expectancy, win_rate=win_rate,
+            episodes=added, trades=trades, expectancy_pips=expectancy, win_rate=win_rate,
             trade_ratio=trade_ratio, pnl_pips_mean=float(batch.pnl_pips.mean()), action_share=share, losses=losses,
             checkpoint=checkpoint, replay_episodes=len(self.replay), decisions=int(batch.action_counts.sum()),
         )
@@ -160,5 +181,8 @@ class Trainer:
         return "parameters: " + ", ".join(f"{name} {count:,}" for name, count in counts.items())
 
     def close(self) -> None:
+        if self.actors is not None:
+            self.actors.close()
+        self.learner.close()
         self.iterations.close()
 
