@@ -289,6 +289,9 @@ def run_once(args, market_seed: int, seed: int) -> dict:
         if search_levers:
             levers.update(search_levers)
             config = replace(config, search=replace(config.search, **search_levers))
+        if args.backend != "local":
+            levers.update(backend=args.backend, actors=args.actors)
+            config = replace(config, backend=args.backend, actors=args.actors)
         oracle_validation = baselines["oracle"][2].total_pips
         if args.walk_forward:
             walk = walk_forward(args, features, drift, config, root, test, started)
@@ -372,6 +375,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epsilon", type=float, default=None, help="self-play's chance of a random action")
     parser.add_argument("--root-selection", choices=("puct", "gumbel"), default=None, help="the search's root rule")
     parser.add_argument("--simulations", type=int, default=None, help="self-play simulations per decision")
+    parser.add_argument("--backend", choices=("local", "ray"), default="local",
+                        help="self-play in this process or on Ray actors (docs/scale.md)")
+    parser.add_argument("--actors", type=int, default=2, help="Ray self-play actors (--backend ray)")
     parser.add_argument("--instrument", default=DEMO_MARKET.instrument, help="the demo market carried to this instrument")
     parser.add_argument("--granularity", default="M1", help="the bar size of the market (M1, M5, H1, ...)")
     parser.add_argument("--weeks", type=int, default=DEMO_MARKET.weeks, help="weeks of market generated")

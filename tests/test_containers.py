@@ -249,3 +249,63 @@ def test_down_and_up_keep_the_volume(stack):
     assert json.loads(stack.volume_file("promoted/CURRENT"))["episode"] == json.loads(current)["episode"]
     page = status("training")
     assert page["resumed"] and page["episode"] >= episode
+
+
+def test_the_ray_profile_trains_on_scaled_workers(stack):
+    """`docker compose --profile ray up --scale ray-worker=2` with TRAINING_BACKEND=ray: the head
+    becomes healthy, both workers join it, training joins as a node of its own and its actors (on
+    the workers) write candidates. Compose's own network here (the profile's service names), the
+    main stack stopped first so the cores are the Ray stack's."""
+    stack.compose("stop", timeout=300)
+    env = {**stack.env, "TRAINING_BACKEND": "ray", "RAY_ADDRESS": "ray-head:6379", "RAY_WORKER_CPUS": "1",
+           "RAY_AUTH_TOKEN": os.urandom(16).hex()}
+    merged = yaml.safe_load(run("docker-compose", "-f", "docker-compose.yml", "--profile", "ray", "config",
+                                env=env).stdout)
+    services = {name: merged["services"][name] for name in ("data", "training", "ray-head", "ray-worker")}
+    for name, service in services.items():
+        service.pop("ports", None)  # nothing published: the test reads through `docker exec`
+        service.pop("build", None)
+        service["image"] = IMAGE
+        service["volumes"] = [stack.env["MICRO_TEST_DATA_DIR"] + ":/app/data" + (":ro" if name != "data" else "")
+                              if str(v).endswith(("/app/data", "/app/data:ro")) or ":/app/data" in str(v) else v
+                              for v in service.get("volumes", [])]
+    services["training"]["environment"].update({
+        "TRAINING_ACTORS": "2", "TRAINING_EPISODES_PER_ITERATION": "8", "TRAINING_CHECKPOINT_INTERVAL_EPISODES": "8",
+        "TRAINING_SEARCH__SIMULATIONS": "3", "OMP_NUM_THREADS": "1"})
+    merged["services"] = services
+    work = Path(tempfile.mkdtemp(prefix="micro-ray-test-"))
+    compose_file = work / "compose.yml"
+    compose_file.write_text(yaml.safe_dump(merged, sort_keys=False))
+    project = PROJECT + "-ray"
+
+    def compose(*args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
+        return run("docker-compose", "-p", project, "--project-directory", str(ROOT), "-f", str(compose_file),
+                   *args, check=check, timeout=timeout, env=env)
+
+    def training_status() -> dict:
+        cid = compose("ps", "-q", "training").stdout.strip()
+        out = run(DOCKER, "exec", cid, "python", "-c", "import urllib.request; "
+                  "print(urllib.request.urlopen('http://localhost:8001/status', timeout=5).read().decode())",
+                  check=False)
+        return json.loads(out.stdout) if out.returncode == 0 else {}
+
+    try:
+        compose("up", "-d", "--no-build", "--scale", "ray-worker=2", "data", "ray-head", "ray-worker", "training",
+                timeout=600)
+        head = compose("ps", "-q", "ray-head").stdout.strip()
+        wait_for("the Ray head to be healthy",
+                 lambda: run(DOCKER, "inspect", "-f", "{{.State.Health.Status}}", head).stdout.strip() == "healthy",
+                 180)
+        page = wait_for("training's actors to write two candidates",
+                        lambda: (lambda s: s if s.get("checkpoints_written", 0) >= 2 else None)(training_status()), 420)
+        self_play = page["self_play"]
+        assert self_play["backend"] == "ray" and self_play["address"] == "ray-head:6379"
+        assert self_play["actors"] == 2 and self_play["actors_alive"] == 2
+        nodes = run(DOCKER, "exec", head, "python", "-c", "import ray; ray.init(address='auto', log_to_driver=False); "
+                    "print(sum(n['Alive'] for n in ray.nodes()))").stdout.strip().splitlines()[-1]
+        assert int(nodes) == 4, "the head, two workers and training's node"
+    finally:
+        logs = compose("logs", "--no-color", "--tail", "30", check=False)
+        print(logs.stdout[-15000:])
+        compose("down", "-v", "--remove-orphans", check=False, timeout=300)
+        shutil.rmtree(work, ignore_errors=True)

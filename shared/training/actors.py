@@ -266,7 +266,7 @@ class RayCollector:
                 raise RuntimeError("publish the weights before collecting")
             for actor in range(len(self.handles)):
                 self._submit(actor, episode)
-        self.counters.lags = []
+        lags: list[int] = []
         while True:
             ready, _ = self.ray.wait(list(self.inflight), num_returns=1, timeout=wait_seconds)
             if ready:
@@ -274,18 +274,19 @@ class RayCollector:
             for ref in ready:
                 self._finish(ref, episode)
             self._kill_overdue()
-            released = self._release(learner_version)
+            released = self._release(learner_version, lags)
             if released:
+                self.counters.lags = lags  # what /status shows: the lags of this collect's batches
                 return released
 
-    def _release(self, learner_version: int) -> list[EpisodeBatch]:
+    def _release(self, learner_version: int, lags: list[int]) -> list[EpisodeBatch]:
         oldest_in_flight = min((t.version for t in self.inflight.values()), default=None)
         self.finished.sort(key=lambda b: b.weights_version)
         released = []
         while self.finished and (oldest_in_flight is None or self.finished[0].weights_version <= oldest_in_flight):
             batch = self.finished.pop(0)
             lag = learner_version - batch.weights_version
-            self.counters.lags.append(lag)
+            lags.append(lag)
             if lag > self.config.max_policy_lag:
                 self.counters.stale_episodes_dropped += batch.episodes
                 log.warning("dropped %d episodes played %d learner steps ago (TRAINING_MAX_POLICY_LAG=%d)",
