@@ -48,8 +48,10 @@ test-tools:
 test-rust:
 	cd mcts_rs && cargo test --release
 
+# two workers, a file each at a time (its fixtures and its order stay together): the suite is
+# mostly services starting and answering, so two keep both cores busy
 test-python: setup test-tools
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 --dist loadfile
 
 # The image and `docker-compose up` on a real engine (deploy/images/test-containers.sh):
 # installs Debian's docker.io, docker-compose and debootstrap when missing (needs
