@@ -49,8 +49,9 @@ def test_the_service_reports_its_actors_in_status_and_metrics(data_dir, tmp_path
         service.wait(timeout=90)  # uvicorn stops gracefully, then re-raises SIGTERM: -15
     log = (tmp_path / "training.log").read_text()
     assert "Application shutdown complete" in log, log[-3000:]  # its own handler ran, not Ray's exit
-    left = subprocess.run(["pgrep", "-f", "ray::SelfPlayActor"], capture_output=True, text=True).stdout.strip()
-    assert not left, "the actors stop with the service"
+    left = subprocess.run(["pgrep", "-f", "ray::SelfPlayActor|ray::DashboardAgent|ray::RuntimeEnvAgent|raylet"],
+                          capture_output=True, text=True).stdout.strip()
+    assert not left, "the actors and the Ray the service started stop with it"
 
 
 @pytest.fixture(scope="module")

@@ -318,3 +318,7 @@ class RayCollector:
         for handle in self.handles:
             self.ray.kill(handle, no_restart=True)
         self.inflight.clear()
+        if self.address == "local":
+            # the Ray this service started goes with it: its raylet follows the driver out, its
+            # dashboard and runtime-env agents do not (they outlived a stopped service)
+            self.ray.shutdown()
