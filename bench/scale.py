@@ -78,8 +78,7 @@ def learner_steps_per_s(features, root: Path, config: TrainingConfig, learners: 
             learner.step(batch)
         return steps / (time.perf_counter() - t0)
     finally:
-        if hasattr(learner, "close"):
-            learner.close()
+        learner.close()
         trainer.close()
 
 
