@@ -290,11 +290,12 @@ def run_once(args, market_seed: int, seed: int) -> dict:
             levers.update(search_levers)
             config = replace(config, search=replace(config.search, **search_levers))
         if args.backend != "local":
-            levers.update(backend=args.backend, actors=args.actors)
-            config = replace(config, backend=args.backend, actors=args.actors)
+            config = replace(config, backend=args.backend, actors=args.actors, actor_episodes=args.actor_episodes)
         if args.episodes_per_iteration is not None:
             levers["episodes_per_iteration"] = args.episodes_per_iteration
             config = replace(config, episodes_per_iteration=args.episodes_per_iteration)
+        if args.backend != "local":
+            levers.update(backend=args.backend, actors=args.actors, actor_episodes=config.actor_batch_episodes)
         oracle_validation = baselines["oracle"][2].total_pips
         if args.walk_forward:
             walk = walk_forward(args, features, drift, config, root, test, started)
@@ -382,7 +383,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="self-play in this process or on Ray actors (docs/scale.md)")
     parser.add_argument("--actors", type=int, default=2, help="Ray self-play actors (--backend ray)")
     parser.add_argument("--episodes-per-iteration", type=int, default=None,
-                        help="episodes in lockstep per batch (each actor's batch with --backend ray)")
+                        help="episodes in lockstep per batch (the local loop's learn round)")
+    parser.add_argument("--actor-episodes", type=int, default=0,
+                        help="each Ray actor's lockstep batch (0: episodes per iteration / actors)")
     parser.add_argument("--instrument", default=DEMO_MARKET.instrument, help="the demo market carried to this instrument")
     parser.add_argument("--granularity", default="M1", help="the bar size of the market (M1, M5, H1, ...)")
     parser.add_argument("--weeks", type=int, default=DEMO_MARKET.weeks, help="weeks of market generated")

@@ -99,7 +99,9 @@ def main() -> None:
             store.upsert(DEMO_MARKET.instrument, "M1", generate_bars(DEMO_MARKET))
         build_feature_store(db, DEMO_MARKET.instrument, progress=False)
         features = load_feature_set(db, DEMO_MARKET.instrument)
-        base = TrainingConfig(episodes_per_iteration=args.episodes, checkpoint_interval_episodes=10**9)
+        # every actor plays E episodes a batch, as the local loop: the same lockstep width compared
+        base = TrainingConfig(episodes_per_iteration=args.episodes, actor_episodes=args.episodes,
+                              checkpoint_interval_episodes=10**9)
         collect = replace(base, learner_steps_per_episode=0.0)
         ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
 

@@ -317,7 +317,9 @@ class TrainingConfig:
     seed: int = 0
     # how training runs, not what it learns (docs/scale.md): validation and live never read these
     backend: Literal["local", "ray"] = "local"  # ray: self-play on Ray actors (RAY_ADDRESS joins a cluster)
-    actors: int = 2                    # Ray self-play actors, each a lockstep batch of E episodes
+    actors: int = 2                    # Ray self-play actors
+    actor_episodes: int = 0            # each actor's lockstep batch; 0: E / actors, so one round of all
+    #                                    actors plays E episodes and the weights lag one learn round (docs/scale.md)
     actor_cpus: int = 1                # CPUs (torch threads) per actor
     max_policy_lag: int = 512          # learner steps an ingested episode's weights may be behind; older ones are dropped
     actor_timeout_seconds: float = 900.0  # an actor's batch taking longer is abandoned and the actor restarted
@@ -336,6 +338,8 @@ class TrainingConfig:
             raise ValueError("learner_steps_per_episode and min_replay_episodes must be >= 0")
         if self.actors < 1 or self.actor_cpus < 1 or self.learners < 1 or self.max_policy_lag < 0:
             raise ValueError("actors, actor_cpus and learners must be >= 1, max_policy_lag >= 0")
+        if self.actor_episodes < 0:
+            raise ValueError("actor_episodes must be >= 0 (0: episodes_per_iteration / actors)")
         if self.actor_timeout_seconds <= 0:
             raise ValueError("actor_timeout_seconds must be positive")
         if self.learner.batch_size % self.learners:
@@ -345,6 +349,11 @@ class TrainingConfig:
         object.__setattr__(self, "network", replace(self.network, num_actions=ACTION_SPACE_SIZES[self.env.action_space]))
         object.__setattr__(self, "search", replace(self.search, discount=self.replay.discount))
         object.__setattr__(self, "env", replace(self.env, window_bars=self.network.window_bars))
+
+    @property
+    def actor_batch_episodes(self) -> int:
+        """Episodes in one Ray actor's lockstep batch."""
+        return self.actor_episodes or max(1, self.episodes_per_iteration // self.actors)
 
     @property
     def replay_warmup_episodes(self) -> int:

@@ -179,6 +179,15 @@ def test_derived_values_follow_what_they_derive_from():
     assert effective["search.discount"]["source"] == "derived"
 
 
+def test_each_ray_actor_plays_a_share_of_the_learn_round_unless_set():
+    assert TrainingConfig(episodes_per_iteration=64, actors=2).actor_batch_episodes == 32
+    assert TrainingConfig(episodes_per_iteration=64, actors=3).actor_batch_episodes == 21
+    assert TrainingConfig(episodes_per_iteration=4, actors=8).actor_batch_episodes == 1
+    assert TrainingConfig(episodes_per_iteration=64, actors=2, actor_episodes=64).actor_batch_episodes == 64
+    with pytest.raises(ValueError, match="actor_episodes"):
+        TrainingConfig(actor_episodes=-1)
+
+
 def test_env_example_names_only_known_settings():
     names = [line.split("=", 1)[0].lstrip("# ").strip() for line in (ROOT / ".env.example").read_text().splitlines()
              if "=" in line and line.lstrip("# ")[:1].isupper()]

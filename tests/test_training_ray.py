@@ -62,7 +62,8 @@ def local_ray():
 
 
 def _config(**overrides) -> TrainingConfig:
-    values = dict(backend="ray", actors=2, episodes_per_iteration=4, checkpoint_interval_episodes=8,
+    # each of two actors plays 4 episodes a batch (E / actors)
+    values = dict(backend="ray", actors=2, episodes_per_iteration=8, checkpoint_interval_episodes=8,
                   network=NETWORK, search=SearchConfig(simulations=3))
     values.update(overrides)
     return TrainingConfig(**values)
@@ -125,7 +126,7 @@ def test_an_actor_killed_mid_batch_is_replaced_and_its_episodes_never_used(local
 
 
 def test_a_batch_delivered_twice_is_ingested_once(local_ray, features, tmp_path):
-    trainer = Trainer(features, tmp_path / "ck", _config(actors=1))
+    trainer = Trainer(features, tmp_path / "ck", _config(actors=1, actor_episodes=4))
     try:
         batches = trainer.collect()
         assert sum(trainer.replay.add(b) for b in batches) == 4

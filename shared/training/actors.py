@@ -68,7 +68,7 @@ class SelfPlayActor:
         self.env = TradingEnv(features, config.env)
         self.model = MuZeroNetworks(config.network)
         self.model.eval()
-        self.search = NetworkSearch(self.model, config.episodes_per_iteration, self.env.space, config.search,
+        self.search = NetworkSearch(self.model, config.actor_batch_episodes, self.env.space, config.search,
                                     torch.device("cpu"))
         self.version = -1
         self.pid = os.getpid()
@@ -184,7 +184,7 @@ def connect(local_cpus: int, wait_seconds: float = 120.0) -> str:
 
 
 class RayCollector:
-    def __init__(self, features: FeatureSet, config: TrainingConfig, draw_starts: Callable[[], np.ndarray],
+    def __init__(self, features: FeatureSet, config: TrainingConfig, draw_starts: Callable[[int], np.ndarray],
                  rng: np.random.Generator, next_episode_id: int) -> None:
         import ray
 
@@ -218,11 +218,11 @@ class RayCollector:
     # --- tasks -------------------------------------------------------------------------
 
     def _submit(self, actor: int, episode: int) -> None:
-        e = self.config.episodes_per_iteration
+        e = self.config.actor_batch_episodes
         first = self.next_episode_id
         self.next_episode_id += e
         seed = int(self.rng.integers(0, 2**63))
-        ref = self.handles[actor].play.remote([self.snapshot], self.version, self.draw_starts(), seed, first,
+        ref = self.handles[actor].play.remote([self.snapshot], self.version, self.draw_starts(e), seed, first,
                                               episode, self.config.exploration)
         self.inflight[ref] = _Task(actor, first, self.version, time.monotonic() + self.config.actor_timeout_seconds)
 
@@ -311,7 +311,7 @@ class RayCollector:
             "weight_lag_steps_mean": float(np.mean(lags)) if lags else 0.0,
             "weight_lag_steps_max": int(max(lags)) if lags else 0,
             "stale_episodes_dropped": self.counters.stale_episodes_dropped,
-            "episodes_in_flight": len(self.inflight) * self.config.episodes_per_iteration,
+            "episodes_in_flight": len(self.inflight) * self.config.actor_batch_episodes,
         }
 
     def close(self) -> None:

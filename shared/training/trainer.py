@@ -125,8 +125,8 @@ class Trainer:
 
     # --- the loop ------------------------------------------------------------------
 
-    def draw_starts(self) -> np.ndarray:
-        return self.rng.choice(self.starts, size=self.config.episodes_per_iteration, p=self.start_weights)
+    def draw_starts(self, count: int | None = None) -> np.ndarray:
+        return self.rng.choice(self.starts, size=count or self.config.episodes_per_iteration, p=self.start_weights)
 
     def collect(self) -> list[EpisodeBatch]:
         """The next batches for the replay: one played here in lockstep (local), or what the Ray
