@@ -1,7 +1,7 @@
 """Loading a service's settings: defaults < TOML file < .env < process environment < command line.
 
 A settings class (services/<name>/config.py) is a frozen pydantic model whose fields are
-the service's own values and the stage configs of shared/config.py, contained whole. Every
+the service's own values and the stage configs of shared/config/, contained whole. Every
 leaf value is one *knob* with one public name, `learner.learning_rate`, and from it:
 
 * the environment variable `<PREFIX>LEARNER__LEARNING_RATE` (`TRAINING_`, `VALIDATION_`,

@@ -98,4 +98,4 @@ SIZED_POSITIONS = ActionSpace(
 
 ACTION_SPACES = {space.name: space for space in (HOLD_BUY_SELL_CLOSE, SIZED_POSITIONS)}
 assert {name: space.num_actions for name, space in ACTION_SPACES.items()} == ACTION_SPACE_SIZES, \
-    "shared/config.py names the action spaces defined here and their sizes"
+    "shared/config/ names the action spaces defined here and their sizes"
