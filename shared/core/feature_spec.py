@@ -69,6 +69,8 @@ INDICATOR_FEATURES: tuple[str, ...] = (
 # one-bar returns all exist. From there every windowed column is exact from its own lookback and
 # the recursive ones (EMA, MACD, RSI, ATR) weigh the series start by less than 1e-7.
 INDICATOR_WARMUP_BARS = 240
+# the forecaster's known-future inputs: computable from a bar's open time alone (UTC; shared/model/tft_data.py)
+KNOWN_FEATURES: tuple[str, ...] = ("hour_sin", "hour_cos", "dow_sin", "dow_cos")
 
 # Per-bar market feature names of each spec version.
 FEATURE_SPECS: dict[str, tuple[str, ...]] = {

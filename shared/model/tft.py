@@ -39,15 +39,13 @@ gradient clip of 0.1 acts on normalised targets, as in pytorch-forecasting.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from shared.core.feature_spec import INDICATOR_FEATURES
-from shared.model.tft_data import KNOWN_FEATURES
+from shared.config.challengers import TFTConfig
 
 __all__ = [
     "GatedResidualNetwork",
@@ -59,43 +57,6 @@ __all__ = [
     "coverage",
     "quantile_loss",
 ]
-
-
-@dataclass(frozen=True)
-class TFTConfig:
-    """The Oracle's hyperparameters; the defaults are the product notes' TFT settings."""
-
-    observed_inputs: int = len(INDICATOR_FEATURES)  # past-only inputs per bar (indicators-v1: 40)
-    known_inputs: int = len(KNOWN_FEATURES)         # known-future inputs per bar (time of day and week: 4)
-    encoder_bars: int = 60        # past steps read (5 h of 5-minute bars)
-    decoder_bars: int = 24        # future steps forecast (2 h)
-    hidden: int = 128             # width of every layer after the variable selection
-    variable_hidden: int = 64     # each variable's embedding width (the notes' "hidden continuous 64")
-    heads: int = 4
-    lstm_layers: int = 2
-    dropout: float = 0.1
-    quantiles: tuple[float, ...] = (0.1, 0.5, 0.9)  # ascending
-    # training, read by the trainer: Adam, batches, early stopping, gradient clipping by norm
-    learning_rate: float = 1e-3
-    batch_size: int = 256
-    max_epochs: int = 100
-    patience_epochs: int = 15
-    gradient_clip: float = 0.1
-
-    def __post_init__(self) -> None:
-        for name in ("observed_inputs", "known_inputs", "encoder_bars", "decoder_bars", "hidden", "variable_hidden",
-                     "heads", "lstm_layers", "batch_size", "max_epochs", "patience_epochs"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"tft config: {name} must be positive")
-        if self.hidden % self.heads:
-            raise ValueError(f"tft config: hidden ({self.hidden}) must be a multiple of heads ({self.heads})")
-        if not 0 <= self.dropout < 1:
-            raise ValueError("tft config: dropout must be in [0, 1)")
-        q = self.quantiles
-        if not q or any(not 0 < x < 1 for x in q) or any(a >= b for a, b in zip(q, q[1:])):
-            raise ValueError(f"tft config: quantiles must be ascending in (0, 1); got {q}")
-        if self.learning_rate <= 0 or self.gradient_clip <= 0:
-            raise ValueError("tft config: learning_rate and gradient_clip must be positive")
 
 
 class _Linear(nn.Module):

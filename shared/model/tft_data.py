@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from shared.core.calendar import MarketCalendar, bar_in_closed_market, calendar_named
-from shared.core.feature_spec import INDICATOR_WARMUP_BARS
+from shared.core.feature_spec import INDICATOR_WARMUP_BARS, KNOWN_FEATURES
 from shared.data.bars import NS_PER_MINUTE
 
 __all__ = [
@@ -45,8 +45,6 @@ __all__ = [
     "window_targets",
 ]
 
-# Known-future inputs: computable from a bar's open time alone (UTC).
-KNOWN_FEATURES: tuple[str, ...] = ("hour_sin", "hour_cos", "dow_sin", "dow_cos")
 _MINUTES_PER_DAY = 24 * 60
 
 

@@ -16,32 +16,13 @@ can play the rule like any policy: call it once per decision bar with that bar's
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
-
 import numpy as np
+
+from shared.config.challengers import ForecastPolicyConfig
 
 __all__ = ["ForecastPolicyConfig", "spread_cost", "target_position"]
 
 LONG, FLAT, SHORT = 1, 0, -1
-
-
-@dataclass(frozen=True)
-class ForecastPolicyConfig:
-    """Settings of the forecast-to-position rule."""
-
-    horizon_bars: int = 12          # H: the rule reads the forecast of the return over the next H bars
-    lower_quantile: float = 0.1     # long only when this quantile of R_H exceeds the cost
-    upper_quantile: float = 0.9     # short only when this quantile of R_H is below minus the cost
-    no_signal: Literal["flat", "hold"] = "flat"  # what neither signal gives: flat, or keep the position
-
-    def __post_init__(self) -> None:
-        if self.horizon_bars < 1:
-            raise ValueError("forecast policy: horizon_bars must be positive")
-        if not 0 < self.lower_quantile < self.upper_quantile < 1:
-            raise ValueError("forecast policy: need 0 < lower_quantile < upper_quantile < 1")
-        if self.no_signal not in ("flat", "hold"):
-            raise ValueError(f"forecast policy: no_signal must be 'flat' or 'hold', got {self.no_signal!r}")
 
 
 def spread_cost(spread, mid):

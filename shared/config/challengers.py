@@ -1,0 +1,66 @@
+"""The challenger families' knobs (issue 26): the Oracle forecaster (a Temporal Fusion Transformer,
+shared/model/tft.py) and the rule that turns its forecast into a position (shared/model/tft_policy.py).
+Plain frozen dataclasses, like the stages' in shared/config/__init__.py, which nests them in
+TrainingConfig."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from shared.core.feature_spec import INDICATOR_FEATURES, KNOWN_FEATURES
+
+
+@dataclass(frozen=True)
+class TFTConfig:
+    """The Oracle's hyperparameters; the defaults are the product notes' TFT settings."""
+
+    observed_inputs: int = len(INDICATOR_FEATURES)  # past-only inputs per bar (indicators-v1: 40)
+    known_inputs: int = len(KNOWN_FEATURES)         # known-future inputs per bar (time of day and week: 4)
+    encoder_bars: int = 60        # past steps read (5 h of 5-minute bars)
+    decoder_bars: int = 24        # future steps forecast (2 h)
+    hidden: int = 128             # width of every layer after the variable selection
+    variable_hidden: int = 64     # each variable's embedding width (the notes' "hidden continuous 64")
+    heads: int = 4
+    lstm_layers: int = 2
+    dropout: float = 0.1
+    quantiles: tuple[float, ...] = (0.1, 0.5, 0.9)  # ascending
+    # training, read by the trainer: Adam, batches, early stopping, gradient clipping by norm
+    learning_rate: float = 1e-3
+    batch_size: int = 256
+    max_epochs: int = 100
+    patience_epochs: int = 15
+    gradient_clip: float = 0.1
+
+    def __post_init__(self) -> None:
+        for name in ("observed_inputs", "known_inputs", "encoder_bars", "decoder_bars", "hidden", "variable_hidden",
+                     "heads", "lstm_layers", "batch_size", "max_epochs", "patience_epochs"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"tft config: {name} must be positive")
+        if self.hidden % self.heads:
+            raise ValueError(f"tft config: hidden ({self.hidden}) must be a multiple of heads ({self.heads})")
+        if not 0 <= self.dropout < 1:
+            raise ValueError("tft config: dropout must be in [0, 1)")
+        q = self.quantiles
+        if not q or any(not 0 < x < 1 for x in q) or any(a >= b for a, b in zip(q, q[1:])):
+            raise ValueError(f"tft config: quantiles must be ascending in (0, 1); got {q}")
+        if self.learning_rate <= 0 or self.gradient_clip <= 0:
+            raise ValueError("tft config: learning_rate and gradient_clip must be positive")
+
+
+@dataclass(frozen=True)
+class ForecastPolicyConfig:
+    """Settings of the forecast-to-position rule."""
+
+    horizon_bars: int = 12          # H: the rule reads the forecast of the return over the next H bars
+    lower_quantile: float = 0.1     # long only when this quantile of R_H exceeds the cost
+    upper_quantile: float = 0.9     # short only when this quantile of R_H is below minus the cost
+    no_signal: Literal["flat", "hold"] = "flat"  # what neither signal gives: flat, or keep the position
+
+    def __post_init__(self) -> None:
+        if self.horizon_bars < 1:
+            raise ValueError("forecast policy: horizon_bars must be positive")
+        if not 0 < self.lower_quantile < self.upper_quantile < 1:
+            raise ValueError("forecast policy: need 0 < lower_quantile < upper_quantile < 1")
+        if self.no_signal not in ("flat", "hold"):
+            raise ValueError(f"forecast policy: no_signal must be 'flat' or 'hold', got {self.no_signal!r}")
