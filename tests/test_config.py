@@ -30,6 +30,8 @@ SPECIAL = {
     "max_p_value": 0.05, "exploration.epsilon": 0.1, "replay.discount": 0.99,
     "search.dirichlet_fraction": 0.25, "network.dropout": 0.2, "sessions.walk_forward_windows": 3,
     "instruments": ("EURUSD", "BTCUSD"), "demo_instruments": ("GBPJPY", "BTCUSD"),
+    "tft.hidden": 64, "tft.heads": 8, "tft.quantiles": (0.1, 0.25, 0.5, 0.75, 0.9), "tft.dropout": 0.2,
+    "tft.holdout_share": 0.2, "forecast_policy.lower_quantile": 0.5, "forecast_policy.upper_quantile": 0.5,
 }
 
 

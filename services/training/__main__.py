@@ -14,11 +14,13 @@ def build(settings: TrainingSettings, log: logging.Logger) -> FastAPI:
     from services.training.service import TrainingService, build_app
     from shared.features.portfolio import load_market
     from shared.model import select_device
+    from shared.training.forecaster import ForecasterTrainer
     from shared.training.trainer import Trainer
 
     features = load_market(settings.db_path, settings.traded_instruments, settings.granularity)
     device = select_device(settings.device)
-    trainer = Trainer(features, settings.checkpoint_dir, settings.run, device, config_sources=settings.sources())
+    family = ForecasterTrainer if settings.run.model == "tft" else Trainer  # TRAINING_MODEL
+    trainer = family(features, settings.checkpoint_dir, settings.run, device, config_sources=settings.sources())
     settings = settings.model_copy(update={"run": trainer.config})  # with what the store derived (episode length)
     log.info("starting", extra={"fields": {"device": str(device), "episode": trainer.episode,
                                            "resumed": trainer.resumed, "parameters": trainer.describe()}})

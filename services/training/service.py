@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from services.training.config import TrainingSettings
 from services.training.metrics import LOSSES, TrainingMetrics
 from shared.service.app import Heartbeat, service_app
+from shared.training.forecaster import ForecasterTrainer
 from shared.training.report import IterationReport
 from shared.training.trainer import Trainer
 
@@ -20,7 +21,7 @@ log = logging.getLogger("training")
 
 
 class TrainingService:
-    def __init__(self, settings: TrainingSettings, trainer: Trainer) -> None:
+    def __init__(self, settings: TrainingSettings, trainer: Trainer | ForecasterTrainer) -> None:
         self.settings = settings
         self.trainer = trainer
         self.metrics = TrainingMetrics()
@@ -50,6 +51,12 @@ class TrainingService:
                 if self.settings.max_episodes and self.trainer.episode >= self.settings.max_episodes:
                     if self.status != "finished":
                         log.info("reached max_episodes=%d", self.settings.max_episodes)
+                    self.status = "finished"
+                    self.stop.wait(1.0)
+                    continue
+                if self.trainer.finished:
+                    if self.status != "finished":
+                        log.info("training finished: %s", self.trainer.finished)
                     self.status = "finished"
                     self.stop.wait(1.0)
                     continue
@@ -135,6 +142,8 @@ class TrainingService:
             "last_iteration": asdict(self.last_report) if self.last_report else None,
             "self_play": t.actors.status() if t.actors else {"backend": "local"},
             "learners": t.config.learners,
+            "model": t.config.model,
+            "finished": t.finished,
             "config_hash": t.config.config_hash(),
             "error": self.error,
             "config": self.settings.effective(),

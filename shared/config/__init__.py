@@ -15,6 +15,7 @@ import json
 from dataclasses import asdict, dataclass, field, replace
 from typing import Literal, get_args, get_type_hints
 
+from shared.config.challengers import ForecastPolicyConfig, TFTConfig
 from shared.core.feature_spec import POSITION_FEATURES, TEMPORAL_FEATURES, WARMUP_BARS, WINDOW_BARS
 from shared.core.instruments import get_instrument
 from shared.core.settings import derived, flatten
@@ -309,6 +310,9 @@ def unknown_keys(cls: type, data: dict, prefix: str = "") -> list[str]:
 
 @dataclass(frozen=True)
 class TrainingConfig:
+    # the family trained (issue 26): muzero (self-play and search) or tft (the Oracle forecaster,
+    # shared/training/forecaster.py); its candidates go through the same signal, validation and gate
+    model: Literal["muzero", "tft"] = "muzero"
     episodes_per_iteration: int = 64        # E episodes in lockstep
     checkpoint_interval_episodes: int = 50  # a candidate once this many episodes passed since the last
     keep_checkpoints: int = 5
@@ -330,8 +334,16 @@ class TrainingConfig:
     exploration: ExplorationConfig = field(default_factory=ExplorationConfig)
     replay: ReplayConfig = field(default_factory=ReplayConfig)
     learner: LearnerConfig = field(default_factory=LearnerConfig)
+    tft: TFTConfig = field(default_factory=TFTConfig)                             # model = tft
+    forecast_policy: ForecastPolicyConfig = field(default_factory=ForecastPolicyConfig)  # its forecast -> position
 
     def __post_init__(self) -> None:
+        if self.forecast_policy.horizon_bars > self.tft.decoder_bars:
+            raise ValueError(f"forecast_policy.horizon_bars {self.forecast_policy.horizon_bars} is beyond the "
+                             f"forecast's tft.decoder_bars {self.tft.decoder_bars}")
+        if not {self.forecast_policy.lower_quantile, self.forecast_policy.upper_quantile} <= set(self.tft.quantiles):
+            raise ValueError(f"forecast_policy reads quantiles {self.forecast_policy.lower_quantile} and "
+                             f"{self.forecast_policy.upper_quantile}; the forecaster has {self.tft.quantiles}")
         if self.episodes_per_iteration < 1 or self.checkpoint_interval_episodes < 1 or self.keep_checkpoints < 1:
             raise ValueError("episodes_per_iteration, checkpoint_interval_episodes and keep_checkpoints must be >= 1")
         if self.learner_steps_per_episode < 0 or self.min_replay_episodes < 0:

@@ -27,14 +27,18 @@ class TFTConfig:
     quantiles: tuple[float, ...] = (0.1, 0.5, 0.9)  # ascending
     # training, read by the trainer: Adam, batches, early stopping, gradient clipping by norm
     learning_rate: float = 1e-3
-    batch_size: int = 256
+    batch_size: int = 64          # the notes' 256 costs about 10 s a step on two CPU cores
     max_epochs: int = 100
-    patience_epochs: int = 15
+    patience_epochs: int = 15     # epochs without a better hold-out loss before training stops
     gradient_clip: float = 0.1
+    steps_per_iteration: int = 10           # gradient steps between status reports
+    checkpoint_interval_steps: int = 100    # a candidate (and its hold-out loss) every this many steps
+    holdout_share: float = 0.1              # the newest train windows, held out: early stopping and calibration
 
     def __post_init__(self) -> None:
         for name in ("observed_inputs", "known_inputs", "encoder_bars", "decoder_bars", "hidden", "variable_hidden",
-                     "heads", "lstm_layers", "batch_size", "max_epochs", "patience_epochs"):
+                     "heads", "lstm_layers", "batch_size", "max_epochs", "patience_epochs", "steps_per_iteration",
+                     "checkpoint_interval_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"tft config: {name} must be positive")
         if self.hidden % self.heads:
@@ -46,6 +50,8 @@ class TFTConfig:
             raise ValueError(f"tft config: quantiles must be ascending in (0, 1); got {q}")
         if self.learning_rate <= 0 or self.gradient_clip <= 0:
             raise ValueError("tft config: learning_rate and gradient_clip must be positive")
+        if not 0 < self.holdout_share < 0.5:
+            raise ValueError("tft config: holdout_share must be in (0, 0.5)")
 
 
 @dataclass(frozen=True)
@@ -60,7 +66,7 @@ class ForecastPolicyConfig:
     def __post_init__(self) -> None:
         if self.horizon_bars < 1:
             raise ValueError("forecast policy: horizon_bars must be positive")
-        if not 0 < self.lower_quantile < self.upper_quantile < 1:
-            raise ValueError("forecast policy: need 0 < lower_quantile < upper_quantile < 1")
+        if not 0 < self.lower_quantile <= self.upper_quantile < 1:  # equal: the median (say) against the cost
+            raise ValueError("forecast policy: need 0 < lower_quantile <= upper_quantile < 1")
         if self.no_signal not in ("flat", "hold"):
             raise ValueError(f"forecast policy: no_signal must be 'flat' or 'hold', got {self.no_signal!r}")

@@ -247,8 +247,12 @@ def _settings_classes() -> list[type[Settings]]:
 
 
 def _closest(name: str, candidates: set[str] | list[str]) -> str:
-    match = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.5)
-    return f" (did you mean {match[0]}?)" if match else ""
+    """Every knob of that name in a stage (TRAINING_LEARNING_RATE: the learner's and the forecaster's),
+    else the nearest name."""
+    field = name.split("_", 1)[-1]
+    same_field = sorted(c for c in candidates if c.rsplit("__", 1)[-1] == field and "__" in c)
+    matches = same_field or difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.5)
+    return f" (did you mean {' or '.join(matches)}?)" if matches else ""
 
 
 def _check_variables(cls: type[Settings], variables: Mapping[str, str], where: str) -> None:

@@ -39,6 +39,7 @@ __all__ = [
     "build_windows",
     "fit_scaling",
     "scheduled_times",
+    "single_instrument",
     "time_features",
     "valid_origins",
     "window_inputs",
@@ -46,6 +47,14 @@ __all__ = [
 ]
 
 _MINUTES_PER_DAY = 24 * 60
+
+
+def single_instrument(features) -> str:
+    """The one instrument of a feature set (shared.features.store.FeatureSet): a forecaster is one per instrument."""
+    if len(features.instrument_names) != 1:
+        raise ValueError(f"the tft forecaster trades one instrument; this market has "
+                         f"{', '.join(features.instrument_names)}: train one model per instrument")
+    return features.instrument_names[0]
 
 
 def time_features(ts_ns: np.ndarray) -> np.ndarray:

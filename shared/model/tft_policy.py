@@ -17,10 +17,13 @@ can play the rule like any policy: call it once per decision bar with that bar's
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from shared.config.challengers import ForecastPolicyConfig
+from shared.core.calendar import MarketCalendar
+from shared.model.tft_data import window_inputs
 
-__all__ = ["ForecastPolicyConfig", "spread_cost", "target_position"]
+__all__ = ["ForecastPolicyConfig", "forecast_at", "spread_cost", "target_position"]
 
 LONG, FLAT, SHORT = 1, 0, -1
 
@@ -61,3 +64,24 @@ def target_position(forecast, quantiles, cost, *, current=FLAT, config: Forecast
     otherwise = np.asarray(current, dtype=np.int64) if config.no_signal == "hold" else np.int64(FLAT)
     position = np.where(long & ~short, LONG, np.where(short & ~long, SHORT, otherwise))
     return position.astype(np.int64)
+
+
+def forecast_at(model: torch.nn.Module, features: np.ndarray, ts: np.ndarray, origins: np.ndarray, *, bar_minutes: int,
+                calendar: MarketCalendar | str, batch: int = 512) -> np.ndarray:
+    """[B, D, Q] float32: the forecaster's quantiles at each origin bar [B] from the feature rows <= it
+    (tft_data.window_inputs), in eval mode without gradients, `batch` windows a call."""
+    c = model.config
+    out = np.empty((len(origins), c.decoder_bars, len(c.quantiles)), np.float32)
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for i in range(0, len(origins), batch):
+                observed, known = window_inputs(features, ts, origins[i : i + batch], encoder_bars=c.encoder_bars,
+                                                decoder_bars=c.decoder_bars, bar_minutes=bar_minutes, calendar=calendar)
+                quantiles = model(torch.from_numpy(observed).to(device), torch.from_numpy(known).to(device)).quantiles
+                out[i : i + batch] = quantiles.cpu().numpy()
+    finally:
+        model.train(was_training)
+    return out

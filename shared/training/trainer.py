@@ -176,6 +176,11 @@ class Trainer:
         self.iterations.insert(report)
         return report
 
+    @property
+    def finished(self) -> str | None:
+        """Self-play has no end of its own (TRAINING_MAX_EPISODES stops it in the service)."""
+        return None
+
     def describe(self) -> str:
         counts = parameter_counts(self.model)
         return "parameters: " + ", ".join(f"{name} {count:,}" for name, count in counts.items())

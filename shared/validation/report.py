@@ -22,7 +22,7 @@ class ValidationReport:
     stats: TradeStats
     monte_carlo: MonteCarlo | None
     baselines: dict[str, TradeStats]
-    search_beats_raw: bool         # strictly ahead
+    search_beats_raw: bool | None  # strictly ahead; None: a family without search (tft)
     equity_curve: list[float]
     session_pnl: list[float] = field(default_factory=list)  # [sessions] pips, in session order
     deflated_sharpe: float | None = None                     # over session P&L, given the candidates tried
@@ -30,10 +30,13 @@ class ValidationReport:
     # {instrument: sessions, pip_weight, stats in its own pips, raw_network_pips, search_vs_raw}; the
     # fields above are the portfolio's (in the first instrument's pips; one instrument: its own)
     instruments: dict[str, dict] = field(default_factory=dict)
+    family: str = "muzero"  # the candidate's model family (TrainingConfig.model)
 
     @property
-    def search_vs_raw(self) -> str:
-        """ahead, tie or behind: the search's total pips against the raw network's."""
+    def search_vs_raw(self) -> str | None:
+        """ahead, tie or behind: the search's total pips against the raw network's (None: no search)."""
+        if "raw_network" not in self.baselines:
+            return None
         search, raw = self.stats.total_pips, self.baselines["raw_network"].total_pips
         return "tie" if abs(search - raw) < 1e-9 else ("ahead" if search > raw else "behind")
 
@@ -44,9 +47,9 @@ class ValidationReport:
             "monte_carlo": self.monte_carlo.to_dict() if self.monte_carlo else None,
             "baselines": {name: s.to_dict() for name, s in self.baselines.items()},
             "search_beats_raw": self.search_beats_raw,
-            "search_vs_raw": self.search_vs_raw if "raw_network" in self.baselines else None,
+            "search_vs_raw": self.search_vs_raw,
             "session_pnl": self.session_pnl, "deflated_sharpe": self.deflated_sharpe, "split": self.split,
-            "instruments": self.instruments,
+            "instruments": self.instruments, "family": self.family,
         }
 
 

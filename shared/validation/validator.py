@@ -19,6 +19,7 @@ from shared.env import TradingEnv
 from shared.features.store import FeatureSet
 from shared.search import NetworkSearch
 from shared.validation.evaluation import Evaluation, evaluate, flat_policy, random_policy, raw_network_policy, search_policy
+from shared.validation.forecaster import forecast_policy
 from shared.validation.report import ValidationReport
 from shared.validation.statistics import TradeStats, deflated_sharpe, monte_carlo, trade_stats
 from shared.volume.candidates import Candidate
@@ -84,14 +85,16 @@ class Portfolio:
         return max(_days_traded(calendar, self.features, self.starts[self.owner == i], self.episode_bars)
                    for i, calendar in enumerate(self.calendars) if (self.owner == i).any())
 
-    def per_instrument(self, searched: Evaluation, raw: Evaluation) -> dict[str, dict]:
-        """Each instrument's results in its own pips, the search beside the raw network."""
+    def per_instrument(self, searched: Evaluation, raw: Evaluation | None) -> dict[str, dict]:
+        """Each instrument's results in its own pips, the search beside the raw network (where there is one)."""
         out = {}
         for i, name in enumerate(self.names):
-            stats, raw_stats = self.instrument(searched, i), self.instrument(raw, i)
+            stats = self.instrument(searched, i)
             out[name] = {"sessions": int((self.owner == i).sum()), "pip_weight": float(self.weights[i]),
-                         "stats": stats.to_dict(), "raw_network_pips": raw_stats.total_pips,
-                         "search_vs_raw": _ahead(stats.total_pips, raw_stats.total_pips)}
+                         "stats": stats.to_dict()}
+            if raw is not None:
+                raw_pips = self.instrument(raw, i).total_pips
+                out[name].update(raw_network_pips=raw_pips, search_vs_raw=_ahead(stats.total_pips, raw_pips))
         return out
 
 
@@ -112,9 +115,8 @@ def validate(candidate: Candidate, features: FeatureSet, config: ValidationConfi
     if config.max_sessions:
         starts = starts[: config.max_sessions]
     env = TradingEnv(features, candidate.env_config)
-    search_config = replace(candidate.search_config, simulations=config.simulations)
-    search = NetworkSearch(candidate.model, min(64, len(starts)), env.space, search_config)
-    phases = 4  # search, raw network, random, flat
+    searched_family = candidate.family == "muzero"  # a forecaster has no search, nor a raw network beside it
+    phases = 4 if searched_family else 3  # the candidate (search), raw network, random, flat
 
     def tick(phase: int) -> Callable[[int, int], None]:
         def on_step(done: int, total: int) -> None:
@@ -124,14 +126,21 @@ def validate(candidate: Candidate, features: FeatureSet, config: ValidationConfi
                 progress((phase + done / total) / phases)
         return on_step
 
-    searched = evaluate(env, search_policy(search, seed=config.seed), starts, on_step=tick(0))
-    raw = evaluate(env, raw_network_policy(search), starts, on_step=tick(1))
-    rnd = evaluate(env, random_policy(np.random.default_rng(config.seed)), starts, on_step=tick(2))
-    flat = evaluate(env, flat_policy, starts, on_step=tick(3))
+    if searched_family:
+        search_config = replace(candidate.search_config, simulations=config.simulations)
+        search = NetworkSearch(candidate.model, min(64, len(starts)), env.space, search_config)
+        searched = evaluate(env, search_policy(search, seed=config.seed), starts, on_step=tick(0))
+        raw = evaluate(env, raw_network_policy(search), starts, on_step=tick(1))
+    else:
+        searched = raw = evaluate(env, forecast_policy(candidate, features, env, starts), starts, on_step=tick(0))
+    rnd = evaluate(env, random_policy(np.random.default_rng(config.seed)), starts, on_step=tick(phases - 2))
+    flat = evaluate(env, flat_policy, starts, on_step=tick(phases - 1))
 
     portfolio = Portfolio(features, starts, env.config.episode_bars)
     main = portfolio.stats(searched)
-    baselines = {"raw_network": portfolio.stats(raw), "random": portfolio.stats(rnd), "flat": portfolio.stats(flat)}
+    baselines = {"random": portfolio.stats(rnd), "flat": portfolio.stats(flat)}
+    if searched_family:
+        baselines = {"raw_network": portfolio.stats(raw), **baselines}
     trades, session_pnl = portfolio.weighted_trades(searched), portfolio.weighted_sessions(searched)
     mc = None
     if len(trades):
@@ -145,8 +154,9 @@ def validate(candidate: Candidate, features: FeatureSet, config: ValidationConfi
     return ValidationReport(
         episode=candidate.episode, sha256=candidate.sha256, sessions=len(starts),
         seconds=time.monotonic() - started, stats=main, monte_carlo=mc, baselines=baselines,
-        search_beats_raw=main.total_pips > baselines["raw_network"].total_pips, equity_curve=equity,
+        search_beats_raw=main.total_pips > baselines["raw_network"].total_pips if searched_family else None,
+        equity_curve=equity, family=candidate.family,
         session_pnl=[float(x) for x in session_pnl],
         deflated_sharpe=deflated_sharpe(session_pnl, trials), split=split,
-        instruments=portfolio.per_instrument(searched, raw),
+        instruments=portfolio.per_instrument(searched, raw if searched_family else None),
     )

@@ -23,9 +23,18 @@ import torch
 
 from shared.config import ACTION_SPACE_SIZES, EnvConfig, SearchConfig, TrainingConfig
 from shared.core.errors import StopError
-from shared.core.feature_spec import FEATURE_SPEC_VERSION, POSITION_FEATURES, TEMPORAL_FEATURES, WARMUP_BARS, WINDOW_BARS
+from shared.core.feature_spec import (
+    FEATURE_SPEC_VERSION,
+    FEATURE_SPECS,
+    INDICATORS_SPEC_VERSION,
+    POSITION_FEATURES,
+    TEMPORAL_FEATURES,
+    WARMUP_BARS,
+    WINDOW_BARS,
+)
 from shared.core.instruments import get_instrument
 from shared.model import MuZeroNetworks
+from shared.model.tft import TemporalFusionTransformer
 from shared.volume.checkpoints import sha256_bytes
 
 
@@ -37,15 +46,25 @@ class CandidateError(StopError, ValueError):
         super().__init__(f"{reason}: {detail}")
 
 
+# each model family's feature spec (TrainingConfig.model): what its candidates must declare
+FAMILY_FEATURE_SPECS = {"muzero": FEATURE_SPEC_VERSION, "tft": INDICATORS_SPEC_VERSION}
+
+
 @dataclass
 class Candidate:
     path: Path
     sha256: str
     episode: int
-    model: MuZeroNetworks
+    model: torch.nn.Module  # MuZeroNetworks (family muzero) or TemporalFusionTransformer (tft)
     config: TrainingConfig  # the whole configuration it was trained with
     payload: dict  # everything else the file holds (config sources, instrument, ...)
     data: bytes = field(repr=False, default=b"")  # the file's bytes, sha256 as above
+
+    @property
+    def family(self) -> str:
+        """The model family (TrainingConfig.model): muzero plays through the search, tft through its
+        forecast rule (shared/model/tft_policy.py)."""
+        return self.config.model
 
     @property
     def search_config(self) -> SearchConfig:
@@ -112,15 +131,17 @@ CANDIDATE_KIND = "micro-muzero-candidate"
 def candidate_payload(model: MuZeroNetworks, config: TrainingConfig, sources: dict[str, str], *, episode: int,
                       learner_steps: int, instruments: tuple[str, ...], granularity: str,
                       bar_phase_minutes: int = 0) -> dict:
-    """What a candidate holds: everything validation and live need, nothing secret."""
+    """What a candidate holds: everything validation and live need, nothing secret. `model` is
+    config.model's family: its feature spec is written with it."""
+    spec = FAMILY_FEATURE_SPECS[config.model]
     return {
         "kind": CANDIDATE_KIND,
         "episode": episode,
         "learner_steps": learner_steps,
         "model_state": model.state_dict(),
         "config": config_object(config, sources),
-        "feature_spec_version": FEATURE_SPEC_VERSION,
-        "feature_names": list(TEMPORAL_FEATURES),
+        "feature_spec_version": spec,
+        "feature_names": list(FEATURE_SPECS[spec]),
         "instrument": instruments[0],      # what candidates of one instrument always held
         "instruments": list(instruments),  # every instrument the model was trained on
         # the table's entries it was trained with: a process reading another table is refused (check_market)
@@ -195,13 +216,13 @@ def load_candidate(path: Path, expected_sha256: str | None = None, device: torch
         raise CandidateError("corrupt", f"{path.name} cannot be read ({type(error).__name__}: {error})") from None
     if not isinstance(payload, dict) or "model_state" not in payload:
         raise CandidateError("corrupt", f"{path.name} is not a micro-muzero checkpoint")
-    spec = payload.get("feature_spec_version")
-    if spec != FEATURE_SPEC_VERSION or list(payload.get("feature_names", [])) != list(TEMPORAL_FEATURES):
-        raise CandidateError("feature_spec_mismatch",
-                             f"{path.name} was built for feature spec {spec}, this system uses {FEATURE_SPEC_VERSION}")
     config = read_config(payload, path.name)
+    spec, wanted = payload.get("feature_spec_version"), FAMILY_FEATURE_SPECS[config.model]
+    if spec != wanted or list(payload.get("feature_names", [])) != list(FEATURE_SPECS[wanted]):
+        raise CandidateError("feature_spec_mismatch", f"{path.name} was built for feature spec {spec}, this system's "
+                                                      f"{config.model} models use {wanted}")
     try:
-        model = MuZeroNetworks(config.network)
+        model = TemporalFusionTransformer(config.tft) if config.model == "tft" else MuZeroNetworks(config.network)
         model.load_state_dict(payload["model_state"])
     except Exception as error:  # noqa: BLE001 - unknown fields, missing or misshapen weights
         raise CandidateError("architecture_mismatch", f"{path.name}: {type(error).__name__}: {error}") from None

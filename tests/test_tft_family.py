@@ -1,0 +1,151 @@
+"""The tft forecaster as a model family (issue 26): trained by the training service's trainer,
+written to the volume as any candidate, loaded, validated and gated like the MuZero agent's."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from shared.config import ForecastPolicyConfig, GateConfig, TFTConfig, TrainingConfig, ValidationConfig
+from shared.core.feature_spec import INDICATORS_SPEC_VERSION
+from shared.data.bars import Bars
+from shared.features.indicators import indicator_features
+from shared.model.tft import TemporalFusionTransformer
+from shared.model.tft_policy import forecast_at
+from shared.training.forecaster import ForecasterTrainer, train_origins
+from shared.validation.gate import gate
+from shared.validation.validator import validate
+from shared.volume.candidates import CandidateError, load_candidate, serialize
+from shared.volume.checkpoints import ReadySignal, signal_name
+
+TINY = TFTConfig(hidden=16, variable_hidden=8, heads=2, lstm_layers=1, encoder_bars=20, decoder_bars=12,
+                 batch_size=16, steps_per_iteration=5, checkpoint_interval_steps=10)
+
+
+def _config(**overrides) -> TrainingConfig:
+    return TrainingConfig(model="tft", tft=TINY, forecast_policy=ForecastPolicyConfig(horizon_bars=6), **overrides)
+
+
+@pytest.fixture(scope="module")
+def trained(features, tmp_path_factory):
+    """Two iterations of a tiny forecaster: one candidate at step 10."""
+    root = tmp_path_factory.mktemp("tft")
+    trainer = ForecasterTrainer(features, root, _config())
+    reports = [trainer.run_iteration() for _ in range(2)]
+    trainer.close()
+    return root, reports
+
+
+def test_train_windows_never_reach_a_validation_or_test_bar(features):
+    c = TINY
+    origins = train_origins(features, c.encoder_bars, c.decoder_bars)
+    length = features.session_config.length_bars
+    train = np.zeros(len(features.bars), bool)
+    for start in features.sessions["train"]:
+        train[start : start + length] = True
+    held_out = np.zeros(len(features.bars), bool)
+    for split in ("validation", "test"):
+        for start in features.sessions[split]:
+            held_out[start : start + length] = True
+    targets = origins[:, None] + np.arange(1, c.decoder_bars + 1)
+    assert len(origins) > 1000
+    assert train[targets].all() and not held_out[targets].any()
+    assert origins.min() >= 240 + c.encoder_bars - 1  # the indicators' warm-up, then a whole encoder window
+
+
+def test_a_candidate_is_written_signalled_and_loads_as_its_family(trained):
+    root, reports = trained
+    assert [r.checkpoint for r in reports] == [None, "ckpt-ep00000010.pt"]
+    assert reports[1].learner_steps == 10 and "holdout" in reports[1].losses
+    signal = ReadySignal.read(root / "training" / signal_name(10))
+    assert signal.feature_spec_version == INDICATORS_SPEC_VERSION
+    candidate = load_candidate(root / "training" / signal.checkpoint, signal.sha256)
+    assert candidate.family == "tft" and isinstance(candidate.model, TemporalFusionTransformer)
+    assert candidate.episode == 10 and candidate.config.tft == TINY
+    forecast = candidate.payload["forecast"]
+    assert set(forecast["coverage"]) == {"0.1", "0.5", "0.9"} and forecast["holdout_loss"] > 0
+
+
+def test_validation_plays_its_forecast_rule_and_the_gate_judges_it(trained, features):
+    root, _ = trained
+    candidate = load_candidate(root / "training" / "ckpt-ep00000010.pt")
+    report = validate(candidate, features, ValidationConfig(max_sessions=4, mc_runs=20))
+    assert report.family == "tft" and report.sessions == 4 and len(report.session_pnl) == 4
+    assert set(report.baselines) == {"random", "flat"}       # no search, so no raw network beside it
+    assert report.search_beats_raw is None and report.to_dict()["search_vs_raw"] is None
+    assert isinstance(gate(report, None, GateConfig()), list)
+
+    # a rule that always clears the cost trades: the quantiles it reads are the forecast's own
+    eager = replace(candidate, config=replace(candidate.config, forecast_policy=ForecastPolicyConfig(
+        horizon_bars=6, lower_quantile=0.5, upper_quantile=0.5)))
+    with torch.no_grad():  # a forecast far above any spread: the median says long at every bar
+        eager.model.head.bias.fill_(50.0)
+    played = validate(eager, features, ValidationConfig(max_sessions=4, mc_runs=20))
+    assert played.stats.trades > 0 and played.stats.action_share[1] > 0  # BUY
+
+
+def test_the_forecast_at_a_bar_reads_no_later_bar(trained, features):
+    root, _ = trained
+    model = load_candidate(root / "training" / "ckpt-ep00000010.pt").model
+    bars = features.bars
+    t = 5_000
+    origins = np.array([t - 100, t - 1, t])
+    before = forecast_at(model, indicator_features(bars, "fx"), bars.ts, origins, bar_minutes=1, calendar="fx")
+    later = slice(t + 1, None)
+    changed = Bars(bars.ts, *(np.concatenate([a[: t + 1], a[later] * 1.5])
+                              for a in (bars.open, bars.high, bars.low, bars.close, bars.volume)))
+    after = forecast_at(model, indicator_features(changed, "fx"), changed.ts, origins, bar_minutes=1, calendar="fx")
+    np.testing.assert_array_equal(before, after)
+
+
+def test_a_restart_resumes_the_forecaster_where_it_stopped(features, tmp_path):
+    first = ForecasterTrainer(features, tmp_path, _config())
+    first.run_iteration()
+    first.run_iteration()
+    weights = {k: v.clone() for k, v in first.model.state_dict().items()}
+    first.close()
+    again = ForecasterTrainer(features, tmp_path, _config())
+    assert again.resumed and again.episode == 10 and again.checkpoints_written == 1
+    for name, value in again.model.state_dict().items():
+        assert torch.equal(value, weights[name]), name
+    assert again.run_iteration().learner_steps == 15
+    again.close()
+
+
+def test_another_familys_latest_and_a_spec_mismatch_are_refused(features, tmp_path, trained):
+    from shared.training.trainer import Trainer
+
+    root, _ = trained
+    (tmp_path / "training").mkdir()
+    (tmp_path / "training" / "latest.pt").write_bytes((root / "training" / "latest.pt").read_bytes())
+    with pytest.raises(ValueError, match="feature spec indicators-v1"):
+        Trainer(features, tmp_path, TrainingConfig())  # the MuZero trainer on a forecaster's run
+    payload = torch.load(root / "training" / "ckpt-ep00000010.pt", weights_only=True)
+    payload["feature_spec_version"] = "micro-v1"
+    (tmp_path / "bad.pt").write_bytes(serialize(payload))
+    with pytest.raises(CandidateError, match="feature_spec_mismatch"):
+        load_candidate(tmp_path / "bad.pt")
+
+
+def test_settings_that_cannot_work_together_are_refused():
+    with pytest.raises(ValueError, match="horizon_bars 30 is beyond"):
+        TrainingConfig(model="tft", forecast_policy=ForecastPolicyConfig(horizon_bars=30))
+    with pytest.raises(ValueError, match="reads quantiles 0.25"):
+        TrainingConfig(model="tft", forecast_policy=ForecastPolicyConfig(lower_quantile=0.25))
+    with pytest.raises(ValueError, match="lower_quantile <= upper_quantile"):
+        ForecastPolicyConfig(lower_quantile=0.9, upper_quantile=0.1)
+
+
+def test_the_forecaster_refuses_a_market_of_several_instruments():
+    from shared.model.tft_data import single_instrument
+
+    class Two:
+        instrument_names = ("EURUSD", "GBPUSD")
+
+    with pytest.raises(ValueError, match="one model per instrument"):
+        single_instrument(Two())
+
