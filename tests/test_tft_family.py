@@ -3,6 +3,7 @@ written to the volume as any candidate, loaded, validated and gated like the MuZ
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -149,3 +150,44 @@ def test_the_forecaster_refuses_a_market_of_several_instruments():
     with pytest.raises(ValueError, match="one model per instrument"):
         single_instrument(Two())
 
+
+
+def _always_long(root: Path):
+    candidate = load_candidate(root / "training" / "ckpt-ep00000010.pt")
+    with torch.no_grad():  # every quantile far above the spread: the rule wants long at every bar
+        candidate.model.head.bias.fill_(50.0)
+    return candidate
+
+
+def test_live_paper_trades_a_forecaster_and_journals_what_it_forecast(trained, features, tmp_path):
+    from datetime import datetime, timezone
+
+    from shared.live.brokers.paper import PaperBroker
+    from shared.live.feeds import ReplayFeed
+    from shared.live.journal import Journal
+    from shared.live.trader import LiveTrader
+
+    root, _ = trained
+    candidate = _always_long(root)
+    feed = ReplayFeed(features.bars, int(features.sessions["test"][0]))
+    broker = PaperBroker(tmp_path / "paper.json", spread_pips=4.0, pip_size=0.01)
+    journal = Journal(tmp_path / "journal.duckdb")
+    trader = LiveTrader("GBPJPY", broker, journal, candidate, feed.history(), control_dir=tmp_path / "control")
+    trader.reconcile()
+    decisions = [trader.on_bar(feed.next_bars(), datetime.fromtimestamp(feed.now_ns() / 1e9, timezone.utc))
+                 for _ in range(5)]
+    assert decisions[0].action == "BUY" and decisions[0].status == "FILLED"
+    assert [d.status for d in decisions[1:]] == ["no_order"] * 4  # long and staying long: one order
+    assert broker.snapshot("GBPJPY").units == trader.position == 1 == journal.filled_units()
+
+    # the inputs it forecast from are the batch indicators of the same bars (each row from bars <= it)
+    observed, static = trader.observation()
+    last = feed.position - 1
+    batch = indicator_features(features.bars, "fx")[last - TINY.encoder_bars + 1 : last + 1]
+    np.testing.assert_allclose(observed[0], batch, rtol=1e-4, atol=1e-5)
+    assert static.shape == (1, TINY.decoder_bars * 4 + 2)
+    frame = journal.frame()
+    assert frame.client_id.is_unique and (frame.model_version == trader.version).all()
+    tree = json.loads(trader.search.run(observed, static, trader.space.legal_mask(np.array([1], np.int8)),
+                                        np.array([1], np.int8)).tree_json(0))
+    assert tree["family"] == "tft" and tree["target_position"] == 1 and tree["quantiles"]["0.1"] > tree["cost"] > 0

@@ -38,6 +38,13 @@ class ActionSpace:
             raise ValueError(f"position {bad} is not one of the {self.name} space's {self.positions}")
         return index
 
+    def toward(self, position: np.ndarray, legal: np.ndarray, want: np.ndarray) -> np.ndarray:
+        """[E] the legal action whose target position is nearest the wanted one (-1, 0 or +1 per root):
+        how a rule that names a position (a baseline, a forecaster) acts in any action space."""
+        targets = self.target[:, self.position_index(position)].T.astype(np.float64)  # [E, A]
+        distance = np.where(legal, np.abs(targets - np.asarray(want)[:, None]), np.inf)
+        return distance.argmin(axis=1)
+
     def legal_mask(self, position: np.ndarray) -> np.ndarray:
         """[E, A] bool for positions [E]."""
         return (self.target[:, self.position_index(position)] != ILLEGAL).T

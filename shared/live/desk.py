@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Callable, Mapping
@@ -33,9 +32,9 @@ import numpy as np
 from shared.config import RiskConfig
 from shared.core.calendar import MarketCalendar
 from shared.data.bars import Bars
-from shared.env.actions import ACTION_SPACES
 from shared.live.account import AccountCurrency, AccountLimits, exposure_units
 from shared.live.brokers import Broker, OrderResult
+from shared.live.deciders import ForecastDecider, make_decider
 from shared.live.journal import Journal
 from shared.live.provenance import TreeStore
 from shared.live.trader import SEARCH_SEED, Decision, LiveTrader, PendingRoot, RootChoice
@@ -47,10 +46,9 @@ __all__ = ["LiveDesk", "shared_search"]
 log = logging.getLogger("live")
 
 
-def shared_search(candidate: Candidate, roots: int, simulations: int) -> NetworkSearch:
-    """One search for every instrument's root (a tree arena for `roots` at once)."""
-    space = ACTION_SPACES[candidate.env_config.action_space]
-    return NetworkSearch(candidate.model, roots, space, replace(candidate.search_config, simulations=simulations))
+def shared_search(candidate: Candidate, roots: int, simulations: int) -> NetworkSearch | ForecastDecider:
+    """One search for every instrument's root (a tree arena for `roots` at once), or a forecaster's rule."""
+    return make_decider(candidate, roots, simulations)
 
 
 class OneInstantCalendar:

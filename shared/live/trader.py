@@ -32,7 +32,7 @@ import dataclasses
 import json
 import logging
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
@@ -51,6 +51,7 @@ from shared.env.actions import ACTION_SPACES
 from shared.features.micro import on_instrument_scale, temporal_features
 from shared.features.position import position_features
 from shared.live.brokers import Broker, OrderResult
+from shared.live.deciders import ForecastDecider, forecast_root, make_decider, model_window_bars
 from shared.live.journal import DecisionInputs, DecisionRow, Journal
 from shared.live.provenance import TREE_DEPTH, TreeStore, input_hash, root_q_values
 from shared.live.risk import LossCaps
@@ -127,7 +128,7 @@ class LiveTrader(LossCaps):
                  simulations: int = 50, risk: RiskConfig = RiskConfig(), control_dir: Path | None = None,
                  spread_pips: float | None = None, granularity: str = "M1",
                  on_order: Callable[[OrderResult], None] = lambda order: None,
-                 clock: Callable[[], float] = time.monotonic, search: NetworkSearch | None = None,
+                 clock: Callable[[], float] = time.monotonic, search: NetworkSearch | ForecastDecider | None = None,
                  ids_name_instrument: bool = False, trees: TreeStore | None = None) -> None:
         self.instrument = get_instrument(instrument)
         self.calendar = calendar_named(self.instrument.calendar)  # market hours, the daily stop's day
@@ -156,15 +157,14 @@ class LiveTrader(LossCaps):
 
     # --- the model -------------------------------------------------------------------
 
-    def _install(self, candidate: Candidate, search: NetworkSearch | None = None) -> None:
+    def _install(self, candidate: Candidate, search: NetworkSearch | ForecastDecider | None = None) -> None:
         """`search`: one shared by several traders of the same model (a desk), else one of its own."""
         self.candidate = candidate
         self.version = model_version(candidate)
         self.space = ACTION_SPACES[candidate.env_config.action_space]
         # a model with a longer window than the last one warms up until the feed has brought its bars
-        self.window_bars = candidate.config.network.window_bars
-        config = replace(candidate.search_config, simulations=self.simulations)
-        self.search = search if search is not None else NetworkSearch(candidate.model, 1, self.space, config)
+        self.window_bars = model_window_bars(candidate)
+        self.search = search if search is not None else make_decider(candidate, 1, self.simulations)
 
     def _misaligned(self) -> str | None:
         """Why the feed's bars are not the model's (they open elsewhere in their period: OANDA's daily
@@ -189,7 +189,7 @@ class LiveTrader(LossCaps):
 
     # --- per bar ---------------------------------------------------------------------
 
-    def swap_staged(self, search: NetworkSearch | None = None) -> None:
+    def swap_staged(self, search: NetworkSearch | ForecastDecider | None = None) -> None:
         """Install the staged model (between bars); `search`: the desk's, shared with the other instruments."""
         old = self.version
         self._install(self.staged, search)
@@ -270,6 +270,9 @@ class LiveTrader(LossCaps):
         return Decision(ts, "HOLD", "skipped", reason, time.perf_counter() - started)
 
     def observation(self) -> tuple[np.ndarray, np.ndarray]:
+        if self.candidate.family == "tft":  # a forecaster's inputs (shared.live.deciders)
+            return forecast_root(self.bars, self.instrument, self.candidate.config, self.bar_ns // NS_PER_MINUTE,
+                                 self.spread_pips)
         window = temporal_features(*on_instrument_scale(self.bars, self.instrument))[-self.window_bars:][None]
         static = position_features(self.book, self.space.max_units)
         return np.ascontiguousarray(window, np.float32), static

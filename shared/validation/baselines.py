@@ -28,7 +28,7 @@ from shared.env import TradingEnv
 from shared.env.actions import ActionSpace
 from shared.env.trading import Observation
 from shared.features.store import FeatureSet
-from shared.validation.evaluation import Evaluation, Policy, actions_toward, evaluate
+from shared.validation.evaluation import Evaluation, Policy, evaluate
 
 ENTER_QUANTILES = (0.30, 0.40, 0.50, 0.60, 0.70, 0.80, 0.85, 0.90, 0.93, 0.95, 0.97, 0.98, 0.99, 0.995)
 EXIT_RATIOS = (-3.0, -2.0, -1.5, -1.0, -0.75, -0.5, -0.25, 0.0, 0.25, 0.5, 0.75, 1.0)  # exit = ratio x enter
@@ -63,7 +63,7 @@ def threshold_policy(signal: np.ndarray, space: ActionSpace, enter: float, exit:
         want = np.where(held > 0, (s >= exit).astype(np.int64),
                         np.where(held < 0, -(s <= -exit).astype(np.int64),
                                  (s > enter).astype(np.int64) - (s < -enter).astype(np.int64)))
-        return actions_toward(space, obs, want)
+        return space.toward(obs.position, obs.legal, want)
 
     return choose
 

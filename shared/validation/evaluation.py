@@ -9,7 +9,6 @@ from typing import Callable
 import numpy as np
 
 from shared.env import TradingEnv
-from shared.env.actions import ActionSpace
 from shared.env.trading import Observation
 from shared.search import NetworkSearch
 
@@ -71,15 +70,6 @@ def evaluate(env: TradingEnv, policy: Policy, starts: np.ndarray, *, batch: int 
     session_changes = np.asarray(changes, np.int64)
     return Evaluation(np.asarray(pnl), np.asarray(trades), session_actions.sum(axis=0), int(session_changes.sum()),
                       np.asarray(owners, np.int64), session_actions, session_changes)
-
-
-def actions_toward(space: ActionSpace, obs: Observation, want: np.ndarray) -> np.ndarray:
-    """[E] the legal action whose target position is nearest the wanted one (-1, 0 or +1 per root):
-    how a rule that names a position acts in any action space."""
-    index = space.position_index(obs.position)
-    targets = space.target[:, index].T.astype(np.float64)        # [E, A]
-    distance = np.where(obs.legal, np.abs(targets - np.asarray(want)[:, None]), np.inf)
-    return distance.argmin(axis=1)
 
 
 def flat_policy(obs: Observation) -> np.ndarray:

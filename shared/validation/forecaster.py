@@ -19,7 +19,7 @@ from shared.features.indicators import indicator_features
 from shared.features.store import FeatureSet
 from shared.model.tft_data import single_instrument
 from shared.model.tft_policy import forecast_at, spread_cost, target_position
-from shared.validation.evaluation import Policy, actions_toward
+from shared.validation.evaluation import Policy
 from shared.volume.candidates import Candidate
 
 
@@ -48,6 +48,6 @@ def forecast_policy(candidate: Candidate, features: FeatureSet, env: TradingEnv,
         held = np.sign(obs.position).astype(np.int64)
         want = target_position(forecasts[rows], config.tft.quantiles, cost[rows], current=held,
                                config=config.forecast_policy)
-        return actions_toward(env.space, obs, want)
+        return env.space.toward(obs.position, obs.legal, want)
 
     return choose

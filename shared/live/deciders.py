@@ -1,0 +1,122 @@
+"""What decides a root in live, by the promoted model's family: the MuZero agent's search, or a
+forecaster's rule (issue 26) behind the same calls, so the trader, the desk, the journal and the
+decision pages need no second path.
+
+A forecaster's root carries its own inputs in the trader's PendingRoot: `temporal` is the encoder
+window of indicators-v1 rows [1, E, F] (the last E bars of the feature buffer: each row from bars
+<= it), `static` the known-future time inputs of the D bars scheduled next, then the round trip's
+cost in log-return units, then the units (pips or bps) one log-return unit is worth at the last
+close. Its "tree" is the forecast it acted on: the quantiles at the rule's horizon in those units,
+the cost and the position the rule wanted (no children: nothing was searched)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, replace
+
+import numpy as np
+import torch
+
+from shared.config import TrainingConfig
+from shared.core.instruments import Instrument
+from shared.data.bars import Bars
+from shared.env.actions import ACTION_SPACES
+from shared.features.indicators import indicator_features
+from shared.model.tft_data import scheduled_times, time_features
+from shared.model.tft_policy import spread_cost, target_position
+from shared.search import NetworkSearch
+from shared.volume.candidates import Candidate
+
+__all__ = ["ForecastDecider", "forecast_root", "make_decider", "model_window_bars"]
+
+
+def model_window_bars(candidate: Candidate) -> int:
+    """The bars of features the model reads at a decision."""
+    return candidate.config.tft.encoder_bars if candidate.family == "tft" else candidate.config.network.window_bars
+
+
+def make_decider(candidate: Candidate, roots: int, simulations: int) -> "NetworkSearch | ForecastDecider":
+    """What decides `roots` roots at once with `candidate`: its search, or its forecast rule."""
+    if candidate.family == "tft":
+        return ForecastDecider(candidate.config, candidate.model)
+    space = ACTION_SPACES[candidate.env_config.action_space]
+    return NetworkSearch(candidate.model, roots, space, replace(candidate.search_config, simulations=simulations))
+
+
+def forecast_root(bars: Bars, instrument: Instrument, config: TrainingConfig, bar_minutes: int,
+                  spread_pips: float) -> tuple[np.ndarray, np.ndarray]:
+    """(temporal [1, E, F], static [1, D * 4 + 2]) float32 for a forecaster at the last bar of `bars`."""
+    c = config.tft
+    observed = indicator_features(bars, instrument.calendar)[-c.encoder_bars:]
+    future = scheduled_times(bars.ts[-1:], c.decoder_bars, bar_minutes=bar_minutes, calendar=instrument.calendar)
+    close = float(bars.close[-1])
+    cost = float(spread_cost(instrument.price_distance(spread_pips, close), close))
+    units_per_log_return = close / instrument.price_distance(1.0, close)
+    static = np.concatenate([time_features(future).ravel(), [cost, units_per_log_return]])
+    return (np.ascontiguousarray(observed[None], np.float32), np.ascontiguousarray(static[None], np.float32))
+
+
+@dataclass(frozen=True)
+class ForecastOutput:
+    """A forecaster's decisions with the fields live reads from a search's output."""
+
+    chosen: np.ndarray          # [B] int64 actions
+    visit_counts: np.ndarray    # [B, A] zeros: nothing was searched
+    root_values: np.ndarray     # [B] the median forecast at the horizon, pips (or bps)
+    prior: np.ndarray           # [B, A] the chosen action with probability 1
+    network_value: np.ndarray   # [B] as root_values
+    forecasts: list[dict]       # [B] what tree_json returns
+
+    @property
+    def search(self) -> "ForecastOutput":
+        return self
+
+    def actions(self, temperature: float = 0.0) -> np.ndarray:
+        return self.chosen
+
+    def tree_json(self, row: int, depth: int = 0) -> str:
+        return json.dumps(self.forecasts[row])
+
+
+class ForecastDecider:
+    """`run` as NetworkSearch.run, for a forecaster's roots (forecast_root)."""
+
+    def __init__(self, config: TrainingConfig, model: torch.nn.Module) -> None:
+        self.model = model.eval()
+        self.tft = config.tft
+        self.policy = config.forecast_policy
+        self.space = ACTION_SPACES[config.env.action_space]
+
+    @property
+    def config(self):  # what the journal records as the decision's settings
+        return _Settings(self.policy)
+
+    def run(self, temporal: np.ndarray, static: np.ndarray, legal: np.ndarray, position: np.ndarray,
+            seeds: np.ndarray | None = None, add_noise: bool = False) -> ForecastOutput:
+        d, quantiles = self.tft.decoder_bars, self.tft.quantiles
+        known = static[:, : 4 * d].reshape(len(static), d, 4)
+        cost, units = static[:, 4 * d].astype(np.float64), static[:, 4 * d + 1].astype(np.float64)
+        with torch.no_grad():
+            forecast = self.model(torch.from_numpy(np.ascontiguousarray(temporal)),
+                                  torch.from_numpy(np.ascontiguousarray(known))).quantiles.numpy()
+        held = np.sign(position).astype(np.int64)
+        want = target_position(forecast, quantiles, cost, current=held, config=self.policy)
+        chosen = self.space.toward(position, legal, want)
+        at_horizon = forecast[:, self.policy.horizon_bars - 1, :].astype(np.float64) * units[:, None]
+        median = at_horizon[:, int(np.argmin(np.abs(np.asarray(quantiles) - 0.5)))]
+        prior = np.zeros((len(chosen), self.space.num_actions), np.float32)
+        prior[np.arange(len(chosen)), chosen] = 1.0
+        forecasts = [{"family": "tft", "horizon_bars": self.policy.horizon_bars,
+                      "quantiles": {str(q): round(float(v), 4) for q, v in zip(quantiles, at_horizon[row])},
+                      "cost": round(float(cost[row] * units[row]), 4), "target_position": int(want[row]),
+                      "children": []} for row in range(len(chosen))]
+        return ForecastOutput(chosen, np.zeros((len(chosen), self.space.num_actions), np.int32),
+                              median.astype(np.float32), prior, median.astype(np.float32), forecasts)
+
+
+@dataclass(frozen=True)
+class _Settings:
+    policy: object
+
+    def to_dict(self) -> dict:
+        return {"family": "tft", **asdict(self.policy)}
