@@ -191,3 +191,47 @@ def test_live_paper_trades_a_forecaster_and_journals_what_it_forecast(trained, f
     tree = json.loads(trader.search.run(observed, static, trader.space.legal_mask(np.array([1], np.int8)),
                                         np.array([1], np.int8)).tree_json(0))
     assert tree["family"] == "tft" and tree["target_position"] == 1 and tree["quantiles"]["0.1"] > tree["cost"] > 0
+
+
+def test_the_arena_ranks_entrants_and_tests_each_pair_on_the_same_sessions():
+    from shared.validation.arena import Entrant, arena, best_of_each_family
+    from shared.validation.statistics import paired_sign_flip_p
+
+    rng = np.random.default_rng(0)
+    strong, weak = rng.normal(5, 1, 40), rng.normal(0, 1, 40)
+    entrants = best_of_each_family([("muzero", 64, list(weak)), ("muzero", 128, list(strong)), ("tft", 10, list(weak))])
+    assert [e.name for e in entrants] == ["muzero ep00000128", "tft ep00000010"]
+    out = arena([*entrants, Entrant("flat", "rule", (0.0,) * 40), Entrant("elsewhere", "rule", (1.0,) * 7)])
+    totals = [r["total_pips"] for r in out["ranking"]]
+    assert out["ranking"][0]["name"] == "muzero ep00000128" and totals == sorted(totals, reverse=True)
+    assert [r["rank"] for r in out["ranking"]] == [1, 2, 3] and out["sessions"] == 40
+    assert "elsewhere" not in out["paired_p"]                    # other sessions: not comparable
+    assert out["paired_p"]["muzero ep00000128"]["tft ep00000010"] == round(paired_sign_flip_p(strong, weak), 4) < 0.01
+    assert out["paired_p"]["tft ep00000010"]["muzero ep00000128"] > 0.99
+
+
+def test_the_validation_service_judges_both_families_in_one_arena(trained, features, tmp_path):
+    import shutil
+
+    from services.validation.service import ValidationService
+    from shared.validation.baselines import Reference
+    from tests.test_validation import result, service_for, write_candidate
+
+    root, _ = trained
+    write_candidate(features, tmp_path, 64)  # a MuZero candidate
+    for name in ("ckpt-ep00000010.pt", signal_name(10)):  # and the forecaster's, on the same volume
+        shutil.copy(root / "training" / name, tmp_path / "training" / name)
+    service: ValidationService = service_for(features, tmp_path)
+    service.reference = Reference(momentum_pips=3.0, oracle_pips=None, momentum_sessions=(1.0, 2.0))
+    for episode in (64, 10):
+        service.handle(episode, tmp_path / "training" / signal_name(episode))
+    assert result(tmp_path, 10)["report"]["family"] == "tft" and result(tmp_path, 64)["report"]["family"] == "muzero"
+    stored = json.loads((tmp_path / "validation" / "arena.json").read_text())
+    names = {r["name"]: r for r in stored["ranking"]}
+    assert set(names) == {"muzero ep00000064", "tft ep00000010", "momentum", "flat"}
+    assert names["momentum"]["total_pips"] == 3.0 and stored["sessions"] == 2
+    assert set(stored["paired_p"]["tft ep00000010"]) == set(names) - {"tft ep00000010"}
+    assert service.status_page()["arena"]["ranking"] == stored["ranking"]
+    gauge = service.metrics.arena_pips.labels(entrant="tft")._value.get()
+    assert gauge == names["tft ep00000010"]["total_pips"]
+    service.records.db.close()

@@ -24,6 +24,9 @@ class ValidationMetrics:
         self.pbo = Gauge("micro_validation_pbo_ratio",
                          "Probability of backtest overfitting (CSCV) over the judged candidates' session P&L",
                          registry=r)
+        self.arena_pips = Gauge("micro_validation_arena_pips",
+                                "Validation P&L of each family's best candidate and of each rule baseline, same sessions",
+                                ["entrant"], registry=r)
         self.queue_depth = Gauge("micro_validation_queue_depth", "Candidates waiting", registry=r)
         self.progress = Gauge("micro_validation_progress_ratio", "Progress of the current validation", registry=r)
         self.last = Gauge("micro_validation_last", "Key statistics of the last validated candidate", ["stat"], registry=r)

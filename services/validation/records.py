@@ -35,6 +35,7 @@ class ValidationRecords:
         # added after the first release: an older database gains the columns, its rows stay NULL
         self.db.execute("ALTER TABLE validations ADD COLUMN IF NOT EXISTS sessions_key VARCHAR")
         self.db.execute("ALTER TABLE validations ADD COLUMN IF NOT EXISTS session_pnl DOUBLE[]")
+        self.db.execute("ALTER TABLE validations ADD COLUMN IF NOT EXISTS family VARCHAR")
 
     def judged(self) -> int:
         """Candidates the gate has judged (promoted or failed): the trials of the deflated Sharpe."""
@@ -50,6 +51,13 @@ class ValidationRecords:
             "LIMIT ?) ORDER BY recorded_at", [sessions_key, limit]).fetchall()
         return np.asarray([row[0] for row in rows], dtype=np.float64)
 
+    def validated_by_family(self, sessions_key: str) -> list[tuple[str, int, list[float]]]:
+        """(family, episode, session P&L) of every judged candidate validated on these sessions: the
+        arena's entrants (rows from before families count as muzero)."""
+        return [(family or "muzero", int(episode), list(pnl)) for family, episode, pnl in self.db.execute(
+            "SELECT family, episode, session_pnl FROM validations WHERE sessions_key = ? AND result IN "
+            "('promoted', 'failed_gate') AND session_pnl IS NOT NULL ORDER BY recorded_at", [sessions_key]).fetchall()]
+
     def write(self, payload: dict, stats: dict | None, sessions_key: str | None = None) -> None:
         """The result file, a row in validations.duckdb, the metrics; `stats` is TradeStats.to_dict()."""
         episode, result, reason, seconds = payload["episode"], payload["result"], payload["reason"], payload["seconds"]
@@ -59,14 +67,15 @@ class ValidationRecords:
         mc = report.get("monte_carlo")
         self.db.execute(
             "INSERT INTO validations VALUES (now()::TIMESTAMP, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
-            "?, ?)",
+            "?, ?, ?)",
             [episode, result, reason, report.get("sha256"), seconds]
             + [s.get(k) if s else None for k in ("trades", "total_pips", "expectancy_pips", "win_rate", "profit_factor",
                                                  "max_drawdown_pips", "sqn", "sqn_100", "sharpe_daily", "trade_ratio",
                                                  "quality")]
             + [mc["final_pips"]["5"] if mc else None, mc.get("car25") if mc else None, mc.get("safe_f") if mc else None,
                report.get("search_beats_raw")]
-            + [sessions_key if report.get("session_pnl") else None, report.get("session_pnl") or None],
+            + [sessions_key if report.get("session_pnl") else None, report.get("session_pnl") or None]
+            + [report.get("family")],
         )
         self.snapshots.write(self.db)
         m = self.metrics

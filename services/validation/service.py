@@ -21,6 +21,7 @@ from shared.features.store import FeatureSet
 from shared.model import select_device
 from shared.service.app import Heartbeat, service_app
 from shared.service.watch import VolumeWatcher
+from shared.validation.arena import Entrant, arena, best_of_each_family
 from shared.validation.baselines import Reference, reference_for_store, reference_on
 from shared.validation.gate import gate
 from shared.validation.report import plain, write_plot, write_result
@@ -74,6 +75,7 @@ class ValidationService:
         self.queue: list[int] = []
         self.last_result: dict | None = None
         self.champion_test: dict | None = None
+        self.arena: dict | None = None  # validation/arena.json: the families and the baselines ranked
         self.reference: Reference | None = None
         self.baselines_status = "not tuned"
         self.stop = threading.Event()
@@ -82,6 +84,7 @@ class ValidationService:
         current = read_current(self.root)
         if current is not None:
             self.metrics.champion_episode.set(current.episode)
+        self.update_arena()  # from the candidates judged before a restart (the baselines join once tuned)
 
     # --- scheduling ------------------------------------------------------------------
 
@@ -264,10 +267,32 @@ class ValidationService:
     def write_record(self, payload: dict, stats: dict | None) -> None:
         """The result file, a row in validations.duckdb, the metrics; `stats` is TradeStats.to_dict()."""
         self.records.write(payload, stats, self.sessions_key)
+        if payload["result"] in ("promoted", "failed_gate"):
+            self.update_arena()
         self.last_result = {k: v for k, v in payload.items() if k != "report"}
         self.current = None
         log.info("candidate", extra={"fields": {"episode": payload["episode"], "result": payload["result"],
                                                 "reason": payload["reason"], "seconds": round(payload["seconds"], 1)}})
+
+    def update_arena(self) -> None:
+        """validation/arena.json and the arena gauges: each family's best candidate and the rule
+        baselines on these sessions, ranked, with the paired test between each pair."""
+        entrants = best_of_each_family(self.records.validated_by_family(self.sessions_key))
+        if not entrants:
+            return
+        sessions = len(entrants[0].session_pnl)
+        reference = self.reference
+        for name, pnl in ((("momentum", reference.momentum_sessions), ("oracle", reference.oracle_sessions))
+                          if reference else ()):
+            if len(pnl) == sessions:
+                entrants.append(Entrant(name, "rule", tuple(pnl)))
+        entrants.append(Entrant("flat", "rule", (0.0,) * sessions))
+        self.arena = {"sessions_key": self.sessions_key, **arena(entrants),
+                      "updated_at": datetime.now(timezone.utc).isoformat()}
+        write_result(self.root / "validation" / "arena.json", self.arena)
+        for entrant in self.arena["ranking"]:
+            self.metrics.arena_pips.labels(entrant=entrant["kind"] if entrant["kind"] != "rule" else entrant["name"]
+                                           ).set(entrant["total_pips"])
 
     def health(self) -> tuple[bool, dict]:
         age = self.heartbeat.age_seconds
@@ -283,6 +308,7 @@ class ValidationService:
         return {"service": "validation", "status": self.status, "queue": self.queue, "current": self.current,
                 "last_result": self.last_result, "champion": current.__dict__ if current else None,
                 "champion_test_split": self.champion_test,
+                "arena": self.arena,
                 "baselines": self.baselines_status,
                 "baselines_on_validation": ({"oracle_pips": self.reference.oracle_pips,
                                              "momentum_pips": self.reference.momentum_pips} if self.reference else None),

@@ -80,13 +80,17 @@ class TunedRule:
     last_refinement_gain: float = 0.0  # what the last refinement round added, as a share of train_pips
 
 
-def common_pips(features: FeatureSet, starts: np.ndarray, evaluation: Evaluation) -> float:
-    """The P&L of `starts` played, in the feature set's common unit (its pips for one instrument;
-    weighed by pip_weights for several, shared.features.portfolio)."""
+def common_session_pips(features: FeatureSet, starts: np.ndarray, evaluation: Evaluation) -> np.ndarray:
+    """[S] the P&L of each session in `starts` played, in the feature set's common unit (its pips for
+    one instrument; weighed by pip_weights for several, shared.features.portfolio)."""
     if not features.pip_weights:
-        return evaluation.total_pips
+        return np.asarray(evaluation.episode_pnl_pips, np.float64)
     weights = np.asarray(features.pip_weights)[features.instrument_of(starts)]
-    return float((evaluation.episode_pnl_pips * weights).sum())
+    return evaluation.episode_pnl_pips * weights
+
+
+def common_pips(features: FeatureSet, starts: np.ndarray, evaluation: Evaluation) -> float:
+    return float(common_session_pips(features, starts, evaluation).sum())
 
 
 def weight_by_bar(features: FeatureSet) -> np.ndarray | float:
@@ -143,6 +147,9 @@ class Reference:
 
     momentum_pips: float
     oracle_pips: float | None  # None: the market has no known drift (real data)
+    # each session's P&L (common unit), in session order: the arena's paired tests against the models
+    momentum_sessions: tuple[float, ...] = ()
+    oracle_sessions: tuple[float, ...] = ()
 
     def fractions(self, pips: float) -> dict[str, float | None]:
         def share(of: float | None) -> float | None:
@@ -165,12 +172,16 @@ def reference_on(features, starts: np.ndarray, config: EnvConfig = EnvConfig()) 
     train = disjoint_train_sessions(features)
     # the signals in the common unit, so one threshold means as much on every instrument
     momentum = momentum_signal(env.mid, env.pip_by_bar) * weight_by_bar(features)
-    momentum_pips = common_pips(features, starts, play(env, momentum, tune(env, momentum, train, "momentum"), starts))
-    oracle_pips = None
+    momentum_sessions = common_session_pips(features, starts,
+                                            play(env, momentum, tune(env, momentum, train, "momentum"), starts))
+    oracle_sessions = None
     if features.expected_drift is not None:
         drift = features.expected_drift * weight_by_bar(features)
-        oracle_pips = common_pips(features, starts, play(env, drift, tune(env, drift, train, "oracle"), starts))
-    return Reference(momentum_pips=float(momentum_pips), oracle_pips=None if oracle_pips is None else float(oracle_pips))
+        oracle_sessions = common_session_pips(features, starts, play(env, drift, tune(env, drift, train, "oracle"), starts))
+    return Reference(momentum_pips=float(momentum_sessions.sum()),
+                     oracle_pips=None if oracle_sessions is None else float(oracle_sessions.sum()),
+                     momentum_sessions=tuple(float(x) for x in momentum_sessions),
+                     oracle_sessions=() if oracle_sessions is None else tuple(float(x) for x in oracle_sessions))
 
 
 def reference_for_store(db_path, instruments: tuple[str, ...], granularity: str, max_sessions: int = 0) -> Reference:
