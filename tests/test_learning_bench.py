@@ -1,4 +1,4 @@
-"""`bench.learning` end to end, in its CI-sized mode: the planted-edge market through training,
+"""`bench.learning` and `bench.arena` end to end, in their CI-sized mode: the planted-edge market through training,
 the gate and the test split, and the grid on a null market. Subprocesses of a few minutes each;
 in a file of their own so that `make test`'s two workers take them side by side with the rest."""
 
@@ -56,3 +56,23 @@ def test_the_learning_grid_runs_a_null_market_and_summarises_its_runs():
     assert summary["fraction_of_oracle_min"] == 0.8 and summary["search_ahead_runs"] == 1
     assert summary["minutes_to_0.9_oracle_median"] == 5.0 and summary["runs_reaching_0.9_oracle"] == 2
     assert summary["champions_losing_more_than_costs"] == 1 and summary["market_seeds"] == [1, 2]
+
+
+def test_the_arena_benchmark_trains_chooses_and_tests_every_family_in_quick_mode():
+    """bench.arena --quick: each family trained from scratch, its candidates validated and gated,
+    the champion played on test; one JSON line per family in the documented shape."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.service_helpers import ROOT
+
+    result = subprocess.run([sys.executable, "-m", "bench.arena", "--quick", "--minutes", "0.05"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert [line["family"] for line in lines] == ["muzero", "tft"]
+    for line in lines:
+        assert {"bench", "family", "market", "test_pips", "fraction_of_oracle", "train_seconds"} <= set(line)
+        assert line["bench"] == "arena" and line["market"] == "fx" and line["validated"] >= 1
+        assert line["champion_episode"] is not None and line["test_pips"] is not None  # the quick gate lets it in

@@ -1,0 +1,153 @@
+"""python -m bench.arena: every model family trained for the same wall-clock budget on the
+planted-edge market, chosen by the service's gate on validation, then played once on test.
+
+For each market (the demo FX market, and the same carried to a 24/7 crypto instrument with
+`--markets fx,crypto`) and each family (`--families muzero,tft`): train from scratch with the
+service's defaults for `--minutes`, validate each candidate as it comes (the family's own
+cadence: every `--validate-every` episodes for the agent, every candidate for the forecaster),
+keep the champion the default gate (a paired test against the previous champion) promotes, and
+play that champion on the test split. The yardstick is the oracle rule tuned on train
+(shared.validation.baselines), played on the same test sessions. One JSON line per family and
+market:
+
+    {"bench": "arena", "family": F, "market": M, "test_pips": P, "fraction_of_oracle": X,
+     "train_seconds": S, ...}
+
+`--quick` is the smoke run of the tests (two short budgets, few sessions, a gate that lets any
+candidate through)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from shared.cli.data import DEMO_MARKET
+from shared.config import (
+    EnvConfig,
+    GateConfig,
+    SessionConfig,
+    TFTConfig,
+    TrainingConfig,
+    ValidationConfig,
+    session_config_for,
+)
+from shared.data.store import BarStore
+from shared.data.synthetic import generate_market, synthetic_market_for
+from shared.env import TradingEnv
+from shared.features.store import build_feature_store, load_feature_set
+from shared.service.runtime import tune_process
+from shared.training.forecaster import ForecasterTrainer
+from shared.training.trainer import Trainer
+from shared.validation.baselines import disjoint_train_sessions, play, tune
+from shared.validation.gate import gate
+from shared.validation.validator import validate
+from shared.volume.candidates import load_candidate
+
+MARKETS = {"fx": "GBPJPY", "crypto": "BTCUSD"}
+TRAINERS = {"muzero": Trainer, "tft": ForecasterTrainer}
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def run_family(args, family: str, features, root: Path) -> tuple[object | None, dict]:
+    """Train `family` for the budget, validating as it goes; (the gate's champion or None, record)."""
+    quick = args.quick
+    config = TrainingConfig(model=family, seed=args.seed)
+    if quick:
+        config = replace(config, episodes_per_iteration=8, checkpoint_interval_episodes=8, tft=TFTConfig(
+            hidden=16, variable_hidden=8, heads=2, lstm_layers=1, batch_size=16, steps_per_iteration=5,
+            checkpoint_interval_steps=5))  # a candidate every iteration: one fits any budget
+    validation = ValidationConfig(simulations=2 if quick else 50, mc_runs=200, max_sessions=4 if quick else 0)
+    gate_config = GateConfig(min_trades=0, min_expectancy_pips=-1e9, min_mc_p5_final_pips=-1e9,
+                             max_drawdown_pips=1e9) if quick else GateConfig()
+    trainer = TRAINERS[family](features, root / family, config)
+    champion, held, validated, next_validation = None, None, 0, args.validate_every
+    started = time.monotonic()
+    while time.monotonic() - started < args.minutes * 60 and not trainer.finished:
+        report = trainer.run_iteration()
+        if report.checkpoint is None or (family == "muzero" and trainer.episode < next_validation):
+            continue
+        next_validation += args.validate_every
+        candidate = load_candidate(root / family / "training" / report.checkpoint)
+        result = validate(candidate, features, validation, trials=validated + 1)
+        validated += 1
+        if not gate(result, held, gate_config):
+            champion, held = candidate, {**result.stats.to_dict(), "session_pnl": result.session_pnl}
+        log(f"  {family} {report.checkpoint}: validation {result.stats.total_pips:+.0f} pips in "
+            f"{result.stats.trades} trades{' -> champion' if champion is candidate else ''}")
+    seconds = time.monotonic() - started
+    trainer.close()
+    return champion, {"train_seconds": round(seconds, 1), "validated": validated,
+                      "champion_episode": champion.episode if champion else None}
+
+
+def run_market(args, market_name: str) -> list[dict]:
+    with tempfile.TemporaryDirectory(prefix="arena-") as tmp:
+        root = Path(tmp)
+        db = root / "market.duckdb"
+        market = synthetic_market_for(MARKETS[market_name], weeks=4 if args.quick else DEMO_MARKET.weeks,
+                                      seed=args.market_seed)
+        bars, drift = generate_market(market)
+        with BarStore(db) as store:
+            store.upsert(market.instrument, "M1", bars)
+        build_feature_store(db, market.instrument, "M1", session_config=session_config_for("M1", SessionConfig()),
+                            progress=False)
+        features = load_feature_set(db, market.instrument, "M1")
+        test = features.require_sessions("test")
+        if args.quick:
+            test = test[:6]
+        env = TradingEnv(features, EnvConfig(episode_bars=features.session_config.length_bars))
+        train = disjoint_train_sessions(features)[: 24 if args.quick else None]
+        rule = tune(env, drift, train, "oracle")
+        oracle_test = play(env, drift, rule, test).total_pips
+        log(f"{market_name} ({market.instrument}): tuned oracle on test {oracle_test:+.0f} pips")
+        lines = []
+        for family in args.families:
+            champion, record = run_family(args, family, features, root)
+            test_pips = test_trades = None
+            if champion is not None:
+                played = validate(champion, features, ValidationConfig(simulations=2 if args.quick else 50,
+                                                                       mc_runs=200, max_sessions=len(test)),
+                                  split="test")
+                test_pips, test_trades = round(played.stats.total_pips, 1), played.stats.trades
+            fraction = round(test_pips / oracle_test, 3) if test_pips is not None and oracle_test > 0 else None
+            line = {"bench": "arena", "family": family, "market": market_name, "instrument": market.instrument,
+                    "test_pips": test_pips, "test_trades": test_trades, "fraction_of_oracle": fraction,
+                    "oracle_test_pips": round(oracle_test, 1), **record, "minutes_budget": args.minutes}
+            print(json.dumps(line), flush=True)
+            lines.append(line)
+        return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--families", default="muzero,tft", help="comma-separated: muzero, tft")
+    parser.add_argument("--markets", default="fx", help="comma-separated: fx (GBPJPY), crypto (BTCUSD, 24/7)")
+    parser.add_argument("--minutes", type=float, default=10.0, help="training budget per family and market")
+    parser.add_argument("--validate-every", type=int, default=640, help="the agent's episodes between validations")
+    parser.add_argument("--market-seed", type=int, default=7, help="the demo market's generator seed")
+    parser.add_argument("--seed", type=int, default=0, help="the training seed")
+    parser.add_argument("--quick", action="store_true", help="a smoke run (tests)")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.validate_every = 8  # every candidate of the short run
+    args.families = [f.strip() for f in args.families.split(",") if f.strip()]
+    markets = [m.strip() for m in args.markets.split(",") if m.strip()]
+    unknown = [f for f in args.families if f not in TRAINERS] + [m for m in markets if m not in MARKETS]
+    if unknown:
+        parser.error(f"unknown family or market: {', '.join(unknown)} (families {list(TRAINERS)}, markets {list(MARKETS)})")
+    tune_process()
+    for market in markets:
+        run_market(args, market)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
