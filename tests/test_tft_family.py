@@ -235,3 +235,31 @@ def test_the_validation_service_judges_both_families_in_one_arena(trained, featu
     gauge = service.metrics.arena_pips.labels(entrant="tft")._value.get()
     assert gauge == names["tft ep00000010"]["total_pips"]
     service.records.db.close()
+
+
+def test_the_training_service_trains_the_forecaster_when_told(data_dir, tmp_path):
+    """`TRAINING_MODEL=tft python -m services.training`: candidates signalled, /status and /metrics
+    name the family and its losses, a graceful stop."""
+    import httpx
+
+    from tests.service_helpers import free_port, start, wait_for
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {"MICRO_DATA_DIR": str(data_dir), "CHECKPOINT_DIR": str(tmp_path / "ck"), "TRAINING_PORT": str(port),
+           "TRAINING_MODEL": "tft", "TRAINING_TFT__HIDDEN": "16", "TRAINING_TFT__VARIABLE_HIDDEN": "8",
+           "TRAINING_TFT__HEADS": "2", "TRAINING_TFT__LSTM_LAYERS": "1", "TRAINING_TFT__BATCH_SIZE": "16",
+           "TRAINING_TFT__STEPS_PER_ITERATION": "5", "TRAINING_TFT__CHECKPOINT_INTERVAL_STEPS": "10"}
+    service = start("services.training", env, tmp_path / "training.log")
+    try:
+        wait_for(f"{url}/status", lambda r: r.json()["checkpoints_written"] >= 2, process=service, timeout=240)
+        status = httpx.get(f"{url}/status").json()
+        assert status["model"] == "tft" and status["finished"] is None and status["self_play"] == {"backend": "local"}
+        assert status["candidates"][-1].startswith("ckpt-ep") and status["learner_steps"] >= 20
+        metrics = httpx.get(f"{url}/metrics").text
+        assert 'micro_training_loss{component="quantile"}' in metrics
+        assert 'micro_training_loss{component="holdout"}' in metrics
+    finally:
+        service.terminate()
+        service.wait(timeout=60)
+    assert (tmp_path / "ck" / "training" / signal_name(10)).exists()

@@ -48,15 +48,10 @@ class TrainingService:
                     self.stop.wait(1.0)
                     continue
                 self.metrics.paused.set(0)
-                if self.settings.max_episodes and self.trainer.episode >= self.settings.max_episodes:
+                finished = self.finished()
+                if finished:
                     if self.status != "finished":
-                        log.info("reached max_episodes=%d", self.settings.max_episodes)
-                    self.status = "finished"
-                    self.stop.wait(1.0)
-                    continue
-                if self.trainer.finished:
-                    if self.status != "finished":
-                        log.info("training finished: %s", self.trainer.finished)
+                        log.info("training finished: %s", finished)
                     self.status = "finished"
                     self.stop.wait(1.0)
                     continue
@@ -67,6 +62,13 @@ class TrainingService:
             self.error = f"{type(error).__name__}: {error}"
             log.exception("training loop failed")
             os._exit(1)
+
+    def finished(self) -> str | None:
+        """Why training stops: TRAINING_MAX_EPISODES, or the trainer's own end (the forecaster's epochs
+        or early stopping)."""
+        if self.settings.max_episodes and self.trainer.episode >= self.settings.max_episodes:
+            return f"reached max_episodes={self.settings.max_episodes}"
+        return self.trainer.finished
 
     def record(self, report: IterationReport) -> None:
         m = self.metrics
@@ -143,7 +145,7 @@ class TrainingService:
             "self_play": t.actors.status() if t.actors else {"backend": "local"},
             "learners": t.config.learners,
             "model": t.config.model,
-            "finished": t.finished,
+            "finished": self.finished(),
             "config_hash": t.config.config_hash(),
             "error": self.error,
             "config": self.settings.effective(),

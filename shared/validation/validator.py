@@ -126,20 +126,21 @@ def validate(candidate: Candidate, features: FeatureSet, config: ValidationConfi
                 progress((phase + done / total) / phases)
         return on_step
 
+    raw = None
     if searched_family:
         search_config = replace(candidate.search_config, simulations=config.simulations)
         search = NetworkSearch(candidate.model, min(64, len(starts)), env.space, search_config)
         searched = evaluate(env, search_policy(search, seed=config.seed), starts, on_step=tick(0))
         raw = evaluate(env, raw_network_policy(search), starts, on_step=tick(1))
     else:
-        searched = raw = evaluate(env, forecast_policy(candidate, features, env, starts), starts, on_step=tick(0))
+        searched = evaluate(env, forecast_policy(candidate, features, env, starts), starts, on_step=tick(0))
     rnd = evaluate(env, random_policy(np.random.default_rng(config.seed)), starts, on_step=tick(phases - 2))
     flat = evaluate(env, flat_policy, starts, on_step=tick(phases - 1))
 
     portfolio = Portfolio(features, starts, env.config.episode_bars)
     main = portfolio.stats(searched)
     baselines = {"random": portfolio.stats(rnd), "flat": portfolio.stats(flat)}
-    if searched_family:
+    if raw is not None:
         baselines = {"raw_network": portfolio.stats(raw), **baselines}
     trades, session_pnl = portfolio.weighted_trades(searched), portfolio.weighted_sessions(searched)
     mc = None
@@ -154,9 +155,9 @@ def validate(candidate: Candidate, features: FeatureSet, config: ValidationConfi
     return ValidationReport(
         episode=candidate.episode, sha256=candidate.sha256, sessions=len(starts),
         seconds=time.monotonic() - started, stats=main, monte_carlo=mc, baselines=baselines,
-        search_beats_raw=main.total_pips > baselines["raw_network"].total_pips if searched_family else None,
+        search_beats_raw=main.total_pips > baselines["raw_network"].total_pips if raw is not None else None,
         equity_curve=equity, family=candidate.family,
         session_pnl=[float(x) for x in session_pnl],
         deflated_sharpe=deflated_sharpe(session_pnl, trials), split=split,
-        instruments=portfolio.per_instrument(searched, raw if searched_family else None),
+        instruments=portfolio.per_instrument(searched, raw),
     )
