@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from shared.config import ForecastPolicyConfig, GateConfig, TFTConfig, TrainingConfig, ValidationConfig
-from shared.core.feature_spec import INDICATORS_SPEC_VERSION
+from shared.core.feature_spec import INDICATOR_FEATURES, INDICATORS_SPEC_VERSION
 from shared.data.bars import Bars
 from shared.features.indicators import indicator_features
 from shared.model.tft import TemporalFusionTransformer
@@ -165,6 +165,7 @@ def test_live_paper_trades_a_forecaster_and_journals_what_it_forecast(trained, f
     from shared.live.brokers.paper import PaperBroker
     from shared.live.feeds import ReplayFeed
     from shared.live.journal import Journal
+    from shared.live.provenance import TreeStore, decision_detail
     from shared.live.trader import LiveTrader
 
     root, _ = trained
@@ -172,7 +173,9 @@ def test_live_paper_trades_a_forecaster_and_journals_what_it_forecast(trained, f
     feed = ReplayFeed(features.bars, int(features.sessions["test"][0]))
     broker = PaperBroker(tmp_path / "paper.json", spread_pips=4.0, pip_size=0.01)
     journal = Journal(tmp_path / "journal.duckdb")
-    trader = LiveTrader("GBPJPY", broker, journal, candidate, feed.history(), control_dir=tmp_path / "control")
+    trees = TreeStore(tmp_path / "trees", 100)
+    trader = LiveTrader("GBPJPY", broker, journal, candidate, feed.history(), control_dir=tmp_path / "control",
+                        trees=trees)
     trader.reconcile()
     decisions = [trader.on_bar(feed.next_bars(), datetime.fromtimestamp(feed.now_ns() / 1e9, timezone.utc))
                  for _ in range(5)]
@@ -191,6 +194,15 @@ def test_live_paper_trades_a_forecaster_and_journals_what_it_forecast(trained, f
     tree = json.loads(trader.search.run(observed, static, trader.space.legal_mask(np.array([1], np.int8)),
                                         np.array([1], np.int8)).tree_json(0))
     assert tree["family"] == "tft" and tree["target_position"] == 1 and tree["quantiles"]["0.1"] > tree["cost"] > 0
+
+    # the decision page's data: the forecast it acted on, and its inputs rebuilt from the journal's bars
+    order = frame[frame.status == "FILLED"].client_id.iloc[0]
+    detail = decision_detail(journal.con, trees, order, list(trader.space.actions), [])
+    assert detail["tree"]["family"] == "tft" and detail["tree"]["target_position"] == 1
+    assert detail["feature_spec"] == INDICATORS_SPEC_VERSION and "error" not in detail["features"]
+    assert detail["features"]["names"] == list(INDICATOR_FEATURES) and len(detail["features"]["window"]) == TINY.encoder_bars
+    assert detail["static"]["names"][-2:] == ["cost_log_return", "units_per_log_return"]
+    assert len(detail["static"]["names"]) == len(detail["static"]["values"]) == TINY.decoder_bars * 4 + 2
 
 
 def test_the_arena_ranks_entrants_and_tests_each_pair_on_the_same_sessions():

@@ -32,9 +32,16 @@ import numpy as np
 import pandas as pd
 
 from shared.core.errors import StopError
-from shared.core.feature_spec import POSITION_FEATURES, TEMPORAL_FEATURES
+from shared.core.feature_spec import (
+    FEATURE_SPECS,
+    INDICATORS_SPEC_VERSION,
+    KNOWN_FEATURES,
+    POSITION_FEATURES,
+    TEMPORAL_FEATURES,
+)
 from shared.core.instruments import get_instrument
 from shared.data.bars import Bars
+from shared.features.indicators import indicator_features
 from shared.features.micro import on_instrument_scale, temporal_features
 
 TREE_DEPTH = 64  # deeper than any tree of up to 1,000 simulations gets in practice: the whole tree
@@ -169,7 +176,10 @@ def rebuild_input(record: dict, bars: Bars) -> tuple[np.ndarray, np.ndarray]:
         raise InputMismatch(f"the journal holds {len(bars)} of the {inputs['buffer_bars']} bars the feature "
                             f"buffer held (pruned, or the bars table was changed)")
     instrument = get_instrument(inputs["instrument"])
-    window = temporal_features(*on_instrument_scale(bars, instrument))[-inputs["window_bars"]:][None]
+    if inputs["feature_spec"] == INDICATORS_SPEC_VERSION:  # a forecaster's window (shared.live.deciders)
+        window = indicator_features(bars, instrument.calendar)[-inputs["window_bars"]:][None]
+    else:
+        window = temporal_features(*on_instrument_scale(bars, instrument))[-inputs["window_bars"]:][None]
     temporal = np.ascontiguousarray(window, np.float32)
     static = np.asarray([inputs["static_features"]], np.float32)
     rebuilt = input_hash(temporal, static)
@@ -177,6 +187,20 @@ def rebuild_input(record: dict, bars: Bars) -> tuple[np.ndarray, np.ndarray]:
         raise InputMismatch(f"the rebuilt input hashes to {rebuilt[:16]}, the searched one to "
                             f"{inputs['input_hash'][:16]}")
     return temporal, static
+
+
+def feature_names(inputs: dict) -> list[str]:
+    return list(FEATURE_SPECS.get(inputs["feature_spec"], TEMPORAL_FEATURES))
+
+
+def static_names(inputs: dict) -> list[str]:
+    """The static input's names: the position features, or a forecaster's known-future times (each of
+    the D bars ahead), its cost and its units per log return (shared.live.deciders)."""
+    if inputs["feature_spec"] != INDICATORS_SPEC_VERSION:
+        return list(POSITION_FEATURES)
+    steps = (len(inputs["static_features"]) - 2) // len(KNOWN_FEATURES)
+    return ([f"{name}_t+{k}" for k in range(1, steps + 1) for name in KNOWN_FEATURES]
+            + ["cost_log_return", "units_per_log_return"])
 
 
 def decision_bars(con: duckdb.DuckDBPyConnection, record: dict) -> Bars:
@@ -215,15 +239,15 @@ def decision_detail(con: duckdb.DuckDBPyConnection, trees: TreeStore | None, dec
                 "feature_spec": inputs["feature_spec"], "input_hash": inputs["input_hash"],
                 "search": inputs["search"], "prior": inputs["prior"], "q_values": inputs["q_values"],
                 "network_value": inputs["network_value"], "chosen_action": inputs["chosen_action"],
-                "static": {"names": list(POSITION_FEATURES), "values": inputs["static_features"]}})
+                "static": {"names": static_names(inputs), "values": inputs["static_features"]}})
     bars = decision_bars(con, record)
     try:
         temporal, _ = rebuild_input(record, bars)
     except InputMismatch as error:
-        out["features"] = {"names": list(TEMPORAL_FEATURES), "window": None, "error": str(error)}
+        out["features"] = {"names": feature_names(inputs), "window": None, "error": str(error)}
     else:
         shown = bars[-inputs["window_bars"]:]
-        out["features"] = {"names": list(TEMPORAL_FEATURES), "window": temporal[0].tolist(),
+        out["features"] = {"names": feature_names(inputs), "window": temporal[0].tolist(),
                            "bar_ts": [_iso(int(t)) for t in shown.ts], "close": shown.close.tolist()}
     if with_bars:  # what a replay needs (shared.live.explain): the raw record and the buffer's bars
         out["bars"] = bars_payload(bars)

@@ -47,10 +47,28 @@ function rootActions(d) {
   return table;
 }
 
+function forecastSection(forecast, section) {
+  section.append(html("p", { class: "note", "data-tree": "forecast" },
+    `A forecaster decided (nothing was searched): the quantiles of the return over the next ` +
+    `${forecast.horizon_bars} bars against the round trip's cost, in pips; it wanted position ` +
+    `${forecast.target_position}.`));
+  const table = html("table", { class: "forecast" });
+  table.append(html("tr", {}, html("th", {}, "quantile"), html("th", {}, "return (pips)")));
+  for (const [q, value] of Object.entries(forecast.quantiles)) {
+    table.append(html("tr", { "data-quantile": q }, html("td", {}, q), html("td", { class: "num" }, fmt(value, 2))));
+  }
+  table.append(html("tr", {}, html("td", {}, "cost"), html("td", { class: "num" }, fmt(forecast.cost, 2))));
+  section.append(table);
+}
+
 function treeSection(d, section) {
   if (!d.tree) {
     section.append(html("p", { class: "note", "data-tree": "absent" },
       "The search tree was not kept for this decision (the service keeps the trees of recent and order-placing decisions)."));
+    return;
+  }
+  if (d.tree.family === "tft") {  // a forecaster decided: its "tree" is the forecast it acted on
+    forecastSection(d.tree, section);
     return;
   }
   const options = { maxDepth: intParam("depth", DEFAULT_DEPTH), minVisits: intParam("min_visits", defaultMinVisits(d.tree)) };
