@@ -1,5 +1,6 @@
 """The challenger families' knobs (issue 26): the Oracle forecaster (a Temporal Fusion Transformer,
-shared/model/tft.py) and the rule that turns its forecast into a position (shared/model/tft_policy.py).
+shared/model/tft.py), the rule that turns its forecast into a position (shared/model/tft_policy.py),
+and the Strategist (a Decision Transformer, shared/model/dt.py; not yet a training family).
 Plain frozen dataclasses, like the stages' in shared/config/__init__.py, which nests them in
 TrainingConfig."""
 
@@ -70,3 +71,42 @@ class ForecastPolicyConfig:
             raise ValueError("forecast policy: need 0 < lower_quantile <= upper_quantile < 1")
         if self.no_signal not in ("flat", "hold"):
             raise ValueError(f"forecast policy: no_signal must be 'flat' or 'hold', got {self.no_signal!r}")
+
+
+@dataclass(frozen=True)
+class DTConfig:
+    """The Strategist's hyperparameters (a Decision Transformer, shared/model/dt.py); the defaults are
+    the product notes' Decision Transformer settings."""
+
+    state_inputs: int = len(INDICATOR_FEATURES) + 1  # per step: the indicators-v1 columns and the position
+    num_actions: int = 4          # the hold_buy_sell_close space
+    context_steps: int = 90       # K: steps (of three tokens each) the model reads
+    hidden: int = 256             # token width through the whole stack
+    layers: int = 6               # transformer blocks
+    heads: int = 8
+    dropout: float = 0.1
+    # training, read by the trainer: Adam, batches, gradient clipping by norm
+    learning_rate: float = 1e-4
+    batch_size: int = 128
+    max_epochs: int = 200
+    gradient_clip: float = 1.0
+    # returns-to-go: R_t = sum_k discount^(k - t) * reward_scale * r_k, fed to the model as R_t / return_scale
+    discount: float = 0.99
+    reward_scale: float = 1.0
+    return_scale: float = 1000.0
+
+    def __post_init__(self) -> None:
+        for name in ("state_inputs", "context_steps", "hidden", "layers", "heads", "batch_size", "max_epochs"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"dt config: {name} must be positive")
+        if self.num_actions < 2:
+            raise ValueError("dt config: num_actions must be at least 2")
+        if self.hidden % self.heads:
+            raise ValueError(f"dt config: hidden ({self.hidden}) must be a multiple of heads ({self.heads})")
+        if not 0 <= self.dropout < 1:
+            raise ValueError("dt config: dropout must be in [0, 1)")
+        if not 0 <= self.discount <= 1:
+            raise ValueError("dt config: discount must be in [0, 1]")
+        for name in ("learning_rate", "gradient_clip", "reward_scale", "return_scale"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"dt config: {name} must be positive")
