@@ -31,7 +31,8 @@ SPECIAL = {
     "search.dirichlet_fraction": 0.25, "network.dropout": 0.2, "sessions.walk_forward_windows": 3,
     "instruments": ("EURUSD", "BTCUSD"), "demo_instruments": ("GBPJPY", "BTCUSD"),
     "tft.hidden": 64, "tft.heads": 8, "tft.quantiles": (0.1, 0.25, 0.5, 0.75, 0.9), "tft.dropout": 0.2,
-    "tft.holdout_share": 0.2, "forecast_policy.lower_quantile": 0.5, "forecast_policy.upper_quantile": 0.5,
+    "tft.holdout_share": 0.2, "forecast_policy.lower_quantile": 0.1, "forecast_policy.upper_quantile": 0.9,
+    "forecast_policy.horizon_bars": 12,
 }
 
 

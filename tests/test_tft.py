@@ -57,8 +57,9 @@ def series(n: int, features: int, seed: int = 0, start: str = "2024-01-03 00:00"
 def test_defaults_are_the_product_notes_settings():
     c = TFTConfig()
     assert (c.encoder_bars, c.decoder_bars, c.hidden, c.heads, c.lstm_layers, c.dropout) == (60, 24, 128, 4, 2, 0.1)
-    assert (c.variable_hidden, c.learning_rate, c.batch_size, c.max_epochs, c.patience_epochs, c.gradient_clip) == (
-        64, 1e-3, 256, 100, 15, 0.1)
+    assert (c.variable_hidden, c.learning_rate, c.max_epochs, c.patience_epochs, c.gradient_clip) == (
+        64, 1e-3, 100, 15, 0.1)
+    assert c.batch_size == 64  # the notes' 256: about 10 s a step on two CPU cores
     assert c.quantiles == (0.1, 0.5, 0.9)
     assert c.observed_inputs == len(INDICATOR_FEATURES) == 40 and c.known_inputs == len(KNOWN_FEATURES) == 4
     with pytest.raises(ValueError, match="multiple of heads"):
@@ -222,27 +223,36 @@ def forecast_at(h_value_lower: float, h_value_upper: float, steps: int = 24) -> 
     return forecast
 
 
+# the notes' band at 12 bars, flat on no signal (the defaults read the median at 24 bars, holding)
+BAND = ForecastPolicyConfig(horizon_bars=12, lower_quantile=0.1, upper_quantile=0.9, no_signal="flat")
+
+
 def test_policy_long_short_flat_and_the_cost_boundary():
     cost = 2e-4
-    assert target_position(forecast_at(3e-4, 9e-4), QUANTILES, cost) == 1
-    assert target_position(forecast_at(-9e-4, -3e-4), QUANTILES, cost) == -1
-    assert target_position(forecast_at(-1e-4, 5e-4), QUANTILES, cost) == 0  # the lower quantile below 0
-    assert target_position(forecast_at(1e-4, 5e-4), QUANTILES, cost) == 0   # above 0 but not above the cost
-    assert target_position(forecast_at(cost, 5e-4), QUANTILES, cost) == 0   # exactly the cost: no trade
-    assert target_position(forecast_at(np.nextafter(cost, 1), 5e-4), QUANTILES, cost) == 1
-    assert target_position(forecast_at(-5e-4, -cost), QUANTILES, cost) == 0
-    assert target_position(forecast_at(-5e-4, np.nextafter(-cost, -1)), QUANTILES, cost) == -1
-    assert target_position(forecast_at(5e-4, -5e-4), QUANTILES, cost) == 0  # crossed: no signal
-    hold = ForecastPolicyConfig(no_signal="hold")
+    assert target_position(forecast_at(3e-4, 9e-4), QUANTILES, cost, config=BAND) == 1
+    assert target_position(forecast_at(-9e-4, -3e-4), QUANTILES, cost, config=BAND) == -1
+    assert target_position(forecast_at(-1e-4, 5e-4), QUANTILES, cost, config=BAND) == 0  # the lower quantile below 0
+    assert target_position(forecast_at(1e-4, 5e-4), QUANTILES, cost, config=BAND) == 0   # above 0 but not above the cost
+    assert target_position(forecast_at(cost, 5e-4), QUANTILES, cost, config=BAND) == 0   # exactly the cost: no trade
+    assert target_position(forecast_at(np.nextafter(cost, 1), 5e-4), QUANTILES, cost, config=BAND) == 1
+    assert target_position(forecast_at(-5e-4, -cost), QUANTILES, cost, config=BAND) == 0
+    assert target_position(forecast_at(-5e-4, np.nextafter(-cost, -1)), QUANTILES, cost, config=BAND) == -1
+    assert target_position(forecast_at(5e-4, -5e-4), QUANTILES, cost, config=BAND) == 0  # crossed: no signal
+    hold = replace(BAND, no_signal="hold")
     assert target_position(forecast_at(-1e-4, 5e-4), QUANTILES, cost, current=-1, config=hold) == -1
     assert target_position(forecast_at(3e-4, 9e-4), QUANTILES, cost, current=-1, config=hold) == 1
     batch = np.stack([forecast_at(3e-4, 9e-4), forecast_at(-9e-4, -3e-4), forecast_at(0.0, 0.0)])
-    assert target_position(batch, QUANTILES, cost).tolist() == [1, -1, 0]
-    assert target_position(forecast_at(3e-4, 9e-4), QUANTILES, cost, config=ForecastPolicyConfig(horizon_bars=3)) == 0
+    assert target_position(batch, QUANTILES, cost, config=BAND).tolist() == [1, -1, 0]
+    assert target_position(forecast_at(3e-4, 9e-4), QUANTILES, cost, config=replace(BAND, horizon_bars=3)) == 0
     with pytest.raises(ValueError, match="beyond"):
-        target_position(np.zeros((4, 3)), QUANTILES, cost)
+        target_position(np.zeros((4, 3)), QUANTILES, cost, config=BAND)
     with pytest.raises(ValueError, match="quantiles"):
-        target_position(forecast_at(0, 0), (0.2, 0.5, 0.8), cost)
+        target_position(forecast_at(0, 0), (0.2, 0.5, 0.8), cost, config=BAND)
+    # the defaults: the median at the forecast's last step against the cost
+    median = np.zeros((24, 3))
+    median[23] = (-9e-4, 3e-4, 9e-4)
+    assert target_position(median, QUANTILES, cost) == 1
+    assert target_position(median, QUANTILES, 4e-4, current=-1) == -1  # no signal: hold
 
 
 def test_spread_cost_is_the_round_trip_log_return():
