@@ -1,6 +1,8 @@
 """The challenger families' knobs (issue 26): the Oracle forecaster (a Temporal Fusion Transformer,
 shared/model/tft.py), the rule that turns its forecast into a position (shared/model/tft_policy.py),
-and the Strategist (a Decision Transformer, shared/model/dt.py; not yet a training family).
+the Strategist (a Decision Transformer, shared/model/dt.py) and the Guardian (a contrastive VAE
+over indicator windows with regime rules, shared/model/guardian.py and regimes.py); the last two
+are not yet training families.
 Plain frozen dataclasses, like the stages' in shared/config/__init__.py, which nests them in
 TrainingConfig."""
 
@@ -117,3 +119,52 @@ class DTConfig:
         for name in ("learning_rate", "gradient_clip", "reward_scale", "return_scale"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"dt config: {name} must be positive")
+
+
+@dataclass(frozen=True)
+class GuardianConfig:
+    """The Guardian's hyperparameters: a contrastive VAE over windows of indicator rows
+    (shared/model/guardian.py) and the regime labels that name its latent clusters
+    (shared/model/regimes.py); the defaults are the product notes' contrastive VAE settings."""
+
+    inputs: int = len(INDICATOR_FEATURES)  # features per bar (indicators-v1: 40)
+    window_bars: int = 120        # W: bars in a window, the newest the window's end t
+    latent: int = 64              # width of the latent (mu and logvar each)
+    hidden: tuple[int, ...] = (256, 128, 64)  # encoder widths, input side first; the decoder mirrors them
+    beta: float = 4.0             # KL weight (a beta-VAE; guardian.py says in which units)
+    temperature: float = 0.5      # NT-Xent temperature on cosine similarities
+    contrastive_weight: float = 1.0  # weight of the NT-Xent term (the notes give none)
+    jitter_std: float = 0.05      # augmentation: Gaussian noise, in each feature's std
+    scale_std: float = 0.1        # augmentation: a factor 1 + N(0, scale_std) per window and feature
+    # training, read by a trainer: Adam, batches
+    learning_rate: float = 1e-3
+    batch_size: int = 512         # also the contrastive term's batch: 2 * batch_size - 2 negatives a view
+    max_epochs: int = 100
+    # regime labels (regimes.py), from each window's own last regime_horizon_bars bars
+    regime_horizon_bars: int = 60  # n: one-bar log returns read per label, those ending at the window's end
+    trend_threshold: float = 2.0   # |sum r| / (rv * sqrt(n)) above this: bull or bear by sign
+    volatile_quantile: float = 0.9  # rv above this quantile of the training windows' rv: volatile
+    clusters: int = 8              # k-means clusters over the latents, each named by its members' majority label
+    risk_levels: int = 4           # risk 0 .. risk_levels - 1, by a cluster's realised-volatility rank
+
+    def __post_init__(self) -> None:
+        for name in ("inputs", "window_bars", "latent", "max_epochs", "clusters"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"guardian config: {name} must be positive")
+        if not self.hidden or any(width < 1 for width in self.hidden):
+            raise ValueError(f"guardian config: hidden must be one or more positive widths; got {self.hidden}")
+        if self.batch_size < 2:
+            raise ValueError("guardian config: batch_size must be at least 2 (the contrastive term needs negatives)")
+        for name in ("temperature", "learning_rate", "trend_threshold"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"guardian config: {name} must be positive")
+        for name in ("beta", "contrastive_weight", "jitter_std", "scale_std"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"guardian config: {name} must be non-negative")
+        if not 2 <= self.regime_horizon_bars <= self.window_bars:
+            raise ValueError(f"guardian config: regime_horizon_bars must be in [2, window_bars = {self.window_bars}] "
+                             f"(a label describes bars the window holds); got {self.regime_horizon_bars}")
+        if not 0 < self.volatile_quantile < 1:
+            raise ValueError("guardian config: volatile_quantile must be in (0, 1)")
+        if self.risk_levels < 2:
+            raise ValueError("guardian config: risk_levels must be at least 2")
