@@ -171,10 +171,13 @@ def train_and_select(args, features: FeatureSet, config: TrainingConfig, root: P
     training_started = time.monotonic()
     while trainer.episode < args.episodes:
         report = trainer.run_iteration()
-        if trainer.episode < next_validation or report.checkpoint is None:
+        if trainer.episode < next_validation:
             continue
-        next_validation += args.validate_every
-        candidate = load_candidate(checkpoints / "training" / report.checkpoint)
+        # a validation point passed: the newest weights are validated, as a candidate written now if
+        # this iteration wrote none (Ray batches can cross a point between two checkpoints)
+        checkpoint = report.checkpoint or trainer.write_checkpoint()
+        next_validation += args.validate_every * ((trainer.episode - next_validation) // args.validate_every + 1)
+        candidate = load_candidate(checkpoints / "training" / checkpoint)
         result = validate(candidate, features, validation, trials=validated + 1)
         validated += 1
         last_candidate = candidate
