@@ -25,7 +25,7 @@ from pathlib import Path
 
 from shared.core.settings import ConfigError, Settings, leaf_schema, load_settings
 
-BENCHMARKS = ("features", "mcts", "selfplay", "scale", "live", "validation", "learning", "chaos", "parity")
+BENCHMARKS = ("features", "mcts", "selfplay", "scale", "live", "validation", "learning", "arena", "chaos", "parity")
 SERVICES = ("training", "validation", "live", "data")
 
 
