@@ -78,6 +78,10 @@ def test_validation_plays_its_forecast_rule_and_the_gate_judges_it(trained, feat
     assert report.family == "tft" and report.sessions == 4 and len(report.session_pnl) == 4
     assert set(report.baselines) == {"random", "flat"}       # no search, so no raw network beside it
     assert report.search_beats_raw is None and report.to_dict()["search_vs_raw"] is None
+    # its calibration on these sessions: each quantile's share of realised returns below it
+    assert set(report.calibration) == {"0.1", "0.5", "0.9"}
+    shares = list(report.calibration.values())
+    assert all(0 <= x <= 1 for x in shares) and shares == sorted(shares)
     assert isinstance(gate(report, None, GateConfig()), list)
 
     # a rule that always clears the cost trades: the quantiles it reads are the forecast's own
@@ -275,3 +279,14 @@ def test_the_training_service_trains_the_forecaster_when_told(data_dir, tmp_path
         service.terminate()
         service.wait(timeout=60)
     assert (tmp_path / "ck" / "training" / signal_name(10)).exists()
+
+
+def test_calibration_is_the_share_of_realised_returns_below_each_quantile():
+    from shared.validation.forecaster import calibration
+
+    close = np.exp(np.linspace(0.0, 0.1, 200))            # rising: every realised return is positive
+    forecasts = np.zeros((3, 4, 3))
+    forecasts[..., 2] = 1.0                                # the top quantile far above any outcome
+    origins = np.array([10, 50, 198])                      # 198: its forecast runs past the data, left out
+    assert calibration(forecasts, close, origins, (0.1, 0.5, 0.9)) == {"0.1": 0.0, "0.5": 0.0, "0.9": 1.0}
+    assert calibration(forecasts[:1], close, np.array([199]), (0.1, 0.5, 0.9)) == {}

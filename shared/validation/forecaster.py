@@ -17,7 +17,7 @@ from shared.env import TradingEnv
 from shared.env.trading import Observation
 from shared.features.indicators import indicator_features
 from shared.features.store import FeatureSet
-from shared.model.tft_data import single_instrument
+from shared.model.tft_data import single_instrument, window_targets
 from shared.model.tft_policy import forecast_at, spread_cost, target_position
 from shared.validation.evaluation import Policy
 from shared.volume.candidates import Candidate
@@ -28,8 +28,22 @@ def decision_bars(starts: np.ndarray, steps: int) -> np.ndarray:
     return np.unique((np.asarray(starts)[:, None] + np.arange(steps)).ravel())
 
 
-def forecast_policy(candidate: Candidate, features: FeatureSet, env: TradingEnv, starts: np.ndarray) -> Policy:
-    """The candidate's forecast rule on `env`'s sessions starting at `starts`."""
+def calibration(forecasts: np.ndarray, close: np.ndarray, origins: np.ndarray, quantiles) -> dict[str, float]:
+    """{quantile: the share of realised returns below its forecast} over the origins whose whole
+    forecast lies inside the data (about the quantile itself when calibrated): the forecaster's
+    calibration on the sessions it is judged on."""
+    steps = forecasts.shape[1]
+    whole = origins + steps < len(close)
+    if not whole.any():
+        return {}
+    realised = window_targets(close, origins[whole], decoder_bars=steps)[..., None]  # [B, D, 1]
+    below = (realised < forecasts[whole]).mean(axis=(0, 1))
+    return {str(q): round(float(b), 4) for q, b in zip(quantiles, below)}
+
+
+def forecast_policy(candidate: Candidate, features: FeatureSet, env: TradingEnv,
+                    starts: np.ndarray) -> tuple[Policy, dict[str, float]]:
+    """The candidate's forecast rule on `env`'s sessions starting at `starts`, and its calibration there."""
     instrument = get_instrument(single_instrument(features))
     bars = features.bars
     config = candidate.config
@@ -50,4 +64,4 @@ def forecast_policy(candidate: Candidate, features: FeatureSet, env: TradingEnv,
                                config=config.forecast_policy)
         return env.space.toward(obs.position, obs.legal, want)
 
-    return choose
+    return choose, calibration(forecasts, bars.close, origins, config.tft.quantiles)

@@ -31,6 +31,7 @@ class ValidationReport:
     # fields above are the portfolio's (in the first instrument's pips; one instrument: its own)
     instruments: dict[str, dict] = field(default_factory=dict)
     family: str = "muzero"  # the candidate's model family (TrainingConfig.model)
+    calibration: dict[str, float] | None = None  # a forecaster's: {quantile: share of outcomes below it}
 
     @property
     def search_vs_raw(self) -> str | None:
@@ -49,7 +50,7 @@ class ValidationReport:
             "search_beats_raw": self.search_beats_raw,
             "search_vs_raw": self.search_vs_raw,
             "session_pnl": self.session_pnl, "deflated_sharpe": self.deflated_sharpe, "split": self.split,
-            "instruments": self.instruments, "family": self.family,
+            "instruments": self.instruments, "family": self.family, "calibration": self.calibration,
         }
 
 

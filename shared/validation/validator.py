@@ -126,14 +126,15 @@ def validate(candidate: Candidate, features: FeatureSet, config: ValidationConfi
                 progress((phase + done / total) / phases)
         return on_step
 
-    raw = None
+    raw, calibration = None, None
     if searched_family:
         search_config = replace(candidate.search_config, simulations=config.simulations)
         search = NetworkSearch(candidate.model, min(64, len(starts)), env.space, search_config)
         searched = evaluate(env, search_policy(search, seed=config.seed), starts, on_step=tick(0))
         raw = evaluate(env, raw_network_policy(search), starts, on_step=tick(1))
     else:
-        searched = evaluate(env, forecast_policy(candidate, features, env, starts), starts, on_step=tick(0))
+        policy, calibration = forecast_policy(candidate, features, env, starts)
+        searched = evaluate(env, policy, starts, on_step=tick(0))
     rnd = evaluate(env, random_policy(np.random.default_rng(config.seed)), starts, on_step=tick(phases - 2))
     flat = evaluate(env, flat_policy, starts, on_step=tick(phases - 1))
 
@@ -156,7 +157,7 @@ def validate(candidate: Candidate, features: FeatureSet, config: ValidationConfi
         episode=candidate.episode, sha256=candidate.sha256, sessions=len(starts),
         seconds=time.monotonic() - started, stats=main, monte_carlo=mc, baselines=baselines,
         search_beats_raw=main.total_pips > baselines["raw_network"].total_pips if raw is not None else None,
-        equity_curve=equity, family=candidate.family,
+        equity_curve=equity, family=candidate.family, calibration=calibration,
         session_pnl=[float(x) for x in session_pnl],
         deflated_sharpe=deflated_sharpe(session_pnl, trials), split=split,
         instruments=portfolio.per_instrument(searched, raw),
