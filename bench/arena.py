@@ -69,9 +69,11 @@ def run_family(args, family: str, features, root: Path) -> tuple[object | None, 
                              max_drawdown_pips=1e9) if quick else GateConfig()
     trainer = TRAINERS[family](features, root / family, config)
     champion, held, validated, next_validation = None, None, 0, args.validate_every
-    started = time.monotonic()
-    while time.monotonic() - started < args.minutes * 60 and not trainer.finished:
+    seconds = 0.0  # training alone: the validations are not the family's budget
+    while seconds < args.minutes * 60 and not trainer.finished:
+        started = time.monotonic()
         report = trainer.run_iteration()
+        seconds += time.monotonic() - started
         if report.checkpoint is None or (family == "muzero" and trainer.episode < next_validation):
             continue
         next_validation += args.validate_every
@@ -82,7 +84,6 @@ def run_family(args, family: str, features, root: Path) -> tuple[object | None, 
             champion, held = candidate, {**result.stats.to_dict(), "session_pnl": result.session_pnl}
         log(f"  {family} {report.checkpoint}: validation {result.stats.total_pips:+.0f} pips in "
             f"{result.stats.trades} trades{' -> champion' if champion is candidate else ''}")
-    seconds = time.monotonic() - started
     trainer.close()
     return champion, {"train_seconds": round(seconds, 1), "validated": validated,
                       "champion_episode": champion.episode if champion else None}
