@@ -94,7 +94,7 @@ def run_market(args, market_name: str) -> list[dict]:
         root = Path(tmp)
         db = root / "market.duckdb"
         market = synthetic_market_for(MARKETS[market_name], weeks=4 if args.quick else DEMO_MARKET.weeks,
-                                      seed=args.market_seed)
+                                      seed=args.market_seed, edge_strength=DEMO_MARKET.edge_strength)
         bars, drift = generate_market(market)
         with BarStore(db) as store:
             store.upsert(market.instrument, "M1", bars)
