@@ -290,3 +290,19 @@ def test_calibration_is_the_share_of_realised_returns_below_each_quantile():
     origins = np.array([10, 50, 198])                      # 198: its forecast runs past the data, left out
     assert calibration(forecasts, close, origins, (0.1, 0.5, 0.9)) == {"0.1": 0.0, "0.5": 0.0, "0.9": 1.0}
     assert calibration(forecasts[:1], close, np.array([199]), (0.1, 0.5, 0.9)) == {}
+
+
+def test_a_forecasters_validation_reports_progress_while_forecasting_and_keeps_its_deadline(trained, features):
+    from shared.validation.validator import ValidationTimeout
+
+    root, _ = trained
+    candidate = load_candidate(root / "training" / "ckpt-ep00000010.pt")
+    seen: list[float] = []
+    validate(candidate, features, ValidationConfig(max_sessions=4, mc_runs=20), progress=seen.append)
+    # the first quarter: one report per batch of forecasts (4 sessions x 359 decisions, batches of 512)
+    decisions = 4 * (features.session_config.length_bars - 1)
+    assert [round(x, 4) for x in seen if x <= 0.25] == [round(0.25 * n / decisions, 4)
+                                                       for n in (512, 1024, decisions)]
+    assert seen == sorted(seen) and seen[-1] == 1.0
+    with pytest.raises(ValidationTimeout):
+        validate(candidate, features, ValidationConfig(max_sessions=4, mc_runs=20, timeout_seconds=1e-9))

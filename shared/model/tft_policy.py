@@ -16,6 +16,8 @@ can play the rule like any policy: call it once per decision bar with that bar's
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 import torch
 
@@ -67,9 +69,11 @@ def target_position(forecast, quantiles, cost, *, current=FLAT, config: Forecast
 
 
 def forecast_at(model: torch.nn.Module, features: np.ndarray, ts: np.ndarray, origins: np.ndarray, *, bar_minutes: int,
-                calendar: MarketCalendar | str, batch: int = 512) -> np.ndarray:
+                calendar: MarketCalendar | str, batch: int = 512,
+                on_batch: Callable[[int, int], None] | None = None) -> np.ndarray:
     """[B, D, Q] float32: the forecaster's quantiles at each origin bar [B] from the feature rows <= it
-    (tft_data.window_inputs), in eval mode without gradients, `batch` windows a call."""
+    (tft_data.window_inputs), in eval mode without gradients, `batch` windows a call; `on_batch(done,
+    total)` after each (progress, deadlines)."""
     c = model.config
     out = np.empty((len(origins), c.decoder_bars, len(c.quantiles)), np.float32)
     device = next(model.parameters()).device
@@ -82,6 +86,8 @@ def forecast_at(model: torch.nn.Module, features: np.ndarray, ts: np.ndarray, or
                                                 decoder_bars=c.decoder_bars, bar_minutes=bar_minutes, calendar=calendar)
                 quantiles = model(torch.from_numpy(observed).to(device), torch.from_numpy(known).to(device)).quantiles
                 out[i : i + batch] = quantiles.cpu().numpy()
+                if on_batch is not None:
+                    on_batch(min(i + batch, len(origins)), len(origins))
     finally:
         model.train(was_training)
     return out

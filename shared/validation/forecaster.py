@@ -9,6 +9,8 @@ the forecast must clear is the environment's spread, in log-return units at that
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 
 from shared.core.bar_sizes import check_granularity
@@ -41,16 +43,18 @@ def calibration(forecasts: np.ndarray, close: np.ndarray, origins: np.ndarray, q
     return {str(q): round(float(b), 4) for q, b in zip(quantiles, below)}
 
 
-def forecast_policy(candidate: Candidate, features: FeatureSet, env: TradingEnv,
-                    starts: np.ndarray) -> tuple[Policy, dict[str, float]]:
-    """The candidate's forecast rule on `env`'s sessions starting at `starts`, and its calibration there."""
+def forecast_policy(candidate: Candidate, features: FeatureSet, env: TradingEnv, starts: np.ndarray,
+                    on_batch: Callable[[int, int], None] | None = None) -> tuple[Policy, dict[str, float]]:
+    """The candidate's forecast rule on `env`'s sessions starting at `starts`, and its calibration there;
+    `on_batch(done, total)` while the forecasts are computed."""
     instrument = get_instrument(single_instrument(features))
     bars = features.bars
     config = candidate.config
     indicators = indicator_features(bars, instrument.calendar)
     origins = decision_bars(starts, env.steps_per_episode)
     forecasts = forecast_at(candidate.model, indicators, bars.ts, origins,
-                            bar_minutes=check_granularity(features.granularity), calendar=instrument.calendar)
+                            bar_minutes=check_granularity(features.granularity), calendar=instrument.calendar,
+                            on_batch=on_batch)
     row_of = np.full(len(bars), -1, np.int64)
     row_of[origins] = np.arange(len(origins))
     spread_pips = instrument.spread_pips if env.config.spread_pips is None else env.config.spread_pips

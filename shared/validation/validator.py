@@ -116,7 +116,7 @@ def validate(candidate: Candidate, features: FeatureSet, config: ValidationConfi
         starts = starts[: config.max_sessions]
     env = TradingEnv(features, candidate.env_config)
     searched_family = candidate.family == "muzero"  # a forecaster has no search, nor a raw network beside it
-    phases = 4 if searched_family else 3  # the candidate (search), raw network, random, flat
+    phases = 4  # search and raw network, or a forecaster's forecasts and its rule; random; flat
 
     def tick(phase: int) -> Callable[[int, int], None]:
         def on_step(done: int, total: int) -> None:
@@ -133,10 +133,10 @@ def validate(candidate: Candidate, features: FeatureSet, config: ValidationConfi
         searched = evaluate(env, search_policy(search, seed=config.seed), starts, on_step=tick(0))
         raw = evaluate(env, raw_network_policy(search), starts, on_step=tick(1))
     else:
-        policy, calibration = forecast_policy(candidate, features, env, starts)
-        searched = evaluate(env, policy, starts, on_step=tick(0))
-    rnd = evaluate(env, random_policy(np.random.default_rng(config.seed)), starts, on_step=tick(phases - 2))
-    flat = evaluate(env, flat_policy, starts, on_step=tick(phases - 1))
+        policy, calibration = forecast_policy(candidate, features, env, starts, on_batch=tick(0))
+        searched = evaluate(env, policy, starts, on_step=tick(1))
+    rnd = evaluate(env, random_policy(np.random.default_rng(config.seed)), starts, on_step=tick(2))
+    flat = evaluate(env, flat_policy, starts, on_step=tick(3))
 
     portfolio = Portfolio(features, starts, env.config.episode_bars)
     main = portfolio.stats(searched)
