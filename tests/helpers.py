@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
+import torch
 
 from shared.config import SessionConfig
 from shared.core.feature_spec import FEATURE_SPEC_VERSION, TEMPORAL_FEATURES
@@ -30,3 +32,13 @@ def bars_from_closes(closes: list[float], start: str = "2024-01-08 00:00") -> Ba
     close = np.asarray(closes, dtype=np.float64)
     ts = pd.Timestamp(start).value + np.arange(len(close), dtype=np.int64) * NS_PER_MINUTE
     return Bars(ts, close, close + 0.005, close - 0.005, close, np.ones(len(close)))
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models: on a busy 2-core machine a second thread only contends (300 steps take ~10 s on
+    one thread, minutes on two). A module uses it with `pytestmark = pytest.mark.usefixtures(...)`."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -12,17 +12,12 @@ import torch
 from shared.core.feature_spec import INDICATOR_FEATURES
 from shared.model.dt import DecisionTransformer, DTConfig
 from shared.model.dt_data import Trajectories, fit_state_scaling, returns_to_go, windows
+from tests.helpers import one_torch_thread  # noqa: F401 - the fixture, used by pytestmark
 
 SMALL = DTConfig(state_inputs=5, hidden=32, layers=2, heads=2, context_steps=8)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny models: on a busy 2-core machine a second thread only contends."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def small_model(seed: int = 0, **overrides) -> DecisionTransformer:

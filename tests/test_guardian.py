@@ -21,18 +21,13 @@ from shared.model.regimes import (
     risk_level,
     window_statistics,
 )
+from tests.helpers import one_torch_thread  # noqa: F401 - the fixture, used by pytestmark
 
 TINY = GuardianConfig(inputs=3, window_bars=8, hidden=(32, 16), latent=4, batch_size=32, regime_horizon_bars=4)
 N = 60  # label horizon of the synthetic series tests
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny models: on a busy 2-core machine a second thread only contends."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def walk(returns: np.ndarray) -> np.ndarray:

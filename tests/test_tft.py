@@ -26,19 +26,13 @@ from shared.model.tft_data import (
     window_inputs,
 )
 from shared.model.tft_policy import ForecastPolicyConfig, spread_cost, target_position
+from tests.helpers import one_torch_thread  # noqa: F401 - the fixture, used by pytestmark
 
 SMALL = TFTConfig(observed_inputs=6, hidden=16, variable_hidden=8, heads=2, encoder_bars=12, decoder_bars=4)
 QUANTILES = SMALL.quantiles
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """These models are tiny: on a busy 2-core machine a second thread only contends (300 steps take
-    ~10 s on one thread, minutes on two)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def small_model(seed: int = 0, **overrides) -> TemporalFusionTransformer:

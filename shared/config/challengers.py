@@ -14,6 +14,12 @@ from typing import Literal
 from shared.core.feature_spec import INDICATOR_FEATURES, KNOWN_FEATURES
 
 
+def _require(name: str, ok: bool, what: str, should_be: str) -> None:
+    """One range check of a config field, named as the error says it (`ok` False for NaN too)."""
+    if not ok:
+        raise ValueError(f"{what}: {name} must be {should_be}")
+
+
 @dataclass(frozen=True)
 class TFTConfig:
     """The Oracle's hyperparameters; the defaults are the product notes' TFT settings."""
@@ -42,8 +48,7 @@ class TFTConfig:
         for name in ("observed_inputs", "known_inputs", "encoder_bars", "decoder_bars", "hidden", "variable_hidden",
                      "heads", "lstm_layers", "batch_size", "max_epochs", "patience_epochs", "steps_per_iteration",
                      "checkpoint_interval_steps"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"tft config: {name} must be positive")
+            _require(name, getattr(self, name) >= 1, "tft config", "positive")
         if self.hidden % self.heads:
             raise ValueError(f"tft config: hidden ({self.hidden}) must be a multiple of heads ({self.heads})")
         if not 0 <= self.dropout < 1:
@@ -106,8 +111,7 @@ class DTConfig:
 
     def __post_init__(self) -> None:
         for name in ("state_inputs", "context_steps", "hidden", "layers", "heads", "batch_size", "max_epochs"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"dt config: {name} must be positive")
+            _require(name, getattr(self, name) >= 1, "dt config", "positive")
         if self.num_actions < 2:
             raise ValueError("dt config: num_actions must be at least 2")
         if self.hidden % self.heads:
@@ -117,8 +121,7 @@ class DTConfig:
         if not 0 <= self.discount <= 1:
             raise ValueError("dt config: discount must be in [0, 1]")
         for name in ("learning_rate", "gradient_clip", "reward_scale", "return_scale"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"dt config: {name} must be positive")
+            _require(name, getattr(self, name) > 0, "dt config", "positive")
 
 
 @dataclass(frozen=True)
@@ -149,18 +152,15 @@ class GuardianConfig:
 
     def __post_init__(self) -> None:
         for name in ("inputs", "window_bars", "latent", "max_epochs", "clusters"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"guardian config: {name} must be positive")
+            _require(name, getattr(self, name) >= 1, "guardian config", "positive")
         if not self.hidden or any(width < 1 for width in self.hidden):
             raise ValueError(f"guardian config: hidden must be one or more positive widths; got {self.hidden}")
         if self.batch_size < 2:
             raise ValueError("guardian config: batch_size must be at least 2 (the contrastive term needs negatives)")
         for name in ("temperature", "learning_rate", "trend_threshold"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"guardian config: {name} must be positive")
+            _require(name, getattr(self, name) > 0, "guardian config", "positive")
         for name in ("beta", "contrastive_weight", "jitter_std", "scale_std"):
-            if not getattr(self, name) >= 0:
-                raise ValueError(f"guardian config: {name} must be non-negative")
+            _require(name, getattr(self, name) >= 0, "guardian config", "non-negative")
         if not 2 <= self.regime_horizon_bars <= self.window_bars:
             raise ValueError(f"guardian config: regime_horizon_bars must be in [2, window_bars = {self.window_bars}] "
                              f"(a label describes bars the window holds); got {self.regime_horizon_bars}")

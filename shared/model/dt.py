@@ -30,6 +30,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from shared.config.challengers import DTConfig
+from shared.model.standardise import set_standardisation
 
 __all__ = ["DTConfig", "DecisionTransformer"]
 
@@ -60,14 +61,7 @@ class DecisionTransformer(nn.Module):
 
     def set_scaling(self, state_mean, state_std) -> None:
         """Standardise the states with [S] mean and std (dt_data.fit_state_scaling fits them on training steps)."""
-        mean = torch.as_tensor(state_mean, dtype=torch.float32)
-        std = torch.as_tensor(state_std, dtype=torch.float32)
-        if mean.shape != self.state_mean.shape or std.shape != self.state_std.shape or not bool((std > 0).all()):
-            raise ValueError(f"expected [{self.config.state_inputs}] mean and positive std; got {tuple(mean.shape)}, "
-                             f"{tuple(std.shape)}")
-        with torch.no_grad():
-            self.state_mean.copy_(mean)
-            self.state_std.copy_(std)
+        set_standardisation(self.state_mean, self.state_std, state_mean, state_std)
 
     def _check(self, returns_to_go: torch.Tensor, states: torch.Tensor, actions: torch.Tensor,
                mask: torch.Tensor | None) -> torch.Tensor:

@@ -38,6 +38,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from shared.config.challengers import GuardianConfig
+from shared.model.standardise import set_standardisation
 
 __all__ = ["GuardianConfig", "GuardianLoss", "RegimeVAE", "VAEOutput", "augment", "kl_divergence", "nt_xent"]
 
@@ -85,14 +86,7 @@ class RegimeVAE(nn.Module):
 
     def set_scaling(self, feature_mean, feature_std) -> None:
         """Standardise the inputs with [F] mean and positive std, fitted on training bars only."""
-        mean = torch.as_tensor(feature_mean, dtype=torch.float32)
-        std = torch.as_tensor(feature_std, dtype=torch.float32)
-        if mean.shape != self.feature_mean.shape or std.shape != self.feature_std.shape or not bool((std > 0).all()):
-            raise ValueError(f"expected [{self.config.inputs}] mean and positive std; got {tuple(mean.shape)}, "
-                             f"{tuple(std.shape)}")
-        with torch.no_grad():
-            self.feature_mean.copy_(mean)
-            self.feature_std.copy_(std)
+        set_standardisation(self.feature_mean, self.feature_std, feature_mean, feature_std)
 
     def standardise(self, windows: torch.Tensor) -> torch.Tensor:
         """[B, W, F] raw windows -> the same, standardised (shapes checked)."""
