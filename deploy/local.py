@@ -17,7 +17,8 @@ MAX_SIGNAL_BACKOFF_SECONDS when a signal killed it) and reset once the
 service has run that long. A death by a signal (SIGKILL, the OOM
 killer) is always restarted, as compose does. The runner gives up only on a
 service that cannot start: one that exited by itself with a non-zero status
-(2 for a bad setting, say) fast, MAX_FAST_FAILURES times in a row. It then
+fast, MAX_FAST_FAILURES times in a row (twice for status 2, a bad setting or a
+refused account: the same start fails the same way). It then
 prints the reason from that service's log once, writes it to
 logs/<service>.gave-up and stops restarting that service; the others keep
 running (live above all); `run` exits non-zero only once every service has
@@ -50,6 +51,10 @@ _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::([-?])([^}]*))?\}")
 
 FAST_FAILURE_SECONDS = 15.0
 MAX_FAST_FAILURES = 5
+# exit 2 is the services' "a person must act" (a bad setting, a refused account: shared/service/main.py):
+# the same start fails the same way, so one retry (for a transient cause) and then give up
+PERSON_MUST_ACT_EXIT_CODE = 2
+MAX_PERSON_MUST_ACT_FAILURES = 2
 MAX_BACKOFF_SECONDS = 30.0
 # a service killed from outside (kill -9, the OOM killer) did nothing wrong: it comes back within
 # seconds however often it is killed (live above all), while one that keeps failing by itself
@@ -206,7 +211,8 @@ class Stack:
                 self.fast_failures[name] = 0
             elif code > 0:  # it could not start; a signal (< 0) or a clean exit (0) never counts
                 self.fast_failures[name] += 1
-            if self.fast_failures[name] >= MAX_FAST_FAILURES:
+            limit = MAX_PERSON_MUST_ACT_FAILURES if code == PERSON_MUST_ACT_EXIT_CODE else MAX_FAST_FAILURES
+            if self.fast_failures[name] >= limit:
                 self._give_up(name, code)
                 gave_up.append(name)
                 continue
@@ -383,6 +389,21 @@ def up(runtime: Path, data: Path, pid_file: Path, timeout_seconds: float = UP_TI
     return 1
 
 
+def _running(pid: int) -> bool:
+    """Whether `pid` still runs. When `up` started it in this process and it exited, it is reaped
+    here: a zombie answers kill(pid, 0) as if alive (`up` waited out the whole grace period)."""
+    try:
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    except ChildProcessError:  # not this process's child: `make down` in another shell
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def down(runtime: Path, data: Path, pid_file: Path, *, quiet: bool = False) -> int:
     """Stop what `up` started: the runner gives each service its grace period, so wait for that."""
     if not pid_file.exists():
@@ -393,10 +414,11 @@ def down(runtime: Path, data: Path, pid_file: Path, *, quiet: bool = False) -> i
     try:
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + grace + 15.0
-        while time.monotonic() < deadline:
-            os.kill(pid, 0)
+        while _running(pid):
+            if time.monotonic() > deadline:
+                print(f"the runner (pid {pid}) did not stop within {grace + 15:.0f}s", file=sys.stderr)
+                break
             time.sleep(0.5)
-        print(f"the runner (pid {pid}) did not stop within {grace + 15:.0f}s", file=sys.stderr)
     except ProcessLookupError:
         pass
     pid_file.unlink(missing_ok=True)

@@ -1,11 +1,31 @@
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from shared.cli.data import main as data_cli
 from shared.config import SyntheticMarketConfig
+from shared.core.cpus import usable_cpus
 from shared.data.synthetic import generate_bars
 from shared.features.store import load_feature_set
+
+
+def _share_the_cores_between_workers() -> None:
+    """`make test` runs two xdist workers on a two-core machine: torch in each of them, and in every
+    service and benchmark a test starts (they inherit OMP_NUM_THREADS), takes its share of the
+    cores. Two torch processes of two threads each on two cores spin against each other (OpenMP
+    threads busy-wait): a benchmark that takes 40 s alone took 180 s beside the learning test."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        import torch
+
+        threads = max(1, usable_cpus() // workers)
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+        torch.set_num_threads(threads)
+
+
+_share_the_cores_between_workers()
 
 
 @pytest.fixture(autouse=True)

@@ -13,7 +13,6 @@ and random loses thousands.
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from shared.cli.data import main as data_cli
 from shared.config import EnvConfig, ExplorationConfig, LearnerConfig, NetworkConfig, TrainingConfig
@@ -28,8 +27,7 @@ MARGIN_PIPS = 300.0
 
 
 def test_short_training_run_finds_the_planted_edge(tmp_path):
-    tune_process()
-    torch.set_num_threads(2)
+    tune_process()  # torch's threads: OMP_NUM_THREADS, one per xdist worker under make test
     db = tmp_path / "market.duckdb"
     assert data_cli(["--db", str(db), "--quiet", "synth", "--weeks", "10", "--seed", "3", "--edge", "0.5"]) == 0
     assert data_cli(["--db", str(db), "--quiet", "features"]) == 0

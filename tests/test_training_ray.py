@@ -107,9 +107,15 @@ def test_an_actor_killed_mid_batch_is_replaced_and_its_episodes_never_used(local
     collector = trainer.actors
     try:
         pid = ray.get(collector.handles[0].process_id.remote(), timeout=120)  # idle until the first collect
-        trainer.run_iteration()
-        # both actors have a batch in flight now; kill actor 0's process in the middle of its batch
-        killed = next(task for task in collector.inflight.values() if task.actor == 0)
+        for _ in range(20):
+            trainer.run_iteration()
+            # both actors have a batch in flight now; actor 0's may have finished while the learner
+            # learned (a slow machine): then its kill would lose nothing. Kill one still playing.
+            ref, killed = next((ref, task) for ref, task in collector.inflight.items() if task.actor == 0)
+            if not ray.wait([ref], timeout=0)[0]:
+                break
+        else:
+            pytest.fail("actor 0's batch always finished before the learner did")
         lost_ids = set(range(killed.first_episode_id, killed.first_episode_id + 4))
         delivered_before = collector.stats[0].episodes
         os.kill(pid, signal.SIGKILL)
