@@ -37,8 +37,11 @@ def _assert_same_state(a: torch.nn.Module, b: torch.nn.Module, steps: int) -> No
     for (name, x), y in zip(a.state_dict().items(), b.state_dict().values()):
         # the conv's bias feeds a batch norm, which subtracts it again: its gradient is 0 but for
         # rounding, which Adam scales into steps of up to the learning rate (summed in another order
-        # on two ranks, another rounding); it changes no output in training
-        atol = CONFIG.learning_rate * steps if name.endswith("taps.bias") else 1e-5
+        # on two ranks, another rounding); it changes no output in training. The batch norm's running
+        # mean tracks the conv's output, bias included: it follows the same drift (seen at 1e-5 with
+        # one torch thread)
+        bias_drift = name.endswith("taps.bias") or name.endswith("norm.running_mean")
+        atol = CONFIG.learning_rate * steps if bias_drift else 1e-5
         torch.testing.assert_close(y, x, atol=atol, rtol=1e-4, msg=name)
 
 

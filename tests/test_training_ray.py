@@ -84,6 +84,10 @@ def test_two_actors_and_two_learners_train_and_write_a_candidate_validation_acce
     assert isinstance(trainer.learner, DistributedLearner)
     try:
         reports = [trainer.run_iteration() for _ in range(4)]
+        # batches are released oldest version first and the learner starts after E episodes: how many
+        # iterations pass before one played with learned weights arrives depends on the machine's pace
+        while trainer.replay.version[: len(trainer.replay)].max() == 0 and len(reports) < 16:
+            reports.append(trainer.run_iteration())
         status = trainer.actors.status()
     finally:
         trainer.close()
