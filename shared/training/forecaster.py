@@ -1,6 +1,5 @@
-"""TRAINING_MODEL=tft: the Oracle forecaster trained on the train split, its candidates written
-to the checkpoint volume exactly as the MuZero trainer writes its own (candidate file, `.ready`
-signal, latest.pt), so validation and live judge and trade it without knowing how it learned.
+"""TRAINING_MODEL=tft: the Oracle forecaster trained on the train split; its candidates go to the
+checkpoint volume as every family's do (shared/training/offline.py).
 
 What it learns from: windows at every origin bar t of the train sessions whose D forecast bars
 also lie in train sessions (shared/model/tft_data.py: inputs from rows <= t, targets after), the
@@ -8,35 +7,23 @@ indicators-v1 features over the whole bar series (causal). The newest `holdout_s
 origins is held out: its quantile loss decides early stopping (`patience_epochs` epochs without a
 better one) and its quantile coverage is the calibration each candidate carries. Scaling is
 fitted on the learning windows' bars only.
-
-The counters the service reads have the MuZero trainer's names: an "episode" here is one
-gradient step (candidates are named by it), there are no self-play episodes, no replay.
 """
 
 from __future__ import annotations
 
-import logging
-import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from shared.config import TrainingConfig
-from shared.core.bar_sizes import bar_phase_minutes, check_granularity
-from shared.core.feature_spec import INDICATOR_WARMUP_BARS, INDICATORS_SPEC_VERSION
+from shared.core.feature_spec import INDICATOR_WARMUP_BARS
 from shared.core.instruments import get_instrument
-from shared.env import TradingEnv
 from shared.features.indicators import indicator_features
 from shared.features.store import FeatureSet
 from shared.model.tft import TemporalFusionTransformer, coverage, quantile_loss
 from shared.model.tft_data import build_windows, fit_scaling, single_instrument
-from shared.training.report import IterationReport, IterationTable
-from shared.volume.candidates import candidate_payload, serialize, whole_candidate
-from shared.volume.checkpoints import CheckpointDir, atomic_write_bytes
-
-log = logging.getLogger("shared.training.forecaster")
+from shared.training.offline import OfflineTrainer
 
 RESUME_KIND = "micro-muzero-forecaster-resume"
 HOLDOUT_WINDOWS = 2048  # at most this many held-out windows scored at each candidate
@@ -56,31 +43,18 @@ def train_origins(features: FeatureSet, encoder_bars: int, decoder_bars: int) ->
     return t[targets_in_train & in_train[t]]
 
 
-class _Steps:
-    """What the service reads as `trainer.learner`: the step counter."""
+class ForecasterTrainer(OfflineTrainer):
+    RESUME_KIND = RESUME_KIND
+    LOSS_NAME = "quantile"
+    PAYLOAD_KEY = "forecast"
 
-    def __init__(self) -> None:
-        self.steps = 0
-
-    def close(self) -> None:
-        pass
-
-
-class ForecasterTrainer:
     def __init__(self, features: FeatureSet, checkpoint_root: Path, config: TrainingConfig,
                  device: torch.device | None = None, config_sources: dict[str, str] | None = None) -> None:
-        self.device = device or torch.device("cpu")
-        self.features = features
-        self.config = config
-        self.config_sources = dict(config_sources or {})
-        c = config.tft
-        instrument = get_instrument(single_instrument(features))
-        self.bar_minutes = check_granularity(features.granularity)
-        self.bar_phase_minutes = bar_phase_minutes(features.bars.ts, self.bar_minutes)
-        self.calendar = instrument.calendar
-        self.env = TradingEnv(features, config.env)  # its action names label the service's metrics
+        super().__init__(features, checkpoint_root, config, device, config_sources)
+        c = self.family_config = config.tft
+        self.calendar = get_instrument(single_instrument(features)).calendar
         self.starts = features.require_sessions("train")
-        self.indicators = indicator_features(features.bars, instrument.calendar)
+        self.indicators = indicator_features(features.bars, self.calendar)
         origins = train_origins(features, c.encoder_bars, c.decoder_bars)
         held = max(1, int(len(origins) * c.holdout_share))
         if len(origins) - held < c.batch_size:
@@ -97,44 +71,11 @@ class ForecasterTrainer:
         self.model = TemporalFusionTransformer(c).to(self.device)
         self.model.set_scaling(scaling.observed_mean, scaling.observed_std, scaling.return_std)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=c.learning_rate)
-        self.rng = np.random.default_rng(config.seed)
-        self.learner = _Steps()
-        self.actors = None          # no self-play: the service's self-play status says so
-        self.replay: list = []      # nor a replay buffer
-        self.best_holdout = float("inf")
-        self.steps_at_best = 0
-        self.last_holdout: dict = {}
-        self.checkpoints_written = 0
-        self.last_checkpoint_episode = 0
-        self.volume = CheckpointDir(checkpoint_root)
-        removed = self.volume.prepare()
-        if removed:
-            log.warning("removed %d orphaned temp files from an interrupted write", len(removed))
-        self.iterations = IterationTable(self.volume.training / "metrics.duckdb")
-        self.volume.repair_signals(whole_candidate)
-        self.volume.prune(config.keep_checkpoints)
-        self.resumed = self._restore()
-        self.saved_episode = self.learner.steps
-
-    # --- counters the service reads ----------------------------------------------
-
-    @property
-    def episode(self) -> int:
-        return self.learner.steps
+        self.open_volume(checkpoint_root)
 
     @property
     def steps_per_epoch(self) -> int:
         return max(1, len(self.learn_origins) // self.config.tft.batch_size)
-
-    @property
-    def finished(self) -> str | None:
-        """Why training stops (max epochs, early stopping), or None."""
-        c, steps = self.config.tft, self.learner.steps
-        if steps >= c.max_epochs * self.steps_per_epoch:
-            return f"max_epochs {c.max_epochs} reached"
-        if steps - self.steps_at_best >= c.patience_epochs * self.steps_per_epoch and self.checkpoints_written:
-            return f"no better hold-out loss for {c.patience_epochs} epochs (best {self.best_holdout:.4f})"
-        return None
 
     def describe(self) -> str:
         params = sum(p.numel() for p in self.model.parameters())
@@ -177,78 +118,3 @@ class ForecasterTrainer:
         loss = float(quantile_loss(forecast, target, c.quantiles, scale=self.model.target_scale))
         return {"holdout_loss": loss, "coverage": {str(q): round(f, 4) for q, f in
                                                    coverage(forecast, target, c.quantiles).items()}}
-
-    def run_iteration(self) -> IterationReport:
-        t0 = time.perf_counter()
-        losses = [self.step() for _ in range(self.config.tft.steps_per_iteration)]
-        t1 = time.perf_counter()
-        checkpoint = None
-        if self.learner.steps - self.last_checkpoint_episode >= self.config.tft.checkpoint_interval_steps:
-            self.last_holdout = self.score_holdout()
-            if self.last_holdout["holdout_loss"] < self.best_holdout:
-                self.best_holdout, self.steps_at_best = self.last_holdout["holdout_loss"], self.learner.steps
-            checkpoint = self.write_checkpoint()
-        self.write_latest()
-        report = IterationReport(
-            episode=self.learner.steps, learner_steps=self.learner.steps, collect_seconds=0.0, learn_seconds=t1 - t0,
-            episodes=len(losses), trades=0, expectancy_pips=0.0, win_rate=0.0, trade_ratio=0.0, pnl_pips_mean=0.0,
-            action_share=[], losses={"quantile": float(np.mean(losses)),
-                                     **({"holdout": self.last_holdout["holdout_loss"]} if self.last_holdout else {})},
-            checkpoint=checkpoint, replay_episodes=0)
-        self.iterations.insert(report)
-        return report
-
-    # --- the volume ----------------------------------------------------------------
-
-    def model_payload(self) -> dict:
-        payload = candidate_payload(self.model, self.config, self.config_sources, episode=self.learner.steps,
-                                    learner_steps=self.learner.steps, instruments=self.features.instrument_names,
-                                    granularity=self.features.granularity, bar_phase_minutes=self.bar_phase_minutes)
-        return {**payload, "forecast": dict(self.last_holdout)}  # its calibration on held-out train windows
-
-    def write_checkpoint(self) -> str:
-        signal = self.volume.write_candidate(self.learner.steps, serialize(self.model_payload()),
-                                             created_at=datetime.now(timezone.utc).isoformat(),
-                                             feature_spec_version=INDICATORS_SPEC_VERSION,
-                                             config_hash=self.config.config_hash())
-        self.volume.prune(self.config.keep_checkpoints)
-        self.last_checkpoint_episode = self.learner.steps
-        self.checkpoints_written += 1
-        return signal.checkpoint
-
-    def write_latest(self) -> None:
-        state = {**self.model_payload(), "kind": RESUME_KIND, "optimizer_state": self.optimizer.state_dict(),
-                 "best_holdout": self.best_holdout, "steps_at_best": self.steps_at_best,
-                 "last_checkpoint_episode": self.last_checkpoint_episode,
-                 "checkpoints_written": self.checkpoints_written, "numpy_rng": self.rng.bit_generator.state,
-                 "torch_rng": torch.get_rng_state()}
-        atomic_write_bytes(self.volume.latest, serialize(state))
-        self.saved_episode = self.learner.steps
-
-    def _restore(self) -> bool:
-        newest = max((ep for ep, _ in self.volume.candidates()), default=0)
-        self.learner.steps = self.last_checkpoint_episode = newest  # names never reused
-        if not self.volume.latest.exists():
-            return False
-        state = torch.load(self.volume.latest, map_location=self.device, weights_only=True)
-        if state.get("kind") != RESUME_KIND:
-            raise ValueError(f"{self.volume.latest} is another model family's run (TRAINING_MODEL); move it away "
-                             "or use another CHECKPOINT_DIR to train the tft forecaster")
-        try:
-            self.model.load_state_dict(state["model_state"])
-        except RuntimeError as error:
-            raise ValueError(f"{self.volume.latest} holds another tft architecture ({error}); move it away or "
-                             "restore the settings it was trained with") from None
-        self.optimizer.load_state_dict(state["optimizer_state"])
-        self.learner.steps = max(int(state["learner_steps"]), newest)
-        self.best_holdout, self.steps_at_best = float(state["best_holdout"]), int(state["steps_at_best"])
-        self.last_checkpoint_episode = int(state["last_checkpoint_episode"])
-        self.checkpoints_written = int(state["checkpoints_written"])
-        self.last_holdout = dict(state.get("forecast") or {})
-        self.rng.bit_generator.state = state["numpy_rng"]
-        torch.set_rng_state(state["torch_rng"])
-        log.info("resumed the forecaster from %s at step %d", self.volume.latest, self.learner.steps)
-        return True
-
-    def close(self) -> None:
-        self.iterations.close()
