@@ -13,6 +13,10 @@ Each package's metadata holds the feature spec version, the model version
 (episode and sha256 of the checkpoint) and the feature names; manifest.json
 lists the files with their sha256. A checkpoint from another feature spec or
 architecture is refused with the reason.
+
+python -m shared.export onnx --checkpoint <...> --out <dir> exports a challenger candidate (family tft;
+dt) to ONNX, checked in onnxruntime against PyTorch, and to Core ML where coremltools converts it:
+shared/export_onnx.py. MuZero candidates export with `coreml`.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from torch import nn
 from tqdm import tqdm
 
 from shared.core.feature_spec import FEATURE_SPEC_VERSION, TEMPORAL_FEATURES
+from shared.export_onnx import MissingOnnxPackages, export_candidate
 from shared.model import MuZeroNetworks
 from shared.volume.candidates import Candidate, CandidateError, load_candidate
 from shared.volume.promotion import read_current
@@ -232,12 +237,21 @@ def main(argv: list[str] | None = None) -> int:
                         help="a checkpoint file, promoted/CURRENT, or the checkpoint volume")
     coreml.add_argument("--out", type=Path, required=True)
     coreml.add_argument("--quiet", action="store_true")
+    onnx = sub.add_parser("onnx", help="export a challenger (tft, dt) to ONNX, checked in onnxruntime (shared/export_onnx.py)")
+    onnx.add_argument("--checkpoint", type=Path, required=True,
+                      help="a checkpoint file, promoted/CURRENT, or the checkpoint volume")
+    onnx.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     try:
         path, sha = resolve_checkpoint(args.checkpoint)
         candidate = load_candidate(path, sha)
+        if args.command == "onnx":
+            entry = export_candidate(candidate, args.out)
+            coreml = entry["coreml"] if isinstance(entry["coreml"], str) else entry["coreml"]["file"]
+            print(f"exported {entry['file']} of {entry['metadata']['model_version']} to {args.out} (Core ML: {coreml})")
+            return 0
         manifest = export_coreml(candidate, args.out, progress=not args.quiet)
-    except (CandidateError, FileNotFoundError, ValueError) as error:
+    except (CandidateError, FileNotFoundError, ValueError, MissingOnnxPackages) as error:
         print(f"export: {error}", file=sys.stderr)
         return 2
     print(f"exported {len(manifest['packages'])} packages of {manifest['model_version']} to {args.out}")
