@@ -7,7 +7,7 @@ service's defaults for `--minutes`, validate each candidate as it comes (the fam
 cadence: every `--validate-every` episodes for the agent, every candidate for the forecaster),
 keep the champion the default gate (a paired test against the previous champion) promotes, and
 play that champion on the test split. The yardstick is the oracle rule tuned on train
-(shared.validation.baselines), played on the same test sessions. One JSON line per family and
+(shared.env.baselines), played on the same test sessions. One JSON line per family and
 market:
 
     {"bench": "arena", "family": F, "market": M, "test_pips": P, "fraction_of_oracle": X,
@@ -39,11 +39,11 @@ from shared.config import (
 from shared.data.store import BarStore
 from shared.data.synthetic import generate_market, synthetic_market_for
 from shared.env import TradingEnv
+from shared.env.baselines import disjoint_train_sessions, play, tune
 from shared.features.store import build_feature_store, load_feature_set
 from shared.service.runtime import tune_process
 from shared.training.forecaster import ForecasterTrainer
 from shared.training.trainer import Trainer
-from shared.validation.baselines import disjoint_train_sessions, play, tune
 from shared.validation.gate import gate
 from shared.validation.validator import validate
 from shared.volume.candidates import load_candidate

@@ -17,7 +17,7 @@ newest candidate is validated the way the validation service does it
 default gate against the champion); the last champion is then played on the
 **test split**, which nothing ever selects on, with live's 50 simulations, and
 so is its raw network (no search). Baselines on the same test sessions, through
-the same environment and costs (`shared/validation/baselines.py`, thresholds tuned on the
+the same environment and costs (`shared/env/baselines.py`, thresholds tuned on the
 train split only): the oracle (the generator's expected drift) and momentum
 (past prices only).
 
@@ -83,6 +83,8 @@ from shared.core.instruments import get_instrument
 from shared.data.store import BarStore
 from shared.data.synthetic import generate_market, synthetic_market_for
 from shared.env import ACTION_SPACES, TradingEnv
+from shared.env.baselines import disjoint_train_sessions, momentum_signal, play, tune
+from shared.env.rollout import evaluate
 from shared.features.micro import on_instrument_scale
 from shared.features.position import NUM_POSITION
 from shared.features.sessions import split_sessions, valid_session_starts
@@ -92,8 +94,7 @@ from shared.model.inference import InferencePlan
 from shared.search import NetworkSearch
 from shared.service.runtime import tune_process
 from shared.training.trainer import Trainer
-from shared.validation.baselines import disjoint_train_sessions, momentum_signal, play, tune
-from shared.validation.evaluation import evaluate, raw_network_policy, search_policy
+from shared.validation.evaluation import raw_network_policy, search_policy
 from shared.validation.gate import gate
 from shared.validation.statistics import paired_sign_flip_p, probability_of_backtest_overfitting
 from shared.validation.validator import validate

@@ -6,7 +6,7 @@ python -m bench.parity [--sessions N] [--split validation|test|train] [--simulat
 A model whose decisions depend on the features (`seeded_candidate`: by default the small
 networks, seeded, untrained; they trade and hold) plays the first N sessions of the demo market's
 split (0: all) twice:
-* validation: `shared.validation.evaluation.evaluate` over the environment with `search_policy`
+* validation: `shared.env.rollout.evaluate` over the environment with `search_policy`
   (greedy search, no noise, seed 0), the search configured as `validate` configures it;
 * live: a fresh `LiveTrader` (`--driver trader`: `on_bar`) or a desk of one instrument (`desk`:
   `LiveDesk.on_bars`, what the service runs) on a fresh paper broker and journal, fed the
@@ -67,6 +67,7 @@ from shared.data.bars import Bars
 from shared.data.store import BarStore
 from shared.data.synthetic import generate_bars
 from shared.env import TradingEnv
+from shared.env.rollout import evaluate
 from shared.features.store import FeatureSet, build_feature_store, load_feature_set
 from shared.live.brokers.paper import PaperBroker
 from shared.live.desk import LiveDesk
@@ -75,7 +76,7 @@ from shared.live.journal import Journal
 from shared.live.trader import Decision, LiveTrader
 from shared.search import NetworkSearch
 from shared.training.trainer import Trainer
-from shared.validation.evaluation import evaluate, search_policy
+from shared.validation.evaluation import search_policy
 from shared.volume.candidates import Candidate, load_candidate
 
 SEED = 0                  # validation's (ValidationConfig.seed) and live's (SEARCH_SEED) search seed

@@ -265,7 +265,7 @@ def test_every_bar_size_we_store_has_session_defaults_and_any_spelling_configure
 
 
 def test_the_baselines_play_sessions_of_the_bar_sizes_length(tmp_path):
-    from shared.validation.baselines import disjoint_train_sessions, reference_on
+    from shared.env.baselines import disjoint_train_sessions, reference_on
 
     db = store_with(tmp_path, "H1", fx_bars("H1", 40))
     build_feature_store(db, "EURUSD", "H1", session_config=session_config_for("H1", SessionConfig()), progress=False)

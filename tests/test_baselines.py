@@ -12,8 +12,8 @@ from shared.config import EnvConfig, SyntheticMarketConfig
 from shared.data.synthetic import generate_bars, generate_market
 from shared.env import TradingEnv
 from shared.env.actions import ACTION_SPACES
+from shared.env.baselines import momentum_signal, play, threshold_policy, tune
 from shared.env.trading import Observation
-from shared.validation.baselines import momentum_signal, play, threshold_policy, tune
 from shared.validation.statistics import paired_sign_flip_p
 
 
@@ -61,7 +61,7 @@ def test_tuning_on_train_beats_flat_on_a_planted_edge(features):
 
 
 def test_the_tuned_rule_is_the_best_of_its_grid_and_one_more_refinement_gains_under_two_percent(features):
-    from shared.validation.baselines import ENTER_QUANTILES, EXIT_RATIOS, REFINE_GAIN
+    from shared.env.baselines import ENTER_QUANTILES, EXIT_RATIOS, REFINE_GAIN
 
     env = TradingEnv(features, EnvConfig())
     signal, train = features.expected_drift, features.sessions["train"][::12]

@@ -17,11 +17,12 @@ import numpy as np
 from shared.cli.data import main as data_cli
 from shared.config import EnvConfig, ExplorationConfig, LearnerConfig, NetworkConfig, TrainingConfig
 from shared.env import TradingEnv
+from shared.env.rollout import evaluate, flat_policy, random_policy
 from shared.features.store import load_feature_set
 from shared.search import NetworkSearch
 from shared.service.runtime import tune_process
 from shared.training.trainer import Trainer
-from shared.validation.evaluation import evaluate, flat_policy, random_policy, search_policy
+from shared.validation.evaluation import search_policy
 
 MARGIN_PIPS = 300.0
 

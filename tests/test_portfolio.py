@@ -13,10 +13,10 @@ from shared.cli.data import main as data_cli
 from shared.config import NetworkConfig, TrainingConfig, ValidationConfig
 from shared.core.instruments import get_instrument
 from shared.env import TradingEnv
+from shared.env.baselines import reference_on
 from shared.features.portfolio import combine_feature_sets, load_market, typical_move_pips
 from shared.features.store import load_feature_set
 from shared.training.trainer import Trainer, session_weights
-from shared.validation.baselines import reference_on
 from shared.validation.validator import validate
 from shared.volume.candidates import CandidateError, check_market, load_candidate, trained_instruments
 
@@ -138,7 +138,7 @@ def test_validation_reports_each_instrument_as_validated_alone_and_the_portfolio
 
 
 def test_reference_rules_on_several_instruments_are_in_the_common_unit(store, market, monkeypatch):
-    from shared.validation import baselines
+    from shared.env import baselines
 
     # a coarse grid: what is checked here is the unit, not the tuning (test_baselines checks that)
     monkeypatch.setattr(baselines, "ENTER_QUANTILES", (0.8, 0.95))

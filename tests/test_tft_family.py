@@ -230,7 +230,7 @@ def test_the_validation_service_judges_both_families_in_one_arena(trained, featu
     import shutil
 
     from services.validation.service import ValidationService
-    from shared.validation.baselines import Reference
+    from shared.env.baselines import Reference
     from tests.test_validation import result, service_for, write_candidate
 
     root, _ = trained

@@ -17,12 +17,12 @@ from services.validation.config import ValidationSettings
 from services.validation.metrics import ValidationMetrics
 from services.validation.records import ValidationRecords, result_name
 from shared.config import ValidationConfig
+from shared.env.baselines import Reference, reference_for_store, reference_on
 from shared.features.store import FeatureSet
 from shared.model import select_device
 from shared.service.app import Heartbeat, service_app
 from shared.service.watch import VolumeWatcher
 from shared.validation.arena import Entrant, arena, best_of_each_family
-from shared.validation.baselines import Reference, reference_for_store, reference_on
 from shared.validation.gate import gate
 from shared.validation.report import plain, write_plot, write_result
 from shared.validation.statistics import probability_of_backtest_overfitting

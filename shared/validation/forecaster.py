@@ -16,12 +16,12 @@ import numpy as np
 from shared.core.bar_sizes import check_granularity
 from shared.core.instruments import get_instrument
 from shared.env import TradingEnv
+from shared.env.rollout import Policy
 from shared.env.trading import Observation
 from shared.features.indicators import indicator_features
 from shared.features.store import FeatureSet
 from shared.model.tft_data import single_instrument, window_targets
 from shared.model.tft_policy import forecast_at, spread_cost, target_position
-from shared.validation.evaluation import Policy
 from shared.volume.candidates import Candidate
 
 

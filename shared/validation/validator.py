@@ -16,9 +16,10 @@ from shared.core.calendar import MarketCalendar, calendar_named
 from shared.core.errors import StopError
 from shared.core.instruments import get_instrument
 from shared.env import TradingEnv
+from shared.env.rollout import Evaluation, evaluate, flat_policy, random_policy
 from shared.features.store import FeatureSet
 from shared.search import NetworkSearch
-from shared.validation.evaluation import Evaluation, evaluate, flat_policy, random_policy, raw_network_policy, search_policy
+from shared.validation.evaluation import raw_network_policy, search_policy
 from shared.validation.forecaster import forecast_policy
 from shared.validation.report import ValidationReport
 from shared.validation.statistics import TradeStats, deflated_sharpe, monte_carlo, trade_stats

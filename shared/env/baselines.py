@@ -14,7 +14,7 @@ below `exit` (short -> flat above -`exit`); `exit` < `enter` holds a position
 through noise, which matters more than the signal here. The two thresholds
 are tuned on the train split only (a grid over quantiles of |signal|), then
 the rule is played on any split. Random and always-flat are in
-`shared.validation.evaluation`.
+`shared.env.rollout`.
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ import numpy as np
 from shared.config import EnvConfig
 from shared.env import TradingEnv
 from shared.env.actions import ActionSpace
+from shared.env.rollout import Evaluation, Policy, evaluate
 from shared.env.trading import Observation
 from shared.features.store import FeatureSet
-from shared.validation.evaluation import Evaluation, Policy, evaluate
 
 ENTER_QUANTILES = (0.30, 0.40, 0.50, 0.60, 0.70, 0.80, 0.85, 0.90, 0.93, 0.95, 0.97, 0.98, 0.99, 0.995)
 EXIT_RATIOS = (-3.0, -2.0, -1.5, -1.0, -0.75, -0.5, -0.25, 0.0, 0.25, 0.5, 0.75, 1.0)  # exit = ratio x enter
