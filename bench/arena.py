@@ -2,7 +2,7 @@
 planted-edge market, chosen by the service's gate on validation, then played once on test.
 
 For each market (the demo FX market, and the same carried to a 24/7 crypto instrument with
-`--markets fx,crypto`) and each family (`--families muzero,tft`): train from scratch with the
+`--markets fx,crypto`) and each family (`--families muzero,tft,dt`): train from scratch with the
 service's defaults for `--minutes`, validate each candidate as it comes (the family's own
 cadence: every `--validate-every` episodes for the agent, every candidate for the forecaster),
 keep the champion the default gate (a paired test against the previous champion) promotes, and
@@ -28,6 +28,7 @@ from pathlib import Path
 
 from shared.cli.data import DEMO_MARKET
 from shared.config import (
+    DTConfig,
     EnvConfig,
     GateConfig,
     SessionConfig,
@@ -42,14 +43,12 @@ from shared.env import TradingEnv
 from shared.env.baselines import disjoint_train_sessions, play, tune
 from shared.features.store import build_feature_store, load_feature_set
 from shared.service.runtime import tune_process
-from shared.training.forecaster import ForecasterTrainer
-from shared.training.trainer import Trainer
+from shared.training.families import TRAINERS
 from shared.validation.gate import gate
 from shared.validation.validator import validate
 from shared.volume.candidates import load_candidate
 
 MARKETS = {"fx": "GBPJPY", "crypto": "BTCUSD"}
-TRAINERS = {"muzero": Trainer, "tft": ForecasterTrainer}
 
 
 def log(message: str) -> None:
@@ -60,10 +59,12 @@ def run_family(args, family: str, features, root: Path) -> tuple[object | None, 
     """Train `family` for the budget, validating as it goes; (the gate's champion or None, record)."""
     quick = args.quick
     config = TrainingConfig(model=family, seed=args.seed)
-    if quick:
+    if quick:  # tiny models, a candidate every iteration: one fits any budget
         config = replace(config, episodes_per_iteration=8, checkpoint_interval_episodes=8, tft=TFTConfig(
             hidden=16, variable_hidden=8, heads=2, lstm_layers=1, batch_size=16, steps_per_iteration=5,
-            checkpoint_interval_steps=5))  # a candidate every iteration: one fits any budget
+            checkpoint_interval_steps=5), dt=DTConfig(
+            context_steps=8, hidden=16, layers=1, heads=2, batch_size=16, steps_per_iteration=5,
+            checkpoint_interval_steps=5, expert_sessions=40, expert_epsilons=(0.0, 0.3)))
     validation = ValidationConfig(simulations=2 if quick else 50, mc_runs=200, max_sessions=4 if quick else 0)
     gate_config = GateConfig(min_trades=0, min_expectancy_pips=-1e9, min_mc_p5_final_pips=-1e9,
                              max_drawdown_pips=1e9) if quick else GateConfig()
@@ -129,7 +130,7 @@ def run_market(args, market_name: str) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--families", default="muzero,tft", help="comma-separated: muzero, tft")
+    parser.add_argument("--families", default="muzero,tft,dt", help="comma-separated: muzero, tft, dt")
     parser.add_argument("--markets", default="fx", help="comma-separated: fx (GBPJPY), crypto (BTCUSD, 24/7)")
     parser.add_argument("--minutes", type=float, default=10.0, help="training budget per family and market")
     parser.add_argument("--validate-every", type=int, default=640, help="the agent's episodes between validations")

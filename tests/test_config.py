@@ -33,6 +33,8 @@ SPECIAL = {
     "tft.hidden": 64, "tft.heads": 8, "tft.quantiles": (0.1, 0.25, 0.5, 0.75, 0.9), "tft.dropout": 0.2,
     "tft.holdout_share": 0.2, "forecast_policy.lower_quantile": 0.1, "forecast_policy.upper_quantile": 0.9,
     "forecast_policy.horizon_bars": 12,
+    "dt.hidden": 128, "dt.heads": 4, "dt.discount": 0.9, "dt.expert_epsilons": (0.0, 0.5),
+    "dt.target_return_quantile": 0.5, "dt.holdout_share": 0.2,
 }
 
 
@@ -140,7 +142,7 @@ def test_the_market_is_shared_and_a_service_may_override_it(tmp_path):
 
 @pytest.mark.parametrize("environ, message", [
     ({"TRAINING_SIMULATONS": "50"}, "unknown setting TRAINING_SIMULATONS.*did you mean TRAINING_SEARCH__SIMULATIONS"),
-    ({"TRAINING_LEARNING_RATE": "0.5"}, "did you mean TRAINING_LEARNER__LEARNING_RATE"),
+    ({"TRAINING_LEARNING_RATE": "0.5"}, "did you mean .*TRAINING_LEARNER__LEARNING_RATE"),
     ({"TRAINING_SIMULATIONS": "50"}, "TRAINING_SIMULATIONS .* is now TRAINING_SEARCH__SIMULATIONS"),
     ({"MICRO_INSTRUMNET": "EURUSD"}, "did you mean MICRO_INSTRUMENT"),
     ({"TRAINING_LEARNER__LEARNING_RATE": "-1"}, "learning_rate.*TRAINING_LEARNER__LEARNING_RATE"),

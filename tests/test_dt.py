@@ -43,11 +43,11 @@ def trajectories(lengths, states: int = 3, seed: int = 0) -> Trajectories:
     return Trajectories.from_episodes(episodes)
 
 
-def test_defaults_are_the_product_notes_settings():
+def test_defaults_are_the_product_notes_settings_but_context_and_batch_sized_for_a_cpu():
     c = DTConfig()
-    assert (c.context_steps, c.hidden, c.layers, c.heads, c.dropout) == (90, 256, 6, 8, 0.1)
+    assert (c.context_steps, c.hidden, c.layers, c.heads, c.dropout) == (30, 256, 6, 8, 0.1)  # the notes': 90
     assert (c.learning_rate, c.batch_size, c.max_epochs, c.discount, c.reward_scale, c.return_scale) == (
-        1e-4, 128, 200, 0.99, 1.0, 1000.0)
+        1e-4, 64, 200, 0.99, 1.0, 1000.0)  # the notes' batch: 128
     assert (c.state_inputs, c.num_actions) == (len(INDICATOR_FEATURES) + 1, 4)
 
 

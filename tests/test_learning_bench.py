@@ -71,7 +71,7 @@ def test_the_arena_benchmark_trains_chooses_and_tests_every_family_in_quick_mode
                             capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
-    assert [line["family"] for line in lines] == ["muzero", "tft"]
+    assert [line["family"] for line in lines] == ["muzero", "tft", "dt"]
     for line in lines:
         assert {"bench", "family", "market", "test_pips", "fraction_of_oracle", "train_seconds"} <= set(line)
         assert line["bench"] == "arena" and line["market"] == "fx" and line["validated"] >= 1

@@ -14,13 +14,12 @@ def build(settings: TrainingSettings, log: logging.Logger) -> FastAPI:
     from services.training.service import TrainingService, build_app
     from shared.features.portfolio import load_market
     from shared.model import select_device
-    from shared.training.forecaster import ForecasterTrainer
-    from shared.training.trainer import Trainer
+    from shared.training.families import TRAINERS
 
     features = load_market(settings.db_path, settings.traded_instruments, settings.granularity)
     device = select_device(settings.device)
-    family = ForecasterTrainer if settings.run.model == "tft" else Trainer  # TRAINING_MODEL
-    trainer = family(features, settings.checkpoint_dir, settings.run, device, config_sources=settings.sources())
+    trainer = TRAINERS[settings.run.model](features, settings.checkpoint_dir, settings.run, device,  # TRAINING_MODEL
+                                           config_sources=settings.sources())
     settings = settings.model_copy(update={"run": trainer.config})  # with what the store derived (episode length)
     log.info("starting", extra={"fields": {"device": str(device), "episode": trainer.episode,
                                            "resumed": trainer.resumed, "parameters": trainer.describe()}})

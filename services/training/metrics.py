@@ -7,7 +7,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, disable_created
 disable_created_metrics()  # no *_created series: they only add noise to every counter
 
 LOSSES = ("policy", "value", "reward", "outcome", "afterstate_value", "total",
-          "quantile", "holdout")  # the last two: the tft forecaster's (training and held-out pinball loss)
+          "quantile", "action", "holdout")  # the challengers': the tft's pinball loss, the dt's action
+#                                           cross-entropy, either's on held-out windows
 
 
 class TrainingMetrics:

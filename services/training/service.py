@@ -13,15 +13,14 @@ from fastapi import FastAPI
 from services.training.config import TrainingSettings
 from services.training.metrics import LOSSES, TrainingMetrics
 from shared.service.app import Heartbeat, service_app
-from shared.training.forecaster import ForecasterTrainer
+from shared.training.families import AnyTrainer
 from shared.training.report import IterationReport
-from shared.training.trainer import Trainer
 
 log = logging.getLogger("training")
 
 
 class TrainingService:
-    def __init__(self, settings: TrainingSettings, trainer: Trainer | ForecasterTrainer) -> None:
+    def __init__(self, settings: TrainingSettings, trainer: AnyTrainer) -> None:
         self.settings = settings
         self.trainer = trainer
         self.metrics = TrainingMetrics()
@@ -98,7 +97,9 @@ class TrainingService:
             "episode": report.episode, "learner_steps": report.learner_steps,
             "episodes_per_hour": round(report.episodes_per_hour), "expectancy_pips": round(report.expectancy_pips, 2),
             "win_rate": round(report.win_rate, 3), "trade_ratio": round(report.trade_ratio, 3),
-            "loss": round(report.losses.get("total", float("nan")), 4), "checkpoint": report.checkpoint}})
+            # the family's training loss: MuZero's total, or the first a challenger reports
+            "loss": round(report.losses.get("total", next(iter(report.losses.values()), float("nan"))), 4),
+            "checkpoint": report.checkpoint}})
 
     def record_actors(self) -> None:
         if self.trainer.actors is None:

@@ -15,7 +15,7 @@ import json
 from dataclasses import asdict, dataclass, field, replace
 from typing import Literal, get_args, get_type_hints
 
-from shared.config.challengers import ForecastPolicyConfig, TFTConfig
+from shared.config.challengers import DTConfig, ForecastPolicyConfig, TFTConfig
 from shared.core.feature_spec import POSITION_FEATURES, TEMPORAL_FEATURES, WARMUP_BARS, WINDOW_BARS
 from shared.core.instruments import get_instrument
 from shared.core.settings import derived, flatten
@@ -310,9 +310,10 @@ def unknown_keys(cls: type, data: dict, prefix: str = "") -> list[str]:
 
 @dataclass(frozen=True)
 class TrainingConfig:
-    # the family trained (issue 26): muzero (self-play and search) or tft (the Oracle forecaster,
-    # shared/training/forecaster.py); its candidates go through the same signal, validation and gate
-    model: Literal["muzero", "tft"] = "muzero"
+    # the family trained (issue 26): muzero (self-play and search), tft (the Oracle forecaster,
+    # shared/training/forecaster.py) or dt (the Strategist, shared/training/strategist.py); its
+    # candidates go through the same signal, validation and gate
+    model: Literal["muzero", "tft", "dt"] = "muzero"
     episodes_per_iteration: int = 64        # E episodes in lockstep
     checkpoint_interval_episodes: int = 50  # a candidate once this many episodes passed since the last
     keep_checkpoints: int = 5
@@ -336,6 +337,7 @@ class TrainingConfig:
     learner: LearnerConfig = field(default_factory=LearnerConfig)
     tft: TFTConfig = field(default_factory=TFTConfig)                             # model = tft
     forecast_policy: ForecastPolicyConfig = field(default_factory=ForecastPolicyConfig)  # its forecast -> position
+    dt: DTConfig = field(default_factory=DTConfig)                                 # model = dt
 
     def __post_init__(self) -> None:
         if self.forecast_policy.horizon_bars > self.tft.decoder_bars:
@@ -359,6 +361,7 @@ class TrainingConfig:
                              "learners: each takes an equal share of every batch")
         # derived, not duplicated: the network's action head from the action space, one discount
         object.__setattr__(self, "network", replace(self.network, num_actions=ACTION_SPACE_SIZES[self.env.action_space]))
+        object.__setattr__(self, "dt", replace(self.dt, num_actions=ACTION_SPACE_SIZES[self.env.action_space]))
         object.__setattr__(self, "search", replace(self.search, discount=self.replay.discount))
         object.__setattr__(self, "env", replace(self.env, window_bars=self.network.window_bars))
 

@@ -1,8 +1,8 @@
 """The challenger families' knobs (issue 26): the Oracle forecaster (a Temporal Fusion Transformer,
 shared/model/tft.py), the rule that turns its forecast into a position (shared/model/tft_policy.py),
 the Strategist (a Decision Transformer, shared/model/dt.py) and the Guardian (a contrastive VAE
-over indicator windows with regime rules, shared/model/guardian.py and regimes.py); the last two
-are not yet training families.
+over indicator windows with regime rules, shared/model/guardian.py and regimes.py); the Guardian
+is not yet trained by the service.
 Plain frozen dataclasses, like the stages' in shared/config/__init__.py, which nests them in
 TrainingConfig."""
 
@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from shared.core.feature_spec import INDICATOR_FEATURES, KNOWN_FEATURES
+from shared.core.settings import derived
 
 
 def _require(name: str, ok: bool, what: str, should_be: str) -> None:
@@ -90,28 +91,47 @@ class ForecastPolicyConfig:
 @dataclass(frozen=True)
 class DTConfig:
     """The Strategist's hyperparameters (a Decision Transformer, shared/model/dt.py); the defaults are
-    the product notes' Decision Transformer settings."""
+    the product notes' Decision Transformer settings but for its context and batch, sized for a
+    CPU: the notes' 90 steps and batch 128 cost 34 s a training step on two cores (30 and 64: 1.6 s)
+    and 0.9 s a validation step over 29 sessions (one validation: 5 minutes); on a GPU set
+    TRAINING_DT__CONTEXT_STEPS=90 and TRAINING_DT__BATCH_SIZE=128."""
 
-    state_inputs: int = len(INDICATOR_FEATURES) + 1  # per step: the indicators-v1 columns and the position
-    num_actions: int = 4          # the hold_buy_sell_close space
-    context_steps: int = 90       # K: steps (of three tokens each) the model reads
+    state_inputs: int = derived(len(INDICATOR_FEATURES) + 1, "per step: the indicators-v1 columns and the position")
+    num_actions: int = derived(4, "the action space's size (env.action_space)")
+    context_steps: int = 30       # K: steps (of three tokens each) the model reads (the notes': 90)
     hidden: int = 256             # token width through the whole stack
     layers: int = 6               # transformer blocks
     heads: int = 8
     dropout: float = 0.1
     # training, read by the trainer: Adam, batches, gradient clipping by norm
     learning_rate: float = 1e-4
-    batch_size: int = 128
+    batch_size: int = 64          # the notes': 128
     max_epochs: int = 200
+    patience_epochs: int = 20     # epochs without a better hold-out loss before training stops
     gradient_clip: float = 1.0
+    steps_per_iteration: int = 10           # gradient steps between status reports
+    checkpoint_interval_steps: int = 100    # a candidate (and its hold-out loss) every this many steps
+    holdout_share: float = 0.1              # the newest train sessions' episodes, held out: early stopping
     # returns-to-go: R_t = sum_k discount^(k - t) * reward_scale * r_k, fed to the model as R_t / return_scale
     discount: float = 0.99
     reward_scale: float = 1.0
     return_scale: float = 1000.0
+    # what it learns from and aims at (shared/training/strategist.py): the rule experts as tuned and with
+    # this share of random actions (lower returns, so the conditioning means something), and the
+    # return asked for at a decision: this quantile of the learning episodes' returns
+    expert_epsilons: tuple[float, ...] = (0.0, 0.1, 0.3)
+    expert_sessions: int = 0      # the newest this many train sessions played by the experts (0: every one)
+    target_return_quantile: float = 0.9
 
     def __post_init__(self) -> None:
-        for name in ("state_inputs", "context_steps", "hidden", "layers", "heads", "batch_size", "max_epochs"):
+        for name in ("state_inputs", "context_steps", "hidden", "layers", "heads", "batch_size", "max_epochs",
+                     "patience_epochs", "steps_per_iteration", "checkpoint_interval_steps"):
             _require(name, getattr(self, name) >= 1, "dt config", "positive")
+        _require("holdout_share", 0 < self.holdout_share < 1, "dt config", "in (0, 1)")
+        _require("expert_sessions", self.expert_sessions >= 0, "dt config", ">= 0 (0: every train session)")
+        _require("target_return_quantile", 0 <= self.target_return_quantile <= 1, "dt config", "in [0, 1]")
+        _require("expert_epsilons", bool(self.expert_epsilons) and all(0 <= e <= 1 for e in self.expert_epsilons),
+                 "dt config", "a non-empty list of shares in [0, 1]")
         if self.num_actions < 2:
             raise ValueError("dt config: num_actions must be at least 2")
         if self.hidden % self.heads:

@@ -122,6 +122,11 @@ class TradingEnv:
                              int(self._position_changes[e])) for e in range(len(self._pnl_pips))]
 
     @property
+    def episode_pnl_pips(self) -> np.ndarray:
+        """[E] float64 each episode's pips after costs so far (a copy)."""
+        return self._pnl_pips.copy()
+
+    @property
     def position(self) -> np.ndarray:
         """[E] int8 net units."""
         return self.book.units.astype(np.int8)

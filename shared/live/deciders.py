@@ -1,6 +1,13 @@
-"""What decides a root in live, by the promoted model's family: the MuZero agent's search, or a
-forecaster's rule (issue 26) behind the same calls, so the trader, the desk, the journal and the
-decision pages need no second path.
+"""What decides a root in live, by the promoted model's family: the MuZero agent's search, a
+forecaster's rule or the Strategist's return-conditioned action (issue 26) behind the same calls,
+so the trader, the desk, the journal and the decision pages need no second path.
+
+A Strategist's root (`strategist_root`): `temporal` the indicators-v1 rows of the last K bars
+[1, K, F] (rebuilt from the journal's bars like a forecaster's window), `static` its episode so far
+[1, 4K] (shared/model/dt_policy.py: the return still wanted, its actions, its positions, which
+steps are real), which the trader keeps (its episode restarts at a restart, after a bar it did not
+decide, and every episode_bars decisions, as validation's sessions do). Its "tree" is the return
+it was asked for and its action probabilities.
 
 A forecaster's root carries its own inputs in the trader's PendingRoot: `temporal` is the encoder
 window of indicators-v1 rows [1, E, F] (the last E bars of the feature buffer: each row from bars
@@ -22,23 +29,30 @@ from shared.core.instruments import Instrument
 from shared.data.bars import Bars
 from shared.env.actions import ACTION_SPACES
 from shared.features.indicators import indicator_features
+from shared.model.dt_policy import StrategistContext, decide
 from shared.model.tft_data import scheduled_times, time_features
 from shared.model.tft_policy import spread_cost, target_position
 from shared.search import NetworkSearch
 from shared.volume.candidates import Candidate
 
-__all__ = ["ForecastDecider", "forecast_root", "make_decider", "model_window_bars"]
+__all__ = ["Decider", "ForecastDecider", "StrategistDecider", "forecast_root", "make_decider", "model_window_bars",
+           "strategist_root"]
 
 
 def model_window_bars(candidate: Candidate) -> int:
     """The bars of features the model reads at a decision."""
-    return candidate.config.tft.encoder_bars if candidate.family == "tft" else candidate.config.network.window_bars
+    config = candidate.config
+    return {"tft": config.tft.encoder_bars, "dt": config.dt.context_steps}.get(candidate.family,
+                                                                              config.network.window_bars)
 
 
-def make_decider(candidate: Candidate, roots: int, simulations: int) -> "NetworkSearch | ForecastDecider":
-    """What decides `roots` roots at once with `candidate`: its search, or its forecast rule."""
+def make_decider(candidate: Candidate, roots: int, simulations: int) -> "Decider":
+    """What decides `roots` roots at once with `candidate`: its search, its forecast rule or its
+    Strategist."""
     if candidate.family == "tft":
         return ForecastDecider(candidate.config, candidate.model)
+    if candidate.family == "dt":
+        return StrategistDecider(candidate.config, candidate.model)
     space = ACTION_SPACES[candidate.env_config.action_space]
     return NetworkSearch(candidate.model, roots, space, replace(candidate.search_config, simulations=simulations))
 
@@ -56,19 +70,29 @@ def forecast_root(bars: Bars, instrument: Instrument, config: TrainingConfig, ba
     return (np.ascontiguousarray(observed[None], np.float32), np.ascontiguousarray(static[None], np.float32))
 
 
+def strategist_root(bars: Bars, instrument: Instrument, context: StrategistContext) -> tuple[np.ndarray, np.ndarray]:
+    """(temporal [1, K, F], static [1, 4K]) float32 for a Strategist at the last bar of `bars`, its
+    `context` advanced to this step."""
+    k = context.config.context_steps
+    window = indicator_features(bars, instrument.calendar)[-k:]
+    if len(window) < k:  # fewer bars than K: the oldest repeated, never read (those steps are not real)
+        window = np.concatenate([np.repeat(window[:1], k - len(window), axis=0), window])
+    return np.ascontiguousarray(window[None], np.float32), context.packed()
+
+
 @dataclass(frozen=True)
-class ForecastOutput:
-    """A forecaster's decisions with the fields live reads from a search's output."""
+class ChallengerOutput:
+    """A forecaster's or a Strategist's decisions with the fields live reads from a search's output."""
 
     chosen: np.ndarray          # [B] int64 actions
     visit_counts: np.ndarray    # [B, A] zeros: nothing was searched
-    root_values: np.ndarray     # [B] the median forecast at the horizon, pips (or bps)
-    prior: np.ndarray           # [B, A] the chosen action with probability 1
+    root_values: np.ndarray     # [B] the median forecast at the horizon, or the return still wanted: pips (or bps)
+    prior: np.ndarray           # [B, A] the chosen action with probability 1, or the Strategist's probabilities
     network_value: np.ndarray   # [B] as root_values
     forecasts: list[dict]       # [B] what tree_json returns
 
     @property
-    def search(self) -> "ForecastOutput":
+    def search(self) -> "ChallengerOutput":
         return self
 
     def actions(self, temperature: float = 0.0) -> np.ndarray:
@@ -92,7 +116,7 @@ class ForecastDecider:
         return _Settings(self.policy)
 
     def run(self, temporal: np.ndarray, static: np.ndarray, legal: np.ndarray, position: np.ndarray,
-            seeds: np.ndarray | None = None, add_noise: bool = False) -> ForecastOutput:
+            seeds: np.ndarray | None = None, add_noise: bool = False) -> ChallengerOutput:
         d, quantiles = self.tft.decoder_bars, self.tft.quantiles
         known = static[:, : 4 * d].reshape(len(static), d, 4)
         cost, units = static[:, 4 * d].astype(np.float64), static[:, 4 * d + 1].astype(np.float64)
@@ -110,7 +134,7 @@ class ForecastDecider:
                       "quantiles": {str(q): round(float(v), 4) for q, v in zip(quantiles, at_horizon[row])},
                       "cost": round(float(cost[row] * units[row]), 4), "target_position": int(want[row]),
                       "children": []} for row in range(len(chosen))]
-        return ForecastOutput(chosen, np.zeros((len(chosen), self.space.num_actions), np.int32),
+        return ChallengerOutput(chosen, np.zeros((len(chosen), self.space.num_actions), np.int32),
                               median.astype(np.float32), prior, median.astype(np.float32), forecasts)
 
 
@@ -120,3 +144,42 @@ class _Settings:
 
     def to_dict(self) -> dict:
         return {"family": "tft", **asdict(self.policy)}
+
+
+class StrategistDecider:
+    """`run` as NetworkSearch.run, for a Strategist's roots (strategist_root)."""
+
+    def __init__(self, config: TrainingConfig, model: torch.nn.Module) -> None:
+        self.model = model.eval()
+        self.dt = config.dt
+        self.space = ACTION_SPACES[config.env.action_space]
+
+    @property
+    def config(self):  # what the journal records as the decision's settings
+        return _StrategistSettings(self.dt.context_steps, self.dt.return_scale, self.dt.reward_scale)
+
+    def run(self, temporal: np.ndarray, static: np.ndarray, legal: np.ndarray, position: np.ndarray,
+            seeds: np.ndarray | None = None, add_noise: bool = False) -> ChallengerOutput:
+        chosen, probabilities = decide(self.model, temporal, static, legal, self.space.max_units)
+        k = self.dt.context_steps
+        wanted_pips = static[:, k - 1].astype(np.float64) * self.dt.return_scale / self.dt.reward_scale
+        trees = [{"family": "dt", "return_wanted_pips": round(float(wanted_pips[row]), 2),
+                  "probabilities": {name: round(float(p), 4) for name, p in zip(self.space.actions, probabilities[row])},
+                  "steps_in_context": int((static[row, 3 * k:] > 0.5).sum()), "children": []}
+                 for row in range(len(chosen))]
+        return ChallengerOutput(chosen, np.zeros((len(chosen), self.space.num_actions), np.int32),
+                                wanted_pips.astype(np.float32), probabilities.astype(np.float32),
+                                wanted_pips.astype(np.float32), trees)
+
+
+@dataclass(frozen=True)
+class _StrategistSettings:
+    context_steps: int
+    return_scale: float
+    reward_scale: float
+
+    def to_dict(self) -> dict:
+        return {"family": "dt", **asdict(self)}
+
+
+Decider = NetworkSearch | ForecastDecider | StrategistDecider

@@ -34,7 +34,7 @@ from shared.core.calendar import MarketCalendar
 from shared.data.bars import Bars
 from shared.live.account import AccountCurrency, AccountLimits, exposure_units
 from shared.live.brokers import Broker, OrderResult
-from shared.live.deciders import ForecastDecider, make_decider
+from shared.live.deciders import Decider, make_decider
 from shared.live.journal import Journal
 from shared.live.provenance import TreeStore
 from shared.live.trader import SEARCH_SEED, Decision, LiveTrader, PendingRoot, RootChoice
@@ -46,7 +46,7 @@ __all__ = ["LiveDesk", "shared_search"]
 log = logging.getLogger("live")
 
 
-def shared_search(candidate: Candidate, roots: int, simulations: int) -> NetworkSearch | ForecastDecider:
+def shared_search(candidate: Candidate, roots: int, simulations: int) -> Decider:
     """One search for every instrument's root (a tree arena for `roots` at once), or a forecaster's rule."""
     return make_decider(candidate, roots, simulations)
 

@@ -75,8 +75,10 @@ def find_checkpoint(root: Path, sha256: str, episode: int) -> Path:
 def replay(record: dict, bars, candidate: Candidate) -> Replay:
     """Rerun the search of `record` on the input rebuilt from `bars` with `candidate`."""
     if candidate.family != "muzero":
-        raise CannotReplay(f"decision {record['client_id']} was taken by a {candidate.family} forecaster, not a search: "
-                           "the forecast it acted on and the rule's cost are its tree on the decision page")
+        what = {"tft": ("forecaster", "the forecast it acted on and the rule's cost"),
+                "dt": ("Strategist", "the return it was asked for and its action probabilities")}[candidate.family]
+        raise CannotReplay(f"decision {record['client_id']} was taken by a {candidate.family} {what[0]}, not a search: "
+                           f"{what[1]} are its tree on the decision page")
     inputs = record["inputs"]
     temporal, static = rebuild_input(record, bars)
     settings = dict(inputs["search"])

@@ -43,6 +43,7 @@ from shared.core.instruments import get_instrument
 from shared.data.bars import Bars
 from shared.features.indicators import indicator_features
 from shared.features.micro import on_instrument_scale, temporal_features
+from shared.model.dt_policy import PACKED_FIELDS
 
 TREE_DEPTH = 64  # deeper than any tree of up to 1,000 simulations gets in practice: the whole tree
 _SAFE_ID = re.compile(r"[A-Za-z0-9._:+-]{1,200}")  # a client id; never a path
@@ -194,10 +195,14 @@ def feature_names(inputs: dict) -> list[str]:
 
 
 def static_names(inputs: dict) -> list[str]:
-    """The static input's names: the position features, or a forecaster's known-future times (each of
-    the D bars ahead), its cost and its units per log return (shared.live.deciders)."""
+    """The static input's names: the position features, a forecaster's known-future times (each of
+    the D bars ahead), its cost and its units per log return, or a Strategist's episode so far (each
+    of its K steps, the newest last: shared.live.deciders)."""
     if inputs["feature_spec"] != INDICATORS_SPEC_VERSION:
         return list(POSITION_FEATURES)
+    if inputs["search"].get("family") == "dt":
+        k = inputs["search"]["context_steps"]
+        return [f"{name}_t-{k - 1 - step}" for name in PACKED_FIELDS for step in range(k)]
     steps = (len(inputs["static_features"]) - 2) // len(KNOWN_FEATURES)
     return ([f"{name}_t+{k}" for k in range(1, steps + 1) for name in KNOWN_FEATURES]
             + ["cost_log_return", "units_per_log_return"])

@@ -51,11 +51,12 @@ from shared.env.actions import ACTION_SPACES
 from shared.features.micro import on_instrument_scale, temporal_features
 from shared.features.position import position_features
 from shared.live.brokers import Broker, OrderResult
-from shared.live.deciders import ForecastDecider, forecast_root, make_decider, model_window_bars
+from shared.live.deciders import Decider, forecast_root, make_decider, model_window_bars, strategist_root
 from shared.live.journal import DecisionInputs, DecisionRow, Journal
 from shared.live.provenance import TREE_DEPTH, TreeStore, input_hash, root_q_values
 from shared.live.risk import LossCaps
-from shared.search import NetworkSearch, SearchOutput
+from shared.model.dt_policy import StrategistContext, target_return_pips
+from shared.search import SearchOutput
 from shared.volume.candidates import Candidate
 
 __all__ = ["NEW_YORK", "SEARCH_SEED", "Decision", "LiveTrader", "PendingRoot", "RootChoice", "buffer_bars", "market_open",
@@ -128,7 +129,7 @@ class LiveTrader(LossCaps):
                  simulations: int = 50, risk: RiskConfig = RiskConfig(), control_dir: Path | None = None,
                  spread_pips: float | None = None, granularity: str = "M1",
                  on_order: Callable[[OrderResult], None] = lambda order: None,
-                 clock: Callable[[], float] = time.monotonic, search: NetworkSearch | ForecastDecider | None = None,
+                 clock: Callable[[], float] = time.monotonic, search: Decider | None = None,
                  ids_name_instrument: bool = False, trees: TreeStore | None = None) -> None:
         self.instrument = get_instrument(instrument)
         self.calendar = calendar_named(self.instrument.calendar)  # market hours, the daily stop's day
@@ -157,7 +158,7 @@ class LiveTrader(LossCaps):
 
     # --- the model -------------------------------------------------------------------
 
-    def _install(self, candidate: Candidate, search: NetworkSearch | ForecastDecider | None = None) -> None:
+    def _install(self, candidate: Candidate, search: Decider | None = None) -> None:
         """`search`: one shared by several traders of the same model (a desk), else one of its own."""
         self.candidate = candidate
         self.version = model_version(candidate)
@@ -165,6 +166,11 @@ class LiveTrader(LossCaps):
         # a model with a longer window than the last one warms up until the feed has brought its bars
         self.window_bars = model_window_bars(candidate)
         self.search = search if search is not None else make_decider(candidate, 1, self.simulations)
+        # a Strategist's episode so far (shared.live.deciders): a new model begins a new one
+        self.strategist = (StrategistContext(1, candidate.config.dt, target_return_pips(candidate.payload), self.space.max_units)
+                           if candidate.family == "dt" else None)
+        self.strategist_last_ts: int | None = None
+        self.strategist_start_equity_pips = 0.0
 
     def _misaligned(self) -> str | None:
         """Why the feed's bars are not the model's (they open elsewhere in their period: OANDA's daily
@@ -189,7 +195,7 @@ class LiveTrader(LossCaps):
 
     # --- per bar ---------------------------------------------------------------------
 
-    def swap_staged(self, search: NetworkSearch | ForecastDecider | None = None) -> None:
+    def swap_staged(self, search: Decider | None = None) -> None:
         """Install the staged model (between bars); `search`: the desk's, shared with the other instruments."""
         old = self.version
         self._install(self.staged, search)
@@ -269,7 +275,25 @@ class LiveTrader(LossCaps):
                                             self.position, 0, "skipped", reason))
         return Decision(ts, "HOLD", "skipped", reason, time.perf_counter() - started)
 
+    def _strategist_root(self) -> tuple[np.ndarray, np.ndarray]:
+        """A Strategist's inputs: its episode goes on from the previous bar's decision, else (a bar
+        not decided, a restart, episode_bars decisions done) a new one begins, as a validation
+        session does."""
+        context = self.strategist
+        equity = float(self.book.equity_pips()[0])
+        going_on = (self.strategist_last_ts is not None and len(self.bars) > 1
+                    and int(self.bars.ts[-2]) == self.strategist_last_ts
+                    and context.steps[0] < self.candidate.env_config.episode_bars)
+        if not going_on:
+            context.restart()
+            self.strategist_start_equity_pips = equity
+        context.advance(np.array([equity - self.strategist_start_equity_pips]), np.array([self.position]))
+        self.strategist_last_ts = int(self.bars.ts[-1])
+        return strategist_root(self.bars, self.instrument, context)
+
     def observation(self) -> tuple[np.ndarray, np.ndarray]:
+        if self.strategist is not None:
+            return self._strategist_root()
         if self.candidate.family == "tft":  # a forecaster's inputs (shared.live.deciders)
             return forecast_root(self.bars, self.instrument, self.candidate.config, self.bar_ns // NS_PER_MINUTE,
                                  self.spread_pips)
@@ -286,6 +310,8 @@ class LiveTrader(LossCaps):
         """The second half: the searched action as a target, clipped by `limit` (the account's caps
         across instruments; the reason is journaled), journaled, then sent."""
         ts, started = pending.ts, pending.started
+        if self.strategist is not None:  # the action it took: read by its next steps
+            self.strategist.chose(np.array([choice.action]))
         client_id = self._client_id(ts)
         target = self.target_of(choice)
         clipped = None

@@ -23,6 +23,7 @@ from shared.validation.evaluation import raw_network_policy, search_policy
 from shared.validation.forecaster import forecast_policy
 from shared.validation.report import ValidationReport
 from shared.validation.statistics import TradeStats, deflated_sharpe, monte_carlo, trade_stats
+from shared.validation.strategist import strategist_policy
 from shared.volume.candidates import Candidate
 
 
@@ -116,7 +117,7 @@ def validate(candidate: Candidate, features: FeatureSet, config: ValidationConfi
     if config.max_sessions:
         starts = starts[: config.max_sessions]
     env = TradingEnv(features, candidate.env_config)
-    searched_family = candidate.family == "muzero"  # a forecaster has no search, nor a raw network beside it
+    searched_family = candidate.family == "muzero"  # the challengers have no search, nor a raw network beside it
     phases = 4  # search and raw network, or a forecaster's forecasts and its rule; random; flat
 
     def tick(phase: int) -> Callable[[int, int], None]:
@@ -133,9 +134,12 @@ def validate(candidate: Candidate, features: FeatureSet, config: ValidationConfi
         search = NetworkSearch(candidate.model, min(64, len(starts)), env.space, search_config)
         searched = evaluate(env, search_policy(search, seed=config.seed), starts, on_step=tick(0))
         raw = evaluate(env, raw_network_policy(search), starts, on_step=tick(1))
-    else:
+    elif candidate.family == "tft":
         policy, calibration = forecast_policy(candidate, features, env, starts, on_batch=tick(0))
         searched = evaluate(env, policy, starts, on_step=tick(1))
+    else:  # dt: its actions depend on its own, so one pass (phase 0 and 1 both)
+        searched = evaluate(env, strategist_policy(candidate, features, env), starts,
+                            on_step=lambda done, total: tick(0)(2 * done, total))
     rnd = evaluate(env, random_policy(np.random.default_rng(config.seed)), starts, on_step=tick(2))
     flat = evaluate(env, flat_policy, starts, on_step=tick(3))
 

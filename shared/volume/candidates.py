@@ -34,6 +34,7 @@ from shared.core.feature_spec import (
 )
 from shared.core.instruments import get_instrument
 from shared.model import MuZeroNetworks
+from shared.model.dt import DecisionTransformer
 from shared.model.tft import TemporalFusionTransformer
 from shared.volume.checkpoints import sha256_bytes
 
@@ -47,7 +48,16 @@ class CandidateError(StopError, ValueError):
 
 
 # each model family's feature spec (TrainingConfig.model): what its candidates must declare
-FAMILY_FEATURE_SPECS = {"muzero": FEATURE_SPEC_VERSION, "tft": INDICATORS_SPEC_VERSION}
+FAMILY_FEATURE_SPECS = {"muzero": FEATURE_SPEC_VERSION, "tft": INDICATORS_SPEC_VERSION, "dt": INDICATORS_SPEC_VERSION}
+
+
+def family_model(config: TrainingConfig) -> torch.nn.Module:
+    """A fresh model of the family `config.model`, shaped by its config."""
+    if config.model == "tft":
+        return TemporalFusionTransformer(config.tft)
+    if config.model == "dt":
+        return DecisionTransformer(config.dt)
+    return MuZeroNetworks(config.network)
 
 
 @dataclass
@@ -55,7 +65,7 @@ class Candidate:
     path: Path
     sha256: str
     episode: int
-    model: torch.nn.Module  # MuZeroNetworks (family muzero) or TemporalFusionTransformer (tft)
+    model: torch.nn.Module  # MuZeroNetworks (family muzero), TemporalFusionTransformer (tft), DecisionTransformer (dt)
     config: TrainingConfig  # the whole configuration it was trained with
     payload: dict  # everything else the file holds (config sources, instrument, ...)
     data: bytes = field(repr=False, default=b"")  # the file's bytes, sha256 as above
@@ -63,7 +73,8 @@ class Candidate:
     @property
     def family(self) -> str:
         """The model family (TrainingConfig.model): muzero plays through the search, tft through its
-        forecast rule (shared/model/tft_policy.py)."""
+        forecast rule (shared/model/tft_policy.py), dt through its return-conditioned actions
+        (shared/model/dt_policy.py)."""
         return self.config.model
 
     @property
@@ -222,7 +233,7 @@ def load_candidate(path: Path, expected_sha256: str | None = None, device: torch
         raise CandidateError("feature_spec_mismatch", f"{path.name} was built for feature spec {spec}, this system's "
                                                       f"{config.model} models use {wanted}")
     try:
-        model = TemporalFusionTransformer(config.tft) if config.model == "tft" else MuZeroNetworks(config.network)
+        model = family_model(config)
         model.load_state_dict(payload["model_state"])
     except Exception as error:  # noqa: BLE001 - unknown fields, missing or misshapen weights
         raise CandidateError("architecture_mismatch", f"{path.name}: {type(error).__name__}: {error}") from None

@@ -61,6 +61,18 @@ function forecastSection(forecast, section) {
   section.append(table);
 }
 
+function strategistSection(tree, section) {
+  section.append(html("p", { class: "note", "data-tree": "strategist" },
+    `The Strategist decided (nothing was searched): asked for ${fmt(tree.return_wanted_pips, 1)} pips more ` +
+    `in its episode, reading its last ${tree.steps_in_context} steps; its action probabilities:`));
+  const table = html("table", { class: "forecast" });
+  table.append(html("tr", {}, html("th", {}, "action"), html("th", {}, "probability")));
+  for (const [name, p] of Object.entries(tree.probabilities)) {
+    table.append(html("tr", { "data-action-name": name }, html("td", {}, name), html("td", { class: "num" }, fmt(p, 3))));
+  }
+  section.append(table);
+}
+
 function treeSection(d, section) {
   if (!d.tree) {
     section.append(html("p", { class: "note", "data-tree": "absent" },
@@ -69,6 +81,10 @@ function treeSection(d, section) {
   }
   if (d.tree.family === "tft") {  // a forecaster decided: its "tree" is the forecast it acted on
     forecastSection(d.tree, section);
+    return;
+  }
+  if (d.tree.family === "dt") {  // the Strategist decided: the return it was asked for, its probabilities
+    strategistSection(d.tree, section);
     return;
   }
   const options = { maxDepth: intParam("depth", DEFAULT_DEPTH), minVisits: intParam("min_visits", defaultMinVisits(d.tree)) };
