@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from shared.core.errors import StopError
 from shared.model.dt import DecisionTransformer
 from shared.model.guardian import RegimeVAE
 from shared.model.tft import TemporalFusionTransformer
@@ -48,11 +49,11 @@ CHECK_BATCHES = (1, 5)       # the batches the ONNX file is checked on: neither 
 RTOL, ATOL = 1e-4, 1e-6      # per output, against its largest magnitude: max |diff| <= RTOL * max |torch| + ATOL
 
 
-class MissingOnnxPackages(ImportError):
+class MissingOnnxPackages(StopError, ImportError):
     """onnx, onnxscript or onnxruntime is not installed."""
 
 
-class OnnxMismatch(ValueError):
+class OnnxMismatch(StopError, ValueError):
     """The ONNX file's outputs differ from PyTorch's beyond the tolerance."""
 
 

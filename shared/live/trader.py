@@ -283,7 +283,7 @@ class LiveTrader(LossCaps):
         equity = float(self.book.equity_pips()[0])
         going_on = (self.strategist_last_ts is not None and len(self.bars) > 1
                     and int(self.bars.ts[-2]) == self.strategist_last_ts
-                    and context.steps[0] < self.candidate.env_config.episode_bars)
+                    and context.steps[0] < self.candidate.env_config.episode_bars - 1)  # a session's decisions
         if not going_on:
             context.restart()
             self.strategist_start_equity_pips = equity
