@@ -68,9 +68,12 @@ def run_family(args, family: str, features, root: Path) -> tuple[object | None, 
     validation = ValidationConfig(simulations=2 if quick else 50, mc_runs=200, max_sessions=4 if quick else 0)
     gate_config = GateConfig(min_trades=0, min_expectancy_pips=-1e9, min_mc_p5_final_pips=-1e9,
                              max_drawdown_pips=1e9) if quick else GateConfig()
+    started = time.monotonic()
     trainer = TRAINERS[family](features, root / family, config)
     champion, held, validated, next_validation = None, None, 0, args.validate_every
-    seconds = 0.0  # training alone: the validations are not the family's budget
+    # training alone, its data preparation included (the Strategist's experts): the validations are
+    # not the family's budget
+    seconds = time.monotonic() - started
     while seconds < args.minutes * 60 and not trainer.finished:
         started = time.monotonic()
         report = trainer.run_iteration()

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from datetime import datetime, timezone
 
 import numpy as np
 import pytest
 import torch
 
-from shared.config import GateConfig, TrainingConfig, ValidationConfig
+from shared.config import GateConfig, RiskConfig, TrainingConfig, ValidationConfig
 from shared.config.challengers import DTConfig
 from shared.core.feature_spec import INDICATOR_FEATURES, INDICATORS_SPEC_VERSION
 from shared.model.dt import DecisionTransformer
@@ -119,6 +120,12 @@ def test_validation_plays_the_strategist_and_the_gate_judges_it(trained, feature
     assert report.family == "dt" and report.sessions == 4 and len(report.session_pnl) == 4
     assert set(report.baselines) == {"random", "flat"} and report.search_beats_raw is None
     assert report.calibration is None and seen == sorted(seen) and seen[-1] == 1.0
+    # its results and the baselines' per regime of the sessions (shared/validation/regimes.py)
+    by_regime = report.regimes["by_regime"]
+    assert sum(r["sessions"] for r in by_regime.values()) == 4
+    assert sum(r["candidate"] for r in by_regime.values()) == pytest.approx(report.stats.total_pips, abs=0.5)
+    assert all(set(r) == {"sessions", "candidate", "random", "flat"} for r in by_regime.values())
+    assert report.regimes["rules"]["horizon_bars"] == 60 and report.regimes["rules"]["volatility_threshold"] > 0
     assert isinstance(gate(report, None, GateConfig()), list)
     buying = validate(_always_buying(root), features, ValidationConfig(max_sessions=4, mc_runs=20))
     assert buying.stats.trades == 4 and buying.stats.action_share[1] > 0  # long once a session, closed at its end
@@ -171,38 +178,43 @@ def test_a_restart_resumes_the_strategist_where_it_stopped(trained, features, tm
         ForecasterTrainer(features, tmp_path / "ck", tft_config())
 
 
-def test_live_paper_trades_the_strategist_and_carries_its_episode(trained, features, tmp_path):
-    from datetime import datetime, timezone
-
+def _paper_trader(candidate, features, tmp_path, risk=RiskConfig()):
+    """A paper trader of `candidate` on the test split's replayed bars, and a function deciding the next bar."""
     from shared.live.brokers.paper import PaperBroker
     from shared.live.feeds import ReplayFeed
     from shared.live.journal import Journal
-    from shared.live.provenance import TreeStore, decision_detail
+    from shared.live.provenance import TreeStore
     from shared.live.trader import LiveTrader
 
-    root, _, _ = trained
-    candidate = _always_buying(root)
     feed = ReplayFeed(features.bars, int(features.sessions["test"][0]))
     broker = PaperBroker(tmp_path / "paper.json", spread_pips=4.0, pip_size=0.01)
-    journal = Journal(tmp_path / "journal.duckdb")
-    trees = TreeStore(tmp_path / "trees", 100)
-    trader = LiveTrader("GBPJPY", broker, journal, candidate, feed.history(), control_dir=tmp_path / "control",
-                        trees=trees)
+    trader = LiveTrader("GBPJPY", broker, Journal(tmp_path / "journal.duckdb"), candidate, feed.history(),
+                        control_dir=tmp_path / "control", trees=TreeStore(tmp_path / "trees", 100), risk=risk)
     trader.reconcile()
 
-    def bar():
-        return trader.on_bar(feed.next_bars(), datetime.fromtimestamp(feed.now_ns() / 1e9, timezone.utc))
+    def bar(**kwargs):
+        return trader.on_bar(feed.next_bars(), datetime.fromtimestamp(feed.now_ns() / 1e9, timezone.utc), **kwargs)
 
+    return trader, bar
+
+
+def test_live_paper_trades_the_strategist_and_carries_its_episode(trained, features, tmp_path):
+    from shared.live.provenance import decision_detail
+
+    root, _, _ = trained
+    trader, bar = _paper_trader(_always_buying(root), features, tmp_path)
+    broker, journal, trees = trader.broker, trader.journal, trader.trees
     decisions = [bar() for _ in range(5)]
     assert decisions[0].action == "BUY" and decisions[0].status == "FILLED"
     assert [d.status for d in decisions[1:]] == ["no_order"] * 4  # long: BUY is no longer legal, HOLD
     assert broker.snapshot("GBPJPY").units == trader.position == 1 == journal.filled_units()
-    context = trader.strategist
+    episode = trader.strategist
+    context = episode.context
     assert context.steps[0] == 5 and context.actions[0, -5] == 1  # one episode, its first action BUY
     k = TINY.context_steps
     assert context.positions[0, -5:].tolist() == [0, 1, 1, 1, 1]
     # the return still wanted follows the book: the target less what the episode earned so far
-    earned = float(trader.book.equity_pips()[0]) - trader.strategist_start_equity_pips
+    earned = float(trader.book.equity_pips()[0]) - episode.start_equity_pips
     assert earned != 0.0 and context.earned_before[0] == pytest.approx(earned)
 
     frame = journal.frame()
@@ -216,11 +228,41 @@ def test_live_paper_trades_the_strategist_and_carries_its_episode(trained, featu
     assert detail["static"]["names"][k - 1] == "return_to_go_t-0"
 
     # a bar not decided (a guard: the spread too wide) ends the episode: the next decision begins a new one
-    skipped = trader.on_bar(feed.next_bars(), datetime.fromtimestamp(feed.now_ns() / 1e9, timezone.utc),
-                            spread_pips=1e6)
+    skipped = bar(spread_pips=1e6)
     assert skipped.status == "skipped" and context.steps[0] == 5
     bar()
     assert context.steps[0] == 1 and context.positions[0, -1] == 1
+
+
+def test_the_regime_guard_holds_back_an_entry_where_the_champion_lost(trained, features, tmp_path):
+    """LIVE_REGIME_GUARD=on: no new position in a regime where the promoted model's validation
+    report shows it losing; elsewhere, or with the guard off, it trades."""
+    from shared.model.regimes import REGIMES, label
+    from shared.validation.regimes import regime_rules
+
+    root, _, _ = trained
+    rules = regime_rules(features)
+    guard = RiskConfig(regime_guard=True)
+
+    def promoted(losing: set[str]):
+        candidate = _always_buying(root)
+        candidate.promoted_metrics = {"regimes": {"rules": rules, "by_regime": {
+            r: {"sessions": 3, "candidate": -12.5 if r in losing else 8.0, "flat": 0.0} for r in REGIMES}}}
+        return candidate
+
+    trader, bar = _paper_trader(promoted(set(REGIMES)), features, tmp_path / "everywhere", guard)
+    held = bar()
+    assert held.action == "BUY" and held.status == "no_order" and held.reason.startswith("regime_guard: ")
+    assert "-12.5 pips" in held.reason and trader.position == 0 == trader.broker.snapshot("GBPJPY").units
+    events = trader.journal.con.execute("SELECT kind FROM events").fetchall()
+    assert ("regime_guard",) in events and ("account_cap",) not in events
+
+    # losing only in the regimes the market is not in at the decided bar (the replay's first): it trades
+    now = str(label(features.bars.close, np.array([int(features.sessions["test"][0])]), rules)[0])
+    trader, bar = _paper_trader(promoted(set(REGIMES) - {now}), features, tmp_path / "elsewhere", guard)
+    assert bar().status == "FILLED"
+    trader, bar = _paper_trader(promoted(set(REGIMES)), features, tmp_path / "off", RiskConfig())
+    assert bar().status == "FILLED"  # the guard off: the losses do not matter
 
 
 def test_the_training_service_trains_the_strategist_when_told(data_dir, tmp_path):

@@ -110,6 +110,7 @@ class LiveService:
             return None
         try:
             candidate = load_candidate(self.settings.checkpoint_dir / "promoted" / pointer.model, pointer.sha256)
+            candidate.promoted_metrics = dict(pointer.metrics or {})
             # the feature spec is checked by load_candidate; the market must be this service's too, every instrument
             for instrument in self.instruments:
                 check_market(candidate, instrument, self.settings.granularity)

@@ -189,8 +189,10 @@ class ValidationService:
         result = plain(self.result_payload(episode, "promoted", "passed the gate and beat the champion", report,
                                            report.seconds))
         # the champion record carries its session P&L: the next candidate is compared session by session
+        # and its results per regime: live's LIVE_REGIME_GUARD reads them
         metrics = plain({**report.stats.to_dict(), "session_pnl": report.session_pnl,
-                         "deflated_sharpe": report.deflated_sharpe, "candidates_tried": tried})
+                         "deflated_sharpe": report.deflated_sharpe, "candidates_tried": tried,
+                         "regimes": report.regimes})
         write_decision(self.root, episode, candidate.sha256, metrics, result)
         self.carry_out(episode, candidate.data, candidate.sha256, metrics, result)
         if self.settings.report_test_split and len(self.features.sessions.get("test", [])):

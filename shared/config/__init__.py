@@ -455,6 +455,9 @@ class RiskConfig:
     # None: no cap beyond each instrument's max_units. A target beyond either is clipped, journaled
     max_total_units: int | None = None
     max_currency_exposure_units: int | None = None
+    # LIVE_REGIME_GUARD: no new or larger position while the market is in a regime where the champion
+    # lost on its validation sessions (its report's `regimes`); closing and reducing stay allowed
+    regime_guard: bool = False
 
     def __post_init__(self) -> None:
         if self.max_units < 1 or self.max_daily_loss_pips <= 0 or self.stale_bars < 1:

@@ -29,14 +29,14 @@ from shared.core.instruments import Instrument
 from shared.data.bars import Bars
 from shared.env.actions import ACTION_SPACES
 from shared.features.indicators import indicator_features
-from shared.model.dt_policy import StrategistContext, decide
+from shared.model.dt_policy import StrategistContext, decide, target_return_pips
 from shared.model.tft_data import scheduled_times, time_features
 from shared.model.tft_policy import spread_cost, target_position
 from shared.search import NetworkSearch
 from shared.volume.candidates import Candidate
 
-__all__ = ["Decider", "ForecastDecider", "StrategistDecider", "forecast_root", "make_decider", "model_window_bars",
-           "strategist_root"]
+__all__ = ["Decider", "ForecastDecider", "StrategistDecider", "StrategistEpisode", "forecast_root", "make_decider",
+           "model_window_bars", "strategist_root"]
 
 
 def model_window_bars(candidate: Candidate) -> int:
@@ -78,6 +78,32 @@ def strategist_root(bars: Bars, instrument: Instrument, context: StrategistConte
     if len(window) < k:  # fewer bars than K: the oldest repeated, never read (those steps are not real)
         window = np.concatenate([np.repeat(window[:1], k - len(window), axis=0), window])
     return np.ascontiguousarray(window[None], np.float32), context.packed()
+
+
+class StrategistEpisode:
+    """A live trader's Strategist episode: it goes on from the previous bar's decision; a bar not
+    decided, a restart, a new model or a session's worth of decisions (as validation plays) begins
+    a new one, flat in what it has earned."""
+
+    def __init__(self, candidate: Candidate, max_units: int) -> None:
+        self.context = StrategistContext(1, candidate.config.dt, target_return_pips(candidate.payload), max_units)
+        self.decisions_per_episode = candidate.env_config.episode_bars - 1  # a validation session's decisions
+        self.last_ts: int | None = None
+        self.start_equity_pips = 0.0
+
+    def root(self, bars: Bars, instrument: Instrument, equity_pips: float, position: int) -> tuple[np.ndarray, np.ndarray]:
+        """The root at the last of `bars` (strategist_root), the episode advanced to it."""
+        going_on = (self.last_ts is not None and len(bars) > 1 and int(bars.ts[-2]) == self.last_ts
+                    and self.context.steps[0] < self.decisions_per_episode)
+        if not going_on:
+            self.context.restart()
+            self.start_equity_pips = equity_pips
+        self.context.advance(np.array([equity_pips - self.start_equity_pips]), np.array([position]))
+        self.last_ts = int(bars.ts[-1])
+        return strategist_root(bars, instrument, self.context)
+
+    def chose(self, action: int) -> None:
+        self.context.chose(np.array([action]))
 
 
 @dataclass(frozen=True)

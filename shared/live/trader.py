@@ -51,11 +51,11 @@ from shared.env.actions import ACTION_SPACES
 from shared.features.micro import on_instrument_scale, temporal_features
 from shared.features.position import position_features
 from shared.live.brokers import Broker, OrderResult
-from shared.live.deciders import Decider, forecast_root, make_decider, model_window_bars, strategist_root
+from shared.live.deciders import Decider, StrategistEpisode, forecast_root, make_decider, model_window_bars
 from shared.live.journal import DecisionInputs, DecisionRow, Journal
 from shared.live.provenance import TREE_DEPTH, TreeStore, input_hash, root_q_values
 from shared.live.risk import LossCaps
-from shared.model.dt_policy import StrategistContext, target_return_pips
+from shared.model.regimes import label, losing_regimes
 from shared.search import SearchOutput
 from shared.volume.candidates import Candidate
 
@@ -167,10 +167,7 @@ class LiveTrader(LossCaps):
         self.window_bars = model_window_bars(candidate)
         self.search = search if search is not None else make_decider(candidate, 1, self.simulations)
         # a Strategist's episode so far (shared.live.deciders): a new model begins a new one
-        self.strategist = (StrategistContext(1, candidate.config.dt, target_return_pips(candidate.payload), self.space.max_units)
-                           if candidate.family == "dt" else None)
-        self.strategist_last_ts: int | None = None
-        self.strategist_start_equity_pips = 0.0
+        self.strategist = StrategistEpisode(candidate, self.space.max_units) if candidate.family == "dt" else None
 
     def _misaligned(self) -> str | None:
         """Why the feed's bars are not the model's (they open elsewhere in their period: OANDA's daily
@@ -275,25 +272,9 @@ class LiveTrader(LossCaps):
                                             self.position, 0, "skipped", reason))
         return Decision(ts, "HOLD", "skipped", reason, time.perf_counter() - started)
 
-    def _strategist_root(self) -> tuple[np.ndarray, np.ndarray]:
-        """A Strategist's inputs: its episode goes on from the previous bar's decision, else (a bar
-        not decided, a restart, episode_bars decisions done) a new one begins, as a validation
-        session does."""
-        context = self.strategist
-        equity = float(self.book.equity_pips()[0])
-        going_on = (self.strategist_last_ts is not None and len(self.bars) > 1
-                    and int(self.bars.ts[-2]) == self.strategist_last_ts
-                    and context.steps[0] < self.candidate.env_config.episode_bars - 1)  # a session's decisions
-        if not going_on:
-            context.restart()
-            self.strategist_start_equity_pips = equity
-        context.advance(np.array([equity - self.strategist_start_equity_pips]), np.array([self.position]))
-        self.strategist_last_ts = int(self.bars.ts[-1])
-        return strategist_root(self.bars, self.instrument, context)
-
     def observation(self) -> tuple[np.ndarray, np.ndarray]:
-        if self.strategist is not None:
-            return self._strategist_root()
+        if self.strategist is not None:  # the Strategist's episode goes on, or a new one begins
+            return self.strategist.root(self.bars, self.instrument, float(self.book.equity_pips()[0]), self.position)
         if self.candidate.family == "tft":  # a forecaster's inputs (shared.live.deciders)
             return forecast_root(self.bars, self.instrument, self.candidate.config, self.bar_ns // NS_PER_MINUTE,
                                  self.spread_pips)
@@ -307,24 +288,32 @@ class LiveTrader(LossCaps):
         return int(np.clip(target, -self.risk.max_units, self.risk.max_units))
 
     def act(self, pending: PendingRoot, choice: RootChoice, limit: TargetLimit | None = None) -> Decision:
-        """The second half: the searched action as a target, clipped by `limit` (the account's caps
-        across instruments; the reason is journaled), journaled, then sent."""
+        """The second half: the searched action as a target, held back by the regime guard and clipped
+        by `limit` (the account's caps across instruments; each reason is journaled), journaled, then
+        sent."""
         ts, started = pending.ts, pending.started
         if self.strategist is not None:  # the action it took: read by its next steps
-            self.strategist.chose(np.array([choice.action]))
+            self.strategist.chose(choice.action)
         client_id = self._client_id(ts)
         target = self.target_of(choice)
         clipped = None
+        guarded = self._regime_guard(target)
+        if guarded is not None:
+            target, clipped = guarded
+            self.journal.event("regime_guard", {"reason": clipped, "action": self.space.actions[choice.action],
+                                                "position": self.position, "allowed_target": target})
+        capped = None
         if limit is not None:
-            target, clipped = limit(target)
+            target, capped = limit(target)
+        clipped = capped or clipped
         units = target - self.position
         action = self.space.actions[choice.action]
         inputs = self._inputs(pending, choice)
         row = DecisionRow(client_id, pd.Timestamp(ts), self.version, inputs.input_hash[:16],
                           choice.visit_counts, choice.root_value, action, self.position, units,
                           "decided" if units else "no_order", clipped)
-        if clipped is not None:
-            self.journal.event("account_cap", {"reason": clipped, "action": action, "position": self.position,
+        if capped is not None:
+            self.journal.event("account_cap", {"reason": capped, "action": action, "position": self.position,
                                                "allowed_target": target})
         if not units:
             # nothing to act on: the decision is made; record it (before the next bar) and return
@@ -343,6 +332,23 @@ class LiveTrader(LossCaps):
                             order)
         self._keep_tree(client_id, choice, sent_order=True)  # after the order: not on its path
         return decision
+
+    def _regime_guard(self, target: int) -> tuple[int, str] | None:
+        """LIVE_REGIME_GUARD: a target that opens or grows a position while the market is in a regime
+        where the champion lost on its validation sessions is held to the position (or flat, for a
+        flip), and why; None where nothing is held back. Closing and reducing always pass."""
+        if not self.risk.regime_guard or (abs(target) <= abs(self.position) and target * self.position >= 0):
+            return None
+        results = self.candidate.promoted_metrics.get("regimes")
+        losing = losing_regimes(results)
+        if not losing:
+            return None
+        regime = str(label(self.bars.close, np.array([len(self.bars) - 1]), results["rules"])[0])
+        if regime not in losing:
+            return None
+        allowed = self.position if target * self.position > 0 else 0
+        return allowed, (f"regime_guard: {regime} (the champion lost {losing[regime]:+.1f} pips in its validation "
+                         f"sessions of that regime)")
 
     def _inputs(self, pending: PendingRoot, choice: RootChoice) -> DecisionInputs:
         """What the search saw and said (shared.live.provenance): enough to replay it."""

@@ -36,6 +36,8 @@ import numpy as np
 
 __all__ = [
     "REGIMES",
+    "label",
+    "losing_regimes",
     "RegimeClusters",
     "cluster_risk",
     "fit_volatility_threshold",
@@ -188,3 +190,18 @@ def risk_level(latent: np.ndarray, centroids: np.ndarray, risk: np.ndarray) -> i
         raise ValueError(f"expected one latent [D] and a risk level per centroid; got {latent.shape}, "
                          f"{len(risk)} levels, {len(centroids)} centroids")
     return int(risk[int(nearest_cluster(latent[None], centroids)[0])])
+
+
+def label(close: np.ndarray, window_ends: np.ndarray, rules: dict) -> np.ndarray:
+    """[B] the regime of the windows ending at bars `window_ends` [B], by `rules`: {"horizon_bars",
+    "trend_threshold", "volatility_threshold"} as a validation report carries them
+    (shared/validation/regimes.py)."""
+    return regime_labels(close, np.asarray(window_ends), rules["horizon_bars"],
+                         volatility_threshold=rules["volatility_threshold"], trend_threshold=rules["trend_threshold"])
+
+
+def losing_regimes(results: dict) -> dict[str, float]:
+    """{regime: the candidate's pips there} for the regimes where it lost (flat makes 0), from a
+    validation report's `regimes` ({"rules", "by_regime"}; empty or None: none)."""
+    return {regime: row["candidate"] for regime, row in (results or {}).get("by_regime", {}).items()
+            if row["candidate"] < 0}

@@ -32,6 +32,9 @@ class ValidationReport:
     instruments: dict[str, dict] = field(default_factory=dict)
     family: str = "muzero"  # the candidate's model family (TrainingConfig.model)
     calibration: dict[str, float] | None = None  # a forecaster's: {quantile: share of outcomes below it}
+    # {"rules": the labelling rules, "by_regime": {regime: {"sessions": n, "candidate": pips, baseline: pips}}}:
+    # shared/validation/regimes.py
+    regimes: dict[str, dict] = field(default_factory=dict)
 
     @property
     def search_vs_raw(self) -> str | None:
@@ -51,6 +54,7 @@ class ValidationReport:
             "search_vs_raw": self.search_vs_raw,
             "session_pnl": self.session_pnl, "deflated_sharpe": self.deflated_sharpe, "split": self.split,
             "instruments": self.instruments, "family": self.family, "calibration": self.calibration,
+            "regimes": self.regimes,
         }
 
 

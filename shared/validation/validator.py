@@ -21,6 +21,7 @@ from shared.features.store import FeatureSet
 from shared.search import NetworkSearch
 from shared.validation.evaluation import raw_network_policy, search_policy
 from shared.validation.forecaster import forecast_policy
+from shared.validation.regimes import regime_results
 from shared.validation.report import ValidationReport
 from shared.validation.statistics import TradeStats, deflated_sharpe, monte_carlo, trade_stats
 from shared.validation.strategist import strategist_policy
@@ -166,4 +167,7 @@ def validate(candidate: Candidate, features: FeatureSet, config: ValidationConfi
         session_pnl=[float(x) for x in session_pnl],
         deflated_sharpe=deflated_sharpe(session_pnl, trials), split=split,
         instruments=portfolio.per_instrument(searched, raw),
+        regimes=regime_results(features, starts, {
+            "candidate": session_pnl, **{name: portfolio.weighted_sessions(played) for name, played in
+                                         (("raw_network", raw), ("random", rnd), ("flat", flat)) if played is not None}}),
     )

@@ -69,6 +69,9 @@ class Candidate:
     config: TrainingConfig  # the whole configuration it was trained with
     payload: dict  # everything else the file holds (config sources, instrument, ...)
     data: bytes = field(repr=False, default=b"")  # the file's bytes, sha256 as above
+    # what validation promoted it on (promoted/CURRENT's metrics; empty for a file not promoted):
+    # live's regime guard reads its `regimes`
+    promoted_metrics: dict = field(default_factory=dict)
 
     @property
     def family(self) -> str:
