@@ -3,8 +3,9 @@ planted-edge market, chosen by the service's gate on validation, then played onc
 
 For each market (the demo FX market, and the same carried to a 24/7 crypto instrument with
 `--markets fx,crypto`) and each family (`--families muzero,tft,dt`): train from scratch with the
-service's defaults for `--minutes`, validate each candidate as it comes (the family's own
-cadence: every `--validate-every` episodes for the agent, every candidate for the forecaster),
+service's defaults for `--minutes` (its data preparation included: the Strategist's experts;
+at least until its first candidate is judged), validate each candidate as it comes (the family's
+own cadence: every `--validate-every` episodes for the agent, every candidate for the others),
 keep the champion the default gate (a paired test against the previous champion) promotes, and
 play that champion on the test split. The yardstick is the oracle rule tuned on train
 (shared.env.baselines), played on the same test sessions. One JSON line per family and
@@ -74,7 +75,8 @@ def run_family(args, family: str, features, root: Path) -> tuple[object | None, 
     # training alone, its data preparation included (the Strategist's experts): the validations are
     # not the family's budget
     seconds = time.monotonic() - started
-    while seconds < args.minutes * 60 and not trainer.finished:
+    # at least one candidate judged, however long its family takes to reach one (train_seconds says)
+    while (seconds < args.minutes * 60 or not validated) and not trainer.finished:
         started = time.monotonic()
         report = trainer.run_iteration()
         seconds += time.monotonic() - started
