@@ -5,7 +5,7 @@
   micro train | validate | live    one service in the foreground (as its container runs it)
   micro validate CHECKPOINT        one validation report for one file, without the service
   micro status | promote | rollback   the promoted model, by hand (a hand promotion bypasses only the gate)
-  micro export coreml ...          the networks as Core ML packages
+  micro export coreml|onnx ...     the networks as Core ML packages, a challenger as ONNX
   micro explain DECISION_ID        replay one live decision bit for bit (same action, same visit counts?)
   micro bench NAME | all           a benchmark under bench/ (each prints a final JSON line)
   micro config show [SERVICE]      the settings in effect and where each came from
@@ -145,7 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     for verb, text in (("status", "what CURRENT points to"), ("promote", "promote a checkpoint by hand"),
                        ("rollback", "point CURRENT at a model in promoted/")):
         verbs.add_parser(verb, help=text, add_help=False)
-    verbs.add_parser("export", help="the networks as Core ML packages (micro export --help)", add_help=False)
+    verbs.add_parser("export", help="the networks as Core ML packages, a challenger as ONNX (micro export --help)",
+                     add_help=False)
     verbs.add_parser("explain", help="replay one live decision bit for bit (micro explain --help)", add_help=False)
     bench = verbs.add_parser("bench", help="run a benchmark, or all of them")
     bench.add_argument("name", choices=(*BENCHMARKS, "all"))

@@ -119,14 +119,12 @@ def resolve_checkpoint(path: Path) -> tuple[Path, str | None]:
     """A checkpoint file, a promoted/CURRENT pointer, or a volume whose
     promoted/CURRENT names the model; returns (file, expected sha256)."""
     path = Path(path)
-    if path.is_dir():
-        pointer = read_current(path)
+    if path.is_dir() or path.name == "CURRENT":
+        volume = path if path.is_dir() else path.parent.parent
+        pointer = read_current(volume)
         if pointer is None:
-            raise FileNotFoundError(f"{path} has no promoted/CURRENT")
-        return path / "promoted" / pointer.model, pointer.sha256
-    if path.name == "CURRENT":
-        pointer = read_current(path.parent.parent)
-        return path.parent / pointer.model, pointer.sha256
+            raise FileNotFoundError(f"{volume} has no promoted/CURRENT: nothing promoted yet")
+        return volume / "promoted" / pointer.model, pointer.sha256
     return path, None
 
 
@@ -182,6 +180,9 @@ def _tree_sha256(path: Path) -> str:
 def export_coreml(candidate: Candidate, out: Path, *, progress: bool = True) -> dict:
     import coremltools as ct
 
+    if candidate.family != "muzero":
+        raise ValueError(f"{candidate.path.name} is a {candidate.family} candidate: its model exports with the "
+                         "onnx subcommand (with Core ML where coremltools converts it)")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     model = candidate.model.eval().to("cpu")

@@ -198,6 +198,17 @@ def test_the_command_refuses_a_muzero_candidate_with_the_reason(tmp_path, capsys
     assert "absent.pt does not exist" in capsys.readouterr().err
 
 
+def test_coreml_refuses_a_challenger_and_a_volume_with_nothing_promoted(tft_candidate, tmp_path, capsys):
+    out = tmp_path / "export"
+    assert export_main(["coreml", "--checkpoint", str(tft_candidate), "--out", str(out), "--quiet"]) == 2
+    assert "is a tft candidate: its model exports with the onnx subcommand" in capsys.readouterr().err
+    (tmp_path / "volume" / "promoted").mkdir(parents=True)
+    for where in (tmp_path / "volume", tmp_path / "volume" / "promoted" / "CURRENT"):
+        assert export_main(["onnx", "--checkpoint", str(where), "--out", str(out)]) == 2
+        assert "has no promoted/CURRENT: nothing promoted yet" in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_the_command_names_the_extra_when_onnx_is_missing(tft_candidate, tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "onnxscript", None)  # an import of it now fails
     out = tmp_path / "export"
