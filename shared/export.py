@@ -22,7 +22,6 @@ shared/export_onnx.py. MuZero candidates export with `coreml`.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 from dataclasses import dataclass
@@ -35,7 +34,7 @@ from torch import nn
 from tqdm import tqdm
 
 from shared.core.feature_spec import FEATURE_SPEC_VERSION, TEMPORAL_FEATURES
-from shared.export_onnx import MissingOnnxPackages, export_candidate
+from shared.export_onnx import MissingOnnxPackages, export_candidate, sha256_of
 from shared.model import MuZeroNetworks
 from shared.volume.candidates import Candidate, CandidateError, load_candidate
 from shared.volume.promotion import read_current
@@ -169,14 +168,6 @@ def verify_package(mlmodel, spec: PackageSpec, module: nn.Module) -> str:
     return "program"
 
 
-def _tree_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    for file in sorted(p for p in path.rglob("*") if p.is_file()):
-        digest.update(str(file.relative_to(path)).encode())
-        digest.update(file.read_bytes())
-    return digest.hexdigest()
-
-
 def export_coreml(candidate: Candidate, out: Path, *, progress: bool = True) -> dict:
     import coremltools as ct
 
@@ -186,7 +177,7 @@ def export_coreml(candidate: Candidate, out: Path, *, progress: bool = True) -> 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     model = candidate.model.eval().to("cpu")
-    version = f"ep{candidate.episode:08d}-{candidate.sha256[:12]}"
+    version = candidate.version
     files = []
     for spec in tqdm(package_specs(model), desc="coreml export", unit="package", disable=not progress):
         module = spec.module(model).eval()
@@ -217,7 +208,7 @@ def export_coreml(candidate: Candidate, out: Path, *, progress: bool = True) -> 
         meta["feature_names"] = ",".join(TEMPORAL_FEATURES)
         target = out / f"{spec.name}.mlpackage"
         mlmodel.save(str(target))
-        files.append({"file": target.name, "sha256": _tree_sha256(target), "verified": checked,
+        files.append({"file": target.name, "sha256": sha256_of(target), "verified": checked,
                       "inputs": {n: [None, *s] for n, s in spec.inputs}, "outputs": list(spec.outputs)})
     manifest = {
         "model_version": version, "episode": candidate.episode, "checkpoint_sha256": candidate.sha256,

@@ -167,8 +167,8 @@ def check_onnx(path: Path, spec: ExportSpec, inputs: list[torch.Tensor]) -> dict
 
 
 def sha256_of(path: Path) -> str:
-    """A file's sha256; a directory (an .mlpackage): over its files' relative paths and bytes, sorted,
-    as shared/export.py hashes its packages."""
+    """A file's sha256; a directory (an .mlpackage): over its files' relative paths and bytes, sorted
+    (the Core ML packages of both exporters)."""
     digest = hashlib.sha256()
     if path.is_file():
         digest.update(path.read_bytes())
@@ -262,7 +262,7 @@ def export_guardian(model: RegimeVAE, out: Path, metadata: dict[str, str] | None
 def export_candidate(candidate: Candidate, out: Path) -> dict:
     """A candidate by its family: tft, and dt (the Strategist's family); muzero exports with `coreml`."""
     model = candidate.model.eval().to("cpu")
-    metadata = {"model_version": f"ep{candidate.episode:08d}-{candidate.sha256[:12]}", "family": candidate.family,
+    metadata = {"model_version": candidate.version, "family": candidate.family,
                 "episode": str(candidate.episode), "checkpoint_sha256": candidate.sha256,
                 "feature_spec_version": str(candidate.payload.get("feature_spec_version"))}
     if candidate.family == "tft":

@@ -11,7 +11,8 @@ import torch
 
 from shared.config import NetworkConfig, TrainingConfig
 from shared.core.feature_spec import FEATURE_SPEC_VERSION
-from shared.export import _tree_sha256, coreml_runtime_available, export_coreml, main
+from shared.export import coreml_runtime_available, export_coreml, main
+from shared.export_onnx import sha256_of
 from shared.training.trainer import Trainer
 from shared.volume.candidates import load_candidate
 from shared.volume.promotion import promote
@@ -43,7 +44,7 @@ def test_export_writes_checked_packages_and_a_manifest(checkpoint, tmp_path):
     assert on_disk["feature_spec_version"] == FEATURE_SPEC_VERSION and on_disk["episode"] == 128
     expected_check = "numerics" if coreml_runtime_available() else "program"
     for package in on_disk["packages"]:
-        assert package["sha256"] == _tree_sha256(tmp_path / "out" / package["file"])
+        assert package["sha256"] == sha256_of(tmp_path / "out" / package["file"])
         assert package["verified"] == expected_check
         spec = ct.models.MLModel(str(tmp_path / "out" / package["file"]), skip_model_load=True).get_spec()
         assert [i.name for i in spec.description.input] == list(package["inputs"])

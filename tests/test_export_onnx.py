@@ -9,7 +9,6 @@ import copy
 import hashlib
 import json
 import sys
-from types import SimpleNamespace
 
 import numpy as np
 import onnxruntime
@@ -219,9 +218,12 @@ def test_the_command_names_the_extra_when_onnx_is_missing(tft_candidate, tmp_pat
 
 
 def test_a_dt_family_candidate_exports_its_decision_transformer(tmp_path):
+    from shared.volume.candidates import Candidate
+
     model = DecisionTransformer(TINY_DT)
-    candidate = SimpleNamespace(family="dt", model=model, episode=7, sha256="ab" * 32, path=tmp_path / "dt.pt",
-                                payload={"feature_spec_version": INDICATORS_SPEC_VERSION})
+    candidate = Candidate(path=tmp_path / "dt.pt", sha256="ab" * 32, episode=7, model=model,
+                          config=TrainingConfig(model="dt", dt=TINY_DT),
+                          payload={"feature_spec_version": INDICATORS_SPEC_VERSION})
     entry = export_candidate(candidate, tmp_path)
     assert entry["file"] == "dt.onnx" and entry["metadata"]["model_version"] == "ep00000007-abababababab"
     assert set(entry["outputs"]) == {"logits"} and (tmp_path / "dt.onnx").is_file()

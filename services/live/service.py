@@ -30,7 +30,7 @@ from shared.live.brokers import Broker, OperationalBrokerError, TemporaryBrokerE
 from shared.live.desk import LiveDesk
 from shared.live.feeds import DeskFeed
 from shared.live.journal import Journal, JournalOwnershipError
-from shared.live.trader import Decision, LiveTrader, model_version
+from shared.live.trader import Decision, LiveTrader
 from shared.service.app import Heartbeat, service_app
 from shared.service.watch import VolumeWatcher
 from shared.volume.candidates import Candidate, CandidateError, check_market, load_candidate
@@ -136,7 +136,7 @@ class LiveService:
                         with self.lock:  # every instrument swaps at the same bar time
                             self.desk.stage(candidate)
                         self.metrics.swaps.labels(result="swapped").inc()
-                        log.info("staged model %s; it trades from the next bar", model_version(candidate))
+                        log.info("staged model %s; it trades from the next bar", candidate.version)
                 watcher.wait(self.settings.model_wait_seconds, self.stop)
         finally:
             watcher.stop()

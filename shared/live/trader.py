@@ -60,7 +60,7 @@ from shared.search import SearchOutput
 from shared.volume.candidates import Candidate
 
 __all__ = ["NEW_YORK", "SEARCH_SEED", "Decision", "LiveTrader", "PendingRoot", "RootChoice", "buffer_bars", "market_open",
-           "model_version", "trading_day_start"]
+           "trading_day_start"]
 
 log = logging.getLogger("live")
 
@@ -120,10 +120,6 @@ class RootChoice:
 TargetLimit = Callable[[int], "tuple[int, str | None]"]
 
 
-def model_version(candidate: Candidate) -> str:
-    return f"ep{candidate.episode:08d}-{candidate.sha256[:12]}"
-
-
 class LiveTrader(LossCaps):
     def __init__(self, instrument: str, broker: Broker, journal: Journal, candidate: Candidate, history: Bars, *,
                  simulations: int = 50, risk: RiskConfig = RiskConfig(), control_dir: Path | None = None,
@@ -161,7 +157,7 @@ class LiveTrader(LossCaps):
     def _install(self, candidate: Candidate, search: Decider | None = None) -> None:
         """`search`: one shared by several traders of the same model (a desk), else one of its own."""
         self.candidate = candidate
-        self.version = model_version(candidate)
+        self.version = candidate.version
         self.space = ACTION_SPACES[candidate.env_config.action_space]
         # a model with a longer window than the last one warms up until the feed has brought its bars
         self.window_bars = model_window_bars(candidate)

@@ -18,15 +18,12 @@ import torch
 
 from shared.config import TrainingConfig
 from shared.core.feature_spec import INDICATOR_WARMUP_BARS
-from shared.core.instruments import get_instrument
-from shared.features.indicators import indicator_features
 from shared.features.store import FeatureSet
 from shared.model.tft import TemporalFusionTransformer, coverage, quantile_loss
-from shared.model.tft_data import build_windows, fit_scaling, single_instrument
-from shared.training.offline import OfflineTrainer
+from shared.model.tft_data import build_windows, fit_scaling
+from shared.training.offline import HOLDOUT_WINDOWS, OfflineTrainer
 
 RESUME_KIND = "micro-muzero-forecaster-resume"
-HOLDOUT_WINDOWS = 2048  # at most this many held-out windows scored at each candidate
 
 
 def train_origins(features: FeatureSet, encoder_bars: int, decoder_bars: int) -> np.ndarray:
@@ -52,9 +49,7 @@ class ForecasterTrainer(OfflineTrainer):
                  device: torch.device | None = None, config_sources: dict[str, str] | None = None) -> None:
         super().__init__(features, checkpoint_root, config, device, config_sources)
         c = self.family_config = config.tft
-        self.calendar = get_instrument(single_instrument(features)).calendar
         self.starts = features.require_sessions("train")
-        self.indicators = indicator_features(features.bars, self.calendar)
         origins = train_origins(features, c.encoder_bars, c.decoder_bars)
         held = max(1, int(len(origins) * c.holdout_share))
         if len(origins) - held < c.batch_size:

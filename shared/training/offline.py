@@ -20,13 +20,18 @@ import torch
 
 from shared.config import TrainingConfig
 from shared.core.bar_sizes import bar_phase_minutes, check_granularity
+from shared.core.instruments import get_instrument
 from shared.env import TradingEnv
+from shared.features.indicators import indicator_features
 from shared.features.store import FeatureSet
+from shared.model.tft_data import single_instrument
 from shared.training.report import IterationReport, IterationTable
 from shared.volume.candidates import candidate_payload, serialize, whole_candidate
 from shared.volume.checkpoints import CheckpointDir, atomic_write_bytes
 
 log = logging.getLogger("shared.training.offline")
+
+HOLDOUT_WINDOWS = 2048  # at most this many held-out windows scored at each candidate
 
 
 class _Steps:
@@ -58,6 +63,9 @@ class OfflineTrainer:
         self.bar_minutes = check_granularity(features.granularity)
         self.bar_phase_minutes = bar_phase_minutes(features.bars.ts, self.bar_minutes)
         self.env = TradingEnv(features, config.env)  # its action names label the service's metrics
+        # both offline families read indicators-v1 (causal over the whole series), one instrument each
+        self.calendar = get_instrument(single_instrument(features)).calendar
+        self.indicators = indicator_features(features.bars, self.calendar)
         self.rng = np.random.default_rng(config.seed)
         self.learner = _Steps()
         self.actors = None          # no self-play: the service's self-play status says so

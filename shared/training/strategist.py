@@ -17,27 +17,22 @@ yet: the issue's third source, left for when a MuZero champion's volume is at ha
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from shared.config import TrainingConfig
-from shared.core.instruments import get_instrument
 from shared.env import TradingEnv
 from shared.env.baselines import disjoint_train_sessions, momentum_signal, threshold_policy, tune
 from shared.env.rollout import Policy
-from shared.features.indicators import indicator_features
 from shared.features.store import FeatureSet
 from shared.model.dt import DecisionTransformer
 from shared.model.dt_data import Trajectories, fit_state_scaling, returns_to_go, windows
 from shared.model.dt_policy import strategist_state
-from shared.model.tft_data import single_instrument
-from shared.training.offline import OfflineTrainer
+from shared.training.offline import HOLDOUT_WINDOWS, OfflineTrainer
 
 RESUME_KIND = "micro-muzero-strategist-resume"
-HOLDOUT_WINDOWS = 2048  # at most this many held-out windows scored at each candidate
 
 
 def with_random_actions(policy: Policy, epsilon: float, rng: np.random.Generator) -> Policy:
@@ -82,15 +77,15 @@ class StrategistTrainer(OfflineTrainer):
                  device: torch.device | None = None, config_sources: dict[str, str] | None = None) -> None:
         super().__init__(features, checkpoint_root, config, device, config_sources)
         c = self.family_config = config.dt
-        calendar = get_instrument(single_instrument(features)).calendar
-        self.indicators = indicator_features(features.bars, calendar)
         starts = self.starts = np.sort(features.require_sessions("train"))[-c.expert_sessions:]  # [-0:]: every one
         held = max(1, int(len(starts) * c.holdout_share))
         if len(starts) - held < 1:
             raise ValueError(f"the train split has {len(starts)} sessions: too few to hold {held} out")
         learn, holdout = self._experts(starts[:-held], starts[-held:])
-        self.learn, self.holdout_trajectories = (Trajectories.from_episodes(e) for e in (learn, holdout))
-        first_returns = [returns_to_go(r * c.reward_scale, c.discount)[0] / c.reward_scale for _, _, r in learn]
+        # rewards in the model's units (x reward_scale) once, for every window drawn from them
+        self.learn, self.holdout_trajectories = (Trajectories.from_episodes((s, a, r * c.reward_scale) for s, a, r in e)
+                                                 for e in (learn, holdout))
+        first_returns = [returns_to_go(r * c.reward_scale, c.discount)[0] / c.reward_scale for _, _, r in learn]  # pips
         self.target_return_pips = float(np.quantile(first_returns, c.target_return_quantile))
         self.expert_returns = {"mean": float(np.mean(first_returns)), "max": float(np.max(first_returns))}
         scored = np.linspace(0, len(self.holdout_trajectories.actions) - 1,
@@ -136,8 +131,7 @@ class StrategistTrainer(OfflineTrainer):
 
     def _windows(self, trajectories: Trajectories, ends: np.ndarray) -> list[torch.Tensor]:
         c = self.config.dt
-        scaled = replace(trajectories, rewards=trajectories.rewards * np.float32(c.reward_scale))
-        w = windows(scaled, ends, c.context_steps, c.discount, c.return_scale)
+        w = windows(trajectories, ends, c.context_steps, c.discount, c.return_scale)
         return [torch.from_numpy(a).to(self.device) for a in (w.returns_to_go, w.states, w.actions, w.mask)]
 
     def step(self) -> float:

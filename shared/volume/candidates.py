@@ -81,6 +81,11 @@ class Candidate:
         return self.config.model
 
     @property
+    def version(self) -> str:
+        """The model version a person reads (logs, journal, exports): episode and checkpoint sha256."""
+        return f"ep{self.episode:08d}-{self.sha256[:12]}"
+
+    @property
     def search_config(self) -> SearchConfig:
         return self.config.search
 
