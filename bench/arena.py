@@ -14,6 +14,15 @@ market:
     {"bench": "arena", "family": F, "market": M, "test_pips": P, "fraction_of_oracle": X,
      "train_seconds": S, ...}
 
+`--guardian-steps N` also trains the Guardian (the contrastive VAE that trains beside any family,
+shared/training/guardian.py) for N steps at its defaults on each market's train split and prints
+its line: the share of training windows whose cluster's name is their rule label
+(`train_accuracy`) and the same on the windows ending at the validation and test sessions' first
+bars (`validation_agreement`, `test_agreement`):
+
+    {"bench": "arena", "family": "guardian", "market": M, "train_accuracy": A, "test_agreement": T,
+     "train_seconds": S, "clusters": [...], ...}
+
 `--quick` is the smoke run of the tests (two short budgets, few sessions, a gate that lets any
 candidate through)."""
 
@@ -27,25 +36,34 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
+
 from shared.cli.data import DEMO_MARKET
 from shared.config import (
     DTConfig,
     EnvConfig,
     GateConfig,
+    GuardianConfig,
     SessionConfig,
     TFTConfig,
     TrainingConfig,
     ValidationConfig,
     session_config_for,
 )
+from shared.core.instruments import get_instrument
 from shared.data.store import BarStore
 from shared.data.synthetic import generate_market, synthetic_market_for
 from shared.env import TradingEnv
 from shared.env.baselines import disjoint_train_sessions, play, tune
+from shared.features.indicators import indicator_features
 from shared.features.store import build_feature_store, load_feature_set
+from shared.model.guardian import TrainedGuardian
+from shared.model.regimes import label
 from shared.service.runtime import tune_process
 from shared.training.families import TRAINERS
+from shared.training.guardian import train_guardian
 from shared.validation.gate import gate
+from shared.validation.regimes import regime_rules
 from shared.validation.validator import validate
 from shared.volume.candidates import load_candidate
 
@@ -95,6 +113,26 @@ def run_family(args, family: str, features, root: Path) -> tuple[object | None, 
                       "champion_episode": champion.episode if champion else None}
 
 
+def guardian_line(args, market_name: str, features) -> dict:
+    """Train the Guardian on `features`' train split; how its clusters' names agree with the rules."""
+    config = GuardianConfig(train_steps=args.guardian_steps)
+    indicators = indicator_features(features.bars, get_instrument(features.instrument).calendar)
+    record = train_guardian(features, indicators, config, seed=args.seed)
+    guardian, rules = TrainedGuardian(record), regime_rules(features, config)
+
+    def agreement(split: str) -> float:
+        starts = features.require_sessions(split)
+        named = guardian.regimes(indicators, starts)[0]
+        return round(float(np.mean(named == label(features.bars.close, starts, rules))), 3)
+
+    line = {"bench": "arena", "family": "guardian", "market": market_name, "instrument": features.instrument,
+            "train_accuracy": record["accuracy"], "validation_agreement": agreement("validation"),
+            "test_agreement": agreement("test"), "train_seconds": record["train_seconds"], "steps": record["steps"],
+            "train_windows": record["train_windows"], "clusters": record["names"], "risk": record["risk"]}
+    print(json.dumps(line), flush=True)
+    return line
+
+
 def run_market(args, market_name: str) -> list[dict]:
     with tempfile.TemporaryDirectory(prefix="arena-") as tmp:
         root = Path(tmp)
@@ -115,7 +153,7 @@ def run_market(args, market_name: str) -> list[dict]:
         rule = tune(env, drift, train, "oracle")
         oracle_test = play(env, drift, rule, test).total_pips
         log(f"{market_name} ({market.instrument}): tuned oracle on test {oracle_test:+.0f} pips")
-        lines = []
+        lines = [guardian_line(args, market_name, features)] if args.guardian_steps else []
         for family in args.families:
             champion, record = run_family(args, family, features, root)
             test_pips = test_trades = None
@@ -141,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--validate-every", type=int, default=640, help="the agent's episodes between validations")
     parser.add_argument("--market-seed", type=int, default=7, help="the demo market's generator seed")
     parser.add_argument("--seed", type=int, default=0, help="the training seed")
+    parser.add_argument("--guardian-steps", type=int, default=0, help="also train the Guardian this many steps")
     parser.add_argument("--quick", action="store_true", help="a smoke run (tests)")
     args = parser.parse_args(argv)
     if args.quick:

@@ -291,3 +291,40 @@ def test_the_training_service_trains_the_strategist_when_told(data_dir, tmp_path
     assert list((tmp_path / "ck" / "training").glob("*.ready"))  # the newest (older ones pruned as it goes on)
     log = (tmp_path / "training.log").read_text()
     assert "dt strategist" in log and json.dumps("dt")  # what it trained on, in its start line
+
+
+def test_the_regime_guard_names_the_regime_as_the_champions_report_did(trained, features, tmp_path):
+    """A report labelled by the champion's Guardian: live names the regime with that Guardian, not the
+    rules; LIVE_REGIME_GUARD_UNITS lets a reduced position open there."""
+    from shared.config.challengers import GuardianConfig
+    from shared.features.indicators import indicator_features
+    from shared.model.guardian import TrainedGuardian
+    from shared.model.regimes import REGIMES, label
+    from shared.training.guardian import train_guardian
+    from shared.validation.regimes import regime_rules
+
+    root, _, _ = trained
+    small = GuardianConfig(window_bars=16, latent=4, hidden=(24,), batch_size=32, train_steps=4, clusters=4,
+                           regime_horizon_bars=12)
+    guardian = TrainedGuardian(train_guardian(features, indicator_features(features.bars, "fx"), small, seed=1))
+    rules = regime_rules(features)
+    by_rules = str(label(features.bars.close, np.array([int(features.sessions["test"][0])]), rules)[0])
+    other = next(r for r in REGIMES if r != by_rules)
+    guardian.names = (other,) * len(guardian.names)  # this Guardian calls every window `other`
+
+    def promoted(labeller: str):
+        candidate = _always_buying(root)
+        candidate.guardian = guardian
+        candidate.promoted_metrics = {"regimes": {"labeller": labeller, "rules": rules, "by_regime": {
+            r: {"sessions": 3, "candidate": -12.5 if r == other else 8.0, "flat": 0.0} for r in REGIMES}}}
+        return candidate
+
+    guard = RiskConfig(regime_guard=True)
+    _, bar = _paper_trader(promoted("guardian"), features, tmp_path / "guardian", guard)
+    held = bar()
+    assert held.status == "no_order" and held.reason.startswith(f"regime_guard: {other} ")
+    _, bar = _paper_trader(promoted("rules"), features, tmp_path / "rules", guard)
+    assert bar().status == "FILLED"  # the rules name another regime, where the champion won
+    trader, bar = _paper_trader(promoted("guardian"), features, tmp_path / "reduced",
+                                RiskConfig(regime_guard=True, regime_guard_units=1))
+    assert bar().status == "FILLED" and trader.position == 1  # one unit may open where it lost

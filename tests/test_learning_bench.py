@@ -67,10 +67,13 @@ def test_the_arena_benchmark_trains_chooses_and_tests_every_family_in_quick_mode
 
     from tests.service_helpers import ROOT
 
-    result = subprocess.run([sys.executable, "-m", "bench.arena", "--quick", "--minutes", "0.05"], cwd=ROOT,
-                            capture_output=True, text=True, timeout=900)
+    result = subprocess.run([sys.executable, "-m", "bench.arena", "--quick", "--minutes", "0.05", "--guardian-steps",
+                             "3"], cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    guardian = lines.pop(0)  # the Guardian's line first: how its clusters' names agree with the rules
+    assert guardian["family"] == "guardian" and guardian["steps"] == 3 and len(guardian["clusters"]) == 8
+    assert all(0 <= guardian[key] <= 1 for key in ("train_accuracy", "validation_agreement", "test_agreement"))
     assert [line["family"] for line in lines] == ["muzero", "tft", "dt"]
     for line in lines:
         assert {"bench", "family", "market", "test_pips", "fraction_of_oracle", "train_seconds"} <= set(line)

@@ -15,7 +15,7 @@ import json
 from dataclasses import asdict, dataclass, field, replace
 from typing import Literal, get_args, get_type_hints
 
-from shared.config.challengers import DTConfig, ForecastPolicyConfig, TFTConfig
+from shared.config.challengers import DTConfig, ForecastPolicyConfig, GuardianConfig, TFTConfig
 from shared.core.feature_spec import POSITION_FEATURES, TEMPORAL_FEATURES, WARMUP_BARS, WINDOW_BARS
 from shared.core.instruments import get_instrument
 from shared.core.settings import derived, flatten
@@ -338,6 +338,7 @@ class TrainingConfig:
     tft: TFTConfig = field(default_factory=TFTConfig)                             # model = tft
     forecast_policy: ForecastPolicyConfig = field(default_factory=ForecastPolicyConfig)  # its forecast -> position
     dt: DTConfig = field(default_factory=DTConfig)                                 # model = dt
+    guardian: GuardianConfig = field(default_factory=GuardianConfig)  # beside any family (train_steps > 0)
 
     def __post_init__(self) -> None:
         if self.forecast_policy.horizon_bars > self.tft.decoder_bars:
@@ -456,10 +457,14 @@ class RiskConfig:
     max_total_units: int | None = None
     max_currency_exposure_units: int | None = None
     # LIVE_REGIME_GUARD: no new or larger position while the market is in a regime where the champion
-    # lost on its validation sessions (its report's `regimes`); closing and reducing stay allowed
+    # lost on its validation sessions (its report's `regimes`); closing and reducing stay allowed.
+    # LIVE_REGIME_GUARD_UNITS: a reduced size instead: a position there may open or grow to this many units
     regime_guard: bool = False
+    regime_guard_units: int = 0
 
     def __post_init__(self) -> None:
+        if self.regime_guard_units < 0:
+            raise ValueError("regime_guard_units must be >= 0 (0: no new position in a losing regime)")
         if self.max_units < 1 or self.max_daily_loss_pips <= 0 or self.stale_bars < 1:
             raise ValueError("max_units and stale_bars must be >= 1, max_daily_loss_pips > 0")
         if any(cap is not None and cap < 0 for cap in (self.max_total_units, self.max_currency_exposure_units)):

@@ -159,7 +159,10 @@ class GuardianConfig:
     contrastive_weight: float = 1.0  # weight of the NT-Xent term (the notes give none)
     jitter_std: float = 0.05      # augmentation: Gaussian noise, in each feature's std
     scale_std: float = 0.1        # augmentation: a factor 1 + N(0, scale_std) per window and feature
-    # training, read by a trainer: Adam, batches
+    # training, read by a trainer: Adam, batches. train_steps 0: no Guardian is trained (the reports'
+    # regimes then come from the rules alone); each step is one batch of windows (about 0.07 s here at
+    # the defaults), once per training run, before its first iteration (shared/training/guardian.py)
+    train_steps: int = 0
     learning_rate: float = 1e-3
     batch_size: int = 512         # also the contrastive term's batch: 2 * batch_size - 2 negatives a view
     max_epochs: int = 100
@@ -173,6 +176,7 @@ class GuardianConfig:
     def __post_init__(self) -> None:
         for name in ("inputs", "window_bars", "latent", "max_epochs", "clusters"):
             _require(name, getattr(self, name) >= 1, "guardian config", "positive")
+        _require("train_steps", self.train_steps >= 0, "guardian config", "non-negative")
         if not self.hidden or any(width < 1 for width in self.hidden):
             raise ValueError(f"guardian config: hidden must be one or more positive widths; got {self.hidden}")
         if self.batch_size < 2:

@@ -48,6 +48,7 @@ from shared.core.feature_spec import FEATURE_SPEC_VERSION, WARMUP_BARS
 from shared.core.instruments import get_instrument
 from shared.data.bars import NS_PER_MINUTE, Bars
 from shared.env.actions import ACTION_SPACES
+from shared.features.indicators import indicator_features
 from shared.features.micro import on_instrument_scale, temporal_features
 from shared.features.position import position_features
 from shared.live.brokers import Broker, OrderResult
@@ -330,21 +331,35 @@ class LiveTrader(LossCaps):
         return decision
 
     def _regime_guard(self, target: int) -> tuple[int, str] | None:
-        """LIVE_REGIME_GUARD: a target that opens or grows a position while the market is in a regime
-        where the champion lost on its validation sessions is held to the position (or flat, for a
-        flip), and why; None where nothing is held back. Closing and reducing always pass."""
+        """LIVE_REGIME_GUARD: a target that opens, grows or flips a position while the market is in a
+        regime where the champion lost on its validation sessions is held to LIVE_REGIME_GUARD_UNITS
+        units on its side (0: the position held, or flat for a flip), and why; None where nothing is
+        held back. Closing and reducing always pass."""
         if not self.risk.regime_guard or (abs(target) <= abs(self.position) and target * self.position >= 0):
             return None
         results = self.candidate.promoted_metrics.get("regimes")
         losing = losing_regimes(results)
         if not losing:
             return None
-        regime = str(label(self.bars.close, np.array([len(self.bars) - 1]), results["rules"])[0])
+        regime = self._regime(results)
         if regime not in losing:
             return None
-        allowed = self.position if target * self.position > 0 else 0
+        growing = target * self.position > 0
+        allowed = int(np.sign(target)) * max(abs(self.position) if growing else 0,
+                                             min(abs(target), self.risk.regime_guard_units))
+        if allowed == target:
+            return None
         return allowed, (f"regime_guard: {regime} (the champion lost {losing[regime]:+.1f} pips in its validation "
                          f"sessions of that regime)")
+
+    def _regime(self, results: dict) -> str:
+        """The market's regime at the last bar, named as the champion's report named its sessions: by
+        its Guardian (the window of indicator rows ending here), or by the rules."""
+        end = np.array([len(self.bars) - 1])
+        guardian = self.candidate.guardian
+        if results.get("labeller") == "guardian" and guardian is not None:
+            return str(guardian.regimes(indicator_features(self.bars, self.instrument.calendar), end)[0][0])
+        return str(label(self.bars.close, end, results["rules"])[0])
 
     def _inputs(self, pending: PendingRoot, choice: RootChoice) -> DecisionInputs:
         """What the search saw and said (shared.live.provenance): enough to replay it."""

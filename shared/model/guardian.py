@@ -27,20 +27,28 @@ Loss (`RegimeVAE.loss`), per window then averaged over the batch:
 Reconstruction and KL are of `batch` alone; the caller may pass an augmented batch too (SimCLR augments
 both views) at the cost of reconstructing augmented windows. A window's regime at inference is its
 latent mean (`RegimeVAE.latent`) against the named cluster centroids (regimes.regime_of).
+
+A trained Guardian travels inside every candidate of the run that trained it (payload["guardian"],
+written by shared/training/guardian.py: the encoder's weights and scaling, the named centroids, their
+risk levels, the rules that named them); `TrainedGuardian` reads it back, so validation labels a
+candidate's sessions and live labels its bars with the same Guardian.
 """
 
 from __future__ import annotations
 
 from typing import NamedTuple
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from shared.config.challengers import GuardianConfig
+from shared.model.regimes import nearest_cluster
 from shared.model.standardise import set_standardisation
 
-__all__ = ["GuardianConfig", "GuardianLoss", "RegimeVAE", "VAEOutput", "augment", "kl_divergence", "nt_xent"]
+__all__ = ["GuardianConfig", "GuardianLoss", "RegimeVAE", "TrainedGuardian", "VAEOutput", "augment", "kl_divergence",
+           "nt_xent", "windows_ending_at"]
 
 
 class VAEOutput(NamedTuple):
@@ -172,3 +180,55 @@ def augment(windows: torch.Tensor, rng: torch.Generator | None = None, *, jitter
     scale = 1 + scale_std * torch.randn(b, 1, f, generator=rng, device=windows.device, dtype=windows.dtype)
     jitter = jitter_std * torch.randn(windows.shape, generator=rng, device=windows.device, dtype=windows.dtype)
     return mean + (windows - mean) * scale + jitter * std
+
+
+def windows_ending_at(indicators: np.ndarray, ends: np.ndarray, window_bars: int) -> np.ndarray:
+    """[N, W, F] float32: the indicator rows [T, F] of bars end - W + 1 .. end for each of `ends` [N]
+    (each end >= W - 1): bars <= each end only."""
+    ends = np.asarray(ends, dtype=np.int64)
+    if ends.ndim != 1 or (len(ends) and (ends.min() < window_bars - 1 or ends.max() >= len(indicators))):
+        raise ValueError(f"window ends must be 1-d in [{window_bars - 1}, {len(indicators)}): a whole window of bars")
+    return np.ascontiguousarray(indicators[ends[:, None] + np.arange(1 - window_bars, 1)], dtype=np.float32)
+
+
+ENCODER_PREFIXES = ("encoder.", "feature_mean", "feature_std")  # what a candidate carries: no decoder
+
+
+class TrainedGuardian:
+    """A candidate's Guardian (payload["guardian"]): its encoder and its named, risk-ranked clusters."""
+
+    def __init__(self, record: dict) -> None:
+        self.record = record
+        self.config = GuardianConfig(**{k: tuple(v) if k == "hidden" else v for k, v in record["config"].items()})
+        self.model = RegimeVAE(self.config)
+        missing, unexpected = self.model.load_state_dict(record["encoder_state"], strict=False)
+        if unexpected or any(not key.startswith("decoder.") for key in missing):
+            raise ValueError(f"not a Guardian encoder: missing {missing[:3]}, unexpected {unexpected[:3]}")
+        self.model.eval()
+        self.centroids = np.asarray(record["centroids"], dtype=np.float64)  # [k, L]
+        self.names = tuple(record["names"])                                  # [k] regime names
+        self.risk = np.asarray(record["risk"], dtype=np.int64)              # [k] risk levels
+
+    @staticmethod
+    def of(payload: dict) -> "TrainedGuardian | None":
+        """The Guardian a candidate's payload carries, or None (trained without one)."""
+        record = payload.get("guardian")
+        return TrainedGuardian(record) if record else None
+
+    @property
+    def window_bars(self) -> int:
+        return self.config.window_bars
+
+    def clusters(self, indicators: np.ndarray, ends: np.ndarray) -> np.ndarray:
+        """[N] int64: the nearest cluster of each window ending at `ends` [N] of `indicators` [T, F]."""
+        if len(ends) == 0:
+            return np.zeros(0, dtype=np.int64)
+        windows = windows_ending_at(indicators, ends, self.window_bars)
+        latents = np.concatenate([self.model.latent(torch.from_numpy(windows[i:i + 1024])).numpy()
+                                  for i in range(0, len(windows), 1024)])
+        return nearest_cluster(latents, self.centroids)
+
+    def regimes(self, indicators: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """([N] regime names, [N] risk levels) of the windows ending at `ends`."""
+        cluster = self.clusters(indicators, ends)
+        return np.array(self.names, dtype=object)[cluster].astype(str), self.risk[cluster]

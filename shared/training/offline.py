@@ -25,6 +25,7 @@ from shared.env import TradingEnv
 from shared.features.indicators import indicator_features
 from shared.features.store import FeatureSet
 from shared.model.tft_data import single_instrument
+from shared.training.guardian import train_guardian
 from shared.training.report import IterationReport, IterationTable
 from shared.volume.candidates import candidate_payload, serialize, whole_candidate
 from shared.volume.checkpoints import CheckpointDir, atomic_write_bytes
@@ -75,6 +76,7 @@ class OfflineTrainer:
         self.last_holdout: dict = {}
         self.checkpoints_written = 0
         self.last_checkpoint_episode = 0
+        self.guardian: dict | None = None  # trained before the first iteration (TRAINING_GUARDIAN__TRAIN_STEPS)
 
     def open_volume(self, checkpoint_root: Path) -> None:
         """Once the model and optimizer exist: the volume prepared, latest.pt resumed."""
@@ -107,6 +109,8 @@ class OfflineTrainer:
     # --- learning ------------------------------------------------------------------
 
     def run_iteration(self) -> IterationReport:
+        if self.guardian is None and self.config.guardian.train_steps:
+            self.guardian = train_guardian(self.features, self.indicators, self.config.guardian, seed=self.config.seed)
         t0 = time.perf_counter()
         losses = [self.step() for _ in range(self.family_config.steps_per_iteration)]
         t1 = time.perf_counter()
@@ -131,7 +135,8 @@ class OfflineTrainer:
     def model_payload(self) -> dict:
         payload = candidate_payload(self.model, self.config, self.config_sources, episode=self.learner.steps,
                                     learner_steps=self.learner.steps, instruments=self.features.instrument_names,
-                                    granularity=self.features.granularity, bar_phase_minutes=self.bar_phase_minutes)
+                                    granularity=self.features.granularity, bar_phase_minutes=self.bar_phase_minutes,
+                                    guardian=self.guardian)
         return {**payload, self.PAYLOAD_KEY: dict(self.last_holdout)}  # its score on held-out train windows
 
     def resume_state(self) -> dict:
@@ -183,6 +188,7 @@ class OfflineTrainer:
         self.last_checkpoint_episode = int(state["last_checkpoint_episode"])
         self.checkpoints_written = int(state["checkpoints_written"])
         self.last_holdout = dict(state.get(self.PAYLOAD_KEY) or {})
+        self.guardian = state.get("guardian")
         self.rng.bit_generator.state = state["numpy_rng"]
         torch.set_rng_state(state["torch_rng"])
         self.restore_state(state)

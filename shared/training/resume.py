@@ -24,6 +24,7 @@ class Counters:
     episode: int                  # collected and saved: where the trainer goes on
     last_checkpoint_episode: int
     checkpoints_written: int
+    guardian: dict | None = None  # the run's trained Guardian (shared/training/guardian.py), once there is one
 
 
 def resume_payload(candidate: dict, learner: Learner, rng: np.random.Generator, counters: Counters) -> dict:
@@ -61,6 +62,7 @@ def restore(volume: CheckpointDir, learner: Learner, rng: np.random.Generator, n
     # never go back: a candidate written after the last resume state still counts
     counters = Counters(episode=max(int(state["episode"]), newest_candidate),
                         last_checkpoint_episode=max(int(state["last_checkpoint_episode"]), newest_candidate),
-                        checkpoints_written=int(state.get("checkpoints_written", 0)))
+                        checkpoints_written=int(state.get("checkpoints_written", 0)),
+                        guardian=state.get("guardian"))
     log.info("resumed at episode %d (learner step %d)", counters.episode, learner.steps)
     return counters, True

@@ -20,12 +20,15 @@ import torch
 from shared.config import TrainingConfig
 from shared.core.bar_sizes import bar_phase_minutes, check_granularity
 from shared.core.feature_spec import FEATURE_SPEC_VERSION
+from shared.core.instruments import get_instrument
 from shared.env import TradingEnv
+from shared.features.indicators import indicator_features
 from shared.features.store import FeatureSet
 from shared.model import MuZeroNetworks, parameter_counts
 from shared.search import NetworkSearch
 from shared.training.actors import RayCollector
 from shared.training.distributed import make_learner
+from shared.training.guardian import guardian_instrument, train_guardian
 from shared.training.replay import ReplayBuffer
 from shared.training.report import IterationReport, IterationTable, trade_statistics
 from shared.training.resume import Counters, restore, resume_payload
@@ -91,6 +94,9 @@ class Trainer:
         self.episode = self.saved_episode = counters.episode
         self.last_checkpoint_episode = counters.last_checkpoint_episode
         self.checkpoints_written = counters.checkpoints_written
+        self.guardian = counters.guardian  # trained before the first iteration (TRAINING_GUARDIAN__TRAIN_STEPS)
+        if config.guardian.train_steps:
+            guardian_instrument(features)  # refused now, not at the first iteration
         self.actors: RayCollector | None = None
         if config.backend == "ray":
             self.actors = RayCollector(features, config, self.draw_starts, self.rng, next_episode_id=self.episode)
@@ -101,7 +107,8 @@ class Trainer:
     def model_payload(self) -> dict:
         return candidate_payload(self.model, self.config, self.config_sources, episode=self.episode,
                                  learner_steps=self.learner.steps, instruments=self.features.instrument_names,
-                                 granularity=self.features.granularity, bar_phase_minutes=self.bar_phase_minutes)
+                                 granularity=self.features.granularity, bar_phase_minutes=self.bar_phase_minutes,
+                                 guardian=self.guardian)
 
     def resume_payload(self) -> dict:
         counters = Counters(self.episode, self.last_checkpoint_episode, self.checkpoints_written)
@@ -142,6 +149,10 @@ class Trainer:
 
     def run_iteration(self) -> IterationReport:
         c = self.config
+        if self.guardian is None and c.guardian.train_steps:
+            calendar = get_instrument(guardian_instrument(self.features)).calendar
+            self.guardian = train_guardian(self.features, indicator_features(self.features.bars, calendar), c.guardian,
+                                           seed=c.seed)
         t0 = time.perf_counter()
         batches = self.collect()
         added = sum(self.replay.add(b) for b in batches)

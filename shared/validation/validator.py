@@ -169,5 +169,6 @@ def validate(candidate: Candidate, features: FeatureSet, config: ValidationConfi
         instruments=portfolio.per_instrument(searched, raw),
         regimes=regime_results(features, starts, {
             "candidate": session_pnl, **{name: portfolio.weighted_sessions(played) for name, played in
-                                         (("raw_network", raw), ("random", rnd), ("flat", flat)) if played is not None}}),
+                                         (("raw_network", raw), ("random", rnd), ("flat", flat)) if played is not None}},
+            candidate.guardian),
     )

@@ -35,6 +35,7 @@ from shared.core.feature_spec import (
 from shared.core.instruments import get_instrument
 from shared.model import MuZeroNetworks
 from shared.model.dt import DecisionTransformer
+from shared.model.guardian import TrainedGuardian
 from shared.model.tft import TemporalFusionTransformer
 from shared.volume.checkpoints import sha256_bytes
 
@@ -72,6 +73,8 @@ class Candidate:
     # what validation promoted it on (promoted/CURRENT's metrics; empty for a file not promoted):
     # live's regime guard reads its `regimes`
     promoted_metrics: dict = field(default_factory=dict)
+    # the Guardian trained beside it (payload["guardian"]; None: trained without one): its regimes
+    guardian: TrainedGuardian | None = None
 
     @property
     def family(self) -> str:
@@ -149,11 +152,12 @@ CANDIDATE_KIND = "micro-muzero-candidate"
 
 def candidate_payload(model: MuZeroNetworks, config: TrainingConfig, sources: dict[str, str], *, episode: int,
                       learner_steps: int, instruments: tuple[str, ...], granularity: str,
-                      bar_phase_minutes: int = 0) -> dict:
+                      bar_phase_minutes: int = 0, guardian: dict | None = None) -> dict:
     """What a candidate holds: everything validation and live need, nothing secret. `model` is
-    config.model's family: its feature spec is written with it."""
+    config.model's family: its feature spec is written with it; `guardian` the Guardian trained
+    beside it (shared/training/guardian.py), if any."""
     spec = FAMILY_FEATURE_SPECS[config.model]
-    return {
+    return {**({"guardian": guardian} if guardian else {}),
         "kind": CANDIDATE_KIND,
         "episode": episode,
         "learner_steps": learner_steps,
@@ -248,6 +252,10 @@ def load_candidate(path: Path, expected_sha256: str | None = None, device: torch
     model.eval()
     if device is not None:
         model.to(device)
+    try:
+        guardian = TrainedGuardian.of(payload)
+    except Exception as error:  # noqa: BLE001 - a Guardian that does not load is a file not to trade on
+        raise CandidateError("architecture_mismatch", f"{path.name}: its Guardian: {type(error).__name__}: {error}") from None
     return Candidate(path=path, sha256=sha, episode=int(payload.get("episode", -1)), model=model,
-                     config=config, payload={k: v for k, v in payload.items() if k != "model_state"},
-                     data=data)
+                     config=config, payload={k: v for k, v in payload.items() if k not in ("model_state", "guardian")},
+                     data=data, guardian=guardian)
