@@ -260,15 +260,22 @@ def export_guardian(model: RegimeVAE, out: Path, metadata: dict[str, str] | None
 
 
 def export_candidate(candidate: Candidate, out: Path) -> dict:
-    """A candidate by its family: tft, and dt (the Strategist's family); muzero exports with `coreml`."""
+    """A candidate by its family: tft, and dt (the Strategist's family); muzero exports with `coreml`.
+    The Guardian it was trained beside, if any, beside it: its encoder, with the named clusters and
+    their risk levels in the file's metadata (`guardian_clusters`: what names a latent mean)."""
     model = candidate.model.eval().to("cpu")
     metadata = {"model_version": candidate.version, "family": candidate.family,
                 "episode": str(candidate.episode), "checkpoint_sha256": candidate.sha256,
                 "feature_spec_version": str(candidate.payload.get("feature_spec_version"))}
-    if candidate.family == "tft":
-        return export_tft(model, out, metadata)
-    if candidate.family == "dt":
-        return export_dt(model, out, metadata)
+    if candidate.family in ("tft", "dt"):
+        entry = (export_tft if candidate.family == "tft" else export_dt)(model, out, metadata)
+        if candidate.guardian is not None:
+            guardian = candidate.guardian
+            clusters = {"names": list(guardian.names), "risk": guardian.risk.tolist(),
+                        "centroids": guardian.centroids.tolist()}
+            entry = {**entry, "guardian": export_guardian(guardian.model, out, {
+                **metadata, "guardian_clusters": json.dumps(clusters)})}
+        return entry
     if candidate.family == "muzero":
         raise ValueError(f"{candidate.path.name} is a muzero candidate: its networks export with the coreml subcommand "
                          f"(python -m shared.export coreml --checkpoint ...)")

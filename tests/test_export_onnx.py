@@ -227,3 +227,27 @@ def test_a_dt_family_candidate_exports_its_decision_transformer(tmp_path):
     entry = export_candidate(candidate, tmp_path)
     assert entry["file"] == "dt.onnx" and entry["metadata"]["model_version"] == "ep00000007-abababababab"
     assert set(entry["outputs"]) == {"logits"} and (tmp_path / "dt.onnx").is_file()
+
+
+def test_a_candidate_trained_beside_a_guardian_exports_it_with_its_named_clusters(tmp_path):
+    import dataclasses
+
+    import onnx
+
+    from shared.model.guardian import ENCODER_PREFIXES, TrainedGuardian
+    from shared.volume.candidates import Candidate
+
+    vae = RegimeVAE(TINY_GUARDIAN)
+    record = {"config": dataclasses.asdict(TINY_GUARDIAN), "centroids": torch.randn(3, TINY_GUARDIAN.latent),
+              "encoder_state": {k: v for k, v in vae.state_dict().items() if k.startswith(ENCODER_PREFIXES)},
+              "names": ["bull", "bear", "sideways"], "risk": [0, 2, 3]}
+    candidate = Candidate(path=tmp_path / "dt.pt", sha256="cd" * 32, episode=9, model=DecisionTransformer(TINY_DT),
+                          config=TrainingConfig(model="dt", dt=TINY_DT),
+                          payload={"feature_spec_version": INDICATORS_SPEC_VERSION}, guardian=TrainedGuardian(record))
+    entry = export_candidate(candidate, tmp_path)
+    assert entry["file"] == "dt.onnx" and entry["guardian"]["file"] == "guardian_encoder.onnx"
+    props = {p.key: p.value for p in onnx.load(str(tmp_path / "guardian_encoder.onnx")).metadata_props}
+    clusters = json.loads(props["guardian_clusters"])
+    assert clusters["names"] == record["names"] and clusters["risk"] == record["risk"]
+    np.testing.assert_allclose(clusters["centroids"], record["centroids"].numpy(), rtol=1e-6)
+    assert props["model_version"] == "ep00000009-cdcdcdcdcdcd"
