@@ -91,10 +91,9 @@ from shared.features.sessions import split_sessions, valid_session_starts
 from shared.features.store import FeatureSet, build_feature_store, load_feature_set
 from shared.model import ValueSupport
 from shared.model.inference import InferencePlan
-from shared.search import NetworkSearch
+from shared.search import NetworkSearch, raw_network_policy, search_policy
 from shared.service.runtime import tune_process
 from shared.training.trainer import Trainer
-from shared.validation.evaluation import raw_network_policy, search_policy
 from shared.validation.gate import gate
 from shared.validation.statistics import paired_sign_flip_p, probability_of_backtest_overfitting
 from shared.validation.validator import validate

@@ -74,9 +74,8 @@ from shared.live.desk import LiveDesk
 from shared.live.feeds import ReplayFeed
 from shared.live.journal import Journal
 from shared.live.trader import Decision, LiveTrader
-from shared.search import NetworkSearch
+from shared.search import NetworkSearch, search_policy
 from shared.training.trainer import Trainer
-from shared.validation.evaluation import search_policy
 from shared.volume.candidates import Candidate, load_candidate
 
 SEED = 0                  # validation's (ValidationConfig.seed) and live's (SEARCH_SEED) search seed

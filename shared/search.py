@@ -21,6 +21,8 @@ import torch
 from mcts_rs import BatchedSearch, run_search
 from shared.config import SearchConfig
 from shared.env.actions import ActionSpace
+from shared.env.rollout import Policy
+from shared.env.trading import Observation
 from shared.model import MuZeroNetworks, ValueSupport
 from shared.model.inference import InferencePlan
 
@@ -129,3 +131,23 @@ class NetworkSearch:
         """The network's own choice without search (argmax of the masked prior)."""
         _, prior, _ = self.roots(temporal, static, legal)
         return prior.argmax(dim=-1).cpu().numpy()
+
+
+# --- the search played as a policy over the environment's sessions (shared/env/rollout.py plays it):
+# validation, the benchmarks, and the Strategist's MuZero expert
+
+
+def search_policy(search: NetworkSearch, seed: int = 0) -> Policy:
+    """Greedy search (no noise, fixed seeds): deterministic for a model."""
+    def choose(obs: Observation) -> np.ndarray:
+        n = len(obs.legal)
+        result = search.run(obs.temporal, obs.static, obs.legal, obs.position, np.full(n, seed, dtype=np.uint64),
+                            add_noise=False)
+        return result.actions(0.0)
+    return choose
+
+
+def raw_network_policy(search: NetworkSearch) -> Policy:
+    def choose(obs: Observation) -> np.ndarray:
+        return search.raw_policy_actions(obs.temporal, obs.static, obs.legal)
+    return choose

@@ -19,10 +19,9 @@ from shared.config import EnvConfig, ExplorationConfig, LearnerConfig, NetworkCo
 from shared.env import TradingEnv
 from shared.env.rollout import evaluate, flat_policy, random_policy
 from shared.features.store import load_feature_set
-from shared.search import NetworkSearch
+from shared.search import NetworkSearch, search_policy
 from shared.service.runtime import tune_process
 from shared.training.trainer import Trainer
-from shared.validation.evaluation import search_policy
 
 MARGIN_PIPS = 300.0
 

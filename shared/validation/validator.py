@@ -18,8 +18,7 @@ from shared.core.instruments import get_instrument
 from shared.env import TradingEnv
 from shared.env.rollout import Evaluation, evaluate, flat_policy, random_policy
 from shared.features.store import FeatureSet
-from shared.search import NetworkSearch
-from shared.validation.evaluation import raw_network_policy, search_policy
+from shared.search import NetworkSearch, raw_network_policy, search_policy
 from shared.validation.forecaster import forecast_policy
 from shared.validation.regimes import regime_results
 from shared.validation.report import ValidationReport
