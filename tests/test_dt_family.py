@@ -328,3 +328,50 @@ def test_the_regime_guard_names_the_regime_as_the_champions_report_did(trained, 
     trader, bar = _paper_trader(promoted("guardian"), features, tmp_path / "reduced",
                                 RiskConfig(regime_guard=True, regime_guard_units=1))
     assert bar().status == "FILLED" and trader.position == 1  # one unit may open where it lost
+
+
+@pytest.fixture(scope="module")
+def muzero_file(features, tmp_path_factory):
+    """A small MuZero candidate: the Strategist's third expert."""
+    from shared.config import NetworkConfig
+    from shared.training.trainer import Trainer
+
+    root = tmp_path_factory.mktemp("muzero-expert")
+    trainer = Trainer(features, root, TrainingConfig(network=NetworkConfig(tcn_channels=16, hidden=32, dropout=0.0),
+                                                     episodes_per_iteration=2, checkpoint_interval_episodes=2))
+    report = trainer.run_iteration()
+    trainer.close()
+    return root / "training" / report.checkpoint
+
+
+def test_a_muzero_model_is_one_more_expert_when_named(muzero_file, features, tmp_path):
+    config = replace(TINY, muzero_expert=muzero_file, expert_epsilons=(0.0,), expert_sessions=12)
+    trainer = StrategistTrainer(features, tmp_path, TrainingConfig(model="dt", dt=config))
+    train = np.sort(features.sessions["train"])[-12:]
+    held = max(1, int(len(train) * TINY.holdout_share))
+    assert trainer.experts[:2] == ["momentum", "oracle"] and trainer.experts[2].startswith("muzero ep")
+    assert len(trainer.learn.episode_start) == 3 * (len(train) - held)  # three experts, one epsilon
+    # the MuZero expert's episodes are its greedy search's: replayed, the same actions
+    from shared.env import TradingEnv
+    from shared.env.rollout import evaluate
+    from shared.search import NetworkSearch, search_policy
+    candidate = load_candidate(muzero_file)
+    env = TradingEnv(features, replace(candidate.env_config, episode_bars=trainer.env.config.episode_bars))
+    played = evaluate(env, search_policy(NetworkSearch(candidate.model, 256, env.space, candidate.search_config)),
+                      train[:-held], batch=256)
+    steps = trainer.env.steps_per_episode
+    recorded = trainer.learn.actions[2 * (len(train) - held) * steps:]  # after momentum's and the oracle's
+    np.testing.assert_array_equal(np.bincount(recorded, minlength=4), played.action_counts)
+    trainer.iterations.close()
+
+
+def test_an_expert_that_cannot_teach_is_refused_with_the_reason(muzero_file, trained, features, tmp_path):
+    root, _, _ = trained
+    dt_file = root / "training" / CHECKPOINT
+    with pytest.raises(ValueError, match="is a dt model: the expert must be a muzero one"):
+        StrategistTrainer(features, tmp_path / "a", TrainingConfig(model="dt", dt=replace(TINY, muzero_expert=dt_file)))
+    from shared.config import EnvConfig
+    sized = TrainingConfig(model="dt", dt=replace(TINY, muzero_expert=muzero_file),
+                           env=EnvConfig(action_space="sized_positions"))
+    with pytest.raises(ValueError, match="action space"):
+        StrategistTrainer(features, tmp_path / "b", sized)

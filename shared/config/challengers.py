@@ -9,6 +9,7 @@ TrainingConfig."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 from shared.core.feature_spec import INDICATOR_FEATURES, KNOWN_FEATURES
@@ -121,6 +122,9 @@ class DTConfig:
     # return asked for at a decision: this quantile of the learning episodes' returns
     expert_epsilons: tuple[float, ...] = (0.0, 0.1, 0.3)
     expert_sessions: int = 0      # the newest this many train sessions played by the experts (0: every one)
+    # one more expert: a MuZero model file (a candidate, or promoted/model-epN.pt) whose greedy search plays
+    # the same sessions with the same epsilons, on its own search settings (None: the rules alone)
+    muzero_expert: Path | None = None
     target_return_quantile: float = 0.9
 
     def __post_init__(self) -> None:

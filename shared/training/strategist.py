@@ -11,12 +11,17 @@ records the state (indicators-v1 row at the decision bar, the position), the act
 pips it earned after costs. The episodes of the newest `holdout_share` of train sessions are held
 out (their action cross-entropy decides early stopping). The target return a candidate is
 conditioned on at a decision is the `target_return_quantile` of the learning episodes'
-discounted returns at their first step. MuZero self-play trajectories are not among the experts
-yet: the issue's third source, left for when a MuZero champion's volume is at hand.
+discounted returns at their first step.
+
+A MuZero model is one more expert where `muzero_expert` names its file (TRAINING_DT__MUZERO_EXPERT:
+a candidate, or a promoted model-epN.pt): its greedy search (validation's, on the model's own
+search settings) plays the same sessions with the same epsilons. It must trade this market, bar
+size and action space; the candidates record which experts taught them (`experts`).
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +35,9 @@ from shared.features.store import FeatureSet
 from shared.model.dt import DecisionTransformer
 from shared.model.dt_data import Trajectories, fit_state_scaling, returns_to_go, windows
 from shared.model.dt_policy import strategist_state
+from shared.search import NetworkSearch, search_policy
 from shared.training.offline import HOLDOUT_WINDOWS, OfflineTrainer
+from shared.volume.candidates import check_market, load_candidate
 
 RESUME_KIND = "micro-muzero-strategist-resume"
 
@@ -105,16 +112,35 @@ class StrategistTrainer(OfflineTrainer):
         signals = {"momentum": momentum_signal(env.mid, env.pip_by_bar)}
         if self.features.expected_drift is not None:
             signals["oracle"] = self.features.expected_drift
-        episodes: list[list] = [[] for _ in session_sets]
+        experts = []  # (name, the environment it plays, its policy)
         for name, signal in signals.items():
             rule = tune(env, signal, train, name)
+            experts.append((name, env, threshold_policy(signal, env.space, rule.enter, rule.exit)))
+        if c.muzero_expert is not None:
+            experts.append(self._muzero_expert(c.muzero_expert))
+        self.experts = [name for name, _, _ in experts]
+        episodes: list[list] = [[] for _ in session_sets]
+        for _, expert_env, policy in experts:
             for epsilon in c.expert_epsilons:
                 for starts, out in zip(session_sets, episodes):
                     rng = np.random.default_rng([self.config.seed, len(out), len(starts)])
-                    policy = with_random_actions(threshold_policy(signal, env.space, rule.enter, rule.exit), epsilon,
-                                                 rng)
-                    out += record(env, policy, starts, self.indicators)
+                    out += record(expert_env, with_random_actions(policy, epsilon, rng), starts, self.indicators)
         return episodes
+
+    def _muzero_expert(self, path: Path) -> tuple[str, TradingEnv, Policy]:
+        """A MuZero model's greedy search as an expert, on an environment with its window and this
+        action space; refused with the reason where it cannot teach this Strategist."""
+        candidate = load_candidate(path)
+        what = f"TRAINING_DT__MUZERO_EXPERT {path}"
+        if candidate.family != "muzero":
+            raise ValueError(f"{what} is a {candidate.family} model: the expert must be a muzero one")
+        if candidate.env_config.action_space != self.env.config.action_space:
+            raise ValueError(f"{what} acts in the {candidate.env_config.action_space} action space, this Strategist in "
+                             f"{self.env.config.action_space} (TRAINING_ENV__ACTION_SPACE)")
+        check_market(candidate, self.features.instrument_names[0], self.features.granularity)
+        env = TradingEnv(self.features, replace(candidate.env_config, episode_bars=self.env.config.episode_bars))
+        search = NetworkSearch(candidate.model, 256, env.space, candidate.search_config)
+        return f"muzero {candidate.version}", env, search_policy(search, seed=self.config.seed)
 
     @property
     def steps_per_epoch(self) -> int:
@@ -123,6 +149,7 @@ class StrategistTrainer(OfflineTrainer):
     def describe(self) -> str:
         params = sum(p.numel() for p in self.model.parameters())
         return (f"dt strategist: {params:,} parameters, {len(self.learn.episode_start):,} expert episodes "
+                f"({', '.join(self.experts)}) "
                 f"({len(self.learn.actions):,} steps), {len(self.holdout_trajectories.episode_start):,} held out, "
                 f"target return {self.target_return_pips:+.1f} pips (experts' mean {self.expert_returns['mean']:+.1f}, "
                 f"best {self.expert_returns['max']:+.1f}), {self.steps_per_epoch:,} steps an epoch")
@@ -162,5 +189,6 @@ class StrategistTrainer(OfflineTrainer):
 
     def model_payload(self) -> dict:
         payload = super().model_payload()
-        payload[self.PAYLOAD_KEY] = {**payload[self.PAYLOAD_KEY], "target_return_pips": self.target_return_pips}
+        payload[self.PAYLOAD_KEY] = {**payload[self.PAYLOAD_KEY], "target_return_pips": self.target_return_pips,
+                                     "experts": list(self.experts)}
         return payload
