@@ -320,9 +320,10 @@ def test_the_regime_guard_names_the_regime_as_the_champions_report_did(trained, 
         return candidate
 
     guard = RiskConfig(regime_guard=True)
-    _, bar = _paper_trader(promoted("guardian"), features, tmp_path / "guardian", guard)
+    trader, bar = _paper_trader(promoted("guardian"), features, tmp_path / "guardian", guard)
     held = bar()
     assert held.status == "no_order" and held.reason.startswith(f"regime_guard: {other} ")
+    assert trader.status()["regime_guard"]["regime"] == other and trader.status()["regime_guard"]["labeller"] == "guardian"
     _, bar = _paper_trader(promoted("rules"), features, tmp_path / "rules", guard)
     assert bar().status == "FILLED"  # the rules name another regime, where the champion won
     trader, bar = _paper_trader(promoted("guardian"), features, tmp_path / "reduced",

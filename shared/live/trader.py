@@ -48,15 +48,14 @@ from shared.core.feature_spec import FEATURE_SPEC_VERSION, WARMUP_BARS
 from shared.core.instruments import get_instrument
 from shared.data.bars import NS_PER_MINUTE, Bars
 from shared.env.actions import ACTION_SPACES
-from shared.features.indicators import indicator_features
 from shared.features.micro import on_instrument_scale, temporal_features
 from shared.features.position import position_features
 from shared.live.brokers import Broker, OrderResult
 from shared.live.deciders import Decider, StrategistEpisode, forecast_root, make_decider, model_window_bars
 from shared.live.journal import DecisionInputs, DecisionRow, Journal
 from shared.live.provenance import TREE_DEPTH, TreeStore, input_hash, root_q_values
+from shared.live.regime_guard import regime_guard
 from shared.live.risk import LossCaps
-from shared.model.regimes import label, losing_regimes
 from shared.search import SearchOutput
 from shared.volume.candidates import Candidate
 
@@ -150,6 +149,7 @@ class LiveTrader(LossCaps):
         self._init_position()  # the one position accounting, as the environment and the paper broker
         self._init_caps()
         self.staged: Candidate | None = None
+        self.last_regime: dict | None = None
         last = journal.last_bar_ts()
         self.last_decided_ns = last.value if last is not None else -1  # never decide a bar twice, restarts included
 
@@ -293,10 +293,10 @@ class LiveTrader(LossCaps):
             self.strategist.chose(choice.action)
         client_id = self._client_id(ts)
         target = self.target_of(choice)
-        clipped = None
-        guarded = self._regime_guard(target)
-        if guarded is not None:
-            target, clipped = guarded
+        target, clipped, regime = regime_guard(self.risk, self.candidate, self.bars, self.instrument.calendar,
+                                               self.position, target)
+        self.last_regime = regime or self.last_regime
+        if clipped is not None:
             self.journal.event("regime_guard", {"reason": clipped, "action": self.space.actions[choice.action],
                                                 "position": self.position, "allowed_target": target})
         capped = None
@@ -329,37 +329,6 @@ class LiveTrader(LossCaps):
                             order)
         self._keep_tree(client_id, choice, sent_order=True)  # after the order: not on its path
         return decision
-
-    def _regime_guard(self, target: int) -> tuple[int, str] | None:
-        """LIVE_REGIME_GUARD: a target that opens, grows or flips a position while the market is in a
-        regime where the champion lost on its validation sessions is held to LIVE_REGIME_GUARD_UNITS
-        units on its side (0: the position held, or flat for a flip), and why; None where nothing is
-        held back. Closing and reducing always pass."""
-        if not self.risk.regime_guard or (abs(target) <= abs(self.position) and target * self.position >= 0):
-            return None
-        results = self.candidate.promoted_metrics.get("regimes")
-        losing = losing_regimes(results)
-        if not losing:
-            return None
-        regime = self._regime(results)
-        if regime not in losing:
-            return None
-        growing = target * self.position > 0
-        allowed = int(np.sign(target)) * max(abs(self.position) if growing else 0,
-                                             min(abs(target), self.risk.regime_guard_units))
-        if allowed == target:
-            return None
-        return allowed, (f"regime_guard: {regime} (the champion lost {losing[regime]:+.1f} pips in its validation "
-                         f"sessions of that regime)")
-
-    def _regime(self, results: dict) -> str:
-        """The market's regime at the last bar, named as the champion's report named its sessions: by
-        its Guardian (the window of indicator rows ending here), or by the rules."""
-        end = np.array([len(self.bars) - 1])
-        guardian = self.candidate.guardian
-        if results.get("labeller") == "guardian" and guardian is not None:
-            return str(guardian.regimes(indicator_features(self.bars, self.instrument.calendar), end)[0][0])
-        return str(label(self.bars.close, end, results["rules"])[0])
 
     def _inputs(self, pending: PendingRoot, choice: RootChoice) -> DecisionInputs:
         """What the search saw and said (shared.live.provenance): enough to replay it."""
@@ -396,5 +365,6 @@ class LiveTrader(LossCaps):
                                  if self.stopped_day is not None else None,
             "loss_cap": self.stop_reason, "loss_cap_state": self.stop_state(), "flatten_attempts": self.flatten_attempts,
             "unknown_orders": self.unknown_orders,
+            "regime_guard": self.last_regime,  # the regime named at the last guarded decision (None: none yet)
             "broker": self.broker.name, "at": datetime.now(timezone.utc).isoformat(),
         }
