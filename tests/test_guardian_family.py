@@ -111,7 +111,7 @@ def test_a_restart_keeps_the_runs_guardian(muzero_run, features, monkeypatch):
     def retrain(*args, **kwargs):
         raise AssertionError("the Guardian was trained again")
 
-    monkeypatch.setattr("shared.training.trainer.train_guardian", retrain)
+    monkeypatch.setattr("shared.training.guardian.train_guardian", retrain)
     trainer = Trainer(features, root, _muzero())
     report = trainer.run_iteration()
     trainer.close()

@@ -25,8 +25,11 @@ import time
 import numpy as np
 import torch
 
+from shared.config import TrainingConfig
 from shared.config.challengers import GuardianConfig
 from shared.core.feature_spec import INDICATOR_WARMUP_BARS
+from shared.core.instruments import get_instrument
+from shared.features.indicators import indicator_features
 from shared.features.store import FeatureSet
 from shared.model.guardian import ENCODER_PREFIXES, RegimeVAE, augment, windows_ending_at
 from shared.model.regimes import cluster_risk, fit_volatility_threshold, label_clusters, regime_labels, window_statistics
@@ -43,6 +46,17 @@ def guardian_instrument(features: FeatureSet) -> str:
         raise ValueError(f"the Guardian learns one instrument's regimes; this market has "
                          f"{', '.join(features.instrument_names)}: TRAINING_GUARDIAN__TRAIN_STEPS=0, or one instrument")
     return features.instrument_names[0]
+
+
+def guardian_for(run_guardian: dict | None, features: FeatureSet, config: TrainingConfig,
+                 indicators: np.ndarray | None = None) -> dict | None:
+    """The run's Guardian: the one it has (resumed from latest.pt), else one trained now where
+    TRAINING_GUARDIAN__TRAIN_STEPS > 0 (`indicators`: the store's indicators-v1 rows, if computed)."""
+    if run_guardian is not None or not config.guardian.train_steps:
+        return run_guardian
+    if indicators is None:
+        indicators = indicator_features(features.bars, get_instrument(guardian_instrument(features)).calendar)
+    return train_guardian(features, indicators, config.guardian, seed=config.seed)
 
 
 def training_window_ends(features: FeatureSet, window_bars: int) -> np.ndarray:

@@ -25,7 +25,7 @@ from shared.env import TradingEnv
 from shared.features.indicators import indicator_features
 from shared.features.store import FeatureSet
 from shared.model.tft_data import single_instrument
-from shared.training.guardian import train_guardian
+from shared.training.guardian import guardian_for
 from shared.training.report import IterationReport, IterationTable
 from shared.volume.candidates import candidate_payload, serialize, whole_candidate
 from shared.volume.checkpoints import CheckpointDir, atomic_write_bytes
@@ -109,8 +109,7 @@ class OfflineTrainer:
     # --- learning ------------------------------------------------------------------
 
     def run_iteration(self) -> IterationReport:
-        if self.guardian is None and self.config.guardian.train_steps:
-            self.guardian = train_guardian(self.features, self.indicators, self.config.guardian, seed=self.config.seed)
+        self.guardian = guardian_for(self.guardian, self.features, self.config, self.indicators)
         t0 = time.perf_counter()
         losses = [self.step() for _ in range(self.family_config.steps_per_iteration)]
         t1 = time.perf_counter()

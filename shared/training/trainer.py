@@ -20,15 +20,13 @@ import torch
 from shared.config import TrainingConfig
 from shared.core.bar_sizes import bar_phase_minutes, check_granularity
 from shared.core.feature_spec import FEATURE_SPEC_VERSION
-from shared.core.instruments import get_instrument
 from shared.env import TradingEnv
-from shared.features.indicators import indicator_features
 from shared.features.store import FeatureSet
 from shared.model import MuZeroNetworks, parameter_counts
 from shared.search import NetworkSearch
 from shared.training.actors import RayCollector
 from shared.training.distributed import make_learner
-from shared.training.guardian import guardian_instrument, train_guardian
+from shared.training.guardian import guardian_for, guardian_instrument
 from shared.training.replay import ReplayBuffer
 from shared.training.report import IterationReport, IterationTable, trade_statistics
 from shared.training.resume import Counters, restore, resume_payload
@@ -149,10 +147,7 @@ class Trainer:
 
     def run_iteration(self) -> IterationReport:
         c = self.config
-        if self.guardian is None and c.guardian.train_steps:
-            calendar = get_instrument(guardian_instrument(self.features)).calendar
-            self.guardian = train_guardian(self.features, indicator_features(self.features.bars, calendar), c.guardian,
-                                           seed=c.seed)
+        self.guardian = guardian_for(self.guardian, self.features, c)
         t0 = time.perf_counter()
         batches = self.collect()
         added = sum(self.replay.add(b) for b in batches)
