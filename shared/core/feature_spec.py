@@ -44,9 +44,9 @@ TRADING_WEEK_HOURS = 120.0
 WARMUP_BARS = NORMALIZATION_BARS + RANGE_BARS
 
 # The second spec: the product notes' indicators (shared/features/indicators.py documents each
-# column's formula and normalisation; its windows are set there). Not yet read by training,
-# validation or live: FEATURE_SPEC_VERSION above is still the one checkpoints carry. Change a
-# definition in indicators.py and bump INDICATORS_SPEC_VERSION.
+# column's formula and normalisation; its windows are set there): what the challenger families
+# (tft, dt) and the Guardian read, and what their checkpoints carry (MuZero's carry
+# FEATURE_SPEC_VERSION above). Change a definition in indicators.py and bump INDICATORS_SPEC_VERSION.
 INDICATORS_SPEC_VERSION = "indicators-v1"
 INDICATOR_FEATURES: tuple[str, ...] = (
     # trend: moving averages as log-distances to the close, MACD as a fraction of the close
