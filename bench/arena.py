@@ -18,7 +18,8 @@ market:
 shared/training/guardian.py) for N steps at its defaults on each market's train split and prints
 its line: the share of training windows whose cluster's name is their rule label
 (`train_accuracy`) and the same on the windows ending at the validation and test sessions' first
-bars (`validation_agreement`, `test_agreement`):
+bars (`validation_agreement`, `test_agreement`), each beside the share of the commonest rule label
+there (`*_majority_share`: what always naming that regime would score):
 
     {"bench": "arena", "family": "guardian", "market": M, "train_accuracy": A, "test_agreement": T,
      "train_seconds": S, "clusters": [...], ...}
@@ -120,14 +121,20 @@ def guardian_line(args, market_name: str, features) -> dict:
     record = train_guardian(features, indicators, config, seed=args.seed)
     guardian, rules = TrainedGuardian(record), regime_rules(features, config)
 
-    def agreement(split: str) -> float:
+    def agreement(split: str) -> tuple[float, float]:
+        """(the Guardian's agreement with the rules at the split's session starts, the commonest label's share)"""
         starts = features.require_sessions(split)
+        by_rules = label(features.bars.close, starts, rules)
         named = guardian.regimes(indicators, starts)[0]
-        return round(float(np.mean(named == label(features.bars.close, starts, rules))), 3)
+        return (round(float(np.mean(named == by_rules)), 3),
+                round(float(np.unique(by_rules, return_counts=True)[1].max() / len(starts)), 3))
 
+    (validation, validation_majority), (test, test_majority) = agreement("validation"), agreement("test")
     line = {"bench": "arena", "family": "guardian", "market": market_name, "instrument": features.instrument,
-            "train_accuracy": record["accuracy"], "validation_agreement": agreement("validation"),
-            "test_agreement": agreement("test"), "train_seconds": record["train_seconds"], "steps": record["steps"],
+            "train_accuracy": record["accuracy"], "train_majority_share": record["majority_share"],
+            "validation_agreement": validation, "validation_majority_share": validation_majority,
+            "test_agreement": test, "test_majority_share": test_majority,
+            "train_seconds": record["train_seconds"], "steps": record["steps"],
             "train_windows": record["train_windows"], "clusters": record["names"], "risk": record["risk"]}
     print(json.dumps(line), flush=True)
     return line

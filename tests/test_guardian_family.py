@@ -45,7 +45,7 @@ def test_a_trained_guardian_names_its_clusters_and_ranks_their_risk(record, feat
     assert record["steps"] == SMALL.train_steps and record["train_windows"] > SMALL.batch_size
     assert len(record["names"]) == SMALL.clusters and set(record["names"]) <= set(REGIMES)
     assert sorted(set(record["risk"])) <= list(range(SMALL.risk_levels)) and 0 in record["risk"]
-    assert 0 <= record["accuracy"] <= 1
+    assert 0 <= record["accuracy"] <= 1 and 0 < record["majority_share"] <= 1
     assert not any(key.startswith("decoder.") for key in record["encoder_state"])  # a candidate carries no decoder
     guardian = TrainedGuardian(record)
     ends = training_window_ends(features, SMALL.window_bars)[::50]

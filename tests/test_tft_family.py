@@ -242,6 +242,9 @@ def test_the_validation_service_judges_both_families_in_one_arena(trained, featu
     for episode in (64, 10):
         service.handle(episode, tmp_path / "training" / signal_name(episode))
     assert result(tmp_path, 10)["report"]["family"] == "tft" and result(tmp_path, 64)["report"]["family"] == "muzero"
+    # every policy per regime, the rule baselines the service played on the same sessions too
+    by_regime = result(tmp_path, 10)["report"]["regimes"]["by_regime"]
+    assert sum(row["momentum"] for row in by_regime.values()) == 3.0 and "oracle" not in next(iter(by_regime.values()))
     stored = json.loads((tmp_path / "validation" / "arena.json").read_text())
     names = {r["name"]: r for r in stored["ranking"]}
     assert set(names) == {"muzero ep00000064", "tft ep00000010", "momentum", "flat"}

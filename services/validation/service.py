@@ -171,7 +171,9 @@ class ValidationService:
 
         tried = self.records.judged() + 1
         try:
-            report = validate(candidate, self.features, self.config, progress=progress, trials=tried)
+            reference = self.reference
+            rules = {"momentum": reference.momentum_sessions, "oracle": reference.oracle_sessions} if reference else None
+            report = validate(candidate, self.features, self.config, progress=progress, trials=tried, rules=rules)
         except _Interrupted:
             self.current = None
             return None

@@ -13,7 +13,9 @@ was trained beside (shared/model/guardian.py, TrainedGuardian).
    fitted on these training windows), ranked into risk levels by their realised volatility.
 
 `accuracy` in the record is the share of those windows whose cluster's name is their own rule label:
-how well the latent clusters reproduce the rules (the product notes expect 75-85% regime accuracy).
+how well the latent clusters reproduce the rules (the product notes expect 75-85% regime accuracy);
+`majority_share` is what naming every window by the commonest rule label would score, the floor
+that accuracy must clear to mean anything.
 """
 
 from __future__ import annotations
@@ -110,6 +112,7 @@ def train_guardian(features: FeatureSet, indicators: np.ndarray, config: Guardia
     clusters = label_clusters(latents, labels, c.clusters, seed=seed)
     risk = cluster_risk(window_statistics(close, labelled, n)[1], clusters.assignment, c.clusters, levels=c.risk_levels)
     accuracy = float(np.mean(np.array(clusters.names)[clusters.assignment] == labels))
+    majority = float(np.unique(labels, return_counts=True)[1].max() / len(labels))  # always naming the commonest
     seconds = time.perf_counter() - started
     log.info("guardian: %d steps on %d windows in %.0f s; clusters %s, risk %s, regime accuracy %.2f against the "
              "rules", steps, len(ends), seconds, ", ".join(clusters.names), risk.tolist(), accuracy)
@@ -123,6 +126,7 @@ def train_guardian(features: FeatureSet, indicators: np.ndarray, config: Guardia
         "steps": steps,
         "train_windows": int(len(ends)),
         "accuracy": round(accuracy, 4),
+        "majority_share": round(majority, 4),
         "loss": round(float(losses.total.detach()), 4) if losses is not None else None,
         "train_seconds": round(seconds, 1),
         "seed": seed,

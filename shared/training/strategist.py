@@ -108,6 +108,8 @@ class StrategistTrainer(OfflineTrainer):
         """The experts' episodes on each set of session starts (module docstring), each rule tuned
         once on the train split."""
         env, c = self.env, self.config.dt
+        # a MuZero expert that cannot teach is refused before the rules are tuned (a minute on the demo)
+        muzero = [self._muzero_expert(c.muzero_expert)] if c.muzero_expert is not None else []
         train = disjoint_train_sessions(self.features)
         signals = {"momentum": momentum_signal(env.mid, env.pip_by_bar)}
         if self.features.expected_drift is not None:
@@ -116,8 +118,7 @@ class StrategistTrainer(OfflineTrainer):
         for name, signal in signals.items():
             rule = tune(env, signal, train, name)
             experts.append((name, env, threshold_policy(signal, env.space, rule.enter, rule.exit)))
-        if c.muzero_expert is not None:
-            experts.append(self._muzero_expert(c.muzero_expert))
+        experts += muzero
         self.experts = [name for name, _, _ in experts]
         episodes: list[list] = [[] for _ in session_sets]
         for _, expert_env, policy in experts:

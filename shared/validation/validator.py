@@ -106,11 +106,12 @@ def _ahead(search: float, raw: float) -> str:
 
 def validate(candidate: Candidate, features: FeatureSet, config: ValidationConfig = ValidationConfig(), *,
              progress: Callable[[float], None] | None = None, trials: int = 1,
-             split: str = "validation") -> ValidationReport:
+             split: str = "validation", rules: dict[str, tuple[float, ...]] | None = None) -> ValidationReport:
     """Replay the candidate greedily (no noise, fixed seeds) and score it, per instrument and as a
     portfolio (one instrument: the same). `trials`: how many candidates have been tried, for the
     deflated Sharpe. `split` is "validation" for choosing; "test" only to report a champion already
-    chosen."""
+    chosen. `rules`: the rule baselines' session P&L on the same sessions (the service's momentum
+    and oracle), for the results per regime."""
     started = time.monotonic()
     deadline = started + config.timeout_seconds
     starts = features.require_sessions(split)
@@ -168,6 +169,7 @@ def validate(candidate: Candidate, features: FeatureSet, config: ValidationConfi
         instruments=portfolio.per_instrument(searched, raw),
         regimes=regime_results(features, starts, {
             "candidate": session_pnl, **{name: portfolio.weighted_sessions(played) for name, played in
-                                         (("raw_network", raw), ("random", rnd), ("flat", flat)) if played is not None}},
+                                         (("raw_network", raw), ("random", rnd), ("flat", flat)) if played is not None},
+            **{name: np.asarray(pnl) for name, pnl in (rules or {}).items() if len(pnl) == len(starts)}},
             candidate.guardian),
     )
