@@ -59,7 +59,7 @@ from shared.env.baselines import disjoint_train_sessions, play, tune
 from shared.features.indicators import indicator_features
 from shared.features.store import build_feature_store, load_feature_set
 from shared.model.guardian import TrainedGuardian
-from shared.model.regimes import label
+from shared.model.regimes import label, majority_share
 from shared.service.runtime import tune_process
 from shared.training.families import TRAINERS
 from shared.training.guardian import train_guardian
@@ -126,8 +126,7 @@ def guardian_line(args, market_name: str, features) -> dict:
         starts = features.require_sessions(split)
         by_rules = label(features.bars.close, starts, rules)
         named = guardian.regimes(indicators, starts)[0]
-        return (round(float(np.mean(named == by_rules)), 3),
-                round(float(np.unique(by_rules, return_counts=True)[1].max() / len(starts)), 3))
+        return round(float(np.mean(named == by_rules)), 3), round(majority_share(by_rules), 3)
 
     (validation, validation_majority), (test, test_majority) = agreement("validation"), agreement("test")
     line = {"bench": "arena", "family": "guardian", "market": market_name, "instrument": features.instrument,

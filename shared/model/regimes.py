@@ -38,6 +38,7 @@ __all__ = [
     "REGIMES",
     "label",
     "losing_regimes",
+    "majority_share",
     "RegimeClusters",
     "cluster_risk",
     "fit_volatility_threshold",
@@ -198,6 +199,12 @@ def label(close: np.ndarray, window_ends: np.ndarray, rules: dict) -> np.ndarray
     (shared/validation/regimes.py)."""
     return regime_labels(close, np.asarray(window_ends), rules["horizon_bars"],
                          volatility_threshold=rules["volatility_threshold"], trend_threshold=rules["trend_threshold"])
+
+
+def majority_share(labels: np.ndarray) -> float:
+    """The share of the commonest label in [N] `labels`: what naming every window by it scores, the
+    floor a labeller's agreement with them must clear."""
+    return float(np.unique(np.asarray(labels), return_counts=True)[1].max() / len(labels))
 
 
 def losing_regimes(results: dict) -> dict[str, float]:

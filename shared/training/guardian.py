@@ -34,7 +34,14 @@ from shared.core.instruments import get_instrument
 from shared.features.indicators import indicator_features
 from shared.features.store import FeatureSet
 from shared.model.guardian import ENCODER_PREFIXES, RegimeVAE, augment, windows_ending_at
-from shared.model.regimes import cluster_risk, fit_volatility_threshold, label_clusters, regime_labels, window_statistics
+from shared.model.regimes import (
+    cluster_risk,
+    fit_volatility_threshold,
+    label_clusters,
+    majority_share,
+    regime_labels,
+    window_statistics,
+)
 from shared.model.tft_data import fit_scaling
 
 log = logging.getLogger("shared.training.guardian")
@@ -112,7 +119,6 @@ def train_guardian(features: FeatureSet, indicators: np.ndarray, config: Guardia
     clusters = label_clusters(latents, labels, c.clusters, seed=seed)
     risk = cluster_risk(window_statistics(close, labelled, n)[1], clusters.assignment, c.clusters, levels=c.risk_levels)
     accuracy = float(np.mean(np.array(clusters.names)[clusters.assignment] == labels))
-    majority = float(np.unique(labels, return_counts=True)[1].max() / len(labels))  # always naming the commonest
     seconds = time.perf_counter() - started
     log.info("guardian: %d steps on %d windows in %.0f s; clusters %s, risk %s, regime accuracy %.2f against the "
              "rules", steps, len(ends), seconds, ", ".join(clusters.names), risk.tolist(), accuracy)
@@ -126,7 +132,7 @@ def train_guardian(features: FeatureSet, indicators: np.ndarray, config: Guardia
         "steps": steps,
         "train_windows": int(len(ends)),
         "accuracy": round(accuracy, 4),
-        "majority_share": round(majority, 4),
+        "majority_share": round(majority_share(labels), 4),
         "loss": round(float(losses.total.detach()), 4) if losses is not None else None,
         "train_seconds": round(seconds, 1),
         "seed": seed,
