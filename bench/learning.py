@@ -23,7 +23,9 @@ train split only): the oracle (the generator's expected drift) and momentum
 
 --edge sets the planted edge (default the demo's 0.3); `--edge 0` is a null market, nothing to
 find: then what counts is that nothing that trades is promoted (`promoted_trading`, over
-`validated`), or a champion that loses no more than its costs on test.
+`validated`), or a champion that loses no more than its costs on test. `--min-trades N` sets the
+gate's minimum trades (default the service's 20): `--edge 0 --min-trades 0` asks whether the
+gate's other tests alone refuse noise.
 
 --market-seeds / --seeds run the grid: one run per (market seed, training seed), each from
 scratch on the demo market drawn with that generator seed; a JSON line per run, then
@@ -164,6 +166,8 @@ def train_and_select(args, features: FeatureSet, config: TrainingConfig, root: P
     # Both selection rules watch the same candidates (one training run): an honest ablation.
     base = GateConfig(min_trades=0, min_expectancy_pips=-1e9, min_mc_p5_final_pips=-1e9,
                       max_drawdown_pips=1e9) if args.quick else GateConfig()
+    if args.min_trades is not None:  # e.g. 0 on a null market: do the other tests alone refuse noise?
+        base = replace(base, min_trades=args.min_trades)
     gates = {name: GateConfig(**{**base.__dict__, "selection": name}) for name in SELECTIONS}
     champions: dict[str, tuple[Candidate, dict] | None] = {name: None for name in SELECTIONS}
     validated, next_validation, last_candidate = 0, args.validate_every, None
@@ -281,6 +285,8 @@ def run_once(args, market_seed: int, seed: int) -> dict:
 
         config = TrainingConfig(seed=seed)  # the service's defaults: 64 episodes, 5 simulations
         levers = {}
+        if args.min_trades is not None:
+            levers["gate_min_trades"] = args.min_trades
         if args.td_steps is not None:
             levers["td_steps"] = args.td_steps
             config = replace(config, replay=replace(config.replay, td_steps=args.td_steps))
@@ -393,6 +399,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--granularity", default="M1", help="the bar size of the market (M1, M5, H1, ...)")
     parser.add_argument("--weeks", type=int, default=DEMO_MARKET.weeks, help="weeks of market generated")
     parser.add_argument("--edge", type=float, default=DEMO_MARKET.edge_strength, help="planted edge (0: a null market)")
+    parser.add_argument("--min-trades", type=int, default=None,
+                        help="the gate's minimum trades on validation (default: the service's)")
     parser.add_argument("--walk-forward", type=int, default=0, metavar="W",
                         help="W walk-forward windows, one training each (0: the plain split)")
     parser.add_argument("--market-seeds", default=None, metavar="A,B,C", help="the grid's market draws (generator seeds)")
