@@ -36,7 +36,7 @@ SPECIAL = {
     "dt.hidden": 128, "dt.heads": 4, "dt.discount": 0.9, "dt.expert_epsilons": (0.0, 0.5),
     "dt.target_return_quantile": 0.5, "dt.holdout_share": 0.2,
     "guardian.hidden": (128, 64), "guardian.volatile_quantile": 0.8,
-    "dt.muzero_expert": Path("/tmp/micro-elsewhere/model-ep00000064.pt"),
+    "dt.muzero_expert": Path("/tmp/micro-elsewhere/model-ep00000064.pt"), "min_deflated_sharpe": 0.9,
 }
 
 

@@ -219,6 +219,13 @@ def test_gate():
     deep = gate(good, None, GateConfig(max_drawdown_pips=1.0))
     assert any("drawdown" in r for r in deep)
     assert any("trades" in r for r in gate(_report(np.array([])), None, GateConfig()))
+    # the deflated Sharpe, where asked for: below the bar, or none to read (no evidence), is refused
+    good.deflated_sharpe = 0.97
+    assert gate(good, None, GateConfig(min_deflated_sharpe=0.95)) == []
+    good.deflated_sharpe = 0.6
+    assert gate(good, None, GateConfig(min_deflated_sharpe=0.95)) == ["deflated Sharpe 0.600 < 0.95"]
+    good.deflated_sharpe = None
+    assert gate(good, None, GateConfig(min_deflated_sharpe=0.95)) != [] and gate(good, None, GateConfig()) == []
 
 
 def test_promotion_is_atomic_for_a_polling_reader(tmp_path):

@@ -414,6 +414,9 @@ class GateConfig:
     # how a candidate must beat the champion: a paired test on validation sessions, or the score
     selection: Selection = "paired_test"
     max_p_value: float = 0.10                 # paired test: one-sided p below this
+    # the deflated Sharpe ratio (the probability that the session Sharpe is above 0, deflated for the
+    # candidates tried) at least this; None: not checked (issue 23: not yet measured as a default)
+    min_deflated_sharpe: float | None = None
 
     def __post_init__(self) -> None:
         if self.score not in SCORES:
@@ -422,6 +425,8 @@ class GateConfig:
             raise ValueError(f"selection must be one of {SELECTIONS}, got {self.selection!r}")
         if not 0 < self.max_p_value <= 1:
             raise ValueError("max_p_value must be in (0, 1]")
+        if self.min_deflated_sharpe is not None and not 0 <= self.min_deflated_sharpe <= 1:
+            raise ValueError("min_deflated_sharpe must be in [0, 1] (a probability), or unset")
         if self.min_trades < 0 or self.max_drawdown_pips <= 0:
             raise ValueError("min_trades must be >= 0 and max_drawdown_pips > 0")
 

@@ -1,5 +1,6 @@
 """The gate: a candidate's absolute thresholds (trades, expectancy, Monte Carlo 5th percentile,
-drawdown), then the champion to beat, by a paired test on the same sessions or by a score."""
+drawdown, and the deflated Sharpe where VALIDATION_MIN_DEFLATED_SHARPE is set), then the champion
+to beat, by a paired test on the same sessions or by a score."""
 
 from __future__ import annotations
 
@@ -29,6 +30,10 @@ def gate(report: ValidationReport, champion: dict | None, config: GateConfig) ->
         reasons.append(f"Monte Carlo 5th-percentile P&L {p5:.1f} pips <= {config.min_mc_p5_final_pips}")
     if s.max_drawdown_pips > config.max_drawdown_pips:
         reasons.append(f"max drawdown {s.max_drawdown_pips:.1f} pips > {config.max_drawdown_pips}")
+    if config.min_deflated_sharpe is not None:  # None (no trades, too few sessions): no evidence, refused
+        dsr = report.deflated_sharpe if report.deflated_sharpe is not None else 0.0
+        if not dsr >= config.min_deflated_sharpe:
+            reasons.append(f"deflated Sharpe {dsr:.3f} < {config.min_deflated_sharpe}")
     if champion is not None:
         reason = _versus_champion(report, champion, config)
         if reason is not None:
