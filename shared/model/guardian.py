@@ -48,7 +48,7 @@ from shared.model.regimes import nearest_cluster
 from shared.model.standardise import set_standardisation
 
 __all__ = ["GuardianConfig", "GuardianLoss", "RegimeVAE", "TrainedGuardian", "VAEOutput", "augment", "kl_divergence",
-           "nt_xent", "windows_ending_at"]
+           "latent_means", "nt_xent", "windows_ending_at"]
 
 
 class VAEOutput(NamedTuple):
@@ -191,6 +191,13 @@ def windows_ending_at(indicators: np.ndarray, ends: np.ndarray, window_bars: int
     return np.ascontiguousarray(indicators[ends[:, None] + np.arange(1 - window_bars, 1)], dtype=np.float32)
 
 
+def latent_means(model: RegimeVAE, indicators: np.ndarray, ends: np.ndarray, batch: int = 1024) -> np.ndarray:
+    """[N, L] float32: the latent means of the windows ending at `ends` [N] of `indicators` [T, F], in batches."""
+    w = model.config.window_bars
+    return np.concatenate([model.latent(torch.from_numpy(windows_ending_at(indicators, ends[i:i + batch], w))).numpy()
+                           for i in range(0, len(ends), batch)])
+
+
 ENCODER_PREFIXES = ("encoder.", "feature_mean", "feature_std")  # what a candidate carries: no decoder
 
 
@@ -223,10 +230,7 @@ class TrainedGuardian:
         """[N] int64: the nearest cluster of each window ending at `ends` [N] of `indicators` [T, F]."""
         if len(ends) == 0:
             return np.zeros(0, dtype=np.int64)
-        windows = windows_ending_at(indicators, ends, self.window_bars)
-        latents = np.concatenate([self.model.latent(torch.from_numpy(windows[i:i + 1024])).numpy()
-                                  for i in range(0, len(windows), 1024)])
-        return nearest_cluster(latents, self.centroids)
+        return nearest_cluster(latent_means(self.model, indicators, np.asarray(ends)), self.centroids)
 
     def regimes(self, indicators: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """([N] regime names, [N] risk levels) of the windows ending at `ends`."""

@@ -33,7 +33,7 @@ from shared.core.feature_spec import INDICATOR_WARMUP_BARS
 from shared.core.instruments import get_instrument
 from shared.features.indicators import indicator_features
 from shared.features.store import FeatureSet
-from shared.model.guardian import ENCODER_PREFIXES, RegimeVAE, augment, windows_ending_at
+from shared.model.guardian import ENCODER_PREFIXES, RegimeVAE, augment, latent_means, windows_ending_at
 from shared.model.regimes import (
     cluster_risk,
     fit_volatility_threshold,
@@ -110,9 +110,7 @@ def train_guardian(features: FeatureSet, indicators: np.ndarray, config: Guardia
     model.eval()
 
     labelled = ends[np.linspace(0, len(ends) - 1, min(len(ends), LABELLED_WINDOWS)).astype(np.int64)]
-    latents = np.concatenate([model.latent(torch.from_numpy(windows_ending_at(indicators, labelled[i:i + 1024],
-                                                                              c.window_bars))).numpy()
-                              for i in range(0, len(labelled), 1024)])
+    latents = latent_means(model, indicators, labelled)
     n = c.regime_horizon_bars
     threshold = fit_volatility_threshold(close, labelled, n, quantile=c.volatile_quantile)
     labels = regime_labels(close, labelled, n, volatility_threshold=threshold, trend_threshold=c.trend_threshold)
