@@ -31,6 +31,11 @@ gate's other tests alone refuse noise.
 scratch on the demo market drawn with that generator seed; a JSON line per run, then
 {"bench": "learning_grid", "runs", "fraction_of_oracle_mean", "fraction_of_oracle_std",
 "fraction_of_oracle_min", "search_ahead_runs", "minutes_to_0.9_oracle_median", ...}.
+`--set KEY=VALUE` (repeatable) sets any training setting, dotted as the stored config
+(`--set learner_steps_per_episode=2 --set learner.learning_rate=1e-3`): a lever under measurement,
+recorded in the JSON's `levers`. A lever is chosen on the validation split, never the test split:
+`champion_validation_fraction` (the champion's validation P&L over the tuned oracle's there) and
+`best_validation_fraction` (the best validated candidate's) are the figures to choose by.
 `minutes_to_0.9_oracle` is the wall time from the start of training until a promoted champion
 takes 0.9 of the tuned oracle's P&L on the validation sessions (None: never).
 
@@ -171,7 +176,8 @@ def train_and_select(args, features: FeatureSet, config: TrainingConfig, root: P
     gates = {name: GateConfig(**{**base.__dict__, "selection": name}) for name in SELECTIONS}
     champions: dict[str, tuple[Candidate, dict] | None] = {name: None for name in SELECTIONS}
     validated, next_validation, last_candidate = 0, args.validate_every, None
-    record = {"minutes_to_0.9_oracle": None, "promotions": 0, "promoted_trading": 0, "session_pnl": []}
+    record = {"minutes_to_0.9_oracle": None, "promotions": 0, "promoted_trading": 0, "session_pnl": [],
+              "validation_pips": [], "champion_validation_pips": None}
     training_started = time.monotonic()
     while trainer.episode < args.episodes:
         report = trainer.run_iteration()
@@ -187,6 +193,7 @@ def train_and_select(args, features: FeatureSet, config: TrainingConfig, root: P
         last_candidate = candidate
         promoted = []
         record["session_pnl"].append(result.session_pnl)
+        record["validation_pips"].append(round(result.stats.total_pips, 1))
         for name, gate_config in gates.items():
             held = champions[name]
             if not gate(result, held[1] if held else None, gate_config):
@@ -196,6 +203,7 @@ def train_and_select(args, features: FeatureSet, config: TrainingConfig, root: P
         if DEFAULT_SELECTION in promoted:
             record["promotions"] += 1
             record["promoted_trading"] += int(result.stats.trades > 0)
+            record["champion_validation_pips"] = round(result.stats.total_pips, 1)
             if (record["minutes_to_0.9_oracle"] is None and oracle_validation_pips is not None
                     and oracle_validation_pips > 0 and result.stats.total_pips >= 0.9 * oracle_validation_pips):
                 record["minutes_to_0.9_oracle"] = round((time.monotonic() - training_started) / 60, 2)
@@ -305,6 +313,9 @@ def run_once(args, market_seed: int, seed: int) -> dict:
             config = replace(config, episodes_per_iteration=args.episodes_per_iteration)
         if args.backend != "local":
             levers.update(backend=args.backend, actors=args.actors, actor_episodes=config.actor_batch_episodes)
+        if args.set:
+            config, applied = with_settings(config, args.set)
+            levers.update(applied)
         oracle_validation = baselines["oracle"][2].total_pips
         if args.walk_forward:
             walk = walk_forward(args, features, drift, config, root, test, started)
@@ -336,6 +347,9 @@ def run_once(args, market_seed: int, seed: int) -> dict:
                "fraction_of_momentum": round(agent_pips / momentum_eval.total_pips, 3)
                if momentum_eval.total_pips > 0 else None,
                "minutes_to_0.9_oracle": record["minutes_to_0.9_oracle"],
+               # what a lever may be chosen by: the validation split (the test split is only reported)
+               "champion_validation_fraction": _fraction(record["champion_validation_pips"], oracle_validation),
+               "best_validation_fraction": _fraction(max(record["validation_pips"], default=None), oracle_validation),
                "promotions": record["promotions"], "promoted_trading": record["promoted_trading"],
                # a champion on a market with nothing to find may lose its costs, not more
                "champion_test_costs_pips": round(chosen["agent_test_trades"] * float(spread), 1),
@@ -355,6 +369,41 @@ def run_once(args, market_seed: int, seed: int) -> dict:
     return out
 
 
+def _mean(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return round(float(np.mean(known)), 3) if known else None
+
+
+def _fraction(pips: float | None, oracle_pips: float) -> float | None:
+    return round(pips / oracle_pips, 3) if pips is not None and oracle_pips > 0 else None
+
+
+def with_settings(config: TrainingConfig, settings: list[str]) -> tuple[TrainingConfig, dict]:
+    """`config` with each dotted `key=value` of --set applied (`learner.learning_rate=1e-3`), checked the
+    way a stored config is (an unknown key is refused); the value is read as JSON where it parses."""
+    data, applied = config.to_dict(), {}
+    for item in settings:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--set {item!r}: expected key=value, e.g. learner.learning_rate=1e-3")
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = text
+        *parents, leaf = key.split(".")
+        node = data
+        for part in parents:
+            if not isinstance(node.get(part), dict):
+                raise SystemExit(f"--set {item!r}: {part!r} is not a section of the training config")
+            node = node[part]
+        node[leaf] = value
+        applied[key] = value
+    try:
+        return TrainingConfig.from_dict(data), applied
+    except ValueError as error:
+        raise SystemExit(f"--set: {error}") from None
+
+
 def grid_summary(runs: list[dict]) -> dict:
     """Mean, spread and worst of the grid's runs, as research stacks publish several seeds."""
     fractions = [r["fraction_of_oracle"] for r in runs if r["fraction_of_oracle"] is not None]
@@ -368,6 +417,8 @@ def grid_summary(runs: list[dict]) -> dict:
                                      for r in runs),
             "minutes_to_0.9_oracle_median": round(float(np.median(minutes)), 2) if minutes else None,
             "runs_reaching_0.9_oracle": len(minutes),
+            "champion_validation_fraction_mean": _mean([r["champion_validation_fraction"] for r in runs]),
+            "best_validation_fraction_mean": _mean([r["best_validation_fraction"] for r in runs]),
             "promoted_trading": sum(r["promoted_trading"] for r in runs), "validated": sum(r["validated"] for r in runs),
             "champions_losing_more_than_costs": sum(r["agent_test_pips"] < -r["champion_test_costs_pips"] for r in runs),
             "wall_seconds": round(sum(r["wall_seconds"] for r in runs), 1)}
@@ -388,6 +439,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epsilon", type=float, default=None, help="self-play's chance of a random action")
     parser.add_argument("--root-selection", choices=("puct", "gumbel"), default=None, help="the search's root rule")
     parser.add_argument("--simulations", type=int, default=None, help="self-play simulations per decision")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="any training setting, dotted as the stored config (learner.learning_rate=1e-3, "
+                             "learner_steps_per_episode=2); repeatable")
     parser.add_argument("--backend", choices=("local", "ray"), default="local",
                         help="self-play in this process or on Ray actors (docs/scale.md)")
     parser.add_argument("--actors", type=int, default=2, help="Ray self-play actors (--backend ray)")
