@@ -30,6 +30,7 @@ def _batch(seed: int, b: int = 16, k: int = 3, actions: int = 4) -> TrainingBatc
         rewards=r.normal(size=(b, k)).astype(np.float32), values=(5 * r.normal(size=(b, k + 1))).astype(np.float32),
         policies=r.dirichlet(np.ones(actions), (b, k + 1)).astype(np.float32),
         mask=(r.random((b, k + 1)) < 0.8).astype(np.float32),
+        next_bars=r.normal(size=(b, k, 9)).astype(np.float32),
     )
 
 

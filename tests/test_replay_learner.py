@@ -56,6 +56,8 @@ def test_sampled_targets_line_up_with_the_episode_and_mask_the_end():
                 assert sample.actions[i, u] == batch.action[episode, start + u]
                 assert sample.outcomes[i, u] == batch.outcome[episode, start + u]
                 assert sample.rewards[i, u] == pytest.approx(batch.reward[episode, start + u])
+                # what a learned chance code is encoded from: the bar after the step's decision bar
+                np.testing.assert_array_equal(sample.next_bars[i, u], features[40 + start + u + 1])
     buffer.add(_episodes(2, 8))
     assert len(buffer) == 3 and buffer.added == 4  # the ring overwrote the oldest
 
@@ -74,7 +76,62 @@ def test_learner_fits_a_fixed_batch():
     assert last["total"] < 0.5 * first["total"]
     for name in ("policy", "value", "reward", "outcome", "afterstate_value"):
         assert last[name] < first[name], name
+    assert first["commitment"] == last["commitment"] == 0.0  # the market's outcomes: no encoder
     assert learner.steps == 151
+
+
+def test_learned_chance_codes_carry_what_the_market_did():
+    """Rewards set by the next bar's move, which nothing at the decision shows: only a chance code
+    encoded from that bar lets the dynamics predict them. With learned codes the reward loss falls far
+    below the floor a code-less prediction has, the chance head learns to predict the encoder's codes,
+    and the codes the encoder uses split the bars by their move."""
+    torch.manual_seed(0)
+    rng = np.random.default_rng(4)
+    features = rng.normal(size=(400, 9)).astype(np.float32)
+    steps = 8
+    up = features[:, 4] > 0  # price_change_pips of the bar the market moved to
+    batch = _episodes(16, steps)
+    batch.bar_index = rng.integers(40, 380, size=(16, 1)) + np.arange(steps)
+    batch.reward = np.where(up[batch.bar_index + 1], 5.0, -5.0).astype(np.float32)
+    network = NetworkConfig(tcn_channels=16, hidden=32, dropout=0.0, chance_codes=4)
+    assert network.num_outcomes == 4
+    model = MuZeroNetworks(network)
+    learner = Learner(model, LearnerConfig(learning_rate=3e-3))
+    buffer = ReplayBuffer(features, steps, 4, ReplayConfig(capacity_episodes=16, unroll_steps=3))
+    buffer.add(batch)
+    sample_rng = np.random.default_rng(5)
+    first = learner.step(buffer.sample(64, sample_rng))
+    for _ in range(300):
+        last = learner.step(buffer.sample(64, sample_rng))
+    # without the code a reward of +-5 at even odds costs smooth-L1 4.5 a step, over 3 steps about 10
+    assert first["reward"] > 5.0 and last["reward"] < 1.0, (first["reward"], last["reward"])
+    assert last["commitment"] > 0.0
+    model.eval()
+    with torch.no_grad():
+        moved_to = np.unique(batch.bar_index + 1)  # the bars the episodes' market moved to
+        codes = model.chance_code(torch.from_numpy(features[moved_to]))[0].numpy()
+        # each code stands for up moves or for down moves (else the reward could not be told apart)
+        assert len(np.unique(codes)) >= 2
+        for code in np.unique(codes):
+            moves = up[moved_to[codes == code]]
+            assert max(moves.mean(), 1 - moves.mean()) >= 0.95, (code, moves.mean())
+        sample = buffer.sample(256, sample_rng)
+        state = model.represent(torch.from_numpy(sample.temporal), torch.from_numpy(sample.static))
+        _, chance_logits, _ = model.afterstate(state, torch.from_numpy(sample.actions[:, 0]))
+        encoded, _, _ = model.chance_code(torch.from_numpy(sample.next_bars[:, 0]))
+    # what the chance head can know at the decision: how often each code comes (not which one comes
+    # now), so its distribution is the codes' frequencies, not one code
+    frequencies = np.bincount(encoded.numpy(), minlength=4) / len(encoded)
+    predicted = torch.softmax(chance_logits, -1).mean(0).numpy()
+    np.testing.assert_allclose(predicted, frequencies, atol=0.15)
+
+
+def test_chance_codes_are_zero_or_at_least_two():
+    assert NetworkConfig().num_outcomes == 3 and NetworkConfig(chance_codes=0).num_outcomes == 3
+    with pytest.raises(ValueError, match="chance_codes"):
+        NetworkConfig(chance_codes=1)
+    with pytest.raises(ValueError, match="chance_codes"):
+        NetworkConfig(chance_codes=-2)
 
 
 def test_n_step_values_when_the_episode_is_shorter_than_n():

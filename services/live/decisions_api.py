@@ -19,15 +19,15 @@ import pandas as pd
 from fastapi import FastAPI, HTTPException, Query
 from fastapi.responses import RedirectResponse
 
-from shared.core.feature_spec import MarketOutcome
+from shared.config import NetworkConfig
 from shared.env.actions import ACTION_SPACES, HOLD_BUY_SELL_CLOSE
 from shared.live.provenance import TreeStore, decision_detail, decision_list
+from shared.model.networks import outcome_names
 
 if TYPE_CHECKING:
     from services.live.service import LiveService
 
 log = logging.getLogger("live")
-OUTCOMES = [outcome.name.lower() for outcome in MarketOutcome]
 PRUNE_EVERY_SECONDS = 3600.0
 
 
@@ -40,6 +40,12 @@ def action_names(service: "LiveService") -> list[str]:
     if service.desk is None:
         return list(HOLD_BUY_SELL_CLOSE.actions)
     return list(ACTION_SPACES[service.desk.candidate.env_config.action_space].actions)
+
+
+def chance_outcome_names(service: "LiveService") -> list[str]:
+    if service.desk is None or service.desk.candidate.family != "muzero":
+        return outcome_names(NetworkConfig())
+    return outcome_names(service.desk.candidate.config.network)
 
 
 def add_decision_api(app: FastAPI, service: "LiveService") -> None:
@@ -68,7 +74,7 @@ def add_decision_api(app: FastAPI, service: "LiveService") -> None:
     def decision(decision_id: str, bars: bool = False) -> dict:
         cursor = service.journal.con.cursor()
         try:
-            found = decision_detail(cursor, service.trees, decision_id, action_names(service), OUTCOMES,
+            found = decision_detail(cursor, service.trees, decision_id, action_names(service), chance_outcome_names(service),
                                     with_bars=bars)
         finally:
             cursor.close()

@@ -6,7 +6,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, disable_created
 
 disable_created_metrics()  # no *_created series: they only add noise to every counter
 
-LOSSES = ("policy", "value", "reward", "outcome", "afterstate_value", "total",
+LOSSES = ("policy", "value", "reward", "outcome", "afterstate_value", "commitment", "total",
           "quantile", "action", "holdout")  # the challengers': the tft's pinball loss, the dt's action
 #                                           cross-entropy, either's on held-out windows
 

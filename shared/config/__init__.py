@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Literal, get_args, get_type_hints
 
 from shared.config.challengers import DTConfig, ForecastPolicyConfig, GuardianConfig, TFTConfig
-from shared.core.feature_spec import POSITION_FEATURES, TEMPORAL_FEATURES, WARMUP_BARS, WINDOW_BARS
+from shared.core.feature_spec import POSITION_FEATURES, TEMPORAL_FEATURES, WARMUP_BARS, WINDOW_BARS, MarketOutcome
 from shared.core.instruments import get_instrument
 from shared.core.settings import derived, flatten
 
@@ -180,7 +180,11 @@ class NetworkConfig:
     static_hidden: int = 16
     hidden: int = 256
     num_actions: int = derived(4, "the action space's size")
-    num_outcomes: int = 3
+    # the chance outcomes (docs/learning.md): 0, the market's three (MarketOutcome: the next bar's move
+    # against 0.33 sigma); K >= 2, K codes learned by an encoder of the next bar (Stochastic MuZero's
+    # VQ-VAE with a one-hot codebook), the chance head predicting the code
+    chance_codes: int = 0
+    num_outcomes: int = derived(3, "network.chance_codes, or the market's 3 outcomes when 0")
     afterstate_blocks: int = 2
     dynamics_blocks: int = 3
     policy_blocks: int = 2
@@ -189,6 +193,10 @@ class NetworkConfig:
     value_max_pips: float = 300.0
 
     def __post_init__(self) -> None:
+        if self.chance_codes < 0 or self.chance_codes == 1:
+            raise ValueError(f"network config: chance_codes must be 0 (the market's outcomes) or at least 2 "
+                             f"learned codes, got {self.chance_codes}")
+        object.__setattr__(self, "num_outcomes", self.chance_codes or len(MarketOutcome))
         for name in ("temporal_features", "window_bars", "static_features", "tcn_channels", "hidden", "num_actions",
                      "num_outcomes", "value_atoms"):
             if getattr(self, name) < 1:
@@ -287,6 +295,7 @@ class LearnerConfig:
     reward_weight: float = 1.0
     outcome_weight: float = 1.0
     afterstate_value_weight: float = 0.25
+    commitment_weight: float = 0.25  # network.chance_codes > 0: the encoder's pull towards its chosen code
 
     def __post_init__(self) -> None:
         if self.learning_rate <= 0 or self.batch_size < 1 or self.grad_clip <= 0:

@@ -10,6 +10,9 @@
 * dynamics: afterstate + outcome -> next state + reward (pips).
 * policy: 2 residual blocks -> action logits; value: 2 residual blocks -> 601
   atoms (see support.py).
+* chance encoder (only with network.chance_codes = K > 0, training only): the
+  next bar's features -> K code logits; the code is their argmax (a one-hot
+  codebook), what the chance head learns to predict and the dynamics reads.
 Actions and outcomes enter as one-hot vectors of their own sizes, so the two
 index spaces can never be confused.
 """
@@ -24,6 +27,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from shared.config import DEVICE_PATTERN, NetworkConfig
+from shared.core.feature_spec import MarketOutcome
 
 
 def select_device(preference: str | None = None) -> torch.device:
@@ -183,6 +187,10 @@ class MuZeroNetworks(nn.Module):
         self.reward_head = nn.Linear(c.hidden, 1)
         self.policy_net = nn.Sequential(_tower(c.hidden, c.policy_blocks, c.dropout), nn.Linear(c.hidden, c.num_actions))
         self.value_net = nn.Sequential(_tower(c.hidden, c.value_blocks, c.dropout), nn.Linear(c.hidden, c.value_atoms))
+        # created last, and only for learned codes: the market-outcome networks keep their initialisation
+        self.chance_encoder = nn.Sequential(
+            nn.Linear(c.temporal_features, c.hidden), nn.ReLU(), nn.Linear(c.hidden, c.hidden), nn.ReLU(),
+            nn.Linear(c.hidden, c.chance_codes)) if c.chance_codes else None
 
     def represent(self, temporal: torch.Tensor, static: torch.Tensor) -> torch.Tensor:
         return self.representation(temporal, static)
@@ -198,8 +206,29 @@ class MuZeroNetworks(nn.Module):
 
     def dynamics(self, afterstate: torch.Tensor, outcome: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """-> (next state [B, H], reward [B] in pips)."""
-        state = self.dynamics_net(afterstate, outcome)
+        return self.dynamics_one_hot(afterstate, F.one_hot(outcome, self.config.num_outcomes).to(afterstate.dtype))
+
+    def dynamics_one_hot(self, afterstate: torch.Tensor, outcome: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """dynamics with the outcome as a [B, C] vector: the learner's straight-through code."""
+        state = self.dynamics_net.forward_one_hot(afterstate, outcome)
         return state, self.reward_head(state).squeeze(-1)
+
+    def chance_code(self, next_bar: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The learned chance outcome of a step from the features of the bar the market moved to
+        ([B, F]; only the newest bar: what the market did is all a chance outcome stands for, the
+        position's change is the afterstate's) -> (the code's index [B], its one-hot [B, K] carrying
+        the encoder's gradient straight through, and the encoder's softmax [B, K])."""
+        probs = F.softmax(self.chance_encoder(next_bar), dim=-1)
+        index = probs.argmax(dim=-1)
+        one_hot = F.one_hot(index, self.config.chance_codes).to(probs.dtype)
+        return index, one_hot + probs - probs.detach(), probs
+
+
+def outcome_names(config: NetworkConfig) -> list[str]:
+    """What each chance outcome index stands for: the market's move, or a learned code (no name)."""
+    if config.chance_codes:
+        return [f"code_{i}" for i in range(config.chance_codes)]
+    return [outcome.name.lower() for outcome in MarketOutcome]
 
 
 def parameter_counts(model: MuZeroNetworks) -> dict[str, int]:

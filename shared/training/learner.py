@@ -1,5 +1,6 @@
 """The learner: unrolls the networks K steps from sampled positions and
-fits policy, value, reward, chance outcome and afterstate value."""
+fits policy, value, reward, chance outcome and afterstate value (and, with
+learned chance codes, the encoder's commitment to its code)."""
 
 from __future__ import annotations
 
@@ -22,8 +23,8 @@ def _soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Ten
     return -(target * F.log_softmax(logits, dim=-1)).sum(-1)
 
 
-LOSS_NAMES = ("policy", "value", "reward", "outcome", "afterstate_value")
-BATCH_FIELDS = ("temporal", "static", "actions", "outcomes", "rewards", "values", "policies", "mask")
+LOSS_NAMES = ("policy", "value", "reward", "outcome", "afterstate_value", "commitment")
+BATCH_FIELDS = ("temporal", "static", "actions", "outcomes", "rewards", "values", "policies", "mask", "next_bars")
 
 
 class LossModule(nn.Module):
@@ -39,8 +40,9 @@ class LossModule(nn.Module):
 
     def forward(self, temporal: torch.Tensor, static: torch.Tensor, actions: torch.Tensor, outcomes: torch.Tensor,
                 rewards: torch.Tensor, values: torch.Tensor, policies: torch.Tensor,
-                mask: torch.Tensor) -> dict[str, torch.Tensor]:
+                mask: torch.Tensor, next_bars: torch.Tensor) -> dict[str, torch.Tensor]:
         m = self.model
+        learned_codes = m.chance_encoder is not None
         state = m.represent(temporal, static)
         policy_logits, value_logits = m.predict(state)
         loss = {
@@ -49,15 +51,25 @@ class LossModule(nn.Module):
             "reward": torch.zeros_like(mask[:, 0]),
             "outcome": torch.zeros_like(mask[:, 0]),
             "afterstate_value": torch.zeros_like(mask[:, 0]),
+            "commitment": torch.zeros_like(mask[:, 0]),
         }
         k = actions.shape[1]
         for u in range(1, k + 1):
             step_mask = mask[:, u - 1]
             after, chance_logits, after_value_logits = m.afterstate(state, actions[:, u - 1])
-            loss["outcome"] = loss["outcome"] + F.cross_entropy(chance_logits, outcomes[:, u - 1], reduction="none") * step_mask
+            if learned_codes:
+                # the chance head learns the encoder's code; the dynamics reads it as a one-hot whose
+                # gradient reaches the encoder straight through; the commitment pulls the encoder's
+                # softmax towards the code it chose (Stochastic MuZero's VQ-VAE, one-hot codebook)
+                code, code_one_hot, code_probs = m.chance_code(next_bars[:, u - 1])
+                loss["commitment"] = loss["commitment"] + (
+                    (code_one_hot.detach() - code_probs) ** 2).sum(-1) * step_mask
+            else:
+                code, code_one_hot = outcomes[:, u - 1], F.one_hot(outcomes[:, u - 1], m.config.num_outcomes)
+            loss["outcome"] = loss["outcome"] + F.cross_entropy(chance_logits, code, reduction="none") * step_mask
             loss["afterstate_value"] = loss["afterstate_value"] + _soft_cross_entropy(
                 after_value_logits, self.support.two_hot(values[:, u - 1])) * step_mask
-            state, reward = m.dynamics(after, outcomes[:, u - 1])
+            state, reward = m.dynamics_one_hot(after, code_one_hot.to(after.dtype))
             loss["reward"] = loss["reward"] + F.smooth_l1_loss(reward, rewards[:, u - 1], reduction="none") * step_mask
             state = _scale_gradient(state, 0.5)
             policy_logits, value_logits = m.predict(state)
@@ -68,7 +80,8 @@ class LossModule(nn.Module):
 
 def weighted_total(loss: dict[str, torch.Tensor], c: LearnerConfig) -> torch.Tensor:
     return (c.policy_weight * loss["policy"] + c.value_weight * loss["value"] + c.reward_weight * loss["reward"]
-            + c.outcome_weight * loss["outcome"] + c.afterstate_value_weight * loss["afterstate_value"])
+            + c.outcome_weight * loss["outcome"] + c.afterstate_value_weight * loss["afterstate_value"]
+            + c.commitment_weight * loss["commitment"])
 
 
 class Learner:

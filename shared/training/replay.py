@@ -11,7 +11,9 @@ position t and unroll u = 0..K:
 * reward target r_{t+u-1} and chance target o_{t+u-1} (the market outcome that
   really followed the action) for u >= 1;
 * afterstate value target z_{t+u-1} (the return of the action actually taken);
-* policy target: the visit distribution at t+u.
+* policy target: the visit distribution at t+u;
+* the next bar's features after each action (for u >= 1, the bar after the
+  decision bar of step t+u-1): what a learned chance code is encoded from.
 Unroll steps past the episode's end are masked out of every loss.
 
 Each stored episode keeps its id and the weights version (learner step) that
@@ -41,6 +43,7 @@ class TrainingBatch:
     values: np.ndarray         # [B, K+1] float32 n-step value targets
     policies: np.ndarray       # [B, K+1, A] float32
     mask: np.ndarray           # [B, K+1] float32, 1 where the unroll step is inside the episode
+    next_bars: np.ndarray      # [B, K, 9] float32 features of the bar each action's market moved to
 
 
 def n_step_values(rewards: np.ndarray, root_values: np.ndarray, td_steps: int, discount: float) -> np.ndarray:
@@ -123,6 +126,8 @@ class ReplayBuffer:
         clipped = np.minimum(offsets, self.steps - 1)
         ep = episode[:, None]
         bars = self.bar_index[episode, start]
+        # the bar after each unrolled decision (the store's last row past the end: masked out anyway)
+        next_bars = np.minimum(self.bar_index[ep, clipped[:, :k]] + 1, len(self.features) - 1)
         actions = np.where(inside[:, :k], self.action[ep, clipped[:, :k]], rng.integers(0, a, size=(batch_size, k)))
         outcomes = np.where(inside[:, :k], self.outcome[ep, clipped[:, :k]], 1)
         return TrainingBatch(
@@ -134,4 +139,5 @@ class ReplayBuffer:
             values=np.where(inside, self.value[ep, clipped], 0.0).astype(np.float32),
             policies=np.where(inside[..., None], self.policy[ep, clipped], 1.0 / a).astype(np.float32),
             mask=inside.astype(np.float32),
+            next_bars=self.features[next_bars].astype(np.float32),
         )
