@@ -1,6 +1,6 @@
 """Search throughput: the Rust tree with a trivial numpy network vs the Python reference.
 
-python -m bench.mcts [--repeats N]
+python -m bench.mcts [--repeats N] [--against-mctx] [--batches 1,16,64]
 
 Both searches run pUCT (the reference implements nothing else) with
 shared.config.SearchConfig's other defaults and 50 simulations.
@@ -10,6 +10,12 @@ The network is the same for every row: float32, 256-d,
 sims_per_s = B * 50 / median wall time of a full search (network included);
 network_fraction = share of that time inside the two network functions.
 Prints one JSON line per batch size.
+
+--against-mctx adds DeepMind mctx's `stochastic_muzero_policy` (JAX on the CPU, jitted, one XLA
+thread; bench/mcts_mctx.py) with the same weights and arithmetic and mctx's pUCT with the same
+constants: `mctx_sims_per_s` and `speedup_over_mctx` per batch size, then a summary line
+{"bench": "mcts_against_mctx", "speedup_over_mctx": [...], "speedup_min": ..}. Needs the optional
+extra: pip install -e '.[mctx]'.
 """
 
 from __future__ import annotations
@@ -107,14 +113,30 @@ def bench_batch(net: TrivialNetwork, batch: int, repeats: int, reference_repeats
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=200, help="timed searches per batch size (B=1; fewer for larger B)")
-    args = parser.parse_args()
+    parser.add_argument("--against-mctx", action="store_true",
+                        help="also DeepMind mctx's stochastic_muzero_policy on JAX with the same network "
+                             "(the optional extra mctx)")
+    parser.add_argument("--batches", default="1,16,64", help="the batch sizes measured")
+    args = parser.parse_args(argv)
+    if args.against_mctx:
+        from bench.mcts_mctx import mctx_sims_per_s
     net = TrivialNetwork()
-    for batch in (1, 16, 64):
+    rows = []
+    for batch in (int(b) for b in args.batches.split(",")):
         repeats = max(5, args.repeats // batch)
-        print(json.dumps(bench_batch(net, batch, repeats, reference_repeats=max(3, repeats // 10))), flush=True)
+        row = bench_batch(net, batch, repeats, reference_repeats=max(3, repeats // 10))
+        if args.against_mctx:
+            row["mctx_sims_per_s"] = round(mctx_sims_per_s(net, batch, SIMS, CONFIG, repeats), 1)
+            row["speedup_over_mctx"] = round(row["sims_per_s"] / row["mctx_sims_per_s"], 2)
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    if args.against_mctx:
+        print(json.dumps({"bench": "mcts_against_mctx", "batches": [r["batch"] for r in rows],
+                          "speedup_over_mctx": [r["speedup_over_mctx"] for r in rows],
+                          "speedup_min": min(r["speedup_over_mctx"] for r in rows)}), flush=True)
 
 
 if __name__ == "__main__":
