@@ -80,11 +80,10 @@ def test_learner_fits_a_fixed_batch():
     assert learner.steps == 151
 
 
-def test_learned_chance_codes_carry_what_the_market_did():
-    """Rewards set by the next bar's move, which nothing at the decision shows: only a chance code
-    encoded from that bar lets the dynamics predict them. With learned codes the reward loss falls far
-    below the floor a code-less prediction has, the chance head learns to predict the encoder's codes,
-    and the codes the encoder uses split the bars by their move."""
+def _train_on_moves(codes: int):
+    """A learner with `codes` learned chance codes on rewards set by the next bar's move (+5 up, -5
+    down), which nothing at the decision shows. -> (first and last losses, model, buffer, episodes,
+    which bars moved up)."""
     torch.manual_seed(0)
     rng = np.random.default_rng(4)
     features = rng.normal(size=(400, 9)).astype(np.float32)
@@ -93,8 +92,8 @@ def test_learned_chance_codes_carry_what_the_market_did():
     batch = _episodes(16, steps)
     batch.bar_index = rng.integers(40, 380, size=(16, 1)) + np.arange(steps)
     batch.reward = np.where(up[batch.bar_index + 1], 5.0, -5.0).astype(np.float32)
-    network = NetworkConfig(tcn_channels=16, hidden=32, dropout=0.0, chance_codes=4)
-    assert network.num_outcomes == 4
+    network = NetworkConfig(tcn_channels=16, hidden=32, dropout=0.0, chance_codes=codes)
+    assert network.num_outcomes == codes
     model = MuZeroNetworks(network)
     learner = Learner(model, LearnerConfig(learning_rate=3e-3))
     buffer = ReplayBuffer(features, steps, 4, ReplayConfig(capacity_episodes=16, unroll_steps=3))
@@ -103,9 +102,18 @@ def test_learned_chance_codes_carry_what_the_market_did():
     first = learner.step(buffer.sample(64, sample_rng))
     for _ in range(300):
         last = learner.step(buffer.sample(64, sample_rng))
+    return first, last, model, buffer, batch, features, up
+
+
+def test_learned_chance_codes_carry_what_the_market_did():
+    """Only a chance code encoded from the bar the market moved to lets the dynamics predict these
+    rewards. With learned codes the reward loss falls far below the floor a code-less prediction has,
+    the chance head learns how often each code comes, and the codes split the bars by their move."""
+    first, last, model, buffer, batch, features, up = _train_on_moves(4)
     # without the code a reward of +-5 at even odds costs smooth-L1 4.5 a step, over 3 steps about 10
     assert first["reward"] > 5.0 and last["reward"] < 1.0, (first["reward"], last["reward"])
     assert last["commitment"] > 0.0
+    sample_rng = np.random.default_rng(6)
     model.eval()
     with torch.no_grad():
         moved_to = np.unique(batch.bar_index + 1)  # the bars the episodes' market moved to
@@ -126,12 +134,19 @@ def test_learned_chance_codes_carry_what_the_market_did():
     np.testing.assert_allclose(predicted, frequencies, atol=0.15)
 
 
-def test_chance_codes_are_zero_or_at_least_two():
-    assert NetworkConfig().num_outcomes == 3 and NetworkConfig(chance_codes=0).num_outcomes == 3
-    with pytest.raises(ValueError, match="chance_codes"):
-        NetworkConfig(chance_codes=1)
+def test_one_chance_code_is_a_deterministic_model():
+    """chance_codes = 1, the ablation of chance nodes: every step has the same code, so nothing of the
+    market's move reaches the dynamics and the encoder has nothing to commit to."""
+    assert NetworkConfig().num_outcomes == 3 and NetworkConfig(chance_codes=1).num_outcomes == 1
     with pytest.raises(ValueError, match="chance_codes"):
         NetworkConfig(chance_codes=-2)
+    torch.manual_seed(0)
+    model = MuZeroNetworks(NetworkConfig(tcn_channels=16, hidden=32, dropout=0.0, chance_codes=1))
+    index, one_hot, probs = model.chance_code(torch.randn(50, 9))
+    assert index.tolist() == [0] * 50 and torch.all(one_hot == 1) and torch.all(probs == 1)
+    after = torch.randn(50, 32)
+    # the dynamics of every step is the same function of the afterstate alone
+    torch.testing.assert_close(model.dynamics_one_hot(after, one_hot)[0], model.dynamics(after, index)[0])
 
 
 def test_n_step_values_when_the_episode_is_shorter_than_n():

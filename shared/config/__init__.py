@@ -181,8 +181,9 @@ class NetworkConfig:
     hidden: int = 256
     num_actions: int = derived(4, "the action space's size")
     # the chance outcomes (docs/learning.md): 0, the market's three (MarketOutcome: the next bar's move
-    # against 0.33 sigma); K >= 2, K codes learned by an encoder of the next bar (Stochastic MuZero's
-    # VQ-VAE with a one-hot codebook), the chance head predicting the code
+    # against 0.33 sigma); K > 0, K codes learned by an encoder of the next bar (Stochastic MuZero's
+    # VQ-VAE with a one-hot codebook), the chance head predicting the code; 1 is a deterministic model
+    # (one code: the dynamics learns nothing of what the market did, the ablation of chance nodes)
     chance_codes: int = 0
     num_outcomes: int = derived(3, "network.chance_codes, or the market's 3 outcomes when 0")
     afterstate_blocks: int = 2
@@ -193,8 +194,8 @@ class NetworkConfig:
     value_max_pips: float = 300.0
 
     def __post_init__(self) -> None:
-        if self.chance_codes < 0 or self.chance_codes == 1:
-            raise ValueError(f"network config: chance_codes must be 0 (the market's outcomes) or at least 2 "
+        if self.chance_codes < 0:
+            raise ValueError(f"network config: chance_codes must be 0 (the market's outcomes) or a number of "
                              f"learned codes, got {self.chance_codes}")
         object.__setattr__(self, "num_outcomes", self.chance_codes or len(MarketOutcome))
         for name in ("temporal_features", "window_bars", "static_features", "tcn_channels", "hidden", "num_actions",
