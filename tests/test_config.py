@@ -37,7 +37,7 @@ SPECIAL = {
     "dt.target_return_quantile": 0.5, "dt.holdout_share": 0.2,
     "guardian.hidden": (128, 64), "guardian.volatile_quantile": 0.8,
     "dt.muzero_expert": Path("/tmp/micro-elsewhere/model-ep00000064.pt"), "min_deflated_sharpe": 0.9,
-    "network.chance_codes": 8,
+    "network.chance_codes": 8, "learner.learning_rate_final": 1e-4,
 }
 
 

@@ -153,3 +153,30 @@ def test_n_step_values_when_the_episode_is_shorter_than_n():
     rewards = np.array([[1.0, 2.0]], np.float32)
     z = n_step_values(rewards, np.array([[5.0, 5.0]], np.float32), td_steps=10, discount=1.0)
     assert z[0].tolist() == [3.0, 2.0]
+
+
+def test_the_learning_rate_schedule_decays_along_a_half_cosine_and_holds():
+    constant = LearnerConfig(learning_rate=2e-3)
+    assert constant.learning_rate_at(0) == constant.learning_rate_at(10**6) == 2e-3
+    c = LearnerConfig(learning_rate=2e-3, learning_rate_final=2e-4, learning_rate_decay_steps=100)
+    assert c.learning_rate_at(0) == pytest.approx(2e-3)
+    assert c.learning_rate_at(50) == pytest.approx(1.1e-3)  # halfway: the mean of the two
+    assert c.learning_rate_at(100) == c.learning_rate_at(5000) == pytest.approx(2e-4)
+    rates = [c.learning_rate_at(s) for s in range(101)]
+    assert all(a >= b for a, b in zip(rates, rates[1:]))
+    with pytest.raises(ValueError, match="learning_rate_final"):
+        LearnerConfig(learning_rate=1e-3, learning_rate_final=2e-3)
+
+    # the optimiser takes each step at the schedule's rate, and a restored step count resumes it
+    torch.manual_seed(0)
+    features = np.random.default_rng(2).normal(size=(100, 9)).astype(np.float32)
+    buffer = ReplayBuffer(features, 8, 4, ReplayConfig(capacity_episodes=4, unroll_steps=2))
+    buffer.add(_episodes(4, 8))
+    batch = buffer.sample(8, np.random.default_rng(3))
+    learner = Learner(MuZeroNetworks(NetworkConfig(tcn_channels=8, hidden=16, value_atoms=21, dropout=0.0)), c)
+    for step in range(3):
+        learner.step(batch)
+        assert learner.optimizer.param_groups[0]["lr"] == pytest.approx(c.learning_rate_at(step))
+    learner.steps = 75  # as a resume restores it
+    learner.step(batch)
+    assert learner.optimizer.param_groups[0]["lr"] == pytest.approx(c.learning_rate_at(75))

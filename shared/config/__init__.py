@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass, field, replace
 from typing import Literal, get_args, get_type_hints
 
@@ -186,10 +187,26 @@ class LearnerConfig:
     outcome_weight: float = 1.0
     afterstate_value_weight: float = 0.25
     commitment_weight: float = 0.25  # network.chance_codes > 0: the encoder's pull towards its chosen code
+    # a schedule: None keeps learning_rate; a value decays the rate to it along a half cosine over
+    # learning_rate_decay_steps learner steps, then holds it (docs/learning.md: a lever under measurement)
+    learning_rate_final: float | None = None
+    learning_rate_decay_steps: int = 4_000
 
     def __post_init__(self) -> None:
         if self.learning_rate <= 0 or self.batch_size < 1 or self.grad_clip <= 0:
             raise ValueError("learning_rate, batch_size and grad_clip must be positive")
+        if self.learning_rate_final is not None and not 0 < self.learning_rate_final <= self.learning_rate:
+            raise ValueError("learning_rate_final must be in (0, learning_rate], or unset (a constant rate)")
+        if self.learning_rate_decay_steps < 1:
+            raise ValueError("learning_rate_decay_steps must be at least 1")
+
+    def learning_rate_at(self, step: int) -> float:
+        """The rate of learner step `step` (0-based)."""
+        if self.learning_rate_final is None:
+            return self.learning_rate
+        progress = min(1.0, step / self.learning_rate_decay_steps)
+        return self.learning_rate_final + (self.learning_rate - self.learning_rate_final) * 0.5 * (
+            1.0 + math.cos(math.pi * progress))
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -128,6 +128,7 @@ class _Replica:
         learner.optimizer.zero_grad(set_to_none=True)
         total.backward()  # DDP's all-reduce: every rank now holds the mean gradient
         grad_norm = torch.nn.utils.clip_grad_norm_(learner.model.parameters(), c.grad_clip)
+        learner.set_learning_rate()
         learner.optimizer.step()
         learner.steps += 1
         values = torch.stack([loss[name].detach() for name in LOSS_NAMES] + [total.detach()])

@@ -105,6 +105,12 @@ class Learner:
     def losses(self, batch: TrainingBatch) -> dict[str, torch.Tensor]:
         return self.loss_module(*self.tensors(batch))
 
+    def set_learning_rate(self) -> None:
+        """The schedule's rate for the step about to be taken (a restart resumes it from `steps`)."""
+        rate = self.config.learning_rate_at(self.steps)
+        for group in self.optimizer.param_groups:
+            group["lr"] = rate
+
     def step(self, batch: TrainingBatch) -> dict[str, float]:
         self.model.train()
         loss = self.losses(batch)
@@ -113,6 +119,7 @@ class Learner:
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip)
+        self.set_learning_rate()
         self.optimizer.step()
         self.steps += 1
         out = {name: float(value.detach()) for name, value in loss.items()}
