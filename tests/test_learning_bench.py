@@ -14,17 +14,39 @@ def test_the_learning_benchmark_runs_end_to_end_in_quick_mode():
 
     from tests.service_helpers import ROOT
 
-    result = subprocess.run([sys.executable, "-m", "bench.learning", "--quick"], cwd=ROOT, capture_output=True,
-                            text=True, timeout=600)
+    result = subprocess.run([sys.executable, "-m", "bench.learning", "--quick", "--set", "learner.batch_size=32"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert out["bench"] == "learning" and out["episodes"] == 128 and out["promoted"]
+    assert out["levers"] == {"learner.batch_size": 32}  # a lever run says what it changed
+    # what a lever is chosen by: validation figures (the oracle makes money on this market's validation split)
+    assert out["best_validation_fraction"] is not None and out["champion_validation_fraction"] is not None
+    assert out["best_validation_fraction"] >= out["champion_validation_fraction"]
     for key in ("wall_seconds", "agent_test_pips", "oracle_test_pips", "momentum_test_pips", "raw_test_pips",
                 "fraction_of_oracle", "search_vs_raw_p", "value_drift_corr"):
         assert out[key] is not None, key
     assert out["oracle_test_pips"] > 0 and out["momentum_test_pips"] > 0  # the edge is there to take
     assert 0.0 < out["search_vs_raw_p"] <= 1.0 and -1.0 <= out["value_drift_corr"] <= 1.0
     assert -1.0 <= out["last_candidate_value_drift_corr"] <= 1.0
+
+
+def test_a_lever_is_any_training_setting_and_a_misspelt_one_is_refused():
+    import pytest
+
+    from bench.learning_measures import with_settings
+    from shared.config import TrainingConfig
+
+    config, applied = with_settings(TrainingConfig(), ["learner_steps_per_episode=2", "network.chance_codes=8",
+                                                       "search.root_selection=puct"])
+    assert config.learner_steps_per_episode == 2.0 and config.network.num_outcomes == 8
+    assert config.search.root_selection == "puct" and applied["network.chance_codes"] == 8
+    with pytest.raises(SystemExit, match="unknown setting.*learner.learnig_rate"):
+        with_settings(TrainingConfig(), ["learner.learnig_rate=1e-3"])
+    with pytest.raises(SystemExit, match="learning_rate"):
+        with_settings(TrainingConfig(), ["learner.learning_rate=-1"])
+    with pytest.raises(SystemExit, match="key=value"):
+        with_settings(TrainingConfig(), ["learner.learning_rate"])
 
 
 def test_the_learning_grid_runs_a_null_market_and_summarises_its_runs():
