@@ -37,9 +37,9 @@ def test_a_lever_is_any_training_setting_and_a_misspelt_one_is_refused():
     from bench.learning_measures import with_settings
     from shared.config import TrainingConfig
 
-    config, applied = with_settings(TrainingConfig(), ["learner_steps_per_episode=2", "network.chance_codes=8",
+    config, applied = with_settings(TrainingConfig(), ["learner_steps_per_episode=3", "network.chance_codes=8",
                                                        "search.root_selection=puct"])
-    assert config.learner_steps_per_episode == 2.0 and config.network.num_outcomes == 8
+    assert config.learner_steps_per_episode == 3.0 and config.network.num_outcomes == 8
     assert config.search.root_selection == "puct" and applied["network.chance_codes"] == 8
     with pytest.raises(SystemExit, match="unknown setting.*learner.learnig_rate"):
         with_settings(TrainingConfig(), ["learner.learnig_rate=1e-3"])

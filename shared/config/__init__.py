@@ -233,7 +233,9 @@ class TrainingConfig:
     episodes_per_iteration: int = 64        # E episodes in lockstep
     checkpoint_interval_episodes: int = 50  # a candidate once this many episodes passed since the last
     keep_checkpoints: int = 5
-    learner_steps_per_episode: float = 1.0
+    # learner steps (of learner.batch_size positions) per episode collected: 2 since issue 23's lever
+    # (docs/learning.md: the edge found in fewer episodes, for 30-45% more wall time per episode)
+    learner_steps_per_episode: float = 2.0
     min_replay_episodes: int = 0            # learning starts once the buffer holds this many (0: one iteration's)
     seed: int = 0
     # how training runs, not what it learns (docs/scale.md): validation and live never read these
