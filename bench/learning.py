@@ -36,6 +36,7 @@ scratch on the demo market drawn with that generator seed; a JSON line per run, 
 recorded in the JSON's `levers`. A lever is chosen on the validation split, never the test split:
 `champion_validation_fraction` (the champion's validation P&L over the tuned oracle's there) and
 `best_validation_fraction` (the best validated candidate's) are the figures to choose by.
+`validation_pips` lists each validated candidate's P&L there, in training order.
 `minutes_to_0.9_oracle` is the wall time from the start of training until a promoted champion
 takes 0.9 of the tuned oracle's P&L on the validation sessions (None: never).
 
@@ -303,6 +304,7 @@ def run_once(args, market_seed: int, seed: int) -> dict:
                # what a lever may be chosen by: the validation split (the test split is only reported)
                "champion_validation_fraction": fraction_of(record["champion_validation_pips"], oracle_validation),
                "best_validation_fraction": fraction_of(max(record["validation_pips"], default=None), oracle_validation),
+               "validation_pips": record["validation_pips"],  # each validated candidate's, in training order
                "promotions": record["promotions"], "promoted_trading": record["promoted_trading"],
                # a champion on a market with nothing to find may lose its costs, not more
                "champion_test_costs_pips": round(chosen["agent_test_trades"] * float(spread), 1),

@@ -23,6 +23,8 @@ def test_the_learning_benchmark_runs_end_to_end_in_quick_mode():
     # what a lever is chosen by: validation figures (the oracle makes money on this market's validation split)
     assert out["best_validation_fraction"] is not None and out["champion_validation_fraction"] is not None
     assert out["best_validation_fraction"] >= out["champion_validation_fraction"]
+    assert len(out["validation_pips"]) == out["validated"]
+    assert abs(max(out["validation_pips"]) / out["oracle_validation_pips"] - out["best_validation_fraction"]) < 1e-3
     for key in ("wall_seconds", "agent_test_pips", "oracle_test_pips", "momentum_test_pips", "raw_test_pips",
                 "fraction_of_oracle", "search_vs_raw_p", "value_drift_corr"):
         assert out[key] is not None, key
