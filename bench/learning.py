@@ -2,7 +2,7 @@
 
 python -m bench.learning [--episodes N] [--validate-every K] [--seed S] [--quick] [--walk-forward W]
                          [--instrument X] [--granularity G] [--weeks W] [--edge E]
-                         [--market-seeds A,B,C --seeds X,Y]
+                         [--market-seeds A,B,C --seeds X,Y] [--test-every-candidate]
 
 The default market (`micro data demo`: 12 weeks, edge 0.3, GBPJPY
 4-pip spread) and the default networks and training settings of the service.
@@ -36,7 +36,11 @@ scratch on the demo market drawn with that generator seed; a JSON line per run, 
 recorded in the JSON's `levers`. A lever is chosen on the validation split, never the test split:
 `champion_validation_fraction` (the champion's validation P&L over the tuned oracle's there) and
 `best_validation_fraction` (the best validated candidate's) are the figures to choose by.
-`validation_pips` lists each validated candidate's P&L there, in training order.
+`validation_pips` lists each validated candidate's P&L there, in training order, and
+`validation_session_pnl` its P&L per validation session (beside `oracle_validation_session_pnl`,
+`validation_episodes` and `validation_passes`: whether it passed the gate's thresholds alone), what
+`python -m bench.selection` replays selection rules on. `--test-every-candidate` plays every validated
+candidate on test too (`candidate_test_pips`): reported, so a rule chosen on validation can be read there.
 `minutes_to_0.9_oracle` is the wall time from the start of training until a promoted champion
 takes 0.9 of the tuned oracle's P&L on the validation sessions (None: never).
 
@@ -74,7 +78,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.learning_measures import fraction_of, grid_summary, on_test, value_drift_corr, with_settings
+from bench.learning_measures import fraction_of, grid_summary, on_test, test_pips, value_drift_corr, with_settings
 from shared.cli.data import DEMO_MARKET
 from shared.config import (
     SELECTIONS,
@@ -131,7 +135,8 @@ def train_and_select(args, features: FeatureSet, config: TrainingConfig, root: P
     champions: dict[str, tuple[Candidate, dict] | None] = {name: None for name in SELECTIONS}
     validated, next_validation, last_candidate = 0, args.validate_every, None
     record = {"minutes_to_0.9_oracle": None, "promotions": 0, "promoted_trading": 0, "session_pnl": [],
-              "validation_pips": [], "champion_validation_pips": None}
+              "validation_pips": [], "validation_episodes": [], "validation_passes": [], "candidates": [],
+              "champion_validation_pips": None}
     training_started = time.monotonic()
     while trainer.episode < args.episodes:
         report = trainer.run_iteration()
@@ -148,6 +153,11 @@ def train_and_select(args, features: FeatureSet, config: TrainingConfig, root: P
         promoted = []
         record["session_pnl"].append(result.session_pnl)
         record["validation_pips"].append(round(result.stats.total_pips, 1))
+        record["validation_episodes"].append(candidate.episode)
+        # the gate's own thresholds alone (no champion): what any rule of choosing among candidates starts from
+        record["validation_passes"].append(not gate(result, None, base))
+        if args.test_every_candidate:
+            record["candidates"].append(candidate)
         for name, gate_config in gates.items():
             held = champions[name]
             if not gate(result, held[1] if held else None, gate_config):
@@ -305,6 +315,13 @@ def run_once(args, market_seed: int, seed: int) -> dict:
                "champion_validation_fraction": fraction_of(record["champion_validation_pips"], oracle_validation),
                "best_validation_fraction": fraction_of(max(record["validation_pips"], default=None), oracle_validation),
                "validation_pips": record["validation_pips"],  # each validated candidate's, in training order
+               # what a study of selection rules needs (bench.selection): each candidate's P&L by
+               # validation session, the oracle's on the same sessions, and which passed the thresholds
+               "validation_episodes": record["validation_episodes"],
+               "validation_passes": record["validation_passes"],
+               "validation_session_pnl": [[round(x, 1) for x in pnl] for pnl in record["session_pnl"]],
+               "oracle_validation_session_pnl": [round(float(x), 1)
+                                                 for x in baselines["oracle"][2].episode_pnl_pips],
                "promotions": record["promotions"], "promoted_trading": record["promoted_trading"],
                # a champion on a market with nothing to find may lose its costs, not more
                "champion_test_costs_pips": round(chosen["agent_test_trades"] * float(spread), 1),
@@ -318,6 +335,8 @@ def run_once(args, market_seed: int, seed: int) -> dict:
                ), 3) if last_candidate is not None else None,
                "ablation": {name: {**a, "fraction_of_oracle": round(a["agent_test_pips"] / oracle.total_pips, 3)
                                    if oracle.total_pips > 0 else None} for name, a in ablation.items()}}
+        if args.test_every_candidate:  # reported only: a rule is chosen on validation (bench.selection)
+            out["candidate_test_pips"] = [test_pips(c, env, test, args.quick) for c in record["candidates"]]
         if walk is not None:
             out["walk_forward"] = walk["windows"]
             out["walk_forward_fraction_of_oracle"] = walk["fraction_of_oracle"]
@@ -357,6 +376,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="the gate's minimum trades on validation (default: the service's)")
     parser.add_argument("--walk-forward", type=int, default=0, metavar="W",
                         help="W walk-forward windows, one training each (0: the plain split)")
+    parser.add_argument("--test-every-candidate", action="store_true",
+                        help="play every validated candidate on test too (candidate_test_pips; reported, never chosen on)")
     parser.add_argument("--market-seeds", default=None, metavar="A,B,C", help="the grid's market draws (generator seeds)")
     parser.add_argument("--seeds", default=None, metavar="X,Y", help="the grid's training seeds")
     args = parser.parse_args(argv)

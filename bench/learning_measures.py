@@ -47,14 +47,24 @@ def value_drift_corr(candidate: Candidate, features, drift: np.ndarray, bars: np
     return float(np.corrcoef(advantage, drift[bars])[0, 1])
 
 
+def live_search(candidate: Candidate, env: TradingEnv, sessions: np.ndarray, quick: bool) -> NetworkSearch:
+    return NetworkSearch(candidate.model, min(64, len(sessions)), env.space,
+                         replace(candidate.search_config, simulations=4 if quick else LIVE_SIMULATIONS))
+
+
+def test_pips(candidate: Candidate, env: TradingEnv, test: np.ndarray, quick: bool) -> float:
+    """A candidate's P&L on `test` with live's search: reported for every candidate (--test-every-candidate)
+    so that any selection rule's champion can be read on test afterwards, never to choose one."""
+    return round(evaluate(env, search_policy(live_search(candidate, env, test, quick)), test).total_pips, 1)
+
+
 def on_test(champion: Candidate | None, env: TradingEnv, test: np.ndarray, features, drift: np.ndarray,
             quick: bool) -> dict:
     """The champion with live's search, and its raw network, on `test` (the test split or a walk-forward block)."""
     if champion is None:  # nothing passed the gate: live would not trade
         return {"promoted": False, "champion_episode": None, "agent_test_pips": 0.0, "agent_test_trades": 0,
                 "raw_test_pips": 0.0, "search_vs_raw_p": 1.0, "value_drift_corr": 0.0}
-    search = NetworkSearch(champion.model, min(64, len(test)), env.space,
-                           replace(champion.search_config, simulations=4 if quick else LIVE_SIMULATIONS))
+    search = live_search(champion, env, test, quick)
     agent = evaluate(env, search_policy(search), test)
     raw = evaluate(env, raw_network_policy(search), test)
     test_bars = np.concatenate([np.arange(s, s + env.steps_per_episode) for s in test])
