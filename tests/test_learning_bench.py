@@ -16,8 +16,8 @@ def test_the_learning_benchmark_runs_end_to_end_in_quick_mode():
 
     from tests.service_helpers import ROOT
 
-    result = subprocess.run([sys.executable, "-m", "bench.learning", "--quick", "--set", "learner.batch_size=32"],
-                            cwd=ROOT, capture_output=True, text=True, timeout=600)
+    result = subprocess.run([sys.executable, "-m", "bench.learning", "--quick", "--set", "learner.batch_size=32",
+                             "--test-every-candidate"], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert out["bench"] == "learning" and out["episodes"] == 128 and out["promoted"]
@@ -29,6 +29,15 @@ def test_the_learning_benchmark_runs_end_to_end_in_quick_mode():
     # (each figure rounded: pips to 0.1, fractions to 0.001)
     assert max(out["validation_pips"]) == pytest.approx(
         out["best_validation_fraction"] * out["oracle_validation_pips"], rel=0.01, abs=0.2)
+    # what bench.selection replays: each candidate's P&L by validation session beside the oracle's
+    sessions = len(out["oracle_validation_session_pnl"])
+    assert len(out["validation_session_pnl"]) == len(out["validation_passes"]) == out["validated"] == 2
+    assert all(len(pnl) == sessions for pnl in out["validation_session_pnl"]) and sessions == 4
+    assert [round(sum(pnl), 1) for pnl in out["validation_session_pnl"]] == pytest.approx(out["validation_pips"], abs=0.3)
+    assert sum(out["oracle_validation_session_pnl"]) == pytest.approx(out["oracle_validation_pips"], abs=0.3)
+    assert out["validation_episodes"] == [64, 128] and len(out["candidate_test_pips"]) == 2
+    assert out["candidate_test_pips"][out["validation_episodes"].index(out["champion_episode"])] == \
+        pytest.approx(out["agent_test_pips"], abs=0.1)  # the champion played on test twice, the same
     for key in ("wall_seconds", "agent_test_pips", "oracle_test_pips", "momentum_test_pips", "raw_test_pips",
                 "fraction_of_oracle", "search_vs_raw_p", "value_drift_corr"):
         assert out[key] is not None, key
