@@ -108,9 +108,10 @@ def evidence_on(pnl: np.ndarray, sessions: np.ndarray, patterns: np.ndarray) -> 
 def study_run(run: dict, splits: int, every: int, seed: int, choose_share: float = 0.5) -> dict:
     """Each rule's held-out fraction of the oracle (mean over the halvings) and, on the whole
     validation split, its champion's episode and test fraction (reported)."""
-    pnl = np.asarray(run["validation_session_pnl"], dtype=np.float64)[::every]
-    passes = np.asarray(run["validation_passes"], dtype=bool)[::every]
-    episodes = list(run["validation_episodes"])[::every]
+    kept = slice(every - 1, None, every)  # every K-th, ending on the K-th: 640, 1,280, ... of a 320 cadence
+    pnl = np.asarray(run["validation_session_pnl"], dtype=np.float64)[kept]
+    passes = np.asarray(run["validation_passes"], dtype=bool)[kept]
+    episodes = list(run["validation_episodes"])[kept]
     oracle = np.asarray(run["oracle_validation_session_pnl"], dtype=np.float64)
     if pnl.ndim != 2 or pnl.shape[1] != len(oracle) or len(passes) != len(pnl):
         raise SystemExit(f"run (market seed {run.get('market_seed')}, seed {run.get('seed')}): its validation "
@@ -134,7 +135,7 @@ def study_run(run: dict, splits: int, every: int, seed: int, choose_share: float
         held_out["hindsight"].append(max(0.0, scored[passes].max(initial=0.0)) / oracle_pips)
     whole = evidence_on(pnl, np.arange(sessions), sign_patterns(sessions, seed))
     test = run.get("candidate_test_pips")
-    test = np.asarray(test)[::every] if test is not None else None
+    test = np.asarray(test)[kept] if test is not None else None
     out = {}
     for name in held_out:
         row = {"held_out_fraction": round(float(np.mean(held_out[name])), 3) if held_out[name] else None}

@@ -57,7 +57,7 @@ def test_each_rule_keeps_or_replaces_the_champion_the_way_it_says():
     assert out["hindsight"]["held_out_fraction"] >= max(r["held_out_fraction"] for r in out.values()) - 1e-9
     # every K-th candidate: the 640-episode cadence of a 320-episode run
     slow = selection.study_run(_run(pnl, oracle, passes), splits=5, every=2, seed=0)
-    assert slow["newest"]["champion_episode"] == 1600 and "test_fraction" not in slow["newest"]
+    assert slow["newest"]["champion_episode"] == 640 and "test_fraction" not in slow["newest"]  # 640, 1,280 (fails)
 
 
 def test_no_candidate_that_passes_means_no_champion_and_nothing_taken():
