@@ -16,7 +16,7 @@ every 320 episodes replays the 640-episode cadence with `--every 2`).
 The rules: the gate's paired sign-flip test against the champion at several p thresholds (0.10 is
 the service's default, `VALIDATION_MAX_P_VALUE`), more P&L than the champion on the chosen half,
 the newest candidate that passes, and the newest unless the champion is better by the paired test
-(p < 0.10 the other way). `hindsight` is no rule: the best candidate on the scoring half, the
+(p < 0.10 the other way: the gate's `not_worse`). `hindsight` is no rule: the best candidate on the scoring half, the
 ceiling any rule is read against. Limits, said where the numbers are read: the thresholds' flag
 comes from the full validation report (the same for every rule), and on half the sessions a
 paired test has less power than on all of them, so a threshold's effect here is its effect at
@@ -87,7 +87,7 @@ RULES: dict[str, Rule] = {
     **{f"paired p<{t:.2f}" + (" (default)" if t == 0.10 else ""): _paired(t) for t in P_THRESHOLDS},
     "more P&L": lambda cand, champ, e: e.total[cand] > e.total[champ],
     "newest": lambda cand, champ, e: True,
-    "newest unless worse (p<0.10)": lambda cand, champ, e: not e.p[champ, cand] < 0.10,
+    "not worse (p<0.10)": lambda cand, champ, e: not e.p[champ, cand] < 0.10,  # VALIDATION_SELECTION=not_worse
 }
 
 

@@ -317,7 +317,7 @@ Score = Literal["quality", "sqn_100", "expectancy_pips", "total_pips"]
 SCORES = get_args(Score)
 
 
-Selection = Literal["paired_test", "score"]
+Selection = Literal["paired_test", "not_worse", "score"]
 SELECTIONS = get_args(Selection)
 
 
@@ -329,9 +329,11 @@ class GateConfig:
     max_drawdown_pips: float = 1000.0
     # the champion is beaten on this when no paired test is possible
     score: Score = "quality"
-    # how a candidate must beat the champion: a paired test on validation sessions, or the score
+    # how a candidate replaces the champion: better by a paired test on the same validation sessions
+    # (paired_test), not worse by it (not_worse: the newer weights unless the champion beats them),
+    # or a better score (docs/learning.md, selection rules: measured on the validation split)
     selection: Selection = "paired_test"
-    max_p_value: float = 0.10                 # paired test: one-sided p below this
+    max_p_value: float = 0.10                 # paired tests: one-sided p below this
     # the deflated Sharpe ratio (the probability that the session Sharpe is above 0, deflated for the
     # candidates tried) at least this; None: not checked (issue 23: not yet measured as a default)
     min_deflated_sharpe: float | None = None
