@@ -78,7 +78,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.learning_measures import fraction_of, grid_summary, on_test, test_pips, value_drift_corr, with_settings
+from bench.learning_measures import fraction_of, grid_summary, on_test, pips_on_test, value_drift_corr, with_settings
 from shared.cli.data import DEMO_MARKET
 from shared.config import (
     SELECTIONS,
@@ -336,7 +336,7 @@ def run_once(args, market_seed: int, seed: int) -> dict:
                "ablation": {name: {**a, "fraction_of_oracle": round(a["agent_test_pips"] / oracle.total_pips, 3)
                                    if oracle.total_pips > 0 else None} for name, a in ablation.items()}}
         if args.test_every_candidate:  # reported only: a rule is chosen on validation (bench.selection)
-            out["candidate_test_pips"] = [test_pips(c, env, test, args.quick) for c in record["candidates"]]
+            out["candidate_test_pips"] = [pips_on_test(c, env, test, args.quick) for c in record["candidates"]]
         if walk is not None:
             out["walk_forward"] = walk["windows"]
             out["walk_forward_fraction_of_oracle"] = walk["fraction_of_oracle"]

@@ -52,7 +52,7 @@ def live_search(candidate: Candidate, env: TradingEnv, sessions: np.ndarray, qui
                          replace(candidate.search_config, simulations=4 if quick else LIVE_SIMULATIONS))
 
 
-def test_pips(candidate: Candidate, env: TradingEnv, test: np.ndarray, quick: bool) -> float:
+def pips_on_test(candidate: Candidate, env: TradingEnv, test: np.ndarray, quick: bool) -> float:
     """A candidate's P&L on `test` with live's search: reported for every candidate (--test-every-candidate)
     so that any selection rule's champion can be read on test afterwards, never to choose one."""
     return round(evaluate(env, search_policy(live_search(candidate, env, test, quick)), test).total_pips, 1)
