@@ -17,7 +17,9 @@ The rules: the gate's paired sign-flip test against the champion at several p th
 the service's default, `VALIDATION_MAX_P_VALUE`), more P&L than the champion on the chosen half,
 the newest candidate that passes, and the newest unless the champion is better by the paired test
 (p < 0.10 the other way: the gate's `not_worse`). `hindsight` is no rule: the best candidate on the scoring half, the
-ceiling any rule is read against. Limits, said where the numbers are read: the thresholds' flag
+ceiling any rule is read against. `held_out_fraction_along` is the same score for the champion held
+after each candidate, averaged over the run: what live would have traded on the way (a rule that
+passes through a worse champion before its last pays for it there). Limits, said where the numbers are read: the thresholds' flag
 comes from the full validation report (the same for every rule), and on half the sessions a
 paired test has less power than on all of them, so a threshold's effect here is its effect at
 half the evidence (a larger --choose-share gives it more, and scores on fewer).
@@ -27,7 +29,8 @@ test P&L (`candidate_test_pips`, when the run had --test-every-candidate) is rep
 fraction of the tuned oracle's: reported, never used to choose.
 
 Last line is JSON: {"bench": "selection", "runs", "splits", "every", "choose_share", "rules": {name:
-{"held_out_fraction_mean", "held_out_fraction_min_run", "test_fraction_mean", "test_fraction_min"}}}.
+{"held_out_fraction_mean", "held_out_fraction_min_run", "held_out_fraction_along_mean", "test_fraction_mean",
+"test_fraction_min"}}}.
 """
 
 from __future__ import annotations
@@ -91,13 +94,20 @@ RULES: dict[str, Rule] = {
 }
 
 
+def champions_along(rule: Rule, passes: np.ndarray, evidence: Evidence) -> list[int | None]:
+    """The champion a rule holds after each candidate, walking them in training order as the
+    validation service does (None until one passes)."""
+    champion, held = None, []
+    for candidate in range(len(passes)):
+        if passes[candidate] and (champion is None or rule(candidate, champion, evidence)):
+            champion = candidate
+        held.append(champion)
+    return held
+
+
 def champion_of(rule: Rule, passes: np.ndarray, evidence: Evidence) -> int | None:
-    """The candidate a rule ends with, walking them in training order as the validation service does."""
-    champion = None
-    for candidate in np.flatnonzero(passes):
-        if champion is None or rule(int(candidate), champion, evidence):
-            champion = int(candidate)
-    return champion
+    """The candidate a rule ends with."""
+    return champions_along(rule, passes, evidence)[-1] if len(passes) else None
 
 
 def evidence_on(pnl: np.ndarray, sessions: np.ndarray, patterns: np.ndarray) -> Evidence:
@@ -121,6 +131,7 @@ def study_run(run: dict, splits: int, every: int, seed: int, choose_share: float
     half = min(sessions - 1, max(1, round(sessions * choose_share)))  # sessions chosen on
     patterns = sign_patterns(half, seed)
     held_out = {name: [] for name in [*RULES, "hindsight"]}
+    along = {name: [] for name in RULES}  # what live would have traded, on average over the run
     for _ in range(splits):
         order = rng.permutation(sessions)
         chosen_on, scored_on = np.sort(order[:half]), np.sort(order[half:])
@@ -130,8 +141,9 @@ def study_run(run: dict, splits: int, every: int, seed: int, choose_share: float
         evidence = evidence_on(pnl, chosen_on, patterns)
         scored = pnl[:, scored_on].sum(axis=1)
         for name, rule in RULES.items():
-            champion = champion_of(rule, passes, evidence)
-            held_out[name].append(0.0 if champion is None else scored[champion] / oracle_pips)
+            held = [0.0 if c is None else scored[c] / oracle_pips for c in champions_along(rule, passes, evidence)]
+            held_out[name].append(held[-1])
+            along[name].append(float(np.mean(held)))
         held_out["hindsight"].append(max(0.0, scored[passes].max(initial=0.0)) / oracle_pips)
     whole = evidence_on(pnl, np.arange(sessions), sign_patterns(sessions, seed))
     test = run.get("candidate_test_pips")
@@ -140,6 +152,7 @@ def study_run(run: dict, splits: int, every: int, seed: int, choose_share: float
     for name in held_out:
         row = {"held_out_fraction": round(float(np.mean(held_out[name])), 3) if held_out[name] else None}
         if name in RULES:
+            row["held_out_fraction_along"] = round(float(np.mean(along[name])), 3) if along[name] else None
             champion = champion_of(RULES[name], passes, whole)
             row["champion_episode"] = episodes[champion] if champion is not None else None
             if test is not None and run["oracle_test_pips"] > 0:
@@ -154,8 +167,10 @@ def summarise(per_run: list[dict]) -> dict:
     for name in per_run[0]:
         held = [r[name]["held_out_fraction"] for r in per_run if r[name]["held_out_fraction"] is not None]
         tests = [r[name]["test_fraction"] for r in per_run if "test_fraction" in r[name]]
+        along = [r[name]["held_out_fraction_along"] for r in per_run if r[name].get("held_out_fraction_along") is not None]
         rules[name] = {"held_out_fraction_mean": round(float(np.mean(held)), 3) if held else None,
                        "held_out_fraction_min_run": round(float(np.min(held)), 3) if held else None,
+                       "held_out_fraction_along_mean": round(float(np.mean(along)), 3) if along else None,
                        "test_fraction_mean": round(float(np.mean(tests)), 3) if tests else None,
                        "test_fraction_min": round(float(np.min(tests)), 3) if tests else None}
     return rules

@@ -55,6 +55,11 @@ def test_each_rule_keeps_or_replaces_the_champion_the_way_it_says():
     # held out: the rules that end on 2 or 4 take about 0.9 of the oracle on sessions they did not see
     assert out["paired p<0.10 (default)"]["held_out_fraction"] == pytest.approx(0.9, abs=0.1)
     assert out["hindsight"]["held_out_fraction"] >= max(r["held_out_fraction"] for r in out.values()) - 1e-9
+    # along the run: newest holds 0, then 1, then 2 (3 fails), then 4: what each made on held-out sessions, averaged
+    along = selection.champions_along(selection.RULES["newest"], np.asarray(passes), selection.evidence_on(
+        pnl, np.arange(sessions), selection.sign_patterns(sessions)))
+    assert along == [0, 1, 2, 2, 4]
+    assert 0.5 < out["newest"]["held_out_fraction_along"] < out["newest"]["held_out_fraction"]
     # every K-th candidate: the 640-episode cadence of a 320-episode run
     slow = selection.study_run(_run(pnl, oracle, passes), splits=5, every=2, seed=0)
     assert slow["newest"]["champion_episode"] == 640 and "test_fraction" not in slow["newest"]  # 640, 1,280 (fails)
