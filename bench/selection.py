@@ -13,8 +13,8 @@ a rule is judged by how well what it chooses holds on sessions it did not see, a
 read from the test split to choose it. `--every K` keeps every K-th candidate (a run validated
 every 320 episodes replays the 640-episode cadence with `--every 2`).
 
-The rules: the gate's paired sign-flip test against the champion at several p thresholds (0.10 is
-the service's default, `VALIDATION_MAX_P_VALUE`), more P&L than the champion on the chosen half,
+The rules: the gate's paired sign-flip test against the champion at several p thresholds (0.50 is
+the service's default, `VALIDATION_MAX_P_VALUE`, chosen with this study; 0.10 was), more P&L than the champion on the chosen half,
 the newest candidate that passes, and the newest unless the champion is better by the paired test
 (p < 0.10 the other way: the gate's `not_worse`). `hindsight` is no rule: the best candidate on the scoring half, the
 ceiling any rule is read against. `held_out_fraction_along` is the same score for the champion held
@@ -44,6 +44,8 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+
+from shared.config import GateConfig
 
 P_THRESHOLDS = (0.05, 0.10, 0.25, 0.50)
 EXACT_UP_TO = 16  # sessions: up to this many the sign-flip test enumerates every sign pattern
@@ -87,7 +89,7 @@ def _paired(threshold: float) -> Rule:
 
 
 RULES: dict[str, Rule] = {
-    **{f"paired p<{t:.2f}" + (" (default)" if t == 0.10 else ""): _paired(t) for t in P_THRESHOLDS},
+    **{f"paired p<{t:.2f}" + (" (default)" if t == GateConfig().max_p_value else ""): _paired(t) for t in P_THRESHOLDS},
     "more P&L": lambda cand, champ, e: e.total[cand] > e.total[champ],
     "newest": lambda cand, champ, e: True,
     "not worse (p<0.10)": lambda cand, champ, e: not e.p[champ, cand] < 0.10,  # VALIDATION_SELECTION=not_worse

@@ -34,8 +34,8 @@ def test_each_verb_has_help(verb, capsys):
 
 def test_bench_names_every_benchmark():
     # not benchmarks of their own: chaos_v20 is bench.chaos --broker v20, learning_measures is bench.learning's
-    # measures, mcts_mctx is bench.mcts --against-mctx
-    helpers = {"__init__", "chaos_v20", "learning_measures", "mcts_mctx"}
+    # measures, mcts_mctx is bench.mcts --against-mctx, selection replays bench.learning's output
+    helpers = {"__init__", "chaos_v20", "learning_measures", "mcts_mctx", "selection"}
     assert set(BENCHMARKS) == {p.stem for p in (ROOT / "bench").glob("*.py")} - helpers
 
 

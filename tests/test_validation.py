@@ -197,8 +197,11 @@ def test_the_gate_compares_with_the_champion_session_by_session():
     champion_sessions = rng.normal(10, 60, 30)
     report = _report(np.tile([12.0, -4.0], 30))
     champion = {"quality": -1e9, "session_pnl": champion_sessions.tolist()}
-    report.session_pnl = (champion_sessions + rng.normal(0, 5, 30)).tolist()   # the same, give or take
+    report.session_pnl = (champion_sessions - 1 + rng.normal(0, 5, 30)).tolist()   # the same, a little behind
     assert any("paired validation sessions" in r for r in gate(report, champion, GateConfig()))
+    report.session_pnl = (champion_sessions + np.tile([6.0, -4.5], 15)).tolist()   # a little ahead, not significantly
+    assert gate(report, champion, GateConfig()) == []  # the default (p < 0.50): more on the same sessions
+    assert any("sign-flip p" in r for r in gate(report, champion, GateConfig(max_p_value=0.10)))
     report.session_pnl = (champion_sessions + 40 + rng.normal(0, 5, 30)).tolist()  # clearly better
     assert gate(report, champion, GateConfig()) == []
     # by score when asked, or when the champion has no session P&L (promoted by hand)
@@ -214,10 +217,10 @@ def test_not_worse_keeps_the_newer_candidate_unless_the_champion_beats_it_sessio
     champion_sessions = rng.normal(10, 60, 30)
     champion = {"quality": 1e9, "session_pnl": champion_sessions.tolist()}  # its score plays no part
     report = _report(np.tile([12.0, -4.0], 30))
-    not_worse = GateConfig(selection="not_worse")
+    not_worse = GateConfig(selection="not_worse", max_p_value=0.10)  # as bench.selection measured it
     report.session_pnl = (champion_sessions - 2 + rng.normal(0, 5, 30)).tolist()  # a little behind, give or take
     assert gate(report, champion, not_worse) == []
-    assert any("not better than the champion" in r for r in gate(report, champion, GateConfig()))  # the default refuses
+    assert any("not better than the champion" in r for r in gate(report, champion, GateConfig()))  # the default: less
     report.session_pnl = (champion_sessions - 40 + rng.normal(0, 5, 30)).tolist()  # clearly worse
     reasons = gate(report, champion, not_worse)
     assert len(reasons) == 1 and reasons[0].startswith("worse than the champion on paired validation sessions")
