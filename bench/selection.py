@@ -14,12 +14,13 @@ read from the test split to choose it. `--every K` keeps every K-th candidate (a
 every 320 episodes replays the 640-episode cadence with `--every 2`).
 
 The rules: the gate's paired sign-flip test against the champion at several p thresholds (0.50 is
-the service's default, `VALIDATION_MAX_P_VALUE`, chosen with this study; 0.10 was), more P&L than the champion on the chosen half,
-the newest candidate that passes, and the newest unless the champion is better by the paired test
-(p < 0.10 the other way: the gate's `not_worse`). `hindsight` is no rule: the best candidate on the scoring half, the
-ceiling any rule is read against. `held_out_fraction_along` is the same score for the champion held
-after each candidate, averaged over the run: what live would have traded on the way (a rule that
-passes through a worse champion before its last pays for it there). Limits, said where the numbers are read: the thresholds' flag
+the service's default, `VALIDATION_MAX_P_VALUE`, chosen with this study; 0.10 was), more P&L than
+the champion on the chosen half, the newest candidate that passes, and the newest unless the
+champion is better by the paired test (p < 0.10 the other way; a rule the gate does not offer).
+`hindsight` is no rule: the best candidate on the scoring half, the ceiling any rule is read against.
+`held_out_fraction_along` is the same score for the champion held after each candidate, averaged
+over the run: what live would have traded on the way (a rule that passes through a worse champion
+before its last pays for it there). Limits, said where the numbers are read: the thresholds' flag
 comes from the full validation report (the same for every rule), and on half the sessions a
 paired test has less power than on all of them, so a threshold's effect here is its effect at
 half the evidence (a larger --choose-share gives it more, and scores on fewer).
@@ -92,7 +93,7 @@ RULES: dict[str, Rule] = {
     **{f"paired p<{t:.2f}" + (" (default)" if t == GateConfig().max_p_value else ""): _paired(t) for t in P_THRESHOLDS},
     "more P&L": lambda cand, champ, e: e.total[cand] > e.total[champ],
     "newest": lambda cand, champ, e: True,
-    "not worse (p<0.10)": lambda cand, champ, e: not e.p[champ, cand] < 0.10,  # VALIDATION_SELECTION=not_worse
+    "not worse (p<0.10)": lambda cand, champ, e: not e.p[champ, cand] < 0.10,
 }
 
 

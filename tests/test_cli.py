@@ -64,7 +64,7 @@ def test_config_schema_describes_the_toml(capsys):
     schema = json.loads(capsys.readouterr().out)
     learner = schema["properties"]["training"]["properties"]["learner"]
     assert learner["properties"]["learning_rate"]["type"] == "number" and learner["additionalProperties"] is False
-    assert schema["properties"]["validation"]["properties"]["selection"]["enum"] == ["paired_test", "not_worse", "score"]
+    assert schema["properties"]["validation"]["properties"]["selection"]["enum"] == ["paired_test", "score"]
 
 
 def test_validate_one_checkpoint_prints_a_report(features, data_dir, tmp_path, monkeypatch, capsys):

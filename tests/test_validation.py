@@ -210,24 +210,6 @@ def test_the_gate_compares_with_the_champion_session_by_session():
     assert gate(report, {"quality": 1e9}, GateConfig()) != []
 
 
-def test_not_worse_keeps_the_newer_candidate_unless_the_champion_beats_it_session_by_session():
-    """selection=not_worse: a candidate that passes the thresholds replaces the champion unless the
-    champion is better on the same sessions by the paired test; a worse one by the test is refused."""
-    rng = np.random.default_rng(2)
-    champion_sessions = rng.normal(10, 60, 30)
-    champion = {"quality": 1e9, "session_pnl": champion_sessions.tolist()}  # its score plays no part
-    report = _report(np.tile([12.0, -4.0], 30))
-    not_worse = GateConfig(selection="not_worse", max_p_value=0.10)  # as bench.selection measured it
-    report.session_pnl = (champion_sessions - 2 + rng.normal(0, 5, 30)).tolist()  # a little behind, give or take
-    assert gate(report, champion, not_worse) == []
-    assert any("not better than the champion" in r for r in gate(report, champion, GateConfig()))  # the default: less
-    report.session_pnl = (champion_sessions - 40 + rng.normal(0, 5, 30)).tolist()  # clearly worse
-    reasons = gate(report, champion, not_worse)
-    assert len(reasons) == 1 and reasons[0].startswith("worse than the champion on paired validation sessions")
-    # the thresholds still come first: no champion comparison lets a candidate that fails them in
-    assert gate(_report(np.array([5.0, 6.0])), champion, not_worse) != []
-
-
 def test_gate():
     good = _report(np.tile([12.0, -4.0], 30))
     assert gate(good, None, GateConfig()) == []

@@ -317,7 +317,7 @@ Score = Literal["quality", "sqn_100", "expectancy_pips", "total_pips"]
 SCORES = get_args(Score)
 
 
-Selection = Literal["paired_test", "not_worse", "score"]
+Selection = Literal["paired_test", "score"]
 SELECTIONS = get_args(Selection)
 
 
@@ -329,12 +329,9 @@ class GateConfig:
     max_drawdown_pips: float = 1000.0
     # the champion is beaten on this when no paired test is possible
     score: Score = "quality"
-    # how a candidate replaces the champion: better by a paired test on the same validation sessions
-    # (paired_test), not worse by it (not_worse: the newer weights unless the champion beats them at
-    # max_p_value, which it reads the other way; measured at 0.10),
-    # or a better score (docs/learning.md, selection rules: measured on the validation split)
+    # how a candidate must beat the champion: a paired test on validation sessions, or the score
     selection: Selection = "paired_test"
-    # paired tests: one-sided p below this. 0.50 asks the candidate to make more than the champion on
+    # the paired test: one-sided p below this. 0.50 asks the candidate to make more than the champion on
     # the same sessions, by the test's median: chosen on the validation split (bench.selection, docs/learning.md);
     # at 0.10 the gate kept early champions that later candidates beat, and held-out sessions paid for it
     max_p_value: float = 0.50

@@ -1,6 +1,6 @@
 """The gate: a candidate's absolute thresholds (trades, expectancy, Monte Carlo 5th percentile,
 drawdown, and the deflated Sharpe where VALIDATION_MIN_DEFLATED_SHARPE is set), then the champion
-to beat, by a paired test on the same sessions (better, or not worse) or by a score."""
+to beat, by a paired test on the same sessions or by a score."""
 
 from __future__ import annotations
 
@@ -42,24 +42,15 @@ def gate(report: ValidationReport, champion: dict | None, config: GateConfig) ->
 
 
 def _versus_champion(report: ValidationReport, champion: dict, config: GateConfig) -> str | None:
-    """Why the candidate does not replace the champion, or None. With the champion's session
+    """Why the candidate does not beat the champion, or None. With the champion's session
     P&L on the same sessions, a paired test (a point score picked as the best of many
-    candidates is mostly luck): `paired_test` asks the candidate to be better by it, `not_worse`
-    only that the champion is not better by it (the newer weights are kept unless they lose);
-    otherwise (a champion promoted by hand) the score."""
+    candidates is mostly luck); otherwise (a champion promoted by hand) the score."""
     theirs = champion.get("session_pnl")
-    if config.selection != "score" and theirs and len(theirs) == len(report.session_pnl):
-        ours, theirs = np.asarray(report.session_pnl), np.asarray(theirs)
-        if config.selection == "paired_test":
-            p = paired_sign_flip_p(ours, theirs)
-            if not p < config.max_p_value:
-                return (f"not better than the champion on paired validation sessions "
-                        f"(sign-flip p = {p:.3f} >= {config.max_p_value})")
-            return None
-        p = paired_sign_flip_p(theirs, ours)
-        if p < config.max_p_value:
-            return (f"worse than the champion on paired validation sessions "
-                    f"(sign-flip p = {p:.3f} < {config.max_p_value})")
+    if config.selection == "paired_test" and theirs and len(theirs) == len(report.session_pnl):
+        p = paired_sign_flip_p(np.asarray(report.session_pnl), np.asarray(theirs))
+        if not p < config.max_p_value:
+            return (f"not better than the champion on paired validation sessions "
+                    f"(sign-flip p = {p:.3f} >= {config.max_p_value})")
         return None
     ours = score_of(report.stats.to_dict(), config.score)
     if not ours > score_of(champion, config.score):
