@@ -197,7 +197,7 @@ def test_the_gate_compares_with_the_champion_session_by_session():
     champion_sessions = rng.normal(10, 60, 30)
     report = _report(np.tile([12.0, -4.0], 30))
     champion = {"quality": -1e9, "session_pnl": champion_sessions.tolist()}
-    report.session_pnl = (champion_sessions - 1 + rng.normal(0, 5, 30)).tolist()   # the same, a little behind
+    report.session_pnl = (champion_sessions + np.tile([-6.0, 4.5], 15)).tolist()   # a little behind
     assert any("paired validation sessions" in r for r in gate(report, champion, GateConfig()))
     report.session_pnl = (champion_sessions + np.tile([6.0, -4.5], 15)).tolist()   # a little ahead, not significantly
     assert gate(report, champion, GateConfig()) == []  # the default (p < 0.50): more on the same sessions
