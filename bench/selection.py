@@ -13,8 +13,8 @@ a rule is judged by how well what it chooses holds on sessions it did not see, a
 read from the test split to choose it. `--every K` keeps every K-th candidate (a run validated
 every 320 episodes replays the 640-episode cadence with `--every 2`).
 
-The rules: the gate's paired sign-flip test against the champion at several p thresholds (0.50 is
-the service's default, `VALIDATION_MAX_P_VALUE`, chosen with this study; 0.10 was), more P&L than
+The rules: the gate's paired sign-flip test against the champion at several p thresholds (0.10 is
+the service's default, `VALIDATION_MAX_P_VALUE`), more P&L than
 the champion on the chosen half, the newest candidate that passes, and the newest unless the
 champion is better by the paired test (p < 0.10 the other way; a rule the gate does not offer).
 `hindsight` is no rule: the best candidate on the scoring half, the ceiling any rule is read against.
