@@ -64,12 +64,12 @@ def paired_p_matrix(pnl: np.ndarray, patterns: np.ndarray) -> np.ndarray:
     (`pnl` [candidates, sessions]); the gate's test (shared.validation.statistics), vectorised."""
     n = len(pnl)
     p = np.ones((n, n))
+    exact = len(patterns) == 2 ** pnl.shape[1]
     for i in range(n):
         diff = pnl[i] - pnl  # [n, sessions]: i against every j
         null = diff @ patterns.T  # [n, patterns], sums rather than means: the same ordering
         observed = diff.sum(axis=1, keepdims=True)
         counts = (null >= observed - 1e-9).sum(axis=1)
-        exact = len(patterns) == 2 ** pnl.shape[1]
         p[i] = counts / len(patterns) if exact else (counts + 1) / (len(patterns) + 1)
         p[i, np.all(diff == 0, axis=1)] = 1.0
     return p
