@@ -191,10 +191,16 @@ class LearnerConfig:
     # learning_rate_decay_steps learner steps, then holds it (docs/learning.md: a lever under measurement)
     learning_rate_final: float | None = None
     learning_rate_decay_steps: int = 4_000
+    # 0: a candidate carries the learner's weights; d in (0, 1): an exponential moving average of
+    # them, decay min(d, (1 + n) / (10 + n)) at learner step n (shared/training/averaging.py);
+    # self-play always plays the learner's own weights (docs/learning.md: a lever under measurement)
+    weight_average_decay: float = 0.0
 
     def __post_init__(self) -> None:
         if self.learning_rate <= 0 or self.batch_size < 1 or self.grad_clip <= 0:
             raise ValueError("learning_rate, batch_size and grad_clip must be positive")
+        if not 0 <= self.weight_average_decay < 1:
+            raise ValueError("weight_average_decay must be in [0, 1) (0: candidates carry the learner's own weights)")
         if self.learning_rate_final is not None and not 0 < self.learning_rate_final <= self.learning_rate:
             raise ValueError("learning_rate_final must be in (0, learning_rate], or unset (a constant rate)")
         if self.learning_rate_decay_steps < 1:

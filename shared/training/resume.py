@@ -12,6 +12,7 @@ import torch
 
 from shared.config import NetworkConfig
 from shared.core.feature_spec import FEATURE_SPEC_VERSION
+from shared.training.averaging import WeightAverage
 from shared.training.learner import Learner
 from shared.volume.candidates import read_config
 from shared.volume.checkpoints import CheckpointDir
@@ -27,10 +28,13 @@ class Counters:
     guardian: dict | None = None  # the run's trained Guardian (shared/training/guardian.py), once there is one
 
 
-def resume_payload(candidate: dict, learner: Learner, rng: np.random.Generator, counters: Counters) -> dict:
-    """latest.pt: the candidate's payload and what a restart needs beyond it."""
+def resume_payload(candidate: dict, learner: Learner, rng: np.random.Generator, counters: Counters,
+                   average: WeightAverage | None = None) -> dict:
+    """latest.pt: the candidate's payload (with the learner's own weights) and what a restart needs
+    beyond it, the weight average among it when there is one."""
     return {
         **candidate,
+        **({"weight_average": average.state_dict()} if average is not None else {}),
         "kind": "micro-muzero-resume",
         "optimizer_state": learner.optimizer.state_dict(),
         "last_checkpoint_episode": counters.last_checkpoint_episode,
@@ -41,9 +45,9 @@ def resume_payload(candidate: dict, learner: Learner, rng: np.random.Generator, 
 
 
 def restore(volume: CheckpointDir, learner: Learner, rng: np.random.Generator, network: NetworkConfig,
-            device: torch.device) -> tuple[Counters, bool]:
-    """Load latest.pt into the learner's model and optimiser and into `rng`, if there is one.
-    Returns the counters to go on from and whether it resumed."""
+            device: torch.device, average: WeightAverage | None = None) -> tuple[Counters, bool]:
+    """Load latest.pt into the learner's model and optimiser, into `rng` and into `average` (when
+    the run keeps one), if there is one. Returns the counters to go on from and whether it resumed."""
     newest_candidate = max((ep for ep, _ in volume.candidates()), default=0)
     if not volume.latest.exists():
         return Counters(newest_candidate, newest_candidate, 0), False
@@ -59,6 +63,12 @@ def restore(volume: CheckpointDir, learner: Learner, rng: np.random.Generator, n
     learner.steps = int(state["learner_steps"])
     rng.bit_generator.state = state["numpy_rng"]
     torch.set_rng_state(state["torch_rng"])
+    if average is not None:
+        if "weight_average" in state:
+            average.load_state_dict(state["weight_average"])
+        else:  # the setting was turned on for this restart: the average starts from the weights it resumed
+            average.reset(learner.model)
+            log.info("%s holds no weight average: it starts from the resumed weights", volume.latest.name)
     # never go back: a candidate written after the last resume state still counts
     counters = Counters(episode=max(int(state["episode"]), newest_candidate),
                         last_checkpoint_episode=max(int(state["last_checkpoint_episode"]), newest_candidate),

@@ -25,6 +25,7 @@ from shared.features.store import FeatureSet
 from shared.model import MuZeroNetworks, parameter_counts
 from shared.search import NetworkSearch
 from shared.training.actors import RayCollector
+from shared.training.averaging import WeightAverage
 from shared.training.distributed import make_learner
 from shared.training.guardian import guardian_for, guardian_instrument
 from shared.training.replay import ReplayBuffer
@@ -68,6 +69,8 @@ class Trainer:
         self.model = MuZeroNetworks(config.network).to(self.device)
         self.search = NetworkSearch(self.model, config.episodes_per_iteration, self.env.space, config.search, self.device)
         self.learner = make_learner(self.model, config.learner, self.device, config.learners)
+        decay = config.learner.weight_average_decay
+        self.weight_average = WeightAverage(self.model, decay) if decay else None  # what candidates carry, if set
         self.replay = ReplayBuffer(features.features, self.env.steps_per_episode, self.env.num_actions, config.replay,
                                    config.network.window_bars)
         self.rng = np.random.default_rng(config.seed)
@@ -88,7 +91,8 @@ class Trainer:
         for path in dropped:
             log.warning("removed %s: it does not load (a write cut short)", path.name)
         self.volume.prune(config.keep_checkpoints)
-        counters, self.resumed = restore(self.volume, self.learner, self.rng, config.network, self.device)
+        counters, self.resumed = restore(self.volume, self.learner, self.rng, config.network, self.device,
+                                         self.weight_average)
         self.episode = self.saved_episode = counters.episode
         self.last_checkpoint_episode = counters.last_checkpoint_episode
         self.checkpoints_written = counters.checkpoints_written
@@ -102,18 +106,23 @@ class Trainer:
 
     # --- checkpoints ---------------------------------------------------------------
 
-    def model_payload(self) -> dict:
-        return candidate_payload(self.model, self.config, self.config_sources, episode=self.episode,
+    @property
+    def candidate_model(self) -> MuZeroNetworks:
+        """The networks a candidate carries: the weight average if the run keeps one, else the learner's."""
+        return self.weight_average.model if self.weight_average is not None else self.model
+
+    def model_payload(self, model: MuZeroNetworks) -> dict:
+        return candidate_payload(model, self.config, self.config_sources, episode=self.episode,
                                  learner_steps=self.learner.steps, instruments=self.features.instrument_names,
                                  granularity=self.features.granularity, bar_phase_minutes=self.bar_phase_minutes,
                                  guardian=self.guardian)
 
     def resume_payload(self) -> dict:
         counters = Counters(self.episode, self.last_checkpoint_episode, self.checkpoints_written)
-        return resume_payload(self.model_payload(), self.learner, self.rng, counters)
+        return resume_payload(self.model_payload(self.model), self.learner, self.rng, counters, self.weight_average)
 
     def write_checkpoint(self) -> str:
-        data = serialize(self.model_payload())
+        data = serialize(self.model_payload(self.candidate_model))
         created = datetime.now(timezone.utc).isoformat()
         signal = self.volume.write_candidate(self.episode, data, created_at=created,
                                              feature_spec_version=FEATURE_SPEC_VERSION,
@@ -162,6 +171,8 @@ class Trainer:
             for _ in range(steps):
                 for name, value in self.learner.step(self.replay.sample(c.learner.batch_size, self.rng)).items():
                     sums[name] = sums.get(name, 0.0) + value
+                if self.weight_average is not None:
+                    self.weight_average.update(self.model)
             losses = {name: total / steps for name, total in sums.items()} if steps else {}
         if self.actors is not None:
             self.actors.publish(self.model, self.learner.steps)
