@@ -55,7 +55,8 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from deploy.local import ROOT, SERVICES, Stack, healthy, load_specs
+from deploy.compose_file import SERVICES, load_specs
+from deploy.local import ROOT, Stack, healthy
 
 FAST = {
     "TRAINING_EPISODES_PER_ITERATION": "8", "TRAINING_CHECKPOINT_INTERVAL_EPISODES": "8", "TRAINING_SEARCH__SIMULATIONS": "3",

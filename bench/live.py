@@ -142,7 +142,8 @@ def start_training_and_validation(root: Path, data: Path):
     """Training and validation as `make up` runs them, on this market; returns the stack
     once training has written a candidate and validation has started on it."""
     from bench.chaos import free_port
-    from deploy.local import ROOT, Stack, load_specs
+    from deploy.compose_file import load_specs
+    from deploy.local import ROOT, Stack
 
     specs = load_specs(ROOT / "docker-compose.yml", root / "runtime", data, {})
     for name in ("training", "validation"):

@@ -14,17 +14,8 @@ import sys
 import time
 
 import deploy.local
-from deploy.local import (
-    BACKGROUND_NICE,
-    FAST_FAILURE_SECONDS,
-    MAX_FAST_FAILURES,
-    ROOT,
-    SERVICES,
-    ServiceSpec,
-    Stack,
-    load_specs,
-    parse_duration,
-)
+from deploy.compose_file import BACKGROUND_NICE, SERVICES, ServiceSpec, load_specs, parse_duration
+from deploy.local import FAST_FAILURE_SECONDS, MAX_FAST_FAILURES, ROOT, Stack
 
 
 def _stack(tmp_path, code: str, **spec) -> Stack:

@@ -14,7 +14,8 @@ import duckdb
 import httpx
 import yaml
 
-from deploy.local import ROOT, SERVICES, Stack, load_specs
+from deploy.compose_file import SERVICES, load_specs
+from deploy.local import ROOT, Stack
 from tests.service_helpers import free_port, require_tool, wait_for
 
 DASHBOARDS = ROOT / "deploy" / "grafana" / "dashboards"
