@@ -58,7 +58,8 @@ FAULTS = ("lost_create_503", "lost_create_late", "get_5xx", "get_429", "lookup_5
 
 class V20Chaos:
     def __init__(self, bars, control_dir: Path, live_port: int, seed: int) -> None:
-        from tests.v20_server import V20Server, V20State
+        from tests.v20_account import V20State
+        from tests.v20_server import V20Server
 
         self.state = V20State(bars={INSTRUMENT: bars})
         self.server = V20Server(self.state)
@@ -75,7 +76,7 @@ class V20Chaos:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def live_env(self) -> dict[str, str]:
-        from tests.v20_server import ACCOUNT, TOKEN
+        from tests.v20_account import ACCOUNT, TOKEN
 
         return {"LIVE_BROKER": "oanda", "OANDA_TOKEN": TOKEN, "OANDA_ACCOUNT": ACCOUNT, "OANDA_API_URL": self.server.url,
                 "LIVE_ALLOW_OANDA_WITH_REPLAY_FEED": "true", "LIVE_REQUEST_TIMEOUT_SECONDS": "2"}

@@ -16,7 +16,8 @@ from shared.live.brokers import (
 )
 from shared.live.brokers.oanda import OandaBroker
 from shared.live.brokers.paper import PaperBroker
-from tests.v20_server import ACCOUNT, TOKEN, V20Server, V20State
+from tests.v20_account import ACCOUNT, TOKEN, V20State
+from tests.v20_server import V20Server
 
 
 @pytest.fixture

@@ -27,7 +27,7 @@ from shared.live.feeds import DeskFeed, ReplayFeed
 from shared.live.journal import DecisionRow, Journal
 from shared.live.trader import PendingRoot
 from tests.live_helpers import load, synthetic_store, trading_checkpoint
-from tests.v20_server import ACCOUNT
+from tests.v20_account import ACCOUNT
 
 PAIR = ("EURUSD", "BTCUSD")
 YEN = ("EURJPY", "USDJPY")
@@ -233,7 +233,8 @@ def test_two_instruments_in_one_oanda_account_send_ids_unique_across_it(pair_dat
     must differ by instrument (the real oandapyV20 client against the loopback v20 server)."""
     from shared.core.oanda import load_credentials, make_api
     from shared.live.brokers.oanda import OandaBroker
-    from tests.v20_server import TOKEN, V20Server, V20State
+    from tests.v20_account import TOKEN, V20State
+    from tests.v20_server import V20Server
 
     s = LiveSettings(checkpoint_dir=tmp_path, data_dir=pair_data, instruments=PAIR)
     feed = make_feed(s)

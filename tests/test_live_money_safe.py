@@ -20,7 +20,8 @@ from shared.live.feeds import ReplayFeed
 from shared.live.journal import Journal
 from shared.live.trader import LiveTrader
 from tests.live_helpers import load, trading_checkpoint
-from tests.v20_server import ACCOUNT, TOKEN, V20Server, V20State
+from tests.v20_account import ACCOUNT, TOKEN, V20State
+from tests.v20_server import V20Server
 
 PIP = 0.01
 

@@ -16,7 +16,8 @@ from shared.volume.checkpoints import atomic_write_json
 from shared.volume.promotion import read_current
 from tests.live_helpers import promote_checkpoint, trading_checkpoint
 from tests.service_helpers import free_port, start, wait_for
-from tests.v20_server import ACCOUNT, TOKEN, V20Server, V20State
+from tests.v20_account import ACCOUNT, TOKEN, V20State
+from tests.v20_server import V20Server
 
 
 def _env(data_dir, root, port, **extra):

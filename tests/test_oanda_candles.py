@@ -11,7 +11,8 @@ from shared.cli.data import main as data_cli
 from shared.core.oanda import OandaConfigError, load_credentials, make_api, request_with_retry
 from shared.data.oanda_candles import download_candles
 from shared.data.store import BarStore
-from tests.v20_server import TOKEN, V20Server, V20State
+from tests.v20_account import TOKEN, V20State
+from tests.v20_server import V20Server
 
 
 @pytest.fixture

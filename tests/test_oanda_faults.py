@@ -20,15 +20,8 @@ from shared.live.brokers import (
 )
 from shared.live.brokers.oanda import OandaBroker
 from shared.live.brokers.oanda_fills import fill_price, parse_created
-from tests.v20_server import (
-    ACCOUNT,
-    REDUCE_ONLY_CANCEL_REASON,
-    TOKEN,
-    ForcedResponse,
-    V20Server,
-    V20State,
-    html_404,
-)
+from tests.v20_account import ACCOUNT, REDUCE_ONLY_CANCEL_REASON, TOKEN, ForcedResponse, V20State, html_404
+from tests.v20_server import V20Server
 
 GBP = "GBP_JPY"
 
